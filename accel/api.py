@@ -1,0 +1,242 @@
+"""The public entry points: ``apply``, ``remove``, ``summary``.
+
+``accel.apply(target, *configs)`` resolves the target (a diffusers pipeline, a denoiser or a timm
+model) to its denoiser(s), finds each denoiser's architecture adapter, checks every config against
+the adapter and against each other, then attaches the plugins in one transaction: if anything
+fails, everything registered so far is removed again and the model is left untouched.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Iterable
+
+import torch.nn as nn
+
+from . import compat
+from .config import PluginConfig
+from .context import DenoisingContext
+from .errors import ConfigError, UnsupportedModelError
+from .pipelines.registry import Adapter, find, lookup, unwrap
+from .plugin import plugin_for
+from .session import DenoiserSession
+from .summary import Summary
+
+#: Pipeline attributes that may hold a denoiser, in the order they are attached.
+DENOISER_ATTRIBUTES = ("unet", "transformer", "transformer_2", "transformer_3", "prior")
+
+_HANDLES: "weakref.WeakKeyDictionary[Any, AccelHandle]" = weakref.WeakKeyDictionary()
+
+
+class AccelHandle:
+    """What ``accel.apply`` returns: the attached plugins of one target, and how to remove them."""
+
+    def __init__(self, target: Any, context: DenoisingContext, sessions: list[DenoiserSession]) -> None:
+        self._target_ref = weakref.ref(target)
+        self.context = context
+        self.sessions = sessions
+        self.configs: list[PluginConfig] = []
+
+    @property
+    def target(self) -> Any:
+        return self._target_ref()
+
+    def remove(self) -> None:
+        """Remove every plugin and hook; the model is restored exactly."""
+        accel_remove(self.target)
+
+    def summary(self) -> Summary:
+        return summary(self.target)
+
+    def reset(self) -> None:
+        """Forget the loop position (bare denoisers): the next call starts a new generation."""
+        self.context.reset()
+
+    def __repr__(self) -> str:
+        configs = ", ".join(str(c) for c in self.configs) or "no plugins"
+        return f"AccelHandle({type(self.target).__name__}: {configs})"
+
+
+def apply(target: Any, *configs: PluginConfig | Iterable[PluginConfig],
+          num_inference_steps: int | None = None, cfg_stacked: bool | None = None) -> AccelHandle:
+    """Attach plugins to ``target`` and return a handle.
+
+    Args:
+        target: a ``DiffusionPipeline``, a denoiser (``UNet2DConditionModel``, a diffusers
+            transformer) or a timm ``VisionTransformer``.
+        *configs: plugin configs (``accel.DeepCacheConfig(...)``, ...), or lists of them.
+        num_inference_steps: only for a bare denoiser that you call yourself: the number of steps
+            of each generation (each call counts as one step). Pipelines report it themselves.
+        cfg_stacked: only for a bare denoiser: whether your batches stack ``[uncond, cond]``.
+
+    Calling ``apply`` again on the same target adds plugins to those already attached.
+    """
+    flat = _flatten(configs)
+    denoisers = _resolve(target)
+    handle = _HANDLES.get(target)
+    for name, module in denoisers:
+        owner = _HANDLES.get(module)
+        if owner is not None and owner is not handle:
+            raise UnsupportedModelError(
+                f"{name} already has accel plugins attached through another target; "
+                "call accel.remove on that target first")
+    all_configs = (handle.configs if handle else []) + flat
+    compat.check_compatible(all_configs)
+    is_pipeline = not isinstance(target, nn.Module)
+    adapters = {name: lookup(module) for name, module in denoisers}
+    for name, module in denoisers:
+        for config in flat:
+            plugin_for(config).check(adapters[name], config, has_pipeline=is_pipeline)
+
+    created = handle is None
+    if created:
+        first_adapter = adapters[denoisers[0][0]]
+        context = DenoisingContext(
+            pipeline=target if is_pipeline else None, num_inference_steps=num_inference_steps,
+            cfg_stacked=cfg_stacked, cfg_order=first_adapter.cfg_order,
+            detect_cfg=first_adapter.detect_cfg_stacked)
+        sessions = [DenoiserSession(name, module, adapters[name], context) for name, module in denoisers]
+        handle = AccelHandle(target, context, sessions)
+    elif num_inference_steps is not None or cfg_stacked is not None:
+        handle.context.user_num_inference_steps = num_inference_steps or handle.context.user_num_inference_steps
+        handle.context.user_cfg_stacked = cfg_stacked if cfg_stacked is not None else handle.context.user_cfg_stacked
+
+    attached: list[tuple[DenoiserSession, Any]] = []
+    try:
+        if created:
+            handle.context.bind_pipeline()
+        for session in handle.sessions:
+            session.install_context()
+            for config in flat:
+                plugin = plugin_for(config)(config, session)
+                session.plugins.append(plugin)
+                attached.append((session, plugin))
+                plugin.attach()
+            session.finish_install()
+    except BaseException:
+        if created:
+            for session in handle.sessions:
+                session.remove()
+            handle.context.unbind_pipeline()
+        else:
+            _rollback_plugins(handle, attached)
+        raise
+
+    handle.configs.extend(flat)
+    _HANDLES[target] = handle
+    for _, module in denoisers:
+        _HANDLES[module] = handle
+    return handle
+
+
+def _rollback_plugins(handle: AccelHandle, attached: list[tuple[DenoiserSession, Any]]) -> None:
+    """Take off the plugins of a failed second ``apply``, keep the earlier ones."""
+    for session in handle.sessions:
+        keep = [p for p in session.plugins if all(p is not q for _, q in attached)]
+        configs = [p.config for p in keep]
+        session.remove()
+        session.install_context()
+        for config in configs:
+            plugin = plugin_for(config)(config, session)
+            session.plugins.append(plugin)
+            plugin.attach()
+        session.finish_install()
+
+
+def remove(target: Any) -> bool:
+    """Remove every accel plugin from ``target``; returns False if nothing was attached.
+
+    The model is restored exactly: same outputs bit for bit, no leftover hooks or overrides.
+    """
+    handle = get_handle(target)
+    if handle is None:
+        return False
+    owner = handle.target
+    errors: list[BaseException] = []
+    for session in handle.sessions:
+        try:
+            session.remove()
+        except BaseException as exc:
+            errors.append(exc)
+        _HANDLES.pop(session.denoiser, None)
+    handle.context.unbind_pipeline()
+    if owner is not None:
+        _HANDLES.pop(owner, None)
+    _HANDLES.pop(target, None)
+    if errors:
+        raise errors[0]
+    return True
+
+
+accel_remove = remove
+
+
+def get_handle(target: Any) -> AccelHandle | None:
+    """The handle of ``target`` (a pipeline or one of its denoisers), if accel is attached."""
+    try:
+        return _HANDLES.get(target)
+    except TypeError:  # not weak-referenceable: cannot carry plugins
+        return None
+
+
+def summary(target: Any) -> Summary:
+    """What is attached to ``target`` and the statistics of its last generation."""
+    handle = get_handle(target)
+    if handle is None:
+        return Summary(target=type(target).__name__, attached=False, plugins=[], denoisers={}, last_call={})
+    denoisers = {}
+    for session in handle.sessions:
+        denoisers[session.name] = {
+            "family": session.adapter.family,
+            "plugins": {plugin.name: plugin.stats() for plugin in session.plugins},
+        }
+    return Summary(
+        target=type(handle.target).__name__,
+        attached=True,
+        plugins=[str(c) for c in handle.configs],
+        denoisers=denoisers,
+        last_call=handle.context.stats.as_dict(),
+    )
+
+
+def _flatten(configs: Iterable[Any]) -> list[PluginConfig]:
+    flat: list[PluginConfig] = []
+    for item in configs:
+        if isinstance(item, (list, tuple)):
+            flat.extend(_flatten(item))
+        elif isinstance(item, PluginConfig):
+            plugin_for(item)  # raises for unregistered configs
+            flat.append(item)
+        else:
+            raise ConfigError(
+                f"accel.apply expects plugin configs such as accel.DeepCacheConfig(...), got {type(item).__name__}")
+    return flat
+
+
+def _resolve(target: Any) -> list[tuple[str, nn.Module]]:
+    """The ``(name, denoiser)`` pairs of a pipeline, or ``[("denoiser", target)]`` for a model."""
+    if isinstance(target, nn.Module):
+        lookup(target)
+        return [(type(unwrap(target)).__name__, target)]
+    components = getattr(target, "components", None)
+    if not isinstance(components, dict):
+        raise UnsupportedModelError(
+            f"accel.apply expects a diffusers pipeline, a denoiser model or a timm model, got {type(target).__name__}")
+    found = []
+    for attr in DENOISER_ATTRIBUTES:
+        module = components.get(attr)
+        if isinstance(module, nn.Module) and find(module) is not None:
+            found.append((attr, module))
+    if not found:
+        present = ", ".join(f"{k}={type(v).__name__}" for k, v in components.items() if isinstance(v, nn.Module))
+        # raise the adapter's error for the first denoiser-like component, which names the supported families
+        for attr in DENOISER_ATTRIBUTES:
+            if isinstance(components.get(attr), nn.Module):
+                lookup(components[attr])
+        raise UnsupportedModelError(f"{type(target).__name__} has no denoiser accel knows (components: {present})")
+    return found
+
+
+def adapter_of(target: Any) -> Adapter:
+    """The adapter of ``target``'s (first) denoiser."""
+    return lookup(_resolve(target)[0][1])

@@ -1,0 +1,402 @@
+"""The denoising-loop context: which step, how many steps, how CFG is laid out.
+
+One :class:`DenoisingContext` exists per pipeline instance (or per bare denoiser). It learns where
+the loop is without touching any class:
+
+* ``pipe.scheduler.set_timesteps`` / ``pipe.prepare_latents`` (instance attributes wrapped by
+  :meth:`DenoisingContext.bind_pipeline`) mark the start of a generation, so every plugin's state
+  is reset at the start of every pipeline call;
+* ``pipe.scheduler.set_begin_index`` tells how many steps img2img/inpaint ``strength`` skipped;
+* ``pipe.scheduler.step`` calls are counted: the sampler step is ``evaluations // scheduler.order``,
+  which is right for schedulers that evaluate the denoiser more than once per step (Heun, KDPM2)
+  and for pipelines that call the denoiser twice per step (separate CFG branches);
+* a hook on each denoiser (registered by the session) asks :meth:`begin_call` for a
+  :class:`CallInfo` that plugin hooks read through :attr:`DenoisingContext.current`.
+
+Without a pipeline (the user calls the denoiser directly) each denoiser call is one step and the
+number of steps must be given by the user; plugins that need it raise a clear error otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+from typing import Any, Callable
+
+import torch
+
+from .errors import MissingContextError
+
+#: Names under which denoisers receive their main (noisy latent) input.
+MAIN_INPUT_NAMES = ("hidden_states", "sample", "x")
+
+
+@dataclasses.dataclass(frozen=True)
+class CallInfo:
+    """What a plugin hook knows about the denoiser call in flight.
+
+    Attributes:
+        generation: counts pipeline calls (generations) since the context was created.
+        step_index: sampler step, ``0 .. num_inference_steps - 1``; None if unknown.
+        num_inference_steps: steps this generation actually runs (after img2img strength).
+        eval_index: scheduler updates done so far in this generation.
+        call_index: denoiser calls so far within this evaluation (two-call CFG: 0 then 1).
+        branch: key for per-branch state: the pipeline's ``cache_context`` name when it sets one,
+            ``"cond_uncond"`` for a stacked CFG batch, otherwise ``"cond"``/``"call<k>"``.
+        batch_size: leading dimension of the denoiser's main input in this call.
+        samples: number of samples being generated.
+        cfg_stacked: the batch holds both CFG halves.
+        cfg_order: ``"uncond_first"`` or ``"cond_first"`` for a stacked batch.
+        timestep: the timestep argument of the call, if any.
+    """
+
+    generation: int
+    step_index: int | None
+    num_inference_steps: int | None
+    eval_index: int
+    call_index: int
+    branch: str
+    batch_size: int
+    samples: int
+    cfg_stacked: bool
+    cfg_order: str = "uncond_first"
+    timestep: Any = None
+
+    @property
+    def is_first_step(self) -> bool:
+        return self.step_index == 0
+
+    @property
+    def is_last_step(self) -> bool:
+        return self.num_inference_steps is not None and self.step_index == self.num_inference_steps - 1
+
+    def require_steps(self, who: str) -> tuple[int, int]:
+        """``(step_index, num_inference_steps)`` or a :class:`MissingContextError` naming ``who``."""
+        if self.step_index is None or self.num_inference_steps is None:
+            raise MissingContextError(
+                f"{who} needs the denoising step and the number of steps. Apply accel to the pipeline "
+                "(accel.apply(pipe, ...)) so they are read from its scheduler, or pass "
+                "num_inference_steps=N to accel.apply when you call the denoiser yourself "
+                "(then every denoiser call counts as one step)."
+            )
+        return self.step_index, self.num_inference_steps
+
+
+@dataclasses.dataclass
+class GenerationStats:
+    """Counts for the last (or current) generation, reset at its start."""
+
+    generation: int = 0
+    denoiser_calls: int = 0
+    nfe: float = 0.0
+    steps: int | None = None
+    samples: int | None = None
+    calls_per_step: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"generation": self.generation, "steps": self.steps, "samples": self.samples,
+                "denoiser_calls": self.denoiser_calls, "nfe": round(self.nfe, 4)}
+
+
+StepWrapper = Callable[..., Any]
+
+
+class DenoisingContext:
+    """Per-pipeline (or per-bare-denoiser) view of the denoising loop; see the module docstring."""
+
+    def __init__(self, pipeline: Any = None, num_inference_steps: int | None = None,
+                 cfg_stacked: bool | None = None, cfg_order: str = "uncond_first",
+                 detect_cfg: Callable[[dict, int, int | None], bool | None] | None = None) -> None:
+        self._pipeline_ref = weakref.ref(pipeline) if pipeline is not None else None
+        self.user_num_inference_steps = num_inference_steps
+        self.user_cfg_stacked = cfg_stacked
+        self.cfg_order = cfg_order
+        self._detect_cfg = detect_cfg
+        self.generation = 0
+        self.current: CallInfo | None = None
+        self.stats = GenerationStats()
+        self._generation_start_callbacks: list[Callable[[], None]] = []
+        self._generation_end_callbacks: list[Callable[[], None]] = []
+        self._step_wrappers: list[StepWrapper] = []
+        self._scheduler: Any = None
+        self._wrapped_pipeline_attrs: list[tuple[Any, str]] = []
+        self._reset_loop_state()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _reset_loop_state(self) -> None:
+        self._pending = False        # a generation started, no denoiser call yet
+        self._in_loop = False        # inside the denoising loop of the current generation
+        self._eval_count = 0
+        self._calls_in_eval = 0
+        self._num_steps: int | None = None
+        self._total_evals: int | None = None
+        self._begin_index: int | None = None
+        self._latent_batch: int | None = None
+        self._samples: int | None = None
+        self._cfg_stacked: bool | None = None
+
+    @property
+    def pipeline(self) -> Any:
+        return self._pipeline_ref() if self._pipeline_ref is not None else None
+
+    def on_generation_start(self, callback: Callable[[], None]) -> None:
+        self._generation_start_callbacks.append(callback)
+
+    def on_generation_end(self, callback: Callable[[], None]) -> None:
+        self._generation_end_callbacks.append(callback)
+
+    def add_step_wrapper(self, wrapper: StepWrapper) -> None:
+        """``wrapper(step_fn, *args, **kwargs)`` runs around every ``scheduler.step`` call."""
+        if self.pipeline is None:
+            raise MissingContextError("this plugin wraps the scheduler step; apply accel to the pipeline, not the bare denoiser")
+        self._step_wrappers.append(wrapper)
+
+    def remove_step_wrapper(self, wrapper: StepWrapper) -> None:
+        if wrapper in self._step_wrappers:
+            self._step_wrappers.remove(wrapper)
+
+    def start_generation(self) -> None:
+        """Begin a new generation: counters and every plugin's per-generation state are reset."""
+        self._reset_loop_state()
+        self._pending = True
+        self.generation += 1
+        self.stats = GenerationStats(generation=self.generation)
+        self.current = None
+        for callback in list(self._generation_start_callbacks):
+            callback()
+
+    def end_generation(self) -> None:
+        """The last step ran: plugins may free their caches (statistics stay readable)."""
+        self._in_loop = False
+        self._pending = False
+        for callback in list(self._generation_end_callbacks):
+            callback()
+
+    def reset(self) -> None:
+        """Forget the loop position; the next denoiser call starts a new generation."""
+        self._reset_loop_state()
+
+    # ------------------------------------------------------------------ pipeline binding
+    def bind_pipeline(self) -> None:
+        """Wrap the pipeline's scheduler and ``prepare_latents`` (instance attributes only)."""
+        pipe = self.pipeline
+        if pipe is None:
+            return
+        if hasattr(pipe, "prepare_latents"):
+            self._wrap_attr(pipe, "prepare_latents", self._prepare_latents_wrapper)
+        self._bind_scheduler(getattr(pipe, "scheduler", None))
+
+    def unbind_pipeline(self) -> None:
+        for owner, name in reversed(self._wrapped_pipeline_attrs):
+            if name in owner.__dict__:
+                del owner.__dict__[name]
+        self._wrapped_pipeline_attrs.clear()
+        self._scheduler = None
+
+    def _wrap_attr(self, owner: Any, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
+        if name in owner.__dict__:
+            raise RuntimeError(f"{type(owner).__name__}.{name} is already overridden on this instance; "
+                               "accel will not wrap it twice (is another accel handle attached?)")
+        original = getattr(owner, name)
+        wrapper = make_wrapper(original)
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        owner.__dict__[name] = wrapper
+        self._wrapped_pipeline_attrs.append((owner, name))
+
+    def _bind_scheduler(self, scheduler: Any) -> None:
+        if scheduler is None or scheduler is self._scheduler:
+            return
+        # forget the previous scheduler's wrappers
+        still = []
+        for owner, name in self._wrapped_pipeline_attrs:
+            if owner is self._scheduler:
+                owner.__dict__.pop(name, None)
+            else:
+                still.append((owner, name))
+        self._wrapped_pipeline_attrs = still
+        self._scheduler = scheduler
+        self._wrap_attr(scheduler, "set_timesteps", self._set_timesteps_wrapper)
+        if hasattr(scheduler, "set_begin_index"):
+            self._wrap_attr(scheduler, "set_begin_index", self._set_begin_index_wrapper)
+        self._wrap_attr(scheduler, "step", self._step_wrapper)
+
+    def _maybe_start_generation(self) -> None:
+        if not self._pending:
+            self.start_generation()
+
+    def _prepare_latents_wrapper(self, original: Callable) -> Callable:
+        def prepare_latents(*args: Any, **kwargs: Any) -> Any:
+            self._maybe_start_generation()
+            out = original(*args, **kwargs)
+            latents = _first_tensor(out)
+            if latents is not None:
+                self._latent_batch = int(latents.shape[0])
+            return out
+        return prepare_latents
+
+    def _set_timesteps_wrapper(self, original: Callable) -> Callable:
+        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+            self._maybe_start_generation()
+            return original(*args, **kwargs)
+        return set_timesteps
+
+    def _set_begin_index_wrapper(self, original: Callable) -> Callable:
+        def set_begin_index(begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
+            self._begin_index = int(begin_index)
+            return original(begin_index, *args, **kwargs)
+        return set_begin_index
+
+    def _step_wrapper(self, original: Callable) -> Callable:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            call = original
+            for wrapper in reversed(self._step_wrappers):
+                call = _bind_wrapper(wrapper, call)
+            out = call(*args, **kwargs)
+            self._eval_count += 1
+            self._calls_in_eval = 0
+            if self._total_evals is not None and self._eval_count >= self._total_evals:
+                self.end_generation()
+            return out
+        return step
+
+    # ------------------------------------------------------------------ denoiser calls
+    def begin_call(self, args: tuple, kwargs: dict, pipeline_branch: str | None = None) -> CallInfo:
+        """Called by the context hook before each denoiser forward; returns and stores the CallInfo."""
+        pipe = self.pipeline
+        if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler:
+            # the user swapped the scheduler since the last call: follow it, and treat this as a new generation
+            self._bind_scheduler(getattr(pipe, "scheduler", None))
+            self.start_generation()
+        if not self._pending and not self._in_loop:
+            self.start_generation()
+        batch, timestep = _main_batch_and_timestep(args, kwargs)
+        if self._pending:
+            self._pending = False
+            self._in_loop = True
+            self._cfg_stacked = self._decide_cfg(kwargs, batch)
+            self._samples = self._latent_batch or (batch // 2 if self._cfg_stacked else batch)
+            self._num_steps, self._total_evals = self._count_steps(timestep)
+            self.stats.steps = self._num_steps
+            self.stats.samples = self._samples
+        cfg_stacked = self._decide_cfg(kwargs, batch) if self._cfg_stacked is None else (
+            self._cfg_stacked and batch == 2 * self._samples)
+        step_index = self._step_index()
+        call_index = self._calls_in_eval
+        if pipeline_branch:
+            branch = pipeline_branch
+        elif cfg_stacked:
+            branch = "cond_uncond"
+        else:
+            branch = "cond" if call_index == 0 else f"call{call_index}"
+        info = CallInfo(
+            generation=self.generation, step_index=step_index, num_inference_steps=self._num_steps,
+            eval_index=self._eval_count, call_index=call_index, branch=branch, batch_size=batch,
+            samples=self._samples or batch, cfg_stacked=bool(cfg_stacked), cfg_order=self.cfg_order,
+            timestep=timestep,
+        )
+        self.current = info
+        self.stats.denoiser_calls += 1
+        if step_index is not None:
+            self.stats.calls_per_step[step_index] = self.stats.calls_per_step.get(step_index, 0) + 1
+        return info
+
+    def end_call(self) -> None:
+        """Called by the context hook after each denoiser forward."""
+        self._calls_in_eval += 1
+        if self._scheduler is None:  # bare denoiser: every call is one step
+            self._eval_count += 1
+            self._calls_in_eval = 0
+            if self._total_evals is not None and self._eval_count >= self._total_evals:
+                self.end_generation()
+
+    def count_evaluation(self, batch: int) -> None:
+        """Called by the innermost hook when the denoiser really runs on ``batch`` samples."""
+        samples = self._samples or batch
+        self.stats.nfe += batch / samples
+
+    def _decide_cfg(self, kwargs: dict, batch: int) -> bool:
+        if self.user_cfg_stacked is not None:
+            return self.user_cfg_stacked
+        if self._detect_cfg is not None:
+            detected = self._detect_cfg(kwargs, batch, self._latent_batch)
+            if detected is not None:
+                return detected
+        return False
+
+    def _count_steps(self, timestep: Any) -> tuple[int | None, int | None]:
+        scheduler = self._scheduler
+        if scheduler is None:
+            steps = self.user_num_inference_steps
+            return steps, steps
+        timesteps = getattr(scheduler, "timesteps", None)
+        if timesteps is None:
+            return self.user_num_inference_steps, None
+        order = max(int(getattr(scheduler, "order", 1) or 1), 1)
+        begin = self._begin_index
+        if begin is None:
+            begin = _position_of(timesteps, timestep)
+        total = len(timesteps) - begin
+        return math.ceil(total / order), total
+
+    def _step_index(self) -> int | None:
+        if self._num_steps is None:
+            return None
+        if self._scheduler is None:
+            index = self._eval_count
+        else:
+            order = max(int(getattr(self._scheduler, "order", 1) or 1), 1)
+            index = self._eval_count // order
+        return min(index, self._num_steps - 1)
+
+
+def _bind_wrapper(wrapper: StepWrapper, inner: Callable) -> Callable:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return wrapper(inner, *args, **kwargs)
+    return call
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def main_input(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The denoiser's main (noisy latent) input from a forward call's arguments."""
+    for name in MAIN_INPUT_NAMES:
+        if isinstance(kwargs.get(name), torch.Tensor):
+            return kwargs[name]
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    return None
+
+
+def _main_batch_and_timestep(args: tuple, kwargs: dict) -> tuple[int, Any]:
+    x = main_input(args, kwargs)
+    batch = int(x.shape[0]) if x is not None else 1
+    timestep = kwargs.get("timestep")
+    if timestep is None and len(args) > 1 and isinstance(args[1], (torch.Tensor, int, float)):
+        timestep = args[1]
+    return batch, timestep
+
+
+def _position_of(timesteps: torch.Tensor, timestep: Any) -> int:
+    """Index of the first scheduler timestep equal to the call's timestep (0 if not found)."""
+    if timestep is None:
+        return 0
+    t = torch.as_tensor(timestep).flatten()
+    if t.numel() == 0:
+        return 0
+    value = float(t[0])
+    ts = torch.as_tensor(timesteps, dtype=torch.float64).flatten().cpu()
+    for candidate in (value, value * 1000.0):
+        hits = torch.nonzero(torch.isclose(ts, torch.tensor(candidate, dtype=torch.float64), rtol=1e-4, atol=1e-3))
+        if len(hits):
+            return int(hits[0])
+    return 0

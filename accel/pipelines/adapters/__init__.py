@@ -1,0 +1,1 @@
+"""One module per architecture group; importing them registers their adapters."""
