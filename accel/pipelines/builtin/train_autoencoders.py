@@ -1,0 +1,104 @@
+"""Train the built-in autoencoders: an ``AutoencoderKL`` (32x32 RGB -> 16x16x4 latents) shared by the
+image models, and an ``AutoencoderKLWan`` (9x32x32 video -> 5x16x16x4 latents) for the video model.
+
+Loss: L1 + MSE reconstruction plus a small KL term. After training, the latent statistics set
+``scaling_factor`` (2D) and ``latents_mean``/``latents_std`` (Wan) the way the real models do.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from . import VAE_DIR, WEIGHTS_DIR, data
+from .training import fit, half_precision_copy, write_report
+
+WAN_VAE_DIR = os.path.join(WEIGHTS_DIR, "vae-wan-video")
+
+
+def _image_pool(n_shapes: int, seed: int) -> torch.Tensor:
+    digits, _ = data.digits("train")
+    shapes, _, _ = data.shapes(n_shapes, seed)
+    videos, _, _ = data.moving_shapes(n_shapes // 18, seed)
+    return torch.cat([digits, shapes, videos.flatten(0, 1)])
+
+
+def _vae_loss(recon: torch.Tensor, target: torch.Tensor, posterior, kl_weight: float) -> torch.Tensor:
+    return F.l1_loss(recon, target) + F.mse_loss(recon, target) + kl_weight * posterior.kl().mean()
+
+
+def train_image_vae(minutes: float = 10.0, max_steps: int = 4000, batch_size: int = 32, seed: int = 0,
+                    out_dir: str = VAE_DIR) -> dict:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, sample_size=32)
+    pool = _image_pool(6000, seed)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x = pool[torch.randint(len(pool), (batch_size,), generator=g)]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        return _vae_loss(recon, x, posterior, 1e-6)
+
+    report, (trained,) = fit("vae-rgb32", [vae], loss_fn, batch_size=batch_size, max_steps=max_steps,
+                             max_minutes=minutes, lr=1e-3, warmup=100, ema_decay=None, seed=seed)
+    with torch.no_grad():
+        probe = pool[torch.randperm(len(pool), generator=g)[:512]]
+        latents = trained.encode(probe).latent_dist.mean
+        recon = trained.decode(latents).sample
+        psnr = float(-10 * torch.log10(F.mse_loss(((recon + 1) / 2).clamp(0, 1), (probe + 1) / 2)))
+    trained.register_to_config(scaling_factor=float(1.0 / latents.std()), shift_factor=0.0)
+    half_precision_copy(trained).save_pretrained(out_dir)
+    write_report(out_dir, report, {"reconstruction_psnr_db": round(psnr, 2),
+                                   "scaling_factor": trained.config.scaling_factor})
+    return {**report.as_dict(), "psnr": psnr}
+
+
+def train_video_vae(minutes: float = 12.0, max_steps: int = 3000, batch_size: int = 8, seed: int = 0,
+                    out_dir: str = WAN_VAE_DIR) -> dict:
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(base_dim=16, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
+                           latents_mean=[0.0] * 4, latents_std=[1.0] * 4, scale_factor_temporal=2,
+                           scale_factor_spatial=2)
+    videos, _, _ = data.moving_shapes(2400, seed)
+    videos = videos.permute(0, 2, 1, 3, 4).contiguous()  # (N, 3, F, H, W)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x = videos[torch.randint(len(videos), (batch_size,), generator=g)]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        return _vae_loss(recon, x, posterior, 1e-6)
+
+    report, (trained,) = fit("vae-wan-video", [vae], loss_fn, batch_size=batch_size, max_steps=max_steps,
+                             max_minutes=minutes, lr=1e-3, warmup=100, ema_decay=None, seed=seed)
+    with torch.no_grad():
+        probe = videos[torch.randperm(len(videos), generator=g)[:64]]
+        latents = trained.encode(probe).latent_dist.mean
+        recon = trained.decode(latents).sample
+        psnr = float(-10 * torch.log10(F.mse_loss(((recon + 1) / 2).clamp(0, 1), (probe + 1) / 2)))
+    mean = latents.mean(dim=(0, 2, 3, 4)).tolist()
+    std = latents.std(dim=(0, 2, 3, 4)).tolist()
+    trained.register_to_config(latents_mean=mean, latents_std=std)
+    half_precision_copy(trained).save_pretrained(out_dir)
+    write_report(out_dir, report, {"reconstruction_psnr_db": round(psnr, 2), "latents_mean": mean, "latents_std": std})
+    return {**report.as_dict(), "psnr": psnr}
+
+
+if __name__ == "__main__":
+    import sys
+
+    which = sys.argv[1] if len(sys.argv) > 1 else "both"
+    if which in ("image", "both"):
+        print(train_image_vae())
+    if which in ("video", "both"):
+        print(train_video_vae())
