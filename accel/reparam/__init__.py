@@ -1,0 +1,31 @@
+"""Structural reparameterization of timm vision transformers: RePaViT (Xu et al., arXiv 2505.21847).
+
+    from accel.reparam import to_repavit, calibrate_batchnorm, reparameterize
+    from accel.reparam.finetune import finetune
+    student = to_repavit(vit, idle_ratio=0.75)          # BatchNorm FFNs, 75% idle channels
+    calibrate_batchnorm(student, images)
+    finetune(student, vit, (images, labels), epochs=20, lr=5e-4, out_dir="runs/repavit")
+    fast = reparameterize(student)                       # plain Linears, same outputs
+
+or through accel: ``accel.apply(vit, accel.RePaViTConfig(checkpoint="runs/repavit/student"))``.
+"""
+
+from __future__ import annotations
+
+from .calibrate import calibrate_batchnorm
+from .fold import fold_mlp, reparameterize
+from .modules import ChannelIdleMlp, RePaBlock, RePaFFN, ResidualFFN, TokenBatchNorm, ffn_macs_per_token
+from .official import build_official_model, load_official_checkpoint, official_to_accel_keys
+from .plugin import RePaViTConfig, RePaViTPlugin, apply_repavit
+from .repavit import to_repavit
+from .serialization import load_reparameterized, read_checkpoint, save_reparameterized
+
+# ``accel.reparam.finetune`` is the submodule (its ``finetune`` function and the CLI ``main``); it is not
+# imported here so that ``python -m accel.reparam.finetune`` runs it cleanly.
+
+__all__ = [
+    "ChannelIdleMlp", "RePaBlock", "RePaFFN", "RePaViTConfig", "RePaViTPlugin", "ResidualFFN", "TokenBatchNorm",
+    "apply_repavit", "build_official_model", "calibrate_batchnorm", "ffn_macs_per_token", "fold_mlp",
+    "load_official_checkpoint", "load_reparameterized", "official_to_accel_keys", "read_checkpoint",
+    "reparameterize", "save_reparameterized", "to_repavit",
+]

@@ -1,0 +1,145 @@
+"""The modules of RePaViT's channel-idle FFN (Xu et al., arXiv 2505.21847), training and folded forms.
+
+Training form (:class:`ChannelIdleMlp`): ``x + fc2(BN2(act_a(fc1(BN1(x)))))`` where ``act_a`` applies the
+activation to the first ``a`` hidden channels only and leaves the rest ("idle") linear.
+Folded form: the BatchNorms, the idle channels and the shortcut merge into plain Linears:
+``y = W_lin x + b_lin + W2[:, :a] act(W1[:a] x + b1[:a])`` (:class:`RePaFFN`); with ``a = 0`` this is one
+``nn.Linear`` and with every channel active it is :class:`ResidualFFN`.
+
+Every FFN here includes its residual shortcut, so :class:`RePaBlock` (a timm ``Block`` whose FFN owns
+its shortcut) returns ``mlp(x)`` instead of ``x + mlp(norm2(x))``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+
+class TokenBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` over the last (channel) dimension of tokens of any shape, e.g. ``(B, N, C)``.
+
+    Statistics are taken over every leading dimension (batch and tokens), the same as
+    ``BatchNorm1d`` on ``(B, C, N)``; the state-dict keys are those of ``BatchNorm1d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+
+
+class ChannelIdleMlp(nn.Module):
+    """RePaViT's training-form FFN with its own shortcut.
+
+    ``x + drop_path(ls(drop2(fc2(norm2(drop1(act_a(fc1(norm1(x)))))))))``: ``norm1`` replaces the block's
+    pre-FFN LayerNorm, ``act_a`` activates hidden channels ``[0, act_channels)`` only, ``norm2`` is the
+    optional BatchNorm after the activation and ``ls`` the block's LayerScale (Identity when absent).
+    """
+
+    def __init__(self, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear, act_channels: int, act_norm: bool = True,
+                 drop1: Optional[nn.Module] = None, drop2: Optional[nn.Module] = None,
+                 ls: Optional[nn.Module] = None, drop_path: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        dim, hidden = fc1.in_features, fc1.out_features
+        if not 0 <= act_channels <= hidden:
+            raise ValueError(f"act_channels must be in [0, {hidden}], got {act_channels}")
+        factory = {"device": fc1.weight.device, "dtype": fc1.weight.dtype}
+        self.in_features = dim
+        self.hidden_features = hidden
+        self.act_channels = act_channels
+        self.norm1 = TokenBatchNorm(dim, **factory)
+        self.fc1 = fc1
+        self.act = act
+        self.drop1 = drop1 if drop1 is not None else nn.Identity()
+        self.norm2 = TokenBatchNorm(hidden, **factory) if act_norm else nn.Identity()
+        self.fc2 = fc2
+        self.drop2 = drop2 if drop2 is not None else nn.Identity()
+        self.ls = ls if ls is not None else nn.Identity()
+        self.drop_path = drop_path if drop_path is not None else nn.Identity()
+
+    @property
+    def idle_ratio(self) -> float:
+        return 1.0 - self.act_channels / self.hidden_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(self.norm1(x))
+        h = torch.cat([self.act(h[..., :self.act_channels]), h[..., self.act_channels:]], dim=-1)
+        h = self.fc2(self.norm2(self.drop1(h)))
+        return x + self.drop_path(self.ls(self.drop2(h)))
+
+
+class RePaFFN(nn.Module):
+    """Folded channel-idle FFN: ``linear(x) + fc2(act(fc1(x)))``.
+
+    ``linear`` (d -> d) carries the idle channels, both BatchNorms' shifts and the shortcut; ``fc1``
+    (d -> a) and ``fc2`` (a -> d, no bias) are the active channels.
+    """
+
+    def __init__(self, linear: nn.Linear, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+        self.fc1 = fc1
+        self.act = act
+        self.fc2 = fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.fc2(self.act(self.fc1(x)))
+
+
+class ResidualFFN(nn.Module):
+    """Folded FFN with every channel active (idle ratio 0): ``x + fc2(act(fc1(x)))``."""
+
+    def __init__(self, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear) -> None:
+        super().__init__()
+        self.fc1 = fc1
+        self.act = act
+        self.fc2 = fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(self.act(self.fc1(x)))
+
+
+class RePaBlock(nn.Module):
+    """A timm ViT ``Block`` whose FFN (``mlp``) includes the FFN's shortcut.
+
+    The attention half (``norm1``, ``attn``, ``ls1``, ``drop_path1``) is the original block's modules;
+    ``mlp`` is a :class:`ChannelIdleMlp` (training form) when built and may later be replaced by its
+    folded form.
+    """
+
+    def __init__(self, norm1: nn.Module, attn: nn.Module, ls1: nn.Module, drop_path1: nn.Module,
+                 mlp: nn.Module, idle_ratio: float, act_norm: bool = True) -> None:
+        super().__init__()
+        #: The conversion settings, kept for saving and summaries (the folded ``mlp`` forgets them).
+        self.idle_ratio = float(idle_ratio)
+        self.act_norm = bool(act_norm)
+        self.hidden_features = mlp.hidden_features
+        self.act_channels = mlp.act_channels
+        self.norm1 = norm1
+        self.attn = attn
+        self.ls1 = ls1
+        self.drop_path1 = drop_path1
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                is_causal: bool = False) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal)))
+        return self.mlp(x)
+
+
+FOLDED_TYPES = (RePaFFN, ResidualFFN, nn.Linear)
+
+
+def is_folded(mlp: nn.Module) -> bool:
+    """Whether a RePaBlock's ``mlp`` is in folded (inference) form."""
+    return isinstance(mlp, FOLDED_TYPES)
+
+
+def ffn_macs_per_token(ffn: nn.Module) -> int:
+    """Multiply-accumulates per token of an FFN: the sum of ``in * out`` over its Linear layers.
+
+    BatchNorms, biases and the activation are not counted (they fold away or are elementwise).
+    """
+    return sum(m.in_features * m.out_features for m in ffn.modules() if isinstance(m, nn.Linear))
