@@ -1,0 +1,22 @@
+"""Mask builders, pure torch: dynamic (content-aware), static patterns, and offline per-head plans.
+
+Every builder works on tokens in the *working order* of a :class:`~accel.sparse_attention.reorder.SequenceLayout`
+(video tokens in 3D-tile order, then text) and returns a boolean block map or a
+:class:`~accel.sparse_attention.mask.BlockSparseMask`.
+"""
+
+from .diagonal import band_blocks, multi_diagonal_blocks
+from .dynamic import SCORE_METHODS, block_scores, dynamic_mask, keep_by_threshold, mean_pool, sample_tokens
+from .geometry import block_boxes, box_gaps
+from .patterns import PATTERN_ARITY, PatternSpec, finalize, pattern_blocks, pattern_mask
+from .plan import SparsePlan
+from .plan_search import DEFAULT_CANDIDATES, PlanSearch, expected_density
+from .stripe import stripe_blocks
+from .window import temporal_blocks, window_blocks
+
+__all__ = [
+    "DEFAULT_CANDIDATES", "PATTERN_ARITY", "PatternSpec", "PlanSearch", "SCORE_METHODS", "SparsePlan", "band_blocks",
+    "block_boxes", "block_scores", "box_gaps", "dynamic_mask", "expected_density", "finalize", "keep_by_threshold",
+    "mean_pool", "multi_diagonal_blocks", "pattern_blocks", "pattern_mask", "sample_tokens", "stripe_blocks",
+    "temporal_blocks", "window_blocks",
+]

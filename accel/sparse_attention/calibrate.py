@@ -1,0 +1,49 @@
+"""Offline plan search on a real pipeline or denoiser: run calibration inputs densely, observe every
+attention layer's q/k/v, and pick per-head patterns (Sparse-vDiT, arXiv 2506.03065).
+
+    plan = calibrate_plan(pipe, lambda: pipe(**inputs), error_bound=0.05, block_size=64)
+    plan.save("wan_plan.json")
+    accel.apply(pipe, accel.SparseAttentionConfig(pattern="plan", plan_path="wan_plan.json"))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from ..api import apply, get_handle, remove
+from .builders.plan import SparsePlan
+from .builders.plan_search import DEFAULT_CANDIDATES, PlanSearch
+from .config import SparseAttentionConfig
+
+
+def calibrate_plan(target: Any, run: Callable[[], Any], *, candidates: Sequence[str] = DEFAULT_CANDIDATES,
+                   error_bound: float = 0.05, block_size: int = 64, tile: tuple[int, int, int] = (4, 4, 4),
+                   allow_skip: bool = False, skip_bound: float = 0.02, sample_rows: int = 256,
+                   steps: Sequence[int] | None = None, num_inference_steps: int | None = None,
+                   meta: dict[str, Any] | None = None) -> SparsePlan:
+    """Search a :class:`SparsePlan` for ``target`` (a pipeline or video-DiT denoiser).
+
+    ``run()`` must call the pipeline/denoiser on calibration inputs; attention stays dense during
+    the search (outputs are the stock outputs). ``steps`` restricts observation to those denoising
+    steps (default: all). ``num_inference_steps`` is only needed for a bare denoiser with ``steps``.
+    See :class:`~accel.sparse_attention.builders.plan_search.PlanSearch` for the other arguments.
+    """
+    if get_handle(target) is not None:
+        raise RuntimeError("calibrate_plan needs a target without accel plugins; call accel.remove(target) first")
+    search = PlanSearch(candidates, error_bound, block_size, tile, allow_skip, skip_bound, sample_rows)
+    config = SparseAttentionConfig(block_size=block_size, tile=tuple(tile), dense_warmup_fraction=0.0, dense_layers=())
+    handle = apply(target, config, num_inference_steps=num_inference_steps)
+    try:
+        wanted = set(steps) if steps is not None else None
+        for session in handle.sessions:
+            for plugin in session.plugins:
+                def observe(layer, q, k, v, layout, _plugin=plugin):
+                    info = _plugin.session.context.current
+                    if wanted is None or (info is not None and info.step_index in wanted):
+                        search.observe(layer, q, k, v, layout)
+                plugin.force_dense = True
+                plugin.observer = observe
+        run()
+    finally:
+        remove(target)
+    return search.result(meta)

@@ -1,0 +1,303 @@
+"""The sparse-attention plugin: installs block-sparse attention processors on video DiTs.
+
+Per attention call: dense on warm-up steps, dense layers, or when the mask is full (the stock
+attention call, bit for bit); otherwise reorder tokens into 3D tiles, build or reuse the block mask
+(per layer, CFG branch, ``mask_reuse_steps`` steps), run ``block_sparse_attention`` and restore
+the token order. Densities and attention FLOPs are logged for ``accel.summary``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any, Callable
+
+import torch
+from diffusers.hooks import ModelHook
+
+from ..errors import UnsupportedModelError
+from ..pipelines.registry import unwrap
+from ..plugin import Plugin, register_plugin
+from .builders.dynamic import block_scores, keep_by_threshold
+from .builders.patterns import finalize
+from .builders.plan import SparsePlan
+from .builders.window import window_blocks
+from .config import SparseAttentionConfig
+from .grid import SUPPORTED_FAMILIES, video_grid
+from .mask import BlockSparseMask
+from .processors import PROCESSORS, SparseProcessor
+from .reorder import SequenceLayout
+
+#: called with (layer_index, q, k, v [B,H,N,D] in working order, layout) on dense calls when set
+Observer = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, SequenceLayout], None]
+
+
+class _GridHook(ModelHook):
+    """Reads the video token grid from each denoiser call's inputs."""
+
+    def __init__(self, plugin: "SparseAttentionPlugin") -> None:
+        super().__init__()
+        self.plugin = plugin
+
+    def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+        self.plugin.grid = video_grid(self.plugin.session.adapter.family, unwrap(module), args, kwargs)
+        return args, kwargs
+
+
+def suffix_lengths(key_padding: torch.Tensor | None, seq_len: int) -> list[int] | None | bool:
+    """Valid key counts per batch element of a boolean key-padding mask ``[B,1,1,N]`` (or ``[B,N]``).
+
+    Returns None when every key is valid, a list of lengths when the padding is a suffix, and
+    False for any other mask (which the sparse path cannot honour).
+    """
+    if key_padding is None:
+        return None
+    if key_padding.dtype != torch.bool or key_padding.shape[-1] != seq_len or key_padding.numel() != key_padding.shape[0] * seq_len:
+        return False
+    valid = key_padding.reshape(key_padding.shape[0], seq_len)
+    if bool(valid.all()):
+        return None
+    lengths = valid.sum(-1)
+    expected = torch.arange(seq_len, device=valid.device)[None, :] < lengths[:, None]
+    if not torch.equal(expected, valid) or int(lengths.min()) == 0:
+        return False
+    return [int(n) for n in lengths]
+
+
+@register_plugin
+class SparseAttentionPlugin(Plugin):
+    """Block-sparse self/joint attention (see :class:`SparseAttentionConfig`)."""
+
+    config_cls = SparseAttentionConfig
+    name = "sparse_attention"
+    kinds = frozenset({"video_dit"})
+    claims = frozenset({"attention_processor"})
+
+    def __init__(self, config: SparseAttentionConfig, session: Any) -> None:
+        super().__init__(config, session)
+        self.grid: tuple[int, int, int] | None = None
+        self.plan: SparsePlan | None = None
+        self.processors: list[SparseProcessor] = []
+        self.observer: Observer | None = None
+        self.force_dense = False
+        self._masks: dict[tuple, tuple[BlockSparseMask, int | None, tuple]] = {}
+        self._static: dict[tuple, BlockSparseMask] = {}
+        self._reset_stats()
+
+    # ------------------------------------------------------------------ checks and lifecycle
+    @classmethod
+    def check(cls, adapter: Any, config: Any, has_pipeline: bool) -> None:
+        super().check(adapter, config, has_pipeline)
+        if adapter.family not in PROCESSORS:
+            raise UnsupportedModelError(
+                f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}); "
+                f"it supports: {', '.join(SUPPORTED_FAMILIES)}")
+
+    def attach(self) -> None:
+        config: SparseAttentionConfig = self.config
+        if config.pattern == "plan":
+            self.plan = SparsePlan.load(config.plan_path)  # type: ignore[arg-type]
+        adapter = self.session.adapter
+        model = unwrap(self.session.denoiser)
+        modules = adapter.attention_modules(model)
+        if not modules:
+            raise UnsupportedModelError(f"{adapter.title}: found no self/joint attention modules to make sparse")
+        proc_cls = PROCESSORS[adapter.family]
+        for index, (name, module, _kind) in enumerate(modules):
+            stock = module.processor
+            if type(stock).__name__ not in proc_cls.stock_classes:
+                raise UnsupportedModelError(
+                    f"{name} uses {type(stock).__name__}; SparseAttentionConfig replaces only the stock "
+                    f"{' / '.join(proc_cls.stock_classes)} processor of {adapter.title}. Reset the model's processors "
+                    "or remove the other attention customisation first.")
+        for index, (name, module, _kind) in enumerate(modules):
+            stock = module.processor
+            processor = proc_cls(self, index, name, stock)
+            module.set_processor(processor)
+            self.session.add_restorer(lambda m=module, s=stock: m.set_processor(s))
+            self.processors.append(processor)
+        if self.plan is not None and self.plan.layers and max(self.plan.layers) >= len(modules):
+            raise UnsupportedModelError(f"plan {config.plan_path} names layer {max(self.plan.layers)}, but the model "
+                                        f"has {len(modules)} attention layers")
+        self.session.register_hook(self.session.denoiser, _GridHook(self), self.hook_name("grid"))
+
+    def detach(self) -> None:
+        self._masks.clear()
+        self._static.clear()
+
+    def on_generation_start(self) -> None:
+        self._masks.clear()
+        self._reset_stats()
+
+    # ------------------------------------------------------------------ statistics
+    def _reset_stats(self) -> None:
+        self._density: dict[int, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self._flops_dense = 0.0
+        self._flops_done = 0.0
+        self._backends: Counter = Counter()
+        self._calls = Counter()
+        self._masks_built = 0
+        self._masks_reused = 0
+        self._layout_fallbacks = 0
+
+    def _record(self, layer: int, step: int | None, density: float, kind: str, flops: float) -> None:
+        self._density[layer]["unknown" if step is None else step].append(density)
+        self._flops_dense += flops
+        self._flops_done += flops * density
+        self._calls[kind] += 1
+
+    def stats(self) -> dict[str, Any]:
+        names = {p.layer_index: p.layer_name for p in self.processors}
+        steps = sorted({s for per in self._density.values() for s in per}, key=lambda s: (isinstance(s, str), s))
+        by_layer, by_layer_step = {}, {}
+        per_step: dict[Any, list[float]] = defaultdict(list)
+        every: list[float] = []
+        for layer in sorted(self._density):
+            per = self._density[layer]
+            values = [x for s in per for x in per[s]]
+            by_layer[names.get(layer, str(layer))] = round(sum(values) / len(values), 4)
+            by_layer_step[names.get(layer, str(layer))] = [
+                round(sum(per[s]) / len(per[s]), 4) if per.get(s) else None for s in steps]
+            for s in per:
+                per_step[s].extend(per[s])
+            every.extend(values)
+        saved = 1.0 - self._flops_done / self._flops_dense if self._flops_dense else 0.0
+        return {
+            "pattern": self.config.pattern,
+            "mean_density": round(sum(every) / len(every), 4) if every else None,
+            "density_by_step": {s: round(sum(v) / len(v), 4) for s, v in sorted(per_step.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))},
+            "density_by_layer": by_layer,
+            "density_by_layer_step": by_layer_step,
+            "steps": steps,
+            "attention_flops_dense": self._flops_dense,
+            "attention_flops_computed": self._flops_done,
+            "attention_flops_saved": round(saved, 4),
+            "sparse_calls": self._calls["sparse"],
+            "dense_calls": self._calls["dense"],
+            "backends": dict(self._backends),
+            "masks_built": self._masks_built,
+            "masks_reused": self._masks_reused,
+            "layout_fallbacks": self._layout_fallbacks,
+        }
+
+    # ------------------------------------------------------------------ decisions
+    def _dense_step(self, info: Any) -> bool:
+        fraction = self.config.dense_warmup_fraction
+        if fraction <= 0.0 or info is None:
+            return False
+        step, steps = info.require_steps("SparseAttentionConfig (dense_warmup_fraction > 0)")
+        return step < math.ceil(fraction * steps - 1e-9)
+
+    def _layout(self, video_len: int, text_len: int, text_position: str) -> SequenceLayout:
+        tile = tuple(self.plan.tile) if self.plan is not None else tuple(self.config.tile)
+        grid = self.grid
+        if grid is not None and grid[0] * grid[1] * grid[2] == video_len:
+            return SequenceLayout(*grid, text_len=text_len, text_position=text_position, tile=tile)  # type: ignore[arg-type]
+        self._layout_fallbacks += 1
+        return SequenceLayout(1, 1, video_len, text_len=text_len, text_position=text_position, tile=(1, 1, 1))
+
+    @property
+    def block_size(self) -> int:
+        return self.plan.block_size if self.plan is not None else self.config.block_size
+
+    def _build_mask(self, layer: int, q: torch.Tensor, k: torch.Tensor, layout: SequenceLayout) -> BlockSparseMask | None:
+        config, bs = self.config, self.block_size
+        heads = q.shape[1]
+        if config.pattern == "plan":
+            key = ("plan", layer, layout, heads, str(q.device))
+            if key not in self._static:
+                self._static[key] = self.plan.mask(layer, layout, heads, q.device, config.force_diagonal)  # type: ignore[union-attr]
+            return self._static[key]
+        if config.pattern == "window":
+            key = ("window", layout, str(q.device))
+            if key not in self._static:
+                blocks = window_blocks(layout, bs, bs, config.window, q.device)
+                self._static[key] = finalize(blocks, layout, bs, config.force_diagonal)
+            return self._static[key]
+        with torch.no_grad():
+            scores = block_scores(q, k, bs, bs, config.score, min(config.samples_per_block, bs))
+            keep = keep_by_threshold(scores, config.tau, config.min_keep, config.max_keep)
+        self._masks_built += 1
+        return finalize(keep, layout, bs, config.force_diagonal)
+
+    def _mask(self, layer: int, branch: str, step: int | None, q: torch.Tensor, k: torch.Tensor,
+              layout: SequenceLayout) -> BlockSparseMask | None:
+        if self.config.pattern != "dynamic":
+            return self._build_mask(layer, q, k, layout)
+        key = (layer, branch)
+        shape = (layout, tuple(q.shape), str(q.device))
+        cached = self._masks.get(key)
+        reuse = self.config.mask_reuse_steps
+        if (cached is not None and cached[2] == shape and step is not None and cached[1] is not None
+                and 0 <= step - cached[1] < reuse):
+            self._masks_reused += 1
+            return cached[0]
+        mask = self._build_mask(layer, q, k, layout)
+        if reuse > 1:
+            self._masks[key] = (mask, step, shape)  # type: ignore[assignment]
+        return mask
+
+    # ------------------------------------------------------------------ the attention call
+    def attend(self, processor: SparseProcessor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, seq_dim: int,
+               text_len: int, text_position: str, key_padding: torch.Tensor | None,
+               dense: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Attention for one processor call. ``q, k, v`` are ``[B,N,H,D]`` (``seq_dim=1``) or
+        ``[B,H,N,D]`` (``seq_dim=2``); the result has the same layout. ``dense()`` is the stock call."""
+        info = self.session.context.current
+        step = info.step_index if info is not None else None
+        branch = info.branch if info is not None else "cond"
+        layer = processor.layer_index
+        if seq_dim == 1:
+            b, n, h, d = q.shape
+        else:
+            b, h, n, d = q.shape
+        flops = 4.0 * b * h * n * n * d
+        lengths = suffix_lengths(key_padding, n)
+        if lengths is not None and text_position != "last":
+            lengths = False
+        if (self.force_dense or layer in self.config.dense_layers or processor._parallel_config is not None
+                or lengths is False or self._dense_step(info)):
+            if self.observer is not None:
+                layout = self._layout(n - text_len, text_len, text_position)
+                qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
+                self.observer(layer, qw, kw, vw, layout)
+            self._record(layer, step, 1.0, "dense", flops)
+            return dense()
+
+        layout = self._layout(n - text_len, text_len, text_position)
+        qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
+        mask = self._mask(layer, branch, step, qw, kw, layout)
+        if mask is None or mask.is_full():
+            self._record(layer, step, 1.0, "dense", flops)
+            return dense()
+
+        from ..kernels.dispatch import block_sparse_attention
+
+        if lengths is None:
+            out, used = block_sparse_attention(qw, kw, vw, mask, backend=self.config.backend)
+            self._backends[used] += 1
+        else:
+            parts = []
+            for i, length in enumerate(lengths):
+                m = mask.select_batch(i).truncate_kv(length)
+                part, used = block_sparse_attention(qw[i:i + 1], kw[i:i + 1, :, :length], vw[i:i + 1, :, :length], m,
+                                                    backend=self.config.backend)
+                self._backends[used] += 1
+                parts.append(part)
+            out = torch.cat(parts, dim=0)
+        self._record(layer, step, mask.expand(b, h).density(), "sparse", flops)
+        return _model_order(out, layout, seq_dim)
+
+
+def _working(x: torch.Tensor, layout: SequenceLayout, seq_dim: int) -> torch.Tensor:
+    """``[B,H,N,D]`` view of ``x`` with its tokens in the working order of ``layout``."""
+    perm, _ = layout.permutation(x.device)
+    x = x.index_select(seq_dim, perm)
+    return x.transpose(1, 2) if seq_dim == 1 else x
+
+
+def _model_order(out: torch.Tensor, layout: SequenceLayout, seq_dim: int) -> torch.Tensor:
+    """Inverse of :func:`_working` for the ``[B,H,N,D]`` attention output."""
+    _, inv = layout.permutation(out.device)
+    out = out.index_select(2, inv)
+    return out.transpose(1, 2) if seq_dim == 1 else out

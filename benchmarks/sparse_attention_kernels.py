@@ -1,0 +1,147 @@
+"""Block-sparse attention kernels: time vs density against dense SDPA, at video-like shapes.
+
+For each density, a random block mask with that fraction of key blocks per query row (diagonal
+always on) runs through each backend; the table reports the median time, the measured speedup
+over dense SDPA, the ideal speedup 1/density and the fraction of ideal reached.
+
+    python benchmarks/sparse_attention_kernels.py                         # 13x15x26 tokens, 12 heads, D=64
+    python benchmarks/sparse_attention_kernels.py --frames 21 --height 30 --width 52 --dtype bfloat16
+    python benchmarks/sparse_attention_kernels.py --frames 2 --height 4 --width 8 --heads 2 --repeats 1  # smoke
+
+Backends: on CUDA ``triton`` and ``flex``; on CPU compiled ``flex`` and the ``torch`` gather path
+(the Triton interpreter is far too slow to time). Results go to
+``benchmarks/results/sparse_attention_kernels_<device>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from accel.kernels import block_sparse_attention  # noqa: E402
+from accel.sparse_attention.mask import BlockSparseMask, diagonal_blocks  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=13, help="video tokens: frames (after patchify)")
+    p.add_argument("--height", type=int, default=15, help="video tokens: rows")
+    p.add_argument("--width", type=int, default=26, help="video tokens: columns")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--block", type=int, default=64, help="mask block size (tokens)")
+    p.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                   help="default: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--backends", nargs="+", default=None, choices=["triton", "flex", "torch"],
+                   help="default: triton flex on CUDA, flex torch on CPU")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls per case (the first flex call compiles)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    p.add_argument("--tag", default="", help="suffix of the result file names")
+    return p.parse_args(argv)
+
+
+def mask_at_density(b: int, h: int, n: int, block: int, density: float, seed: int = 0) -> BlockSparseMask:
+    """Each query-block row keeps round(density * Nb) key blocks: its diagonal block plus random others."""
+    nb = math.ceil(n / block)
+    keep = max(1, min(nb, round(density * nb)))
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.rand(b, h, nb, nb, generator=g) + diagonal_blocks(nb, nb, block, block).float() * 2.0
+    top = scores.topk(keep, dim=-1).indices
+    blocks = torch.zeros(b, h, nb, nb, dtype=torch.bool).scatter_(-1, top, True)
+    return BlockSparseMask.from_block_bool(blocks, block, block, n, n)
+
+
+def timed(fn, repeats: int, warmup: int, device: str) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = args.device
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
+    backends = args.backends or (["triton", "flex"] if device.startswith("cuda") else ["flex", "torch"])
+    n = args.frames * args.height * args.width
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(args.batch, args.heads, n, args.head_dim, generator=g).to(device, dtype) for _ in range(3))
+    with torch.no_grad():
+        dense_s = timed(lambda: F.scaled_dot_product_attention(q, k, v), args.repeats, args.warmup, device)
+        rows = []
+        for density in args.densities:
+            mask = mask_at_density(args.batch, args.heads, n, args.block, density).to(device)
+            actual = mask.density()
+            for backend in backends:
+                try:
+                    seconds = timed(lambda: block_sparse_attention(q, k, v, mask, backend=backend),
+                                    args.repeats, args.warmup, device)
+                except Exception as exc:  # a backend unavailable here: say so in the table
+                    rows.append({"backend": backend, "target_density": density, "density": actual,
+                                 "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
+                    print(f"{backend:>6} density {actual:.3f}: {rows[-1]['error']}")
+                    continue
+                speedup = dense_s / seconds
+                ideal = 1.0 / actual
+                rows.append({"backend": backend, "target_density": density, "density": round(actual, 4),
+                             "ms": round(seconds * 1e3, 3), "speedup": round(speedup, 3), "ideal": round(ideal, 3),
+                             "fraction_of_ideal": round(speedup / ideal, 3)})
+                print(f"{backend:>6} density {actual:.3f}: {seconds * 1e3:9.2f} ms  speedup {speedup:6.2f}x  "
+                      f"ideal {ideal:6.2f}x  ({speedup / ideal:.0%} of ideal)")
+    device_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    result = {
+        "benchmark": "sparse_attention_kernels", "device": device_name, "dtype": str(dtype).replace("torch.", ""),
+        "shape": {"batch": args.batch, "heads": args.heads, "tokens": n, "grid": [args.frames, args.height, args.width],
+                  "head_dim": args.head_dim, "block": args.block},
+        "dense_sdpa_ms": round(dense_s * 1e3, 3), "repeats": args.repeats, "torch": torch.__version__, "rows": rows,
+    }
+    write(result, Path(args.out), "cuda" if device.startswith("cuda") else "cpu", args.tag)
+    return result
+
+
+def write(result: dict, out: Path, device: str, tag: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"sparse_attention_kernels_{device}{('_' + tag) if tag else ''}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    s = result["shape"]
+    lines = [f"# Block-sparse attention kernels ({result['device']}, {result['dtype']})", "",
+             f"B={s['batch']}, H={s['heads']}, N={s['tokens']} ({'x'.join(map(str, s['grid']))} tokens), "
+             f"D={s['head_dim']}, block {s['block']}. Dense SDPA: {result['dense_sdpa_ms']} ms "
+             f"(median of {result['repeats']}).", "",
+             "| backend | density | time (ms) | speedup vs SDPA | ideal (1/density) | fraction of ideal |",
+             "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | {r['density']:.3f} | n/a: {r['error']} | | | |")
+        else:
+            lines.append(f"| {r['backend']} | {r['density']:.3f} | {r['ms']} | {r['speedup']}x | {r['ideal']}x | "
+                         f"{r['fraction_of_ideal']:.0%} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / stem}.json and .md")
+
+
+if __name__ == "__main__":
+    main()
