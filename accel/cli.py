@@ -1,0 +1,122 @@
+"""The ``accel`` command line.
+
+    accel eval [SPEC.yaml] [--out runs] [--max-samples N]   quality-speed sweep (default: built-in models)
+    accel demo [--port 7860]                                 the Gradio demo
+    accel info                                               versions, supported families, plugins, built-in models
+    accel train MODEL                                        retrain a built-in model
+    accel reparam finetune [...]                             RePaViT distillation fine-tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_table
+
+    results = evaluate(args.spec, out=args.out, max_samples=args.max_samples, progress=not args.no_progress)
+    for run_dir, result in results.items():
+        print(f"\n== {run_dir}")
+        print(format_table(result["rows"]))
+        print(f"Pareto plot: {result['png']}")
+        print(f"interactive: {result['html']}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import diffusers
+    import torch
+
+    import accel
+    from .pipelines.builtin import BUILTIN_MODELS
+    from .pipelines.registry import supported_adapters
+    from .plugin import registered_configs
+
+    print(f"accel {accel.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}  "
+          f"cuda={torch.cuda.is_available()}")
+    print("supported families:")
+    for adapter in supported_adapters():
+        print(f"  {adapter.family:<14} {adapter.kind:<10} {adapter.title}")
+    print("plugins:", ", ".join(c.__name__ for c in registered_configs()))
+    print("built-in models:")
+    for name, spec in BUILTIN_MODELS.items():
+        print(f"  {name:<18} {'trained' if spec.is_trained() else 'NOT TRAINED':<12} {spec.title}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.model in ("classifiers",):
+        from .pipelines.builtin.train_classifiers import train_digits_classifier, train_shapes_classifier
+
+        print(train_digits_classifier())
+        print(train_shapes_classifier())
+    elif args.model in ("vae", "vae-video"):
+        from .pipelines.builtin.train_autoencoders import train_image_vae, train_video_vae
+
+        print(train_image_vae() if args.model == "vae" else train_video_vae())
+    elif args.model == "vit-digits":
+        from .pipelines.builtin.vit import train_vit
+
+        print(train_vit())
+    else:
+        from .pipelines.builtin.train_diffusion import train
+
+        print(train(args.model, max_steps=args.max_steps))
+    return 0
+
+
+def _cmd_reparam(args: argparse.Namespace) -> int:
+    from .reparam.finetune import main as finetune_main
+
+    return int(finetune_main(args.rest) or 0)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .app import launch
+
+    launch(host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accel", description="Training-free acceleration plugins for diffusion and vision models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("eval", help="sweep plugin configs and draw quality-speed curves")
+    ev.add_argument("spec", nargs="?", default=None, help="sweep spec (YAML/JSON); default: every built-in model and plugin")
+    ev.add_argument("--out", default="runs", help="output root (one folder per sweep; reruns resume)")
+    ev.add_argument("--max-samples", type=int, default=None, help="samples per config (smoke runs)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_cmd_eval)
+
+    info = sub.add_parser("info", help="versions, supported families, plugins, built-in models")
+    info.set_defaults(func=_cmd_info)
+
+    tr = sub.add_parser("train", help="retrain a built-in model (CPU, minutes)")
+    tr.add_argument("model", choices=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes", "vit-digits",
+                                      "classifiers", "vae", "vae-video"])
+    tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
+    tr.set_defaults(func=_cmd_train)
+
+    rp = sub.add_parser("reparam", help="RePaViT tools: `accel reparam finetune --help`")
+    rp.add_argument("action", choices=["finetune"])
+    rp.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action")
+    rp.set_defaults(func=_cmd_reparam)
+
+    demo = sub.add_parser("demo", help="launch the Gradio demo")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--share", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Generation phase of ``accel eval``: every (config, prompt, seed) sample, resumably, on 1..N processes.
+
+Work is split across processes with accelerate's ``PartialState`` (``accelerate launch -m accel.cli
+eval ...``); each sample's seed depends only on its prompt index and seed index, so a 2-process
+run produces exactly the samples of a 1-process run. Finished samples are never redone or
+overwritten: a sample counts as finished once its record line is written (after its PNG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import api
+from ..metrics.cost import DenoiserTimer, count_flops, synchronize
+from .prompts import load_prompts
+from .records import RecordWriter, merge, read_records, record_key
+from .spec import SweepSpec
+
+BASELINE = "baseline"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEntry:
+    """One curve point: a name, the plugin configs (empty for baselines) and the step count."""
+
+    name: str
+    configs: tuple[Any, ...]
+    steps: int
+    kind: str  # "baseline", "fewer_steps" or "method"
+
+
+def run_entries(spec: SweepSpec) -> list[RunEntry]:
+    entries = [RunEntry(BASELINE, (), spec.steps, "baseline")]
+    entries += [RunEntry(f"steps{k}", (), k, "fewer_steps") for k in spec.fewer_step_counts()]
+    for configs in spec.plugin_sets():
+        name = "+".join(str(c) for c in configs)
+        entries.append(RunEntry(name, tuple(configs), spec.steps, "method"))
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two grid entries share a name: {names}")
+    return entries
+
+
+def sample_seed(spec: SweepSpec, prompt_id: int, seed_index: int) -> int:
+    return spec.base_seed + 1000 * prompt_id + seed_index
+
+
+def sample_path(entry: str, prompt_id: int, seed: int) -> str:
+    safe = entry.replace("/", "-")
+    return os.path.join("samples", safe, f"p{prompt_id:04d}_s{seed}.png")
+
+
+def environment() -> dict[str, Any]:
+    import diffusers
+    import transformers
+
+    import accel
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
+    return {"accel": accel.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(), "device": device,
+            "cuda": torch.cuda.is_available(), "threads": torch.get_num_threads(), "dtype": "float32",
+            "compile": False}
+
+
+def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
+    """Create the run folder and its config.json, or check that an existing one ran the same sweep."""
+    run_dir = os.path.join(out_root, spec.run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    config_path = os.path.join(run_dir, "config.json")
+    payload = {"spec": spec.to_dict(), "environment": environment(),
+               "entries": [{"name": e.name, "kind": e.kind, "steps": e.steps,
+                            "configs": [c.to_dict() for c in e.configs]} for e in run_entries(spec)]}
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            old = json.load(f)
+        if old.get("spec") != json.loads(json.dumps(spec.to_dict())):
+            raise ValueError(f"{run_dir} holds a different sweep (its config.json differs); pass another --out "
+                             "or name the sweep differently: finished results are never overwritten")
+    else:
+        with open(config_path + ".tmp", "w") as f:
+            json.dump(payload, f, indent=2, default=str)
+        os.replace(config_path + ".tmp", config_path)
+    return run_dir
+
+
+def load_pipeline(spec: SweepSpec):
+    from ..pipelines.loading import load
+
+    pipe = load(spec.model, device=spec.device)
+    if spec.scheduler:
+        import diffusers
+
+        cls = getattr(diffusers, spec.scheduler, None)
+        if cls is None or not hasattr(cls, "from_config"):
+            raise ValueError(f"unknown scheduler {spec.scheduler!r}; use a diffusers scheduler class name")
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _denoiser(pipe) -> torch.nn.Module:
+    return getattr(pipe, "unet", None) or pipe.transformer
+
+
+def generate(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> tuple[torch.Tensor, float, float]:
+    """One sample: ``(image (3,H,W) or video (F,3,H,W) in [0,1], seconds, denoiser seconds)``."""
+    kwargs = {**call, "num_inference_steps": steps, "generator": torch.Generator("cpu").manual_seed(seed),
+              "output_type": "pt"}
+    with torch.no_grad(), DenoiserTimer(_denoiser(pipe)) as timer:
+        synchronize()
+        start = time.perf_counter()
+        out = pipe(prompt=prompt, **kwargs)
+        synchronize()
+        seconds = time.perf_counter() - start
+    result = out.frames if hasattr(out, "frames") else out.images
+    return result[0].float().cpu().clamp(0, 1), seconds, timer.seconds
+
+
+def save_sample(tensor: torch.Tensor, path: str, meta: dict[str, Any]) -> None:
+    """PNG with the prompt and config in its text chunks; videos are saved as a strip of frames."""
+    from PIL import Image, PngImagePlugin
+
+    if tensor.ndim == 4:  # (F, 3, H, W) -> frames side by side
+        tensor = torch.cat(list(tensor), dim=-1)
+    array = (tensor.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    info = PngImagePlugin.PngInfo()
+    for key, value in meta.items():
+        info.add_text(key, value if isinstance(value, str) else json.dumps(value))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
+    os.replace(tmp, path)
+
+
+def load_sample(path: str, frames: int = 1) -> torch.Tensor:
+    """Inverse of :func:`save_sample`: ``(3,H,W)`` or ``(F,3,H,W)`` in [0, 1]."""
+    from PIL import Image
+
+    array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    if frames > 1:
+        tensor = torch.stack(tensor.chunk(frames, dim=-1))
+    return tensor
+
+
+def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> int:
+    kwargs = {**call, "num_inference_steps": steps, "generator": torch.Generator("cpu").manual_seed(seed),
+              "output_type": "pt"}
+    with torch.no_grad(), count_flops() as flops:
+        pipe(prompt=prompt, **kwargs)
+    return flops["total"]
+
+
+def run_generation(spec: SweepSpec, out_root: str = "runs", max_samples: int | None = None,
+                   progress: bool = True, measure_flops: bool = True) -> str:
+    """Generate every missing sample of ``spec``; returns the run folder."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    state = PartialState()
+    run_dir = prepare_run_dir(spec, out_root) if state.is_main_process else os.path.join(out_root, spec.run_name)
+    state.wait_for_everyone()
+    prompts = load_prompts(spec.prompts, spec.model)
+    if spec.num_prompts:
+        prompts = prompts[:spec.num_prompts]
+    pairs = [(pid, sample_seed(spec, pid, j)) for j in range(spec.seeds_per_prompt) for pid in range(len(prompts))]
+    if max_samples:
+        pairs = pairs[:max_samples]
+    entries = run_entries(spec)
+    done = read_records(run_dir)
+    todo = [(entry, pid, seed) for entry in entries for pid, seed in pairs
+            if record_key(entry.name, pid, seed) not in done]
+    flops_path = os.path.join(run_dir, "flops.json")
+    flops = json.load(open(flops_path)) if os.path.exists(flops_path) else {}
+    pipe = load_pipeline(spec)
+    call = spec.call_kwargs()
+    with state.split_between_processes(todo) as mine:
+        writer = RecordWriter(run_dir, state.process_index)
+        bar = tqdm(total=len(mine), desc=f"eval {spec.run_name}", unit="sample", disable=not progress,
+                   position=state.process_index, dynamic_ncols=True)
+        current: str | None = None
+        try:
+            for entry, pid, seed in mine:
+                if entry.name != current:
+                    api.remove(pipe)
+                    api.apply(pipe, *entry.configs)
+                    current = entry.name
+                    generate(pipe, prompts[pid], seed, call, entry.steps)  # warm-up, untimed
+                    if measure_flops and entry.name not in flops and state.is_main_process:
+                        flops[entry.name] = _measure_flops(pipe, prompts[pid], seed, call, entry.steps)
+                        with open(flops_path + ".tmp", "w") as f:
+                            json.dump(flops, f, indent=2)
+                        os.replace(flops_path + ".tmp", flops_path)
+                sample, seconds, denoiser_seconds = generate(pipe, prompts[pid], seed, call, entry.steps)
+                summary = api.summary(pipe)
+                path = sample_path(entry.name, pid, seed)
+                meta = {"prompt": prompts[pid], "config": entry.name, "seed": str(seed), "steps": str(entry.steps),
+                        "model": spec.model}
+                save_sample(sample, os.path.join(run_dir, path), meta)
+                writer.write({
+                    "key": record_key(entry.name, pid, seed), "config": entry.name, "kind": entry.kind,
+                    "prompt_id": pid, "prompt": prompts[pid], "seed": seed, "steps": entry.steps, "path": path,
+                    "frames": int(sample.shape[0]) if sample.ndim == 4 else 1, "latency_s": seconds,
+                    "denoiser_s": denoiser_seconds, "nfe": summary["last_call"].get("nfe"),
+                    "denoiser_calls": summary["last_call"].get("denoiser_calls"),
+                    "plugin_stats": {name: d["plugins"] for name, d in summary["denoisers"].items()},
+                    "rank": state.process_index, "time": time.time(),
+                })
+                bar.update(1)
+        finally:
+            bar.close()
+            writer.close()
+            api.remove(pipe)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        merge(run_dir)
+    state.wait_for_everyone()
+    return run_dir

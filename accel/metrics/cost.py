@@ -1,0 +1,148 @@
+"""Cost metrics: wall latency (warm-up excluded, median and spread, device synchronised),
+denoiser-only time, FLOPs (``torch.utils.flop_counter``), peak memory and plugin cache bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable, Iterator
+
+import torch
+
+
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait for queued GPU work so that a timer measures it (no-op on the CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+
+
+@dataclasses.dataclass
+class Latency:
+    """Seconds per call over ``repeats`` timed runs after ``warmup`` untimed ones."""
+
+    median: float
+    p10: float
+    p90: float
+    mean: float
+    stdev: float
+    runs: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def summarize_times(times: list[float]) -> Latency:
+    ordered = sorted(times)
+    n = len(ordered)
+
+    def q(p: float) -> float:
+        return ordered[min(n - 1, max(0, round(p * (n - 1))))]
+    return Latency(median=statistics.median(ordered), p10=q(0.1), p90=q(0.9), mean=statistics.fmean(ordered),
+                   stdev=statistics.stdev(ordered) if n > 1 else 0.0, runs=list(times))
+
+
+def measure_latency(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5) -> Latency:
+    """Time ``fn()``: ``warmup`` runs excluded, device synchronised around every timed run."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return summarize_times(times)
+
+
+def measure_interleaved(fns: dict[str, Callable[[], Any]], warmup: int = 1, repeats: int = 5) -> dict[str, Latency]:
+    """Time several callables side by side, interleaving their repeats so drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            synchronize()
+            start = time.perf_counter()
+            fn()
+            synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: summarize_times(t) for name, t in times.items()}
+
+
+class DenoiserTimer:
+    """Accumulates the wall time spent inside a module's forward (e.g. the denoiser of a pipeline).
+
+    Uses torch's forward pre/post hooks, so it sees the module as the pipeline calls it (with any
+    accel hooks inside).
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.seconds = 0.0
+        self.calls = 0
+        self._start: float | None = None
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> "DenoiserTimer":
+        self._handles = [self.module.register_forward_pre_hook(self._pre), self.module.register_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _pre(self, module: Any, args: Any) -> None:
+        synchronize()
+        self._start = time.perf_counter()
+
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        synchronize()
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.calls += 1
+        self._start = None
+
+
+@contextlib.contextmanager
+def count_flops() -> Iterator[dict[str, int]]:
+    """Count the FLOPs of everything run inside the block: ``with count_flops() as f: ...; f["total"]``.
+
+    Counts the matmuls, convolutions and attention kernels torch actually executed, so skipped
+    work (cached blocks, dropped tokens) is not counted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    result: dict[str, int] = {"total": 0}
+    mode = FlopCounterMode(display=False)
+    with mode:
+        yield result
+    result["total"] = int(mode.get_total_flops())
+
+
+@contextlib.contextmanager
+def peak_memory() -> Iterator[dict[str, int | None]]:
+    """Peak accelerator memory allocated inside the block, in bytes (None on the CPU, where torch
+    keeps no allocator statistics)."""
+    result: dict[str, int | None] = {"bytes": None}
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        yield result
+        result["bytes"] = int(torch.cuda.max_memory_allocated() - base)
+    else:
+        yield result
+
+
+def cache_bytes(summary: dict) -> int:
+    """Bytes held in plugin caches during the last call, summed from an ``accel.summary``."""
+    total = 0
+    for denoiser in summary.get("denoisers", {}).values():
+        for stats in denoiser.get("plugins", {}).values():
+            value = stats.get("cache_bytes") or stats.get("peak_cache_bytes") or 0
+            total += int(value)
+    return total

@@ -1,0 +1,131 @@
+"""Domain metrics for the proving-ground models (the stand-ins for FID-on-Inception and CLIP score).
+
+* **FID / KID** on the features of the dataset's classifier (real: the held-out split).
+* **Alignment**: the classifier's probability of what the prompt asks for (digit; shape, colour and
+  position averaged; for videos shape and colour per frame plus the motion direction).
+* **Temporal consistency** (videos): mean cosine similarity of consecutive frames' classifier
+  features, the analogue of VBench's subject consistency.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+
+from ..pipelines.builtin import data
+from .features import feature_network
+
+DATASETS = ("digits", "shapes", "moving_shapes")
+
+
+def parse_prompt(dataset: str, prompt: str) -> dict[str, int]:
+    """The attribute labels a built-in prompt asks for, e.g. ``{"digit": 7}``."""
+    words = prompt.lower().replace(",", " ").split()
+    text = " ".join(words)
+    if dataset == "digits":
+        for i, word in enumerate(data.DIGIT_WORDS):
+            if re.search(rf"\b({i}|{word})\b", text):
+                return {"digit": i}
+        return {}
+    out: dict[str, int] = {}
+    for i, shape in enumerate(data.SHAPES):
+        if shape in words:
+            out["shape"] = i
+    for i, colour in enumerate(data.COLOURS):
+        if colour in words:
+            out["colour"] = i
+    if dataset == "shapes":
+        for i, position in enumerate(data.POSITIONS):
+            if position in text:
+                out["position"] = i
+    else:
+        for i, direction in enumerate(data.DIRECTIONS):
+            if re.search(rf"moving {direction}\b", text):
+                out["direction"] = i
+    return out
+
+
+class DomainMetrics:
+    """Classifier-based metrics for one built-in dataset (``digits``, ``shapes``, ``moving_shapes``)."""
+
+    def __init__(self, dataset: str) -> None:
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        self.dataset = dataset
+        self.classifier = feature_network(dataset)
+
+    # ------------------------------------------------------------------ reference images
+    def real_samples(self, n: int | None = None, split: str = "heldout", seed: int = 0) -> torch.Tensor:
+        """Real images (or video frames) in [0, 1] for the FID reference."""
+        if self.dataset == "digits":
+            images, _ = data.digits(split)
+            return data.to_unit(images[:n] if n else images)
+        if self.dataset == "shapes":
+            images, _, _ = data.shapes(n or 600, seed, split)
+            return data.to_unit(images)
+        videos, _, _ = data.moving_shapes(n or 96, seed, split)
+        return data.to_unit(videos)
+
+    @staticmethod
+    def frames(samples: torch.Tensor) -> torch.Tensor:
+        """Images as-is; videos ``(N, F, 3, H, W)`` flattened to frames."""
+        return samples.flatten(0, 1) if samples.ndim == 5 else samples
+
+    # ------------------------------------------------------------------ per-sample scores
+    @torch.no_grad()
+    def alignment(self, samples: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """Per-sample probability of the prompted attributes (mean over attributes), in [0, 1]."""
+        frames = self.frames(samples)
+        per_frame = frames.shape[0] // samples.shape[0]
+        probs = self.classifier.probabilities(frames)
+        scores = []
+        for i, prompt in enumerate(prompts):
+            wanted = parse_prompt(self.dataset, prompt)
+            parts = []
+            for name, label in wanted.items():
+                if name == "direction":
+                    moved = data.direction_index(data.motion_direction(samples[i:i + 1] * 2 - 1))
+                    parts.append(float(moved[0] == label))
+                elif name in probs:
+                    parts.append(float(probs[name][i * per_frame:(i + 1) * per_frame, label].mean()))
+            scores.append(sum(parts) / len(parts) if parts else float("nan"))
+        return torch.tensor(scores)
+
+    @torch.no_grad()
+    def attribute_accuracy(self, samples: torch.Tensor, prompts: list[str]) -> dict[str, float]:
+        """Fraction of samples whose predicted attribute (argmax) matches the prompt, per attribute."""
+        frames = self.frames(samples)
+        per_frame = frames.shape[0] // samples.shape[0]
+        probs = self.classifier.probabilities(frames)
+        hits: dict[str, list[float]] = {}
+        for i, prompt in enumerate(prompts):
+            for name, label in parse_prompt(self.dataset, prompt).items():
+                if name == "direction":
+                    moved = data.direction_index(data.motion_direction(samples[i:i + 1] * 2 - 1))
+                    hits.setdefault(name, []).append(float(moved[0] == label))
+                elif name in probs:
+                    votes = probs[name][i * per_frame:(i + 1) * per_frame].mean(0)
+                    hits.setdefault(name, []).append(float(votes.argmax() == label))
+        return {k: sum(v) / len(v) for k, v in hits.items()}
+
+    @torch.no_grad()
+    def temporal_consistency(self, videos: torch.Tensor) -> torch.Tensor:
+        """Per-video mean cosine similarity of consecutive frames' features (1 = perfectly stable)."""
+        if videos.ndim != 5:
+            raise ValueError("temporal consistency needs videos (N, F, 3, H, W)")
+        n, f = videos.shape[:2]
+        feats = self.classifier(videos.flatten(0, 1)).view(n, f, -1)
+        return F.cosine_similarity(feats[:, 1:], feats[:, :-1], dim=-1).mean(1)
+
+    # ------------------------------------------------------------------ set-level scores
+    def fid(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        from .fid import frechet_distance
+
+        return frechet_distance(self.frames(real), self.frames(fake), feature=self.classifier)
+
+    def kid(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
+        from .fid import kernel_distance
+
+        return kernel_distance(self.frames(real), self.frames(fake), feature=self.classifier)
