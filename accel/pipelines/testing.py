@@ -353,3 +353,34 @@ _PIPELINES: dict[str, Callable[[int], TinyPipeline]] = {
 }
 
 PIPELINE_FAMILIES = tuple(_PIPELINES)
+
+
+def tiny_text_pipeline(family: str = "unet", seed: int = 0) -> Any:
+    """A tiny pipeline that takes prompts in words (word-level tokenizer + random text encoder), no download.
+
+    Supported: ``unet`` (StableDiffusionPipeline), ``pixart``, ``sd3``, ``wan``. Used by tests of
+    ``accel eval`` and the demo, which call pipelines with ``prompt=``.
+    """
+    from .builtin.text import build_tokenizer, clip_text_encoder, t5_text_encoder
+
+    tiny = tiny_pipeline(family, seed)
+    pipe = tiny.pipe
+    if family == "unet":
+        pipe.register_modules(tokenizer=build_tokenizer(), text_encoder=clip_text_encoder(hidden=TEXT_DIM, seed=seed))
+    elif family == "pixart":
+        pipe.register_modules(tokenizer=build_tokenizer(), text_encoder=t5_text_encoder(d_model=TEXT_DIM, seed=seed))
+    elif family == "sd3":
+        pipe.register_modules(
+            tokenizer=build_tokenizer(), tokenizer_2=build_tokenizer(),
+            text_encoder=clip_text_encoder(hidden=TEXT_DIM // 2, with_projection=True, projection_dim=TEXT_DIM // 2, seed=seed),
+            text_encoder_2=clip_text_encoder(hidden=TEXT_DIM // 2, with_projection=True, projection_dim=TEXT_DIM // 2, seed=seed + 1))
+        pipe.tokenizer_max_length = pipe.tokenizer.model_max_length
+    elif family == "wan":
+        pipe.register_modules(tokenizer=build_tokenizer(), text_encoder=t5_text_encoder(d_model=TEXT_DIM, umt5=True, seed=seed))
+    else:
+        raise ValueError(f"no tiny text pipeline for {family!r}; use unet, pixart, sd3 or wan")
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

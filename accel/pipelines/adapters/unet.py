@@ -10,21 +10,64 @@ from ..registry import Adapter, BlockSpec, Component, register_adapter
 
 
 @dataclasses.dataclass(frozen=True)
-class UNetAdapter(Adapter):
-    """U-Nets have no flat block list; DeepCache asks for the skip branches instead.
+class SkipUnit:
+    """Modules of one U-Net layer and the skip connection it produces (down) or consumes (up)."""
 
-    A *branch* is one skip connection: down block ``i``'s layer ``j`` output feeds up block
-    ``n-1-i``'s layer ``L-j`` (where up blocks have one more layer than down blocks). Branch ids
-    count skips from the shallowest: branch 0 is the first down layer's skip.
+    name: str
+    skip: int                       # skip index S_k (S_0 is conv_in's output)
+    modules: tuple[nn.Module, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SkipLayout:
+    """The U-Net's skip structure: down units (produce S_1..S_K), mid block, up units (consume S_K..S_0)
+    and the up blocks' upsamplers (with the smallest skip index their block consumes)."""
+
+    down: tuple[SkipUnit, ...]
+    mid: nn.Module | None
+    up: tuple[SkipUnit, ...]
+    upsamplers: tuple[SkipUnit, ...]
+
+    @property
+    def num_skips(self) -> int:
+        return len(self.down) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetAdapter(Adapter):
+    """U-Nets have no flat block list; DeepCache asks for the skip layout instead.
+
+    Skips are numbered in execution order: S_0 is ``conv_in``'s output, S_1..S_K the outputs of
+    every down layer (resnet + attention) and downsampler. Up layers consume them in reverse.
+    DeepCache's branch ``b`` is skip ``S_(b+1)``: branch 0 keeps only the first down layer live.
     """
 
-    def branches(self, unet: nn.Module) -> list[tuple[int, int]]:
-        """``(down block index, layer index)`` of every skip branch, shallowest first."""
-        out = []
+    def skip_layout(self, unet: nn.Module) -> SkipLayout:
+        down: list[SkipUnit] = []
         for i, block in enumerate(unet.down_blocks):
-            for j in range(len(block.resnets)):
-                out.append((i, j))
-        return out
+            attentions = getattr(block, "attentions", None) or []
+            for j, resnet in enumerate(block.resnets):
+                mods = (resnet,) + ((attentions[j],) if j < len(attentions) else ())
+                down.append(SkipUnit(f"down_blocks.{i}.layer{j}", len(down) + 1, mods))
+            for sampler in (getattr(block, "downsamplers", None) or []):
+                down.append(SkipUnit(f"down_blocks.{i}.downsampler", len(down) + 1, (sampler,)))
+        k = len(down)
+        up: list[SkipUnit] = []
+        samplers: list[SkipUnit] = []
+        for u, block in enumerate(unet.up_blocks):
+            attentions = getattr(block, "attentions", None) or []
+            for l, resnet in enumerate(block.resnets):
+                mods = (resnet,) + ((attentions[l],) if l < len(attentions) else ())
+                up.append(SkipUnit(f"up_blocks.{u}.layer{l}", k - len(up), mods))
+            for sampler in (getattr(block, "upsamplers", None) or []):
+                samplers.append(SkipUnit(f"up_blocks.{u}.upsampler", up[-1].skip, (sampler,)))
+        if len(up) != k + 1:
+            from ...errors import UnsupportedModelError
+
+            raise UnsupportedModelError(
+                f"this U-Net's up path consumes {len(up)} skips but its down path makes {k + 1}; DeepCache needs the "
+                "standard UNet2DConditionModel skip structure")
+        return SkipLayout(tuple(down), getattr(unet, "mid_block", None), tuple(up), tuple(samplers))
 
     def blocks(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         out: list[tuple[str, nn.Module]] = []

@@ -29,7 +29,7 @@ def _vae_loss(recon: torch.Tensor, target: torch.Tensor, posterior, kl_weight: f
     return F.l1_loss(recon, target) + F.mse_loss(recon, target) + kl_weight * posterior.kl().mean()
 
 
-def train_image_vae(minutes: float = 10.0, max_steps: int = 4000, batch_size: int = 32, seed: int = 0,
+def train_image_vae(minutes: float = 30.0, max_steps: int = 2400, batch_size: int = 32, seed: int = 0,
                     out_dir: str = VAE_DIR) -> dict:
     from diffusers import AutoencoderKL
 
@@ -61,7 +61,7 @@ def train_image_vae(minutes: float = 10.0, max_steps: int = 4000, batch_size: in
     return {**report.as_dict(), "psnr": psnr}
 
 
-def train_video_vae(minutes: float = 12.0, max_steps: int = 3000, batch_size: int = 8, seed: int = 0,
+def train_video_vae(minutes: float = 45.0, max_steps: int = 1200, batch_size: int = 8, seed: int = 0,
                     out_dir: str = WAN_VAE_DIR) -> dict:
     from diffusers import AutoencoderKLWan
 

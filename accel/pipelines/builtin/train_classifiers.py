@@ -22,7 +22,7 @@ def _accuracy(model: DomainClassifier, images: torch.Tensor, labels: dict[str, t
     return {name: float((probs[name].argmax(-1) == target).float().mean()) for name, target in labels.items()}
 
 
-def train_digits_classifier(minutes: float = 2.0, max_steps: int = 1500, batch_size: int = 64, seed: int = 0) -> dict:
+def train_digits_classifier(minutes: float = 10.0, max_steps: int = 1100, batch_size: int = 64, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     model = DomainClassifier(HEADS["digits"])
     images, labels = data.digits("train")
@@ -42,7 +42,7 @@ def train_digits_classifier(minutes: float = 2.0, max_steps: int = 1500, batch_s
     return {**report.as_dict(), "heldout_accuracy": acc}
 
 
-def train_shapes_classifier(minutes: float = 3.0, max_steps: int = 2000, batch_size: int = 64, seed: int = 0) -> dict:
+def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_size: int = 64, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     model = DomainClassifier(HEADS["shapes"])
     images, labels, _ = data.shapes(12000, seed)

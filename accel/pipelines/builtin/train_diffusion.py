@@ -1,6 +1,6 @@
 """Train the built-in diffusion models (each within ~30 minutes on 2 CPU cores).
 
-    python -m accel.pipelines.builtin.train_diffusion sd-digits [--minutes 25]
+    python -m accel.pipelines.builtin.train_diffusion sd-digits [--max-steps N]
 
 One :class:`Recipe` per model says how to build its denoiser and text encoder(s), how the stock
 pipeline conditions the denoiser (so training sees exactly what inference will), which objective
@@ -37,8 +37,8 @@ class Recipe:
     data: Callable[[], Callable[[torch.Generator, int], tuple[torch.Tensor, list[str]]]]  # -> batch sampler
     load_vae: Callable[[], Any]
     encode: Callable[[Any, torch.Tensor], torch.Tensor]
+    max_steps: int = 1600
     batch_size: int = 64
-    minutes: float = 25.0
     lr: float = 1e-3
 
 
@@ -228,11 +228,11 @@ RECIPES: dict[str, Recipe] = {
                          _shape_batches, _load_image_vae, encode_images),
     "wan-moving-shapes": Recipe("wan-moving-shapes", "flow", _wan_build, _wan_condition, _wan_predict,
                                 _wan_assemble, _video_batches, _load_video_vae, _encode_videos,
-                                batch_size=16, minutes=30.0),
+                                max_steps=1200, batch_size=16),
 }
 
 
-def train(name: str, minutes: float | None = None, max_steps: int = 20000, seed: int = 0,
+def train(name: str, max_steps: int | None = None, seed: int = 0, minutes: float = 60.0,
           out_dir: str | None = None, vae: Any = None) -> dict:
     """Train built-in model ``name`` and save its pipeline (default: under the package weights)."""
     recipe = RECIPES[name]
@@ -251,8 +251,8 @@ def train(name: str, minutes: float | None = None, max_steps: int = 20000, seed:
         cond = recipe.condition(parts, drop_captions(captions, 0.1, rng))
         return F.mse_loss(recipe.predict(parts, noisy, t, cond), target)
 
-    report, trained = fit(name, trainable, loss_fn, batch_size=recipe.batch_size, max_steps=max_steps,
-                          max_minutes=minutes or recipe.minutes, lr=recipe.lr, warmup=200, ema_decay=0.999, seed=seed)
+    report, trained = fit(name, trainable, loss_fn, batch_size=recipe.batch_size, max_steps=max_steps or recipe.max_steps,
+                          max_minutes=minutes, lr=recipe.lr, warmup=200, ema_decay=0.999, seed=seed)
     for key, module in zip([k for k in ("denoiser", "text_encoder", "text_encoder_2") if k in parts], trained):
         parts[key] = half_precision_copy(module)
     pipe = recipe.assemble(parts, half_precision_copy(vae))
@@ -265,11 +265,11 @@ def train(name: str, minutes: float | None = None, max_steps: int = 20000, seed:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(RECIPES))
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: the recipe's)")
-    parser.add_argument("--max-steps", type=int, default=20000)
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: the recipe's)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="safety stop; a run it cuts short is not reproducible")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(train(args.name, args.minutes, args.max_steps, args.seed))
+    print(train(args.name, max_steps=args.max_steps, seed=args.seed, minutes=args.minutes))
 
 
 if __name__ == "__main__":

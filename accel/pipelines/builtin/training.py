@@ -1,8 +1,9 @@
-"""Shared training utilities for the built-in models: a budgeted loop with EMA and a progress bar.
+"""Shared training utilities for the built-in models: a fixed-step loop with EMA and a progress bar.
 
-Every built-in model trains with :func:`fit`: AdamW, linear warm-up then cosine decay, gradient
-clipping, an exponential moving average of the weights, a step budget and a wall-clock budget
-(whichever ends first), fixed seeds. Runs are reproducible on the same machine and thread count.
+Every built-in model trains with :func:`fit`: AdamW, linear warm-up then cosine decay over a fixed
+number of steps, gradient clipping, an exponential moving average of the weights, fixed seeds, so
+a rerun reproduces the shipped weights up to floating-point reduction order. ``max_minutes`` is
+only a safety stop (reported when it cuts a run short, which makes that run not reproducible).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TrainReport:
     seed: int
     threads: int
     parameters: int
+    stopped_by_time_limit: bool = False
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,14 +77,12 @@ def fit(name: str, modules: list[nn.Module], loss_fn: Callable[[int], torch.Tens
     step = 0
     bar = tqdm(total=max_steps, desc=f"train {name}", unit="step", dynamic_ncols=True)
     budget_s = max_minutes * 60
-    estimated_total = max_steps
+    stopped_early = False
     while step < max_steps:
-        elapsed = time.perf_counter() - start
-        if elapsed > budget_s:
+        if time.perf_counter() - start > budget_s:
+            stopped_early = True
             break
-        if step > 20:  # schedule the learning rate over the steps the time budget allows
-            estimated_total = min(max_steps, int(step / elapsed * budget_s))
-        progress = step / max(estimated_total, 1)
+        progress = step / max_steps
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         for group in optimizer.param_groups:
             group["lr"] = lr * max(scale, 0.02)
@@ -104,7 +104,8 @@ def fit(name: str, modules: list[nn.Module], loss_fn: Callable[[int], torch.Tens
     trained = ema.copy_to() if ema is not None else [m.eval() for m in modules]
     report = TrainReport(name=name, steps=step, batch_size=batch_size, minutes=round(minutes, 2),
                          final_loss=round(smoothed or float("nan"), 5), seed=seed, threads=torch.get_num_threads(),
-                         parameters=sum(p.numel() for m in modules for p in m.parameters()))
+                         parameters=sum(p.numel() for m in modules for p in m.parameters()),
+                         stopped_by_time_limit=stopped_early)
     return report, trained
 
 

@@ -52,7 +52,7 @@ def evaluate(model: torch.nn.Module, split: str = "heldout") -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 
 
-def train_vit(minutes: float = 8.0, max_steps: int = 6000, batch_size: int = 64, seed: int = 0) -> dict:
+def train_vit(minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     model = build_vit()
     images, labels = data.digits("train")
