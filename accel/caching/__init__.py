@@ -1,5 +1,7 @@
 """Feature caching: DeepCache for U-Nets, schedule-driven block caching for DiTs, schedule search."""
 
+from .block_cache import BlockCacheConfig, apply_block_cache
 from .deepcache import DeepCacheConfig, apply_deep_cache
+from .schedule import CacheSchedule, fora_schedule
 
-__all__ = ["DeepCacheConfig", "apply_deep_cache"]
+__all__ = ["BlockCacheConfig", "CacheSchedule", "DeepCacheConfig", "apply_block_cache", "apply_deep_cache", "fora_schedule"]

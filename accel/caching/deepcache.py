@@ -121,7 +121,7 @@ class DeepLayerHook(ModelHook):
                 return cached
         output = self.fn_ref.original_forward(*args, **kwargs)
         state.output, state.batch = output, batch
-        self.plugin.note_cache_bytes()
+        self.plugin.note_cache_bytes((id(self), self.state.context.name), output)
         return output
 
     def reset_state(self, module: nn.Module) -> nn.Module:
@@ -179,19 +179,14 @@ class DeepCachePlugin(Plugin):
             self.steps_seen[step] = full
         return full
 
-    def note_cache_bytes(self) -> None:
-        total = 0
-        for module, name in self.session.hooks():
-            if name != self.hook_name():
-                continue
-            hook = module._diffusers_hook.get_hook(name)
-            for state in hook.state._state_cache.values():
-                total += tensor_bytes(state.output)
-        self.peak_cache_bytes = max(self.peak_cache_bytes, total)
+    def note_cache_bytes(self, key: Any, output: Any) -> None:
+        self._bytes[key] = tensor_bytes(output)
+        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(self._bytes.values()))
 
     def on_generation_start(self) -> None:
         self.steps_seen: dict[int, bool] = {}
         self.skipped_layer_calls = 0
+        self._bytes: dict[Any, int] = {}
         self.peak_cache_bytes = 0
 
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,246 @@
+"""Schedule-driven component caching for diffusion transformers (FORA arXiv 2407.01425; ECAD arXiv 2506.15682).
+
+Algorithm: a boolean schedule ``recompute[step, block, component]`` decides, for every attention,
+cross-attention and feed-forward module of every block, whether it runs at this step or returns
+the output it produced the last time it ran; the block's own gates and residuals still apply.
+
+Works on every DiT family accel supports (PixArt, DiT, SD3, Flux, Lumina, Wan, CogVideoX,
+HunyuanVideo, LTX-Video) through the adapters' component lists. Optionally the unconditional CFG
+branch follows its own schedule (``uncond_interval``): for two-call pipelines each call uses its
+own mask; for stacked ``[uncond, cond]`` batches only the half that must run is computed and the
+other half is spliced in from the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+import torch.nn as nn
+from diffusers.hooks import ModelHook
+from diffusers.hooks.hooks import BaseState, StateManager
+
+from ..config import PluginConfig, check_int
+from ..errors import ConfigError
+from ..plugin import Plugin, register_plugin
+from ..summary import tensor_bytes
+from .common import fit_batch, leading_batch, map_tensors
+from .schedule import CacheSchedule, fora_schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockCacheConfig(PluginConfig):
+    """Block/component caching settings.
+
+    Args:
+        schedule: ``"fora"`` (built-in every-N family) or the path of a JSON schedule (e.g. one from
+            ``accel search-cache``), whose shape must match the run's steps and blocks.
+        interval: FORA interval N: everything is recomputed every N steps (1 = no caching).
+        warmup_steps: the first k steps are always dense.
+        live_first_blocks / live_last_blocks: blocks at either end that are never cached.
+        components: which components may be cached (default: all the family has, e.g. PixArt
+            ``("attn1", "attn2", "ff")``).
+        uncond_interval: a separate FORA interval for the unconditional CFG branch (None: same).
+    """
+
+    short_prefix = "blockcache"
+    schedule: str = "fora"
+    interval: int = 2
+    warmup_steps: int = 0
+    live_first_blocks: int = 0
+    live_last_blocks: int = 0
+    components: tuple[str, ...] | None = None
+    uncond_interval: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule != "fora":
+            if not isinstance(self.schedule, str) or not self.schedule.endswith(".json"):
+                raise ConfigError("BlockCacheConfig.schedule must be 'fora' or the path of a .json schedule, "
+                                  f"got {self.schedule!r}")
+            if not os.path.exists(self.schedule):
+                raise ConfigError(f"BlockCacheConfig.schedule: no such file {self.schedule!r}")
+        check_int("BlockCacheConfig", "interval", self.interval, 1, 1000)
+        check_int("BlockCacheConfig", "warmup_steps", self.warmup_steps, 0, 100000)
+        check_int("BlockCacheConfig", "live_first_blocks", self.live_first_blocks, 0, 10000)
+        check_int("BlockCacheConfig", "live_last_blocks", self.live_last_blocks, 0, 10000)
+        check_int("BlockCacheConfig", "uncond_interval", self.uncond_interval, 1, 1000, allow_none=True)
+        if self.components is not None and (not isinstance(self.components, tuple) or not self.components
+                                            or not all(isinstance(c, str) for c in self.components)):
+            raise ConfigError("BlockCacheConfig.components must be None or a non-empty tuple of component names")
+
+    def __str__(self) -> str:
+        if self.schedule != "fora":
+            return f"blockcache_{os.path.splitext(os.path.basename(self.schedule))[0]}"
+        return super().__str__()
+
+
+class _Cached(BaseState):
+    def __init__(self) -> None:
+        self.output: Any = None
+        self.batch: int | None = None
+
+    def reset(self) -> None:
+        self.output = None
+        self.batch = None
+
+
+def _slice_batch(value: Any, start: int, stop: int, batch: int) -> Any:
+    return map_tensors(value, lambda t: t[start:stop] if t.ndim and t.shape[0] == batch else t)
+
+
+class ComponentCacheHook(ModelHook):
+    """On one component of one block: run or reuse according to the schedule."""
+
+    _is_stateful = True
+
+    def __init__(self, plugin: "BlockCachePlugin", block: int, component: int) -> None:
+        super().__init__()
+        self.plugin = plugin
+        self.block = block
+        self.component = component
+        self.state = StateManager(_Cached)
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        info = self.plugin.session.context.current
+        state = self.state.get_state()
+        batch = leading_batch(args) or leading_batch(kwargs)
+        run, run_uncond = self.plugin.decide(info, self.block, self.component)
+        if state.output is not None and state.batch == batch and info.cfg_stacked and run != run_uncond:
+            return self._split(module, state, batch, info, run_uncond, args, kwargs)
+        if not run and state.output is not None:
+            cached = fit_batch(state.output, state.batch, batch, info)
+            if cached is not None:
+                self.plugin.count(False)
+                return cached
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        state.output, state.batch = output, batch
+        self.plugin.count(True)
+        self.plugin.note_bytes((id(self), self.state.context.name), output)
+        return output
+
+    def _split(self, module: nn.Module, state: _Cached, batch: int, info: Any, run_uncond: bool,
+               args: tuple, kwargs: dict) -> Any:
+        """Stacked CFG batch with different schedules per half: compute only the half that must run."""
+        half = batch // 2
+        uncond_first = info.cfg_order == "uncond_first"
+        uncond = (0, half) if uncond_first else (half, batch)
+        start, stop = uncond if run_uncond else ((half, batch) if uncond_first else (0, half))
+        fresh = self.fn_ref.original_forward(*_slice_batch(args, start, stop, batch),
+                                             **_slice_batch(kwargs, start, stop, batch))
+
+        def splice(cached: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            out = cached.clone()
+            out[start:stop] = new
+            return out
+
+        output = _zip_tensors(state.output, fresh, splice, batch)
+        state.output = output
+        self.plugin.count(True, half=True)
+        return output
+
+    def reset_state(self, module: nn.Module) -> nn.Module:
+        self.state.reset()
+        return module
+
+
+def _zip_tensors(cached: Any, fresh: Any, fn, batch: int) -> Any:
+    if isinstance(cached, torch.Tensor):
+        return fn(cached, fresh) if cached.ndim and cached.shape[0] == batch else cached
+    if isinstance(cached, (tuple, list)):
+        return type(cached)(_zip_tensors(c, f, fn, batch) for c, f in zip(cached, fresh))
+    return cached
+
+
+@register_plugin
+class BlockCachePlugin(Plugin):
+    config_cls = BlockCacheConfig
+    name = "block_cache"
+    kinds = frozenset({"image_dit", "video_dit"})
+    claims = frozenset({"block_outputs"})
+
+    def __init__(self, config: BlockCacheConfig, session: Any) -> None:
+        super().__init__(config, session)
+        self.loaded: CacheSchedule | None = CacheSchedule.load(config.schedule) if config.schedule != "fora" else None
+        self._masks: dict[tuple[int, str], Any] = {}
+        self.on_generation_start()
+
+    def attach(self) -> None:
+        adapter = self.session.adapter
+        self.components = adapter.component_names()
+        if self.config.components is not None:
+            unknown = sorted(set(self.config.components) - set(self.components))
+            if unknown:
+                raise ConfigError(f"BlockCacheConfig.components: {unknown} are not components of {adapter.family}; "
+                                  f"its components are {list(self.components)}")
+        if self.loaded is not None and self.loaded.family and self.loaded.family != adapter.family:
+            raise ConfigError(f"this schedule was made for the {self.loaded.family!r} family, the model is {adapter.family!r}")
+        if self.loaded is not None and tuple(self.loaded.components) != self.components:
+            raise ConfigError(f"the schedule's components {list(self.loaded.components)} do not match "
+                              f"{adapter.family}'s {list(self.components)}")
+        self.blocks = adapter.blocks(self.session.denoiser)
+        for b, (_, block) in enumerate(self.blocks):
+            for attr, (module, _kind) in adapter.components(block).items():
+                if attr in self.components:
+                    hook = ComponentCacheHook(self, b, self.components.index(attr))
+                    self.session.register_hook(module, hook, self.hook_name())
+
+    def schedule_for(self, num_steps: int) -> CacheSchedule:
+        if self.loaded is not None:
+            self.loaded.check(num_steps, len(self.blocks), self.components, self.session.adapter.family)
+            return self.loaded
+        c = self.config
+        cond = fora_schedule(num_steps, len(self.blocks), self.components, c.interval, c.warmup_steps,
+                             c.live_first_blocks, c.live_last_blocks, c.components, self.session.adapter.family)
+        if c.uncond_interval is not None:
+            uncond = fora_schedule(num_steps, len(self.blocks), self.components, c.uncond_interval, c.warmup_steps,
+                                   c.live_first_blocks, c.live_last_blocks, c.components)
+            cond.uncond_recompute = uncond.recompute
+        return cond
+
+    def decide(self, info: Any, block: int, component: int) -> tuple[bool, bool]:
+        """``(run for this call / the cond half, run for the uncond half)``."""
+        step, total = info.require_steps("BlockCache")
+        if total not in self._masks:
+            self._masks[total] = self.schedule_for(total)
+        schedule = self._masks[total]
+        if info.cfg_stacked:
+            return bool(schedule.recompute[step, block, component]), bool(schedule.mask_for("uncond")[step, block, component])
+        run = bool(schedule.mask_for(info.branch)[step, block, component])
+        return run, run
+
+    def count(self, computed: bool, half: bool = False) -> None:
+        info = self.session.context.current
+        step = info.step_index if info is not None else -1
+        done, total = self.per_step.get(step, (0.0, 0))
+        self.per_step[step] = (done + (0.5 if half else float(computed)), total + 1)
+
+    def note_bytes(self, key: Any, output: Any) -> None:
+        self._bytes[key] = tensor_bytes(output)
+        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(self._bytes.values()))
+
+    def on_generation_start(self) -> None:
+        self.per_step: dict[int, tuple[float, int]] = {}
+        self._bytes: dict[Any, int] = {}
+        self.peak_cache_bytes = 0
+
+    def stats(self) -> dict[str, Any]:
+        steps = sorted(self.per_step)
+        computed = sum(self.per_step[s][0] for s in steps)
+        calls = sum(self.per_step[s][1] for s in steps)
+        return {
+            "schedule": self.config.schedule if self.loaded is None else os.path.basename(self.config.schedule),
+            "blocks": len(getattr(self, "blocks", [])), "components": list(getattr(self, "components", ())),
+            "component_calls": calls, "component_calls_computed": computed,
+            "recompute_fraction": round(computed / calls, 4) if calls else None,
+            "recompute_fraction_per_step": [round(self.per_step[s][0] / self.per_step[s][1], 3) for s in steps],
+            "cache_bytes": self.peak_cache_bytes,
+        }
+
+
+def apply_block_cache(module: Any, config: BlockCacheConfig | None = None, **kwargs: Any):
+    """diffusers-style entry point: ``apply_block_cache(pipe_or_transformer, BlockCacheConfig(...))``."""
+    from ..api import apply
+
+    return apply(module, config or BlockCacheConfig(), **kwargs)

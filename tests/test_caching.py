@@ -1,0 +1,228 @@
+"""DeepCache (U-Nets) and schedule-driven block caching (DiTs)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import accel
+from diffusers.hooks.hooks import CacheContext, _set_cache_context
+
+from accel.caching import BlockCacheConfig, CacheSchedule, DeepCacheConfig, fora_schedule
+from accel.context import CallInfo
+from accel.pipelines.testing import tiny_pipeline
+
+DIT_FAMILIES = ["pixart", "dit", "sd3", "flux", "lumina", "wan", "cogvideox", "hunyuan_video", "ltx_video"]
+
+
+def _run(tiny, **kw):
+    with torch.no_grad():
+        return tiny(**tiny.inputs(**kw))
+
+
+def _stats(pipe, plugin):
+    return next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"][plugin]
+
+
+# ------------------------------------------------------------------------------------- DeepCache
+@pytest.mark.parametrize("family", ["unet", "sdxl"])
+def test_deepcache_interval_one_equals_baseline_and_remove_restores(family):
+    tiny = tiny_pipeline(family)
+    baseline = _run(tiny, steps=6)
+    accel.apply(tiny.pipe, DeepCacheConfig(interval=1))
+    assert torch.equal(_run(tiny, steps=6), baseline)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, DeepCacheConfig(interval=3, branch=0))
+    cached = _run(tiny, steps=6)
+    stats = _stats(tiny.pipe, "deep_cache")
+    assert not torch.equal(cached, baseline)
+    assert stats["schedule"] == "F..F.." and stats["skipped_layer_calls"] > 0 and stats["cache_bytes"] > 0
+    assert torch.equal(_run(tiny, steps=6), cached)  # state resets between calls
+    accel.remove(tiny.pipe)
+    assert torch.equal(_run(tiny, steps=6), baseline)
+
+
+def test_deepcache_deeper_branch_skips_less_and_stays_closer():
+    tiny = tiny_pipeline("unet")
+    baseline = _run(tiny, steps=6)
+    skipped, errors = [], []
+    for branch in range(4):
+        accel.apply(tiny.pipe, DeepCacheConfig(interval=3, branch=branch))
+        errors.append(float((_run(tiny, steps=6) - baseline).abs().mean()))
+        skipped.append(_stats(tiny.pipe, "deep_cache")["skipped_layer_calls"])
+        accel.remove(tiny.pipe)
+    assert skipped == sorted(skipped, reverse=True) and skipped[0] > skipped[-1]
+    assert errors[-1] < errors[0]
+
+
+def test_deepcache_schedules_and_validation():
+    assert DeepCacheConfig(interval=4).full_steps(10) == [s % 4 == 0 for s in range(10)]
+    quad = DeepCacheConfig(interval=4, schedule="quadratic").full_steps(20)
+    first_full = [i for i, f in enumerate(quad) if f]
+    gaps = np.diff(first_full)
+    assert quad[0] and sum(quad) == 5 and gaps[0] <= gaps[-1]  # denser early
+    edges = DeepCacheConfig(interval=5, full_steps_start=2, full_steps_end=2).full_steps(10)
+    assert edges == [True, True, False, False, False, True, False, False, True, True]
+    with pytest.raises(accel.ConfigError, match=r"interval must be an integer in \[1, 1000\]"):
+        DeepCacheConfig(interval=0)
+    with pytest.raises(accel.ConfigError, match="schedule must be one of"):
+        DeepCacheConfig(schedule="cubic")
+    with pytest.raises(accel.ConfigError, match="must start with a full step"):
+        DeepCacheConfig(full_step_mask=(False, True))
+    tiny = tiny_pipeline("unet")
+    with pytest.raises(accel.ConfigError, match=r"branch must be in \[0, 4\] for this U-Net"):
+        accel.apply(tiny.pipe, DeepCacheConfig(branch=7))
+    assert accel.get_handle(tiny.pipe) is None
+    with pytest.raises(accel.UnsupportedModelError, match="DeepCacheConfig does not support"):
+        accel.apply(tiny_pipeline("pixart").pipe, DeepCacheConfig())
+
+
+def test_deepcache_counts_sampler_steps_with_heun_and_img2img():
+    from diffusers import HeunDiscreteScheduler, StableDiffusionImg2ImgPipeline
+
+    tiny = tiny_pipeline("unet", scheduler=HeunDiscreteScheduler())
+    accel.apply(tiny.pipe, DeepCacheConfig(interval=2))
+    _run(tiny, steps=6)
+    stats = _stats(tiny.pipe, "deep_cache")
+    assert stats["schedule"] == "F.F.F."  # 6 sampler steps (11 denoiser evaluations), not 11
+    assert accel.summary(tiny.pipe)["last_call"]["denoiser_calls"] == 11
+    accel.remove(tiny.pipe)
+
+    tiny = tiny_pipeline("unet")
+    pipe = StableDiffusionImg2ImgPipeline(**tiny.pipe.components, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    accel.apply(pipe, DeepCacheConfig(interval=2))
+    kwargs = tiny.inputs(steps=10)
+    kwargs.pop("height"), kwargs.pop("width")
+    with torch.no_grad():
+        pipe(image=torch.rand(1, 3, 16, 16), strength=0.6, **kwargs)
+    assert _stats(pipe, "deep_cache")["schedule"] == "F.F.F."  # strength 0.6 of 10 steps: 6 steps, from 0
+    accel.remove(pipe)
+
+
+def test_deepcache_with_controlnet_residuals():
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    tiny = tiny_pipeline("unet")
+    torch.manual_seed(0)
+    controlnet = ControlNetModel.from_unet(tiny.pipe.unet, conditioning_embedding_out_channels=(8, 8)).eval()
+    pipe = StableDiffusionControlNetPipeline(**tiny.pipe.components, controlnet=controlnet, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = tiny.inputs(steps=6)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        baseline = pipe(image=image, **kwargs).images
+        accel.apply(pipe, DeepCacheConfig(interval=1))
+        assert torch.equal(pipe(image=image, **tiny.inputs(steps=6)).images, baseline)
+        accel.remove(pipe)
+        accel.apply(pipe, DeepCacheConfig(interval=3))
+        cached = pipe(image=image, **tiny.inputs(steps=6)).images
+        assert _stats(pipe, "deep_cache")["schedule"] == "F..F.."
+        accel.remove(pipe)
+    assert not torch.equal(cached, baseline) and torch.isfinite(cached).all()
+
+
+# ------------------------------------------------------------------------------------ BlockCache
+@pytest.mark.parametrize("family", DIT_FAMILIES)
+def test_block_cache_full_recompute_is_bit_identical(family):
+    tiny = tiny_pipeline(family)
+    baseline = _run(tiny, steps=5)
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=1))
+    assert torch.equal(_run(tiny, steps=5), baseline)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=2))
+    cached = _run(tiny, steps=5)
+    stats = _stats(tiny.pipe, "block_cache")
+    assert stats["recompute_fraction_per_step"] == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert not torch.equal(cached, baseline)
+    accel.remove(tiny.pipe)
+    assert torch.equal(_run(tiny, steps=5), baseline)
+
+
+def test_fora_schedule_shape_warmup_and_live_blocks():
+    sched = fora_schedule(8, 6, ("attn1", "attn2", "ff"), interval=3, warmup_steps=2, live_first_blocks=1,
+                          live_last_blocks=2, cached_components=("attn1", "ff"))
+    mask = sched.recompute
+    assert mask.shape == (8, 6, 3)
+    assert mask[:2].all() and mask[2].all() and mask[5].all()  # warm-up, then every 3rd step after it
+    assert mask[3, 0].all() and mask[3, 4:].all()              # live first / last blocks
+    assert not mask[3, 1:4, 0].any() and mask[3, 1:4, 1].all()  # attn2 is never cached here
+    assert sched.recompute_fraction() == pytest.approx(mask.mean())
+
+
+def test_schedule_json_roundtrip_and_loaded_schedule(tmp_path):
+    tiny = tiny_pipeline("pixart")
+    baseline = _run(tiny, steps=4)
+    sched = fora_schedule(4, 3, ("attn1", "attn2", "ff"), interval=2, family="pixart")
+    sched.metadata["cost"] = {"flops_ratio": 0.5}
+    path = sched.save(str(tmp_path / "s.json"))
+    loaded = CacheSchedule.load(path)
+    assert np.array_equal(loaded.recompute, sched.recompute) and loaded.metadata["cost"]["flops_ratio"] == 0.5
+    assert json.load(open(path))["cache_schedule"]["schedule"][0][0] == [True, True, True]
+
+    accel.apply(tiny.pipe, BlockCacheConfig(schedule=path))
+    from_file = _run(tiny, steps=4)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=2))
+    assert torch.equal(_run(tiny, steps=4), from_file)
+    accel.remove(tiny.pipe)
+    assert not torch.equal(from_file, baseline)
+
+    accel.apply(tiny.pipe, BlockCacheConfig(schedule=path))
+    with pytest.raises(accel.ConfigError, match="does not match the run"):
+        _run(tiny, steps=6)
+    accel.remove(tiny.pipe)
+    with pytest.raises(accel.ConfigError, match="made for the 'pixart' family"):
+        accel.apply(tiny_pipeline("dit").pipe, BlockCacheConfig(schedule=path))
+    with pytest.raises(accel.ConfigError, match="no such file"):
+        BlockCacheConfig(schedule=str(tmp_path / "missing.json"))
+    with pytest.raises(accel.ConfigError, match="recompute everything at step 0"):
+        CacheSchedule(("a",), np.zeros((2, 1, 1), dtype=bool))
+
+
+def test_block_cache_separate_uncond_schedule():
+    # two-call CFG (Wan): each branch follows its own mask
+    wan = tiny_pipeline("wan")
+    accel.apply(wan.pipe, BlockCacheConfig(interval=1, uncond_interval=1000))
+    _run(wan, steps=4)
+    assert _stats(wan.pipe, "block_cache")["recompute_fraction_per_step"] == [1.0, 0.5, 0.5, 0.5]
+    accel.remove(wan.pipe)
+
+    # stacked CFG (PixArt): only the half whose schedule says "run" is computed, the other is the cache
+    tiny = tiny_pipeline("pixart")
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=1, uncond_interval=1000))
+    _run(tiny, steps=4)
+    assert _stats(tiny.pipe, "block_cache")["recompute_fraction_per_step"] == [1.0, 0.5, 0.5, 0.5]
+    accel.remove(tiny.pipe)
+
+    attn = tiny.pipe.transformer.transformer_blocks[1].attn1
+    reference = copy.deepcopy(attn)
+    handle = accel.apply(tiny.pipe, BlockCacheConfig(interval=1, uncond_interval=1000))
+    _set_cache_context(tiny.pipe.transformer, CacheContext("cond_uncond"))
+    info = CallInfo(generation=1, step_index=0, num_inference_steps=4, eval_index=0, call_index=0,
+                    branch="cond_uncond", batch_size=4, samples=2, cfg_stacked=True)
+    x0, x1 = torch.randn(4, 16, 16), torch.randn(4, 16, 16)
+    with torch.no_grad():
+        handle.context.current = info
+        out0 = attn(x0)
+        handle.context.current = dataclasses.replace(info, step_index=1)
+        out1 = attn(x1)
+        assert torch.equal(out1[:2], out0[:2])  # uncond half: cached from step 0
+        assert torch.allclose(out1[2:], reference(x1[2:]), atol=1e-6)  # cond half: computed fresh
+    accel.remove(tiny.pipe)
+
+
+def test_block_cache_rejects_bad_settings():
+    with pytest.raises(accel.ConfigError, match="must be 'fora' or the path"):
+        BlockCacheConfig(schedule="every-2")
+    with pytest.raises(accel.ConfigError, match="are not components of pixart"):
+        accel.apply(tiny_pipeline("pixart").pipe, BlockCacheConfig(components=("attn",)))
+    with pytest.raises(accel.UnsupportedModelError, match="BlockCacheConfig does not support"):
+        accel.apply(tiny_pipeline("unet").pipe, BlockCacheConfig())
+    with pytest.raises(accel.IncompatiblePluginsError, match="same blocks' outputs"):
+        accel.apply(tiny_pipeline("pixart").pipe, BlockCacheConfig(), DeepCacheConfig())
