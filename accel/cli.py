@@ -5,6 +5,7 @@
     accel info                                               versions, supported families, plugins, built-in models
     accel train MODEL                                        retrain a built-in model
     accel reparam finetune [...]                             RePaViT distillation fine-tune
+    accel calibrate-linear-ag MODEL --out coeffs.json        fit LinearAG coefficients
 """
 
 from __future__ import annotations
@@ -67,6 +68,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate_linear_ag(args: argparse.Namespace) -> int:
+    from .evaluation.prompts import load_prompts
+    from .pipelines.builtin import BUILTIN_MODELS
+    from .pipelines.loading import load
+    from .sampling.linear_ag import calibrate
+
+    pipe = load(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(BUILTIN_MODELS[args.model].call_defaults) if args.model in BUILTIN_MODELS else {}
+    call.update(num_inference_steps=args.steps, guidance_scale=args.guidance_scale)
+    prompts = load_prompts(args.prompts, args.model)[:args.num_prompts]
+    data = calibrate(pipe, prompts, call, seeds=list(range(args.seeds)), history=args.history, out=args.out,
+                     model_name=args.model)
+    worst = min(data["r2"].values()) if data["r2"] else float("nan")
+    print(f"wrote {args.out}: {len(data['coefficients'])} steps fitted on {data['trajectories']} trajectories, "
+          f"lowest R^2 {worst:.4f}")
+    return 0
+
+
 def _cmd_reparam(args: argparse.Namespace) -> int:
     from .reparam.finetune import main as finetune_main
 
@@ -99,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "classifiers", "vae", "vae-video"])
     tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
     tr.set_defaults(func=_cmd_train)
+
+    cal = sub.add_parser("calibrate-linear-ag", help="fit LinearAG coefficients on calibration trajectories")
+    cal.add_argument("model", help="built-in model name, hub id or local path")
+    cal.add_argument("--out", required=True, help="coefficients JSON to write")
+    cal.add_argument("--steps", type=int, default=20)
+    cal.add_argument("--guidance-scale", type=float, default=2.0)
+    cal.add_argument("--prompts", default="builtin", help="'builtin' or a .txt/.csv prompt file")
+    cal.add_argument("--num-prompts", type=int, default=16)
+    cal.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
+    cal.add_argument("--history", type=int, default=2, help="past steps in the affine estimate")
+    cal.set_defaults(func=_cmd_calibrate_linear_ag)
 
     rp = sub.add_parser("reparam", help="RePaViT tools: `accel reparam finetune --help`")
     rp.add_argument("action", choices=["finetune"])

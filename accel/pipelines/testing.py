@@ -163,7 +163,8 @@ def _sd(seed: int) -> TinyPipeline:
 
     pipe = StableDiffusionPipeline(
         vae=_tiny_vae(), text_encoder=None, tokenizer=None, unet=tiny_denoiser("unet", seed),
-        scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
 
     def inputs(seed: int, steps: int, batch: int, guidance: float | None) -> dict:
         return dict(prompt_embeds=_embeds(seed, batch), negative_prompt_embeds=_embeds(seed + 500, batch),

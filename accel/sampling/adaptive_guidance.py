@@ -1,0 +1,134 @@
+"""Adaptive Guidance (Castillo et al., AAAI 2025, arXiv 2312.12487).
+
+Algorithm: at every step compare the conditional and unconditional predictions by cosine
+similarity; once it reaches ``threshold`` (gamma), classifier-free guidance latches off for the
+rest of the generation and only the conditional branch is evaluated.
+
+``reduction="batch"`` tests the whole batch as one vector (as the public ComfyUI node does);
+``"sample"`` latches each sample on its own. ``min_steps`` delays the test, ``max_step`` drops CFG
+at that step at the latest. Negative prompts keep working while CFG is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from ..config import PluginConfig, check_choice, check_float, check_int
+from ..plugin import Plugin, register_plugin
+from .cfg_batch import cosine_per_sample, cosine_whole
+from .guidance_hook import GuidanceHook
+
+REDUCTIONS = ("batch", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveGuidanceConfig(PluginConfig):
+    """Adaptive guidance settings.
+
+    Args:
+        threshold: gamma; CFG is dropped once cos(cond, uncond) >= gamma. Any value above 1 never
+            triggers (identical to plain CFG); -1 drops CFG right after the first step.
+        min_steps: steps before the similarity is tested.
+        max_step: step from which CFG is always dropped (None: only the test decides).
+        reduction: ``"batch"`` (one decision for the whole batch) or ``"sample"`` (per sample).
+    """
+
+    short_prefix = "ag"
+    threshold: float = 0.99
+    min_steps: int = 0
+    max_step: int | None = None
+    reduction: str = "batch"
+
+    def __post_init__(self) -> None:
+        check_float("AdaptiveGuidanceConfig", "threshold", self.threshold, -1.0, 2.0)
+        check_int("AdaptiveGuidanceConfig", "min_steps", self.min_steps, 0, 100000)
+        check_int("AdaptiveGuidanceConfig", "max_step", self.max_step, 0, 100000, allow_none=True)
+        check_choice("AdaptiveGuidanceConfig", "reduction", self.reduction, REDUCTIONS)
+
+
+class GuidanceState:
+    """Per-generation state of a guidance plugin."""
+
+    def __init__(self) -> None:
+        self.dropped_at: dict[int, int] = {}      # sample -> first step without CFG
+        self.similarities: dict[int, float] = {}  # step -> mean cosine similarity seen
+        self.last_cond: tuple[int, torch.Tensor, Any] | None = None
+        self.history: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # step -> (cond, uncond), LinearAG
+        self.first_drop: dict[int, int] = {}      # sample -> first step that did not evaluate the uncond branch
+        self.predicted_steps: list[int] = []
+
+
+@register_plugin
+class AdaptiveGuidancePlugin(Plugin):
+    config_cls = AdaptiveGuidanceConfig
+    name = "adaptive_guidance"
+    kinds = frozenset({"unet", "image_dit", "video_dit"})
+    claims = frozenset({"cfg_batch"})
+
+    def __init__(self, config: Any, session: Any) -> None:
+        super().__init__(config, session)
+        self.state = GuidanceState()
+
+    def attach(self) -> None:
+        self.session.register_hook(self.session.denoiser, GuidanceHook(self), self.hook_name())
+
+    def on_generation_start(self) -> None:
+        self.state = GuidanceState()
+
+    # ------------------------------------------------------------------ policy
+    def _latched(self, sample: int, step: int) -> bool:
+        dropped = self.state.dropped_at.get(sample if self.config.reduction == "sample" else 0)
+        if dropped is not None and step >= dropped:
+            return True
+        return self.config.max_step is not None and step >= self.config.max_step
+
+    def modes(self, step: int, samples: int, cond: torch.Tensor | None) -> list[str]:
+        """Per sample: ``"cfg"`` (evaluate the unconditional branch) or ``"drop"``."""
+        modes = ["drop" if self._latched(i, step) else "cfg" for i in range(samples)]
+        for i, mode in enumerate(modes):
+            if mode != "cfg":
+                self.state.first_drop.setdefault(i, step)
+        return modes
+
+    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, evaluated: list[bool]) -> None:
+        """Record this step's similarity and latch CFG off from the next step where it reached gamma."""
+        self.remember(step, cond, uncond)
+        if not any(evaluated):
+            return
+        rows = torch.tensor([i for i, e in enumerate(evaluated) if e])
+        per_sample = cosine_per_sample(cond[rows], uncond[rows])
+        self.state.similarities[step] = round(float(per_sample.mean()), 6)
+        if step < self.config.min_steps:
+            return
+        if self.config.reduction == "batch":
+            if 0 not in self.state.dropped_at and float(cosine_whole(cond[rows], uncond[rows])) >= self.config.threshold:
+                self.state.dropped_at[0] = step + 1
+        else:
+            for row, sim in zip(rows.tolist(), per_sample.tolist()):
+                if row not in self.state.dropped_at and sim >= self.config.threshold:
+                    self.state.dropped_at[row] = step + 1
+
+    def remember(self, step: int, cond: torch.Tensor, uncond: torch.Tensor) -> None:
+        """Adaptive guidance keeps no history (LinearAG does)."""
+
+    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("adaptive guidance never predicts the unconditional branch")
+
+    def stats(self) -> dict[str, Any]:
+        first = self.state.first_drop
+        return {
+            "threshold": self.config.threshold,
+            "cfg_dropped_at_step": (min(first.values()) if first else None) if self.config.reduction == "batch"
+            else dict(sorted(first.items())),
+            "similarities": [self.state.similarities[s] for s in sorted(self.state.similarities)],
+        }
+
+
+def apply_adaptive_guidance(module: Any, config: AdaptiveGuidanceConfig | None = None, **kwargs: Any):
+    """diffusers-style entry point: ``apply_adaptive_guidance(pipe, AdaptiveGuidanceConfig(...))``."""
+    from ..api import apply
+
+    return apply(module, config or AdaptiveGuidanceConfig(), **kwargs)

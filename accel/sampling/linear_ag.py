@@ -1,0 +1,200 @@
+"""LinearAG (Castillo et al., AAAI 2025, arXiv 2312.12487): unconditional predictions replaced by an
+affine combination of past estimates, plus adaptive guidance for the remaining steps.
+
+Algorithm: on the chosen steps ``t`` (every ``predict_every``-th step in the first ``predict_until``
+fraction), the unconditional prediction is not evaluated but estimated as
+``u_t = w0 c_t + sum_{k=1..K} (a_k c_{t-k} + b_k u_{t-k}) + d``, with per-step scalar coefficients
+fitted by least squares on calibration trajectories (``accel calibrate-linear-ag``); other steps
+follow adaptive guidance. The paper's full text was not available to us: this is the affine form
+of past score estimates its abstract describes, in the least-squares regression we chose.
+Coefficients are JSON, loaded by path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import torch
+
+from ..config import check_float, check_int
+from ..errors import ConfigError
+from ..plugin import register_plugin
+from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
+
+FORMAT = "accel-linear-ag/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearAGConfig(AdaptiveGuidanceConfig):
+    """LinearAG settings: ``coefficients`` (JSON path from ``accel calibrate-linear-ag``), which steps
+    are predicted (every ``predict_every``-th step before ``predict_until`` x steps, once the history
+    the coefficients need exists), and adaptive-guidance settings for the other steps."""
+
+    short_prefix = "linearag"
+    coefficients: str = ""
+    predict_every: int = 2
+    predict_until: float = 0.5
+    threshold: float = 0.995
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.coefficients or not os.path.exists(self.coefficients):
+            raise ConfigError("LinearAGConfig.coefficients must be the path of a coefficients JSON file made by "
+                              f"`accel calibrate-linear-ag`; got {self.coefficients!r}")
+        check_int("LinearAGConfig", "predict_every", self.predict_every, 1, 1000)
+        check_float("LinearAGConfig", "predict_until", self.predict_until, 0.0, 1.0)
+
+    def __str__(self) -> str:
+        return f"linearag_every{self.predict_every}_until{self.predict_until:g}_ag{self.threshold:g}"
+
+
+def load_coefficients(path: str) -> dict[str, Any]:
+    with open(path) as f:
+        data = json.load(f)
+    if data.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a LinearAG coefficients file (format {data.get('format')!r}, expected {FORMAT!r})")
+    return data
+
+
+@register_plugin
+class LinearAGPlugin(AdaptiveGuidancePlugin):
+    config_cls = LinearAGConfig
+    name = "linear_ag"
+
+    def __init__(self, config: LinearAGConfig, session: Any) -> None:
+        super().__init__(config, session)
+        data = load_coefficients(config.coefficients)
+        self.history_len = int(data["history"])
+        self.fitted_steps = int(data["num_inference_steps"])
+        self.weights = {int(step): torch.tensor(w, dtype=torch.float32) for step, w in data["coefficients"].items()}
+
+    def predicted(self, step: int, total: int) -> bool:
+        if total != self.fitted_steps:
+            raise ConfigError(f"the LinearAG coefficients were fitted for {self.fitted_steps} steps, the pipeline runs "
+                              f"{total}; calibrate again for this step count")
+        start = self.history_len
+        if step < start or step >= self.config.predict_until * total or step not in self.weights:
+            return False
+        if (step - start) % self.config.predict_every:
+            return False
+        return all((step - k) in self.state.history for k in range(1, self.history_len + 1))
+
+    def modes(self, step: int, samples: int, cond: torch.Tensor | None) -> list[str]:
+        info = self.session.context.current
+        if self.predicted(step, info.num_inference_steps):
+            if step not in self.state.predicted_steps:
+                self.state.predicted_steps.append(step)
+            for i in range(samples):
+                self.state.first_drop.setdefault(i, step)
+            return ["predict"] * samples
+        return super().modes(step, samples, cond)
+
+    def remember(self, step: int, cond: torch.Tensor, uncond: torch.Tensor) -> None:
+        self.state.history[step] = (cond.detach(), uncond.detach())
+        for old in [s for s in self.state.history if s < step - self.history_len]:
+            del self.state.history[old]
+
+    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
+        w = self.weights[step]
+        out = w[0] * cond.float() + w[-1]
+        for k in range(1, self.history_len + 1):
+            past_cond, past_uncond = self.state.history[step - k]
+            out = out + w[2 * k - 1] * past_cond[sample].float() + w[2 * k] * past_uncond[sample].float()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "predicted_steps": list(self.state.predicted_steps)}
+
+
+# ------------------------------------------------------------------------------- calibration
+def features(step: int, conds: dict[int, torch.Tensor], unconds: dict[int, torch.Tensor], history: int) -> torch.Tensor:
+    """Regression design matrix for one step: columns ``c_t, c_{t-1}, u_{t-1}, ..., 1`` over all elements."""
+    cols = [conds[step].flatten()]
+    for k in range(1, history + 1):
+        cols += [conds[step - k].flatten(), unconds[step - k].flatten()]
+    cols.append(torch.ones_like(cols[0]))
+    return torch.stack(cols, dim=1).double()
+
+
+@torch.no_grad()
+def record_trajectories(pipe: Any, prompts: list[str], call: dict[str, Any], seeds: list[int]) -> list[dict]:
+    """Run full CFG and record every step's conditional and unconditional predictions."""
+    from .. import api
+    from .cfg_batch import prediction_of, rows_of
+
+    handle = api.apply(pipe)
+    denoiser = handle.sessions[0].denoiser
+    trajectories: list[dict] = []
+    current: dict[str, dict[int, torch.Tensor]] = {}
+
+    def hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        info = handle.context.current
+        pred = prediction_of(output).detach().float().cpu()
+        if info.cfg_stacked:
+            samples = pred.shape[0] // 2
+            current["cond"][info.step_index] = pred[rows_of("cond", samples, info.cfg_order)]
+            current["uncond"][info.step_index] = pred[rows_of("uncond", samples, info.cfg_order)]
+        elif info.branch in ("cond", "uncond"):
+            current[info.branch][info.step_index] = pred
+        elif info.call_index in (0, 1):
+            current["cond" if info.call_index == 0 else "uncond"][info.step_index] = pred
+
+    remove = denoiser.register_forward_hook(hook, with_kwargs=True)
+    try:
+        for prompt in prompts:
+            for seed in seeds:
+                current.clear()
+                current.update(cond={}, uncond={})
+                pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), output_type="pt", **call)
+                trajectories.append({"cond": dict(current["cond"]), "uncond": dict(current["uncond"])})
+    finally:
+        remove.remove()
+        api.remove(pipe)
+    if not trajectories or not trajectories[0]["uncond"]:
+        raise RuntimeError("no unconditional predictions were recorded: run the calibration with guidance_scale > 1")
+    return trajectories
+
+
+def fit_coefficients(trajectories: list[dict], history: int = 2) -> tuple[dict[int, list[float]], dict[int, float]]:
+    """Least-squares coefficients per step and their R^2 on the calibration data."""
+    steps = sorted(trajectories[0]["uncond"])
+    coefficients, r2 = {}, {}
+    for step in steps:
+        if step < history:
+            continue
+        x = torch.cat([features(step, t["cond"], t["uncond"], history) for t in trajectories])
+        y = torch.cat([t["uncond"][step].flatten().double() for t in trajectories])
+        w = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
+        residual = y - x @ w
+        coefficients[step] = [round(float(v), 8) for v in w]
+        r2[step] = round(float(1 - residual.var() / y.var().clamp(min=1e-12)), 6)
+    return coefficients, r2
+
+
+def calibrate(pipe: Any, prompts: list[str], call: dict[str, Any], seeds: list[int], history: int = 2,
+              out: str | None = None, model_name: str = "") -> dict[str, Any]:
+    """Record trajectories, fit the coefficients, and write the JSON (if ``out``)."""
+    trajectories = record_trajectories(pipe, prompts, call, seeds)
+    coefficients, r2 = fit_coefficients(trajectories, history)
+    data = {
+        "format": FORMAT, "model": model_name, "scheduler": type(pipe.scheduler).__name__,
+        "num_inference_steps": int(call["num_inference_steps"]), "guidance_scale": call.get("guidance_scale"),
+        "history": history, "trajectories": len(trajectories),
+        "form": "u_t = w0 c_t + sum_k (a_k c_{t-k} + b_k u_{t-k}) + d; coefficients listed as [w0, a1, b1, ..., aK, bK, d]",
+        "coefficients": {str(k): v for k, v in coefficients.items()}, "r2": {str(k): v for k, v in r2.items()},
+    }
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(data, f, indent=2)
+    return data
+
+
+def apply_linear_ag(module: Any, config: LinearAGConfig, **kwargs: Any):
+    """diffusers-style entry point: ``apply_linear_ag(pipe, LinearAGConfig(coefficients=path))``."""
+    from ..api import apply
+
+    return apply(module, config, **kwargs)

@@ -1,0 +1,167 @@
+"""Adaptive guidance, LinearAG and the guider."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import accel
+from accel.pipelines.testing import tiny_pipeline
+from accel.sampling import AdaptiveClassifierFreeGuidance
+from accel.sampling.linear_ag import calibrate, fit_coefficients
+
+CFG_FAMILIES = ["unet", "sdxl", "pixart", "dit", "sd3", "lumina", "cogvideox", "ltx_video", "wan", "flux", "hunyuan_video"]
+
+
+def _run(tiny, **kw):
+    with torch.no_grad():
+        return tiny(**tiny.inputs(**kw))
+
+
+def _stats(pipe, plugin="adaptive_guidance"):
+    return next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"][plugin]
+
+
+@pytest.mark.parametrize("family", CFG_FAMILIES)
+def test_threshold_above_one_is_plain_cfg_and_minus_one_drops_after_first_step(family):
+    tiny = tiny_pipeline(family)
+    baseline = _run(tiny, steps=4)
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=1.5))
+    assert torch.equal(_run(tiny, steps=4), baseline)
+    assert accel.summary(tiny.pipe)["last_call"]["nfe"] == 8
+    assert _stats(tiny.pipe)["cfg_dropped_at_step"] is None
+    accel.remove(tiny.pipe)
+
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=-1))
+    dropped = _run(tiny, steps=4)
+    summary = accel.summary(tiny.pipe)
+    assert summary["last_call"]["nfe"] == 5  # both branches at step 0, then the conditional branch only
+    assert _stats(tiny.pipe)["cfg_dropped_at_step"] == 1 and len(_stats(tiny.pipe)["similarities"]) == 1
+    accel.remove(tiny.pipe)
+    assert not torch.equal(dropped, baseline)
+    assert torch.equal(_run(tiny, steps=4), baseline)
+
+
+def test_dropping_cfg_equals_running_without_guidance_from_that_step():
+    """After the latch the pipeline's guidance arithmetic gives exactly the conditional prediction."""
+    tiny = tiny_pipeline("unet")
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=-1, min_steps=0, max_step=0))
+    latched = _run(tiny, steps=4)
+    assert accel.summary(tiny.pipe)["last_call"]["nfe"] == 4
+    accel.remove(tiny.pipe)
+    no_cfg = _run(tiny, steps=4, guidance=1.0)
+    assert torch.allclose(latched, no_cfg, atol=1e-5)
+
+
+def test_negative_prompt_changes_output_while_cfg_is_on():
+    tiny = tiny_pipeline("unet")
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=1.5))
+    a = _run(tiny, steps=4)
+    kwargs = tiny.inputs(steps=4)
+    kwargs["negative_prompt_embeds"] = kwargs["negative_prompt_embeds"] * -2.0
+    with torch.no_grad():
+        b = tiny(**kwargs)
+    accel.remove(tiny.pipe)
+    assert not torch.allclose(a, b)
+
+
+def test_per_sample_reduction_drops_rows_individually():
+    tiny = tiny_pipeline("pixart")
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=-1, reduction="sample", min_steps=1))
+    _run(tiny, steps=4, batch=2)
+    stats = _stats(tiny.pipe)
+    assert stats["cfg_dropped_at_step"] == {0: 2, 1: 2}
+    assert accel.summary(tiny.pipe)["last_call"]["nfe"] == pytest.approx(2 + 2 + 1 + 1)
+    accel.remove(tiny.pipe)
+
+
+def test_min_and_max_step_and_validation():
+    tiny = tiny_pipeline("sd3")
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=1.5, max_step=3))
+    _run(tiny, steps=5)
+    assert accel.summary(tiny.pipe)["last_call"]["nfe"] == 2 * 3 + 2
+    assert _stats(tiny.pipe)["cfg_dropped_at_step"] == 3
+    accel.remove(tiny.pipe)
+    with pytest.raises(accel.ConfigError, match=r"threshold must be a number in \[-1.0, 2.0\]"):
+        accel.AdaptiveGuidanceConfig(threshold=5)
+    with pytest.raises(accel.ConfigError, match="reduction must be one of"):
+        accel.AdaptiveGuidanceConfig(reduction="mean")
+    with pytest.raises(accel.IncompatiblePluginsError, match="classifier-free-guidance branches"):
+        accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(), accel.LinearAGConfig.__new__(accel.LinearAGConfig))
+
+
+def test_guidance_composes_with_caching():
+    tiny = tiny_pipeline("unet")
+    accel.apply(tiny.pipe, accel.DeepCacheConfig(interval=2), accel.AdaptiveGuidanceConfig(threshold=-1))
+    out = _run(tiny, steps=6)
+    summary = accel.summary(tiny.pipe)
+    assert summary["last_call"]["nfe"] == 2 + 5 and torch.isfinite(out).all()
+    assert summary["denoisers"]["unet"]["plugins"]["deep_cache"]["schedule"] == "F.F.F."
+    accel.remove(tiny.pipe)
+
+    pixart = tiny_pipeline("pixart")
+    accel.apply(pixart.pipe, accel.BlockCacheConfig(interval=2), accel.AdaptiveGuidanceConfig(threshold=-1))
+    assert torch.isfinite(_run(pixart, steps=5)).all()
+    accel.remove(pixart.pipe)
+
+
+def test_linear_ag_fit_recovers_a_known_affine_relation():
+    g = torch.Generator().manual_seed(0)
+    trajectories = []
+    for _ in range(3):
+        cond = {s: torch.randn(2, 4, 8, 8, generator=g) for s in range(6)}
+        uncond = {0: torch.randn(2, 4, 8, 8, generator=g), 1: torch.randn(2, 4, 8, 8, generator=g)}
+        for s in range(2, 6):
+            uncond[s] = 0.7 * cond[s] + 0.2 * cond[s - 1] - 0.1 * uncond[s - 1] + 0.05 * uncond[s - 2] + 0.3
+        trajectories.append({"cond": cond, "uncond": uncond})
+    coefficients, r2 = fit_coefficients(trajectories, history=2)
+    assert sorted(coefficients) == [2, 3, 4, 5]
+    assert coefficients[3] == pytest.approx([0.7, 0.2, -0.1, 0.0, 0.05, 0.3], abs=1e-6)
+    assert min(r2.values()) > 0.999999
+
+
+def test_linear_ag_calibrate_and_apply(tmp_path):
+    from accel.pipelines.testing import tiny_text_pipeline
+
+    pipe = tiny_text_pipeline("unet")
+    call = dict(num_inference_steps=8, guidance_scale=3.0, height=16, width=16)
+    path = str(tmp_path / "coef.json")
+    data = calibrate(pipe, ["a handwritten 1", "a handwritten 2"], call, seeds=[0, 1], history=2, out=path)
+    assert data["num_inference_steps"] == 8 and len(data["coefficients"]) == 6
+    gen = lambda: pipe(prompt="a handwritten 3", generator=torch.Generator().manual_seed(5), output_type="pt", **call).images  # noqa: E731
+    with torch.no_grad():
+        baseline = gen()
+        accel.apply(pipe, accel.LinearAGConfig(coefficients=path, predict_every=2, predict_until=0.75, threshold=1.5))
+        predicted = gen()
+        stats = _stats(pipe, "linear_ag")
+        nfe = accel.summary(pipe)["last_call"]["nfe"]
+        accel.remove(pipe)
+    assert stats["predicted_steps"] == [2, 4]
+    assert nfe == 16 - 2
+    assert not torch.equal(predicted, baseline)
+    assert (predicted - baseline).abs().mean() < 0.05  # the fitted affine estimate stays close to true CFG
+    with pytest.raises(accel.ConfigError, match="coefficients JSON file"):
+        accel.LinearAGConfig(coefficients=str(tmp_path / "nope.json"))
+    accel.apply(pipe, accel.LinearAGConfig(coefficients=path))
+    with pytest.raises(accel.ConfigError, match="fitted for 8 steps"):
+        pipe(prompt="a handwritten 3", output_type="pt", **{**call, "num_inference_steps": 6})
+    accel.remove(pipe)
+
+
+def test_guider_latches_after_similarity_threshold():
+    guider = AdaptiveClassifierFreeGuidance(guidance_scale=3.0, threshold=-1.0)
+    cond, uncond = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    guider.set_state(step=0, num_inference_steps=4, timestep=torch.tensor(999))
+    assert guider.num_conditions == 2
+    out = guider.forward(cond, uncond)
+    assert torch.allclose(out.pred, uncond + 3.0 * (cond - uncond))
+    guider.set_state(step=1, num_inference_steps=4, timestep=torch.tensor(500))
+    assert guider.num_conditions == 1 and torch.equal(guider.forward(cond).pred, cond)
+    guider.set_state(step=0, num_inference_steps=4, timestep=torch.tensor(999))  # a new generation
+    assert guider.num_conditions == 2
+    never = AdaptiveClassifierFreeGuidance(guidance_scale=3.0, threshold=1.5)
+    for step in range(3):
+        never.set_state(step=step, num_inference_steps=3, timestep=torch.tensor(10))
+        assert never.num_conditions == 2
+        never.forward(cond, uncond)
+    assert AdaptiveClassifierFreeGuidance.from_config(never.config).threshold == 1.5
