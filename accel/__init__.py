@@ -14,7 +14,7 @@ from .config import PluginConfig
 from .errors import AccelError, ConfigError, IncompatiblePluginsError, MissingContextError, UnsupportedModelError
 from .plugin import Plugin, register_plugin
 from .caching import BlockCacheConfig, DeepCacheConfig, apply_block_cache, apply_deep_cache
-from .sampling import AdaptiveGuidanceConfig, LinearAGConfig, apply_adaptive_guidance, apply_linear_ag
+from .sampling import AdaptiveGuidanceConfig, LinearAGConfig, RASConfig, apply_adaptive_guidance, apply_linear_ag, apply_ras
 from .sparse_attention import SparseAttentionConfig, apply_sparse_attention
 from .reparam.plugin import RePaViTConfig  # registers the RePaViT plugin
 
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccelError", "AccelHandle", "ConfigError", "AdaptiveGuidanceConfig", "BlockCacheConfig", "DeepCacheConfig", "LinearAGConfig", "apply_adaptive_guidance",
-    "apply_linear_ag", "apply_block_cache", "apply_deep_cache", "IncompatiblePluginsError", "MissingContextError", "Plugin",
+    "apply_linear_ag", "RASConfig", "apply_ras", "apply_block_cache", "apply_deep_cache", "IncompatiblePluginsError", "MissingContextError", "Plugin",
     "PluginConfig", "RePaViTConfig", "SparseAttentionConfig", "UnsupportedModelError", "apply", "apply_sparse_attention",
     "get_handle", "register_plugin", "remove",
     "summary",

@@ -3,6 +3,7 @@
 from .adaptive_guidance import AdaptiveGuidanceConfig, apply_adaptive_guidance
 from .guider import AdaptiveClassifierFreeGuidance
 from .linear_ag import LinearAGConfig, apply_linear_ag, calibrate
+from .ras import RASConfig, apply_ras
 
 __all__ = ["AdaptiveClassifierFreeGuidance", "AdaptiveGuidanceConfig", "LinearAGConfig", "apply_adaptive_guidance",
-           "apply_linear_ag", "calibrate"]
+           "apply_linear_ag", "apply_ras", "calibrate", "RASConfig"]

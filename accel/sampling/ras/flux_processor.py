@@ -1,0 +1,81 @@
+"""A RAS attention processor for Flux: like diffusers' ``FluxAttnProcessor``, but the image keys and
+values are kept after RoPE for every token, so active queries attend to all tokens on sparse steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+from ...caching.common import fit_batch
+
+
+class RASFluxAttnProcessor:
+    """Drop-in for ``FluxAttnProcessor`` (double and single blocks) with a full-length image K/V cache."""
+
+    _attention_backend = None
+    _parallel_config = None
+
+    def __init__(self, plugin: Any, original: Any) -> None:
+        self.plugin = plugin
+        self.original = original
+        self._attention_backend = getattr(original, "_attention_backend", None)
+        self._parallel_config = getattr(original, "_parallel_config", None)
+        self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def reset(self) -> None:
+        self.cache = {}
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, image_rotary_emb: Any = None) -> Any:
+        query, key, value, encoder_query, encoder_key, encoder_value = _get_qkv_projections(
+            attn, hidden_states, encoder_hidden_states)
+        query = attn.norm_q(query.unflatten(-1, (-1, attn.head_dim)))
+        key = attn.norm_k(key.unflatten(-1, (-1, attn.head_dim)))
+        value = value.unflatten(-1, (-1, attn.head_dim))
+        if attn.added_kv_proj_dim is not None:
+            encoder_query = attn.norm_added_q(encoder_query.unflatten(-1, (-1, attn.head_dim)))
+            encoder_key = attn.norm_added_k(encoder_key.unflatten(-1, (-1, attn.head_dim)))
+            encoder_value = encoder_value.unflatten(-1, (-1, attn.head_dim))
+            query = torch.cat([encoder_query, query], dim=1)
+            key = torch.cat([encoder_key, key], dim=1)
+            value = torch.cat([encoder_value, value], dim=1)
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+
+        text = self.plugin.text_len
+        key, value = self._full_kv(key, value, text)
+        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, backend=self._attention_backend,
+                                    parallel_config=self._parallel_config)
+        out = out.flatten(2, 3).to(query.dtype)
+        if encoder_hidden_states is not None:
+            encoder_out, out = out.split_with_sizes([encoder_hidden_states.shape[1], out.shape[1] - encoder_hidden_states.shape[1]], dim=1)
+            out = attn.to_out[1](attn.to_out[0](out.contiguous()))
+            return out, attn.to_add_out(encoder_out.contiguous())
+        return out
+
+    def _full_kv(self, key: torch.Tensor, value: torch.Tensor, text: int) -> tuple[torch.Tensor, torch.Tensor]:
+        info = self.plugin.session.context.current
+        branch = info.branch if info is not None else "main"
+        active = self.plugin.active
+        image_k, image_v = key[:, text:], value[:, text:]
+        if active is None:
+            self.cache[branch] = (image_k, image_v)
+            self.plugin.note_bytes((id(self), branch), (image_k, image_v))
+            return key, value
+        cached = self.cache.get(branch)
+        if cached is None:
+            raise RuntimeError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense")
+        full_k, full_v = cached
+        if full_k.shape[0] != key.shape[0]:
+            full_k = fit_batch(full_k, full_k.shape[0], key.shape[0], info)
+            full_v = fit_batch(full_v, full_v.shape[0], key.shape[0], info)
+        index = active.to(key.device)
+        full_k, full_v = full_k.clone(), full_v.clone()
+        full_k[:, index], full_v[:, index] = image_k, image_v
+        self.cache[branch] = (full_k, full_v)
+        return torch.cat([key[:, :text], full_k], dim=1), torch.cat([value[:, :text], full_v], dim=1)

@@ -1,0 +1,41 @@
+"""Where RAS cuts into each DiT family: the module whose output is the image-token sequence (gather
+after patch and position embedding), the module whose output feeds unpatchify (scatter back), how
+attention keys/values of dropped tokens are cached, and the RoPE table to slice."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch.nn as nn
+
+from ...errors import UnsupportedModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class RASLayout:
+    family: str
+    gather: str              # module whose output is (B, N, D) image tokens
+    scatter: str             # module whose output is (B, n, X) per-token predictions, before unpatchify
+    kv: str                  # "linear": cache to_k/to_v outputs; "flux": RAS processor (keys after RoPE)
+    rope: str | None = None  # module whose output is the RoPE table (text rows first, then image rows)
+    packed: bool = False     # the denoiser's prediction is already (B, N, C) tokens
+
+    def patch_size(self, model: nn.Module) -> int | None:
+        if self.packed:
+            return None
+        return int(getattr(model.config, "patch_size", 1) or 1)
+
+
+LAYOUTS = {
+    "sd3": RASLayout("sd3", gather="pos_embed", scatter="proj_out", kv="linear"),
+    "pixart": RASLayout("pixart", gather="pos_embed", scatter="proj_out", kv="linear"),
+    "dit": RASLayout("dit", gather="pos_embed", scatter="proj_out_2", kv="linear"),
+    "flux": RASLayout("flux", gather="x_embedder", scatter="proj_out", kv="flux", rope="pos_embed", packed=True),
+}
+
+
+def layout_for(family: str) -> RASLayout:
+    if family not in LAYOUTS:
+        raise UnsupportedModelError(
+            f"RASConfig does not support the {family!r} family yet; supported: {', '.join(sorted(LAYOUTS))}")
+    return LAYOUTS[family]

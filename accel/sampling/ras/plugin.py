@@ -1,0 +1,173 @@
+"""Region-adaptive sampling (RAS; Liu et al., arXiv 2502.10389) as accel hooks.
+
+Algorithm: after dense warm-up steps, each step recomputes only the image tokens in focus (chosen
+from the previous step's output), attending to fresh keys/values for them and cached ones for the
+rest; the dropped tokens' latents move with their cached prediction through the scheduler step.
+
+Hooks: the denoiser root (per call), the patch-embedding output (gather), the last projection
+before unpatchify (scatter), every self/joint attention's ``to_k``/``to_v`` (or, for Flux, a RAS
+attention processor that caches keys after RoPE), the RoPE table (Flux), and a wrapper around the
+pipeline's ``scheduler.step`` (not a scheduler subclass). Works for batches > 1 (one selection per
+step, shared by the batch), non-square latents and any patch size; state lives on the plugin
+instance and resets with every pipeline call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ...plugin import Plugin, register_plugin
+from ...summary import tensor_bytes
+from .config import RASConfig
+from .flux_processor import RASFluxAttnProcessor
+from .hooks import GatherHook, KVProjectionHook, RootHook, RopeHook, ScatterHook
+from .layouts import layout_for
+from .selection import from_tokens, importance, select, to_tokens
+
+
+@register_plugin
+class RASPlugin(Plugin):
+    config_cls = RASConfig
+    name = "ras"
+    kinds = frozenset({"image_dit"})
+    claims = frozenset({"token_set", "attention_processor"})
+    needs_pipeline = True
+
+    def __init__(self, config: RASConfig, session: Any) -> None:
+        super().__init__(config, session)
+        self.text_len = 0
+        self.active: torch.Tensor | None = None
+        self.num_tokens = 0
+        self.processors: list[RASFluxAttnProcessor] = []
+        self.on_generation_start()
+
+    @classmethod
+    def check(cls, adapter: Any, config: Any, has_pipeline: bool) -> None:
+        super().check(adapter, config, has_pipeline)
+        layout_for(adapter.family)
+
+    # ------------------------------------------------------------------ attach / detach
+    def attach(self) -> None:
+        model = self.session.denoiser
+        self.layout = layout_for(self.session.adapter.family)
+        self.session.register_hook(model, RootHook(self), self.hook_name("root"))
+        self.session.register_hook(model.get_submodule(self.layout.gather), GatherHook(self), self.hook_name("gather"))
+        self.session.register_hook(model.get_submodule(self.layout.scatter), ScatterHook(self), self.hook_name("scatter"))
+        if self.layout.rope:
+            self.session.register_hook(model.get_submodule(self.layout.rope), RopeHook(self), self.hook_name("rope"))
+        attentions = self.session.adapter.attention_modules(model, kinds=("self_attn", "joint_attn"))
+        for _, attn, _ in attentions:
+            if self.layout.kv == "linear":
+                for proj in (attn.to_k, attn.to_v):
+                    self.session.register_hook(proj, KVProjectionHook(self), self.hook_name("kv"))
+            else:
+                original = attn.processor
+                processor = RASFluxAttnProcessor(self, original)
+                attn.set_processor(processor)
+                self.processors.append(processor)
+                self.session.add_restorer(lambda attn=attn, original=original: attn.set_processor(original))
+        self.session.context.add_step_wrapper(self.step)
+
+    def detach(self) -> None:
+        self.session.context.remove_step_wrapper(self.step)
+
+    # ------------------------------------------------------------------ per call / per step
+    def begin_call(self) -> None:
+        self.active = None
+
+    def choose(self, num_tokens: int) -> torch.Tensor | None:
+        """The sorted image-token indices this call recomputes (None: all of them)."""
+        info = self.session.context.current
+        step, total = info.require_steps("RAS")
+        self.num_tokens = num_tokens
+        if step not in self.plan:
+            keep = self.config.tokens_kept(step, total, num_tokens)
+            active = None
+            if keep < num_tokens and self.scores is not None and self.scores.numel() == num_tokens:
+                if self.starved is None or self.starved.numel() != num_tokens:
+                    self.starved = torch.zeros(num_tokens)
+                always = torch.tensor([t for t in self.config.keep_tokens if t < num_tokens], dtype=torch.long)
+                active = select(self.scores, self.starved, keep, self.config.starvation_scale, self.config.keep, always)
+                self.starved += 1
+                self.starved[active] = 0
+            else:
+                self.starved = torch.zeros(num_tokens)
+            self.plan[step] = active
+            self.tokens_per_step[step] = num_tokens if active is None else int(active.numel())
+        self.active = self.plan[step]
+        return self.active
+
+    def step(self, step_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Wrapper of ``scheduler.step``: dropped tokens move with their cached prediction."""
+        args = list(args)
+        output = args[0] if args else kwargs["model_output"]
+        sample = args[2] if len(args) > 2 else kwargs.get("sample")
+        info = self.session.context.current
+        patch = self.layout.patch_size(self.session.denoiser)
+        active = self.plan.get(info.step_index) if info is not None else None
+        cached = self.cached_output
+        if active is not None and cached is not None and cached.shape == output.shape:
+            tokens = to_tokens(output, patch).clone()
+            dropped = torch.ones(tokens.shape[1], dtype=torch.bool)
+            dropped[active] = False
+            tokens[:, dropped.to(tokens.device)] = to_tokens(cached, patch)[:, dropped.to(tokens.device)].to(tokens.dtype)
+            output = from_tokens(tokens, patch, output.shape)
+        self.cached_output = output.detach()
+        self.note_bytes("output", self.cached_output)
+        channels = sample.shape[1] if (sample is not None and patch is not None and sample.ndim == 4) else None
+        self.scores = importance(output, patch, self.config.metric, channels).cpu()
+        if args:
+            args[0] = output
+        else:
+            kwargs["model_output"] = output
+        return step_fn(*args, **kwargs)
+
+    # ------------------------------------------------------------------ state & statistics
+    def note_bytes(self, key: Any, value: Any) -> None:
+        self._bytes[key] = tensor_bytes(value)
+        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(self._bytes.values()))
+
+    def on_generation_start(self) -> None:
+        self.plan: dict[int, torch.Tensor | None] = {}
+        self.tokens_per_step: dict[int, int] = {}
+        self.scores: torch.Tensor | None = None
+        self.starved: torch.Tensor | None = None
+        self.cached_output: torch.Tensor | None = None
+        self.active = None
+        self._bytes: dict[Any, int] = {}
+        self.peak_cache_bytes = 0
+        for processor in self.processors:
+            processor.reset()
+
+    def on_generation_end(self) -> None:
+        self.cached_output = None
+        for processor in self.processors:
+            processor.reset()
+
+    def stats(self) -> dict[str, Any]:
+        steps = sorted(self.tokens_per_step)
+        tokens = [self.tokens_per_step[s] for s in steps]
+        n = self.num_tokens or 1
+        t = self.text_len
+        dense_attn = sum((n + t) * (n + t) for _ in tokens)
+        sparse_attn = sum((k + t) * (n + t) for k in tokens)
+        return {
+            "tokens": n, "text_tokens": t, "tokens_per_step": tokens,
+            "sparse_steps": sum(1 for k in tokens if k < n),
+            "token_fraction": round(sum(tokens) / (n * len(tokens)), 4) if tokens else None,
+            "attention_flops_fraction": round(sparse_attn / dense_attn, 4) if dense_attn else None,
+            "attention_flops_saved": round(1 - sparse_attn / dense_attn, 4) if dense_attn else None,
+            "cache_bytes": self.peak_cache_bytes,
+        }
+
+
+def apply_ras(module: Any, config: RASConfig | None = None, **kwargs: Any):
+    """diffusers-style entry point: ``apply_ras(pipe, RASConfig(...))``."""
+    from ...api import apply
+
+    return apply(module, config or RASConfig(), **kwargs)
+
+
+__all__ = ["RASConfig", "RASPlugin", "apply_ras"]

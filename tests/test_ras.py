@@ -1,0 +1,158 @@
+"""Region-adaptive sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import accel
+from accel.pipelines.testing import tiny_denoiser, tiny_pipeline
+from accel.sampling.ras.hooks import KVProjectionHook
+from accel.sampling.ras.selection import from_tokens, importance, select, to_tokens
+
+FAMILIES = ["sd3", "pixart", "dit", "flux"]
+
+
+def _run(tiny, **kw):
+    with torch.no_grad():
+        return tiny(**tiny.inputs(**kw))
+
+
+def _stats(pipe):
+    return next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"]["ras"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ratio_one_is_bit_identical_and_remove_restores(family):
+    tiny = tiny_pipeline(family)
+    baseline = _run(tiny, steps=5)
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=1.0))
+    assert torch.equal(_run(tiny, steps=5), baseline)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=0.25, warmup_steps=2))
+    sparse = _run(tiny, steps=5)
+    assert torch.equal(_run(tiny, steps=5), sparse)  # state resets between calls
+    accel.remove(tiny.pipe)
+    assert not torch.equal(sparse, baseline)
+    assert torch.equal(_run(tiny, steps=5), baseline)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_recomputed_tokens_follow_the_schedule(family):
+    tiny = tiny_pipeline(family)
+    denoiser = tiny.denoiser
+    blocks = getattr(denoiser, "transformer_blocks")
+    lengths = []
+    handle = blocks[0].register_forward_pre_hook(
+        lambda m, args, kwargs: lengths.append(int((kwargs.get("hidden_states") if "hidden_states" in kwargs else args[0]).shape[1])),
+        with_kwargs=True)
+    config = accel.RASConfig(sample_ratio=0.5, final_sample_ratio=0.25, warmup_steps=2, error_reset_steps=(5,))
+    accel.apply(tiny.pipe, config)
+    _run(tiny, steps=8)
+    handle.remove()
+    stats = _stats(tiny.pipe)
+    accel.remove(tiny.pipe)
+    n = stats["tokens"]
+    expected = [config.tokens_kept(s, 8, n) for s in range(8)]
+    assert stats["tokens_per_step"] == expected
+    assert expected[:2] == [n, n] and expected[5] == n and expected[2] == n // 2 and expected[7] == n // 4
+    calls_per_step = len(lengths) // 8
+    assert lengths == [k for k in expected for _ in range(calls_per_step)]  # what the blocks really saw
+    assert stats["attention_flops_saved"] > 0
+
+
+def test_kv_cache_refreshes_on_dense_steps_and_updates_active_rows():
+    tiny = tiny_pipeline("sd3")
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=0.25, warmup_steps=1, error_reset_steps=(3,)))
+    plugin = accel.get_handle(tiny.pipe).sessions[0].plugins[0]
+    to_k = tiny.denoiser.transformer_blocks[1].attn.to_k
+    hook = to_k._diffusers_hook.get_hook(plugin.hook_name("kv"))
+    assert isinstance(hook, KVProjectionHook)
+    seen = []
+    original = hook.post_forward
+
+    def spy(module, output):
+        before = hook.state.get_state().full
+        before = None if before is None else before.clone()
+        result = original(module, output)
+        seen.append((plugin.session.context.current.step_index, plugin.active, output, before,
+                     result if plugin.active is None else result.clone()))
+        return result
+
+    hook.fn_ref.post_forward = spy
+    _run(tiny, steps=5)
+    accel.remove(tiny.pipe)
+    assert [s for s, *_ in seen] == [0, 1, 2, 3, 4]
+    for step, active, fresh, before, result in seen:
+        assert result.shape[1] == 16  # the attention always sees every token's keys
+        if step in (0, 3):  # dense: the cache is refreshed with all fresh projections
+            assert active is None and result is fresh
+        else:
+            assert fresh.shape[1] == active.numel() == 4
+            assert torch.equal(result[:, active], fresh)
+            dropped = torch.ones(16, dtype=torch.bool)
+            dropped[active] = False
+            assert torch.equal(result[:, dropped], before[:, dropped])  # dropped rows: cached values
+
+
+def test_batch_two_and_non_square_latents():
+    tiny = tiny_pipeline("sd3")
+    baseline = _run(tiny, steps=4, batch=2, height=16, width=32)
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=1.0))
+    assert torch.equal(_run(tiny, steps=4, batch=2, height=16, width=32), baseline)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=0.5, warmup_steps=1))
+    out = _run(tiny, steps=4, batch=2, height=16, width=32)
+    stats = _stats(tiny.pipe)
+    accel.remove(tiny.pipe)
+    assert out.shape == baseline.shape and torch.isfinite(out).all()
+    assert stats["tokens"] == 32 and stats["tokens_per_step"] == [32, 16, 16, 16]
+
+
+def test_token_layout_roundtrip_and_importance():
+    x = torch.randn(2, 4, 6, 8)
+    assert torch.equal(from_tokens(to_tokens(x, 2), 2, x.shape), x)
+    hot = torch.zeros(1, 4, 4, 4)
+    hot[:, :, 2:4, 0:2] = torch.randn(1, 4, 2, 2) * 5  # only token (1, 0) of the 2x2 grid moves
+    scores = importance(hot, 2, "std")
+    assert scores.argmax().item() == 2 and scores[[0, 1, 3]].abs().max() == 0
+    assert importance(hot, 2, "l2").argmax().item() == 2
+
+
+def test_starvation_brings_long_skipped_tokens_back():
+    scores = torch.tensor([4.0, 3.0, 2.0, 1.0])
+    # without starvation the same two tokens are always recomputed
+    starved = torch.zeros(4)
+    picks = []
+    for _ in range(4):
+        active = select(scores, starved, 2, 0.0, "high")
+        starved += 1
+        starved[active] = 0
+        picks.append(active.tolist())
+    assert picks == [[0, 1]] * 4
+    # with starvation (s > 0) the low-importance tokens come back within a few steps
+    starved = torch.zeros(4)
+    seen = set()
+    for _ in range(6):
+        active = select(scores, starved, 2, 1.0, "high")
+        starved += 1
+        starved[active] = 0
+        seen.update(active.tolist())
+    assert seen == {0, 1, 2, 3}
+    # keep="low" recomputes the small-update tokens; starvation still pulls the others back
+    assert select(scores, torch.zeros(4), 2, 0.0, "low").tolist() == [2, 3]
+    assert 0 in select(scores, torch.tensor([0.0, 0.0, 0.0, 0.0]) + torch.tensor([5.0, 0, 0, 0]), 2, 1.0, "low").tolist()
+    assert select(scores, torch.zeros(4), 2, 0.0, "high", always=torch.tensor([3])).tolist() == [0, 3]
+
+
+def test_ras_errors():
+    with pytest.raises(accel.ConfigError, match=r"sample_ratio must be a number in \(0.0, 1.0\]"):
+        accel.RASConfig(sample_ratio=0.0)
+    with pytest.raises(accel.ConfigError, match=r"warmup_steps must be an integer in \[1, 100000\]"):
+        accel.RASConfig(warmup_steps=0)
+    with pytest.raises(accel.UnsupportedModelError, match="does not support the 'lumina' family yet; supported: dit, flux"):
+        accel.apply(tiny_pipeline("lumina").pipe, accel.RASConfig())
+    with pytest.raises(accel.UnsupportedModelError, match="apply it to the pipeline"):
+        accel.apply(tiny_denoiser("sd3"), accel.RASConfig())
+    with pytest.raises(accel.IncompatiblePluginsError, match="BlockCache reuses block outputs"):
+        accel.apply(tiny_pipeline("sd3").pipe, accel.RASConfig(), accel.BlockCacheConfig())
