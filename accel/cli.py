@@ -6,6 +6,7 @@
     accel train MODEL                                        retrain a built-in model
     accel reparam finetune [...]                             RePaViT distillation fine-tune
     accel calibrate-linear-ag MODEL --out coeffs.json        fit LinearAG coefficients
+    accel search-cache MODEL --out DIR                       search caching schedules (NSGA-II)
 """
 
 from __future__ import annotations
@@ -87,6 +88,23 @@ def _cmd_calibrate_linear_ag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search_cache(args: argparse.Namespace) -> int:
+    from .caching.search import SearchSettings, search_cache
+    from .evaluation.prompts import load_prompts
+
+    prompts = load_prompts(args.prompts, args.model)[:args.num_prompts]
+    settings = SearchSettings(population=args.population, generations=args.generations, seed=args.seed,
+                              minutes=args.minutes, metric=args.metric)
+    rows = search_cache(args.model, args.out, steps=args.steps, kind=args.kind, prompts=prompts,
+                        seeds=tuple(range(args.seeds)), settings=settings, branch=args.branch)
+    print(f"Pareto front ({len(rows)} schedules, in {args.out}/front):")
+    for row in rows:
+        print(f"  {row['path']}: {row['speedup_flops']:.2f}x FLOPs (measured ratio {row['flops_ratio_measured']}), "
+              f"{args.metric} {row[args.metric]:.4g}")
+    print(f"plot: {args.out}/front.png")
+    return 0
+
+
 def _cmd_reparam(args: argparse.Namespace) -> int:
     from .reparam.finetune import main as finetune_main
 
@@ -119,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
                                       "classifiers", "vae", "vae-video"])
     tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
     tr.set_defaults(func=_cmd_train)
+
+    sc = sub.add_parser("search-cache", help="NSGA-II search of caching schedules (ECAD); resumable")
+    sc.add_argument("model", help="built-in model name, hub id or local path")
+    sc.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    sc.add_argument("--kind", choices=["auto", "block", "deepcache"], default="auto")
+    sc.add_argument("--steps", type=int, default=20)
+    sc.add_argument("--generations", type=int, default=30)
+    sc.add_argument("--population", type=int, default=24)
+    sc.add_argument("--metric", choices=["psnr", "ssim", "alignment"], default="psnr")
+    sc.add_argument("--prompts", default="builtin")
+    sc.add_argument("--num-prompts", type=int, default=8)
+    sc.add_argument("--seeds", type=int, default=1, help="seeds per calibration prompt")
+    sc.add_argument("--branch", type=int, default=0, help="DeepCache branch for U-Net searches")
+    sc.add_argument("--minutes", type=float, default=None, help="time budget; the search checkpoints and stops")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.set_defaults(func=_cmd_search_cache)
 
     cal = sub.add_parser("calibrate-linear-ag", help="fit LinearAG coefficients on calibration trajectories")
     cal.add_argument("model", help="built-in model name, hub id or local path")

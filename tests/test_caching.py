@@ -226,3 +226,50 @@ def test_block_cache_rejects_bad_settings():
         accel.apply(tiny_pipeline("unet").pipe, BlockCacheConfig())
     with pytest.raises(accel.IncompatiblePluginsError, match="same blocks' outputs"):
         accel.apply(tiny_pipeline("pixart").pipe, BlockCacheConfig(), DeepCacheConfig())
+
+
+# --------------------------------------------------------------------------------- schedule search
+def _search(tmp, generations, family="pixart"):
+    from accel.caching.search import CalibrationSet, ScheduleSearch, SearchSettings
+    from accel.caching.search_spaces import BlockScheduleSpace, DeepCacheStepSpace
+    from accel.pipelines.testing import tiny_text_pipeline
+
+    pipe = tiny_text_pipeline(family)
+    call = dict(num_inference_steps=5, guidance_scale=3.0, height=16, width=16)
+    if family == "pixart":
+        call.update(use_resolution_binning=False, max_sequence_length=8, clean_caption=False)
+        space = BlockScheduleSpace.measure(pipe, call, "a red circle", 5)
+    else:
+        space = DeepCacheStepSpace.measure(pipe, call, "a red circle", 5, branch=0)
+    calibration = CalibrationSet(pipe, ["a red circle", "a blue square"], [0], call)
+    settings = SearchSettings(population=6, generations=generations, seed=3)
+    return ScheduleSearch(space, calibration, str(tmp), settings)
+
+
+def test_search_resumes_from_checkpoint_to_the_same_front(tmp_path):
+    straight = _search(tmp_path / "a", 3)
+    final = straight.run(progress=False)
+    interrupted = _search(tmp_path / "b", 1)
+    interrupted.run(progress=False)
+    resumed = _search(tmp_path / "b", 3)
+    again = resumed.run(progress=False)
+    assert np.array_equal(final, again)
+    front_a = [straight.evaluated[k] for k in sorted(straight.evaluated)]
+    front_b = [resumed.evaluated[k] for k in sorted(resumed.evaluated)]
+    assert front_a == front_b
+    rows = resumed.export_front(again)
+    assert rows and all(abs(r["flops_ratio_measured"] - r["flops_ratio_predicted"]) < 1e-6 for r in rows)
+    assert [r["flops_ratio_predicted"] for r in rows] == sorted(r["flops_ratio_predicted"] for r in rows)
+    loaded = CacheSchedule.load(rows[0]["path"])  # front members are ready-to-use BlockCache schedules
+    assert loaded.metadata["cost"]["flops_ratio_measured"] == rows[0]["flops_ratio_measured"]
+
+
+def test_deepcache_step_search_space(tmp_path):
+    search = _search(tmp_path, 1, family="unet")
+    assert 0 < search.space.shallow_flops < search.space.full_flops
+    final = search.run(progress=False)
+    rows = search.export_front(final)
+    assert all(abs(r["flops_ratio_measured"] - r["flops_ratio_predicted"]) < 1e-6 for r in rows)
+    data = json.load(open(rows[0]["path"]))
+    config = DeepCacheConfig.from_dict(data["config"])
+    assert config.full_step_mask[0] is True and len(config.full_step_mask) == 5

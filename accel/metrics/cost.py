@@ -124,6 +124,41 @@ def count_flops() -> Iterator[dict[str, int]]:
     result["total"] = int(mode.get_total_flops())
 
 
+class ModuleFlops:
+    """Counts the FLOPs executed inside a module's forward calls (e.g. only the denoiser of a pipeline).
+
+    ``with ModuleFlops(pipe.transformer) as f: pipe(...)`` then ``f.total`` and ``f.calls``.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.total = 0
+        self.calls = 0
+        self._mode: Any = None
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> "ModuleFlops":
+        self._handles = [self.module.register_forward_pre_hook(self._pre), self.module.register_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _pre(self, module: Any, args: Any) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self._mode = FlopCounterMode(display=False)
+        self._mode.__enter__()
+
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self.total += int(self._mode.get_total_flops())
+            self.calls += 1
+            self._mode = None
+
+
 @contextlib.contextmanager
 def peak_memory() -> Iterator[dict[str, int | None]]:
     """Peak accelerator memory allocated inside the block, in bytes (None on the CPU, where torch

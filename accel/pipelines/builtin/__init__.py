@@ -42,7 +42,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {m.name: m for m in (
     BuiltinModel("pixart-shapes", "PixArt (PixArtTransformer2DModel) on coloured shapes", "image",
                  "PixArtAlphaPipeline", "shapes", ("block_cache", "cache_search", "adaptive_guidance"),
                  {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32,
-                  "use_resolution_binning": False, "max_sequence_length": 16}),
+                  "use_resolution_binning": False, "max_sequence_length": 16, "clean_caption": False}),
     BuiltinModel("sd3-shapes", "SD3 (SD3Transformer2DModel, flow matching) on coloured shapes", "image",
                  "StableDiffusion3Pipeline", "shapes", ("ras", "block_cache", "adaptive_guidance"),
                  {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32}),
