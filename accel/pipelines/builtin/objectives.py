@@ -1,7 +1,8 @@
 """Diffusion training objectives and conditioning helpers shared by the built-in model trainers.
 
 * :class:`EpsilonObjective`: DDPM noise prediction on the SD ``scaled_linear`` schedule (used
-  with DDIM / DPM-Solver at inference).
+  with DDIM / DPM-Solver at inference); ``prediction="v_prediction"`` trains the velocity
+  ``alpha e - sigma x_0`` instead (SD 2.x style), which conditions better at high noise.
 * :class:`FlowObjective`: rectified flow, ``x_t = (1 - s) x_0 + s e``, target ``e - x_0``,
   logit-normal ``s``, timestep ``1000 s`` (FlowMatchEuler / UniPC-flow at inference).
 """
@@ -17,16 +18,19 @@ EPS_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012
 
 
 class EpsilonObjective:
-    def __init__(self) -> None:
+    def __init__(self, prediction: str = "epsilon") -> None:
         from diffusers import DDPMScheduler
 
-        self.scheduler = DDPMScheduler(**EPS_SCHEDULE)
+        self.prediction = prediction
+        self.scheduler = DDPMScheduler(**EPS_SCHEDULE, prediction_type=prediction)
 
     def sample(self, x0: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(noisy, timesteps, target)``."""
         noise = torch.randn(x0.shape, generator=generator)
         t = torch.randint(0, 1000, (x0.shape[0],), generator=generator)
-        return self.scheduler.add_noise(x0, noise, t), t, noise
+        noisy = self.scheduler.add_noise(x0, noise, t)
+        target = noise if self.prediction == "epsilon" else self.scheduler.get_velocity(x0, noise, t)
+        return noisy, t, target
 
 
 class FlowObjective:

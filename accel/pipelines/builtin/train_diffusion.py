@@ -29,7 +29,7 @@ from .training import fit, half_precision_copy, write_report
 @dataclasses.dataclass
 class Recipe:
     name: str
-    objective: str                                                    # "eps" or "flow"
+    objective: str                                                    # "v" (DDPM v-prediction) or "flow"
     build: Callable[[], dict[str, Any]]                               # trainable parts + tokenizer
     condition: Callable[[dict[str, Any], list[str]], dict[str, Any]]  # captions -> denoiser kwargs
     predict: Callable[[dict[str, Any], torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
@@ -115,11 +115,11 @@ def _sd_predict(parts, noisy, t, cond):
 def _sd_assemble(parts, vae):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
-                                   unet=parts["denoiser"], scheduler=DDIMScheduler(**EPS_SCHEDULE, steps_offset=1,
-                                                                                   clip_sample=False, set_alpha_to_one=False),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    return pipe
+    scheduler = DDIMScheduler(**EPS_SCHEDULE, steps_offset=1, clip_sample=False, set_alpha_to_one=False,
+                              prediction_type="v_prediction")
+    return StableDiffusionPipeline(vae=vae, text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                                   unet=parts["denoiser"], scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
 
 
 # ----------------------------------------------------------------------------------- PixArt
@@ -148,7 +148,8 @@ def _pixart_assemble(parts, vae):
     from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
 
     return PixArtAlphaPipeline(tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=vae,
-                               transformer=parts["denoiser"], scheduler=DPMSolverMultistepScheduler(**EPS_SCHEDULE))
+                               transformer=parts["denoiser"],
+                               scheduler=DPMSolverMultistepScheduler(**EPS_SCHEDULE, prediction_type="v_prediction"))
 
 
 # -------------------------------------------------------------------------------------- SD3
@@ -220,10 +221,10 @@ def _wan_assemble(parts, vae):
 
 
 RECIPES: dict[str, Recipe] = {
-    "sd-digits": Recipe("sd-digits", "eps", _sd_build, _sd_condition, _sd_predict, _sd_assemble, _digit_batches,
-                        _load_image_vae, encode_images),
-    "pixart-shapes": Recipe("pixart-shapes", "eps", _pixart_build, _pixart_condition, _pixart_predict,
-                            _pixart_assemble, _shape_batches, _load_image_vae, encode_images),
+    "sd-digits": Recipe("sd-digits", "v", _sd_build, _sd_condition, _sd_predict, _sd_assemble, _digit_batches,
+                        _load_image_vae, encode_images, max_steps=3000),
+    "pixart-shapes": Recipe("pixart-shapes", "v", _pixart_build, _pixart_condition, _pixart_predict,
+                            _pixart_assemble, _shape_batches, _load_image_vae, encode_images, max_steps=3000),
     "sd3-shapes": Recipe("sd3-shapes", "flow", _sd3_build, _sd3_condition, _sd3_predict, _sd3_assemble,
                          _shape_batches, _load_image_vae, encode_images),
     "wan-moving-shapes": Recipe("wan-moving-shapes", "flow", _wan_build, _wan_condition, _wan_predict,
@@ -239,7 +240,7 @@ def train(name: str, max_steps: int | None = None, seed: int = 0, minutes: float
     sample_data = recipe.data()
     vae = vae if vae is not None else recipe.load_vae()
     parts = recipe.build()
-    objective = EpsilonObjective() if recipe.objective == "eps" else FlowObjective()
+    objective = EpsilonObjective("v_prediction") if recipe.objective == "v" else FlowObjective()
     g = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     trainable = [parts[k] for k in ("denoiser", "text_encoder", "text_encoder_2") if k in parts]
