@@ -1,0 +1,303 @@
+"""The demo app, driven through ``gradio_client`` against a running server with tiny pipelines."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+from accel.app import AppError, ModelRegistry, ModelSpec, build_app  # noqa: E402
+from accel.app.app import plugin_inputs  # noqa: E402
+
+STEPS = 4
+SIZE = 16
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_run_folder(root: str) -> str:
+    """A minimal finished ``accel eval`` run: summary.json, pareto.png, records.jsonl and sample PNGs."""
+    from PIL import Image
+
+    from accel.evaluation.pareto import plot_png
+
+    run = os.path.join(root, "tiny-sweep")
+    rows = [
+        {"config": "baseline", "kind": "baseline", "steps": STEPS, "samples": 2, "speedup": 1.0, "latency_s": 0.1,
+         "nfe": 8.0},
+        {"config": "ag_threshold-1", "kind": "method", "steps": STEPS, "samples": 2, "speedup": 1.5,
+         "latency_s": 0.066, "nfe": 5.0, "psnr": 31.5, "ssim": 0.95},
+    ]
+    records = []
+    for row in rows:
+        for pid, prompt in enumerate(("a handwritten 7", "a handwritten 3")):
+            path = f"samples/{row['config']}/p{pid:04d}_s{pid}.png"
+            os.makedirs(os.path.join(run, os.path.dirname(path)), exist_ok=True)
+            Image.new("RGB", (32, 32), (40 * pid, 100, 200)).save(os.path.join(run, path))
+            records.append({"key": f"{row['config']}|p{pid:04d}|s{pid}", "config": row["config"], "prompt": prompt,
+                            "prompt_id": pid, "seed": pid, "path": path})
+    with open(os.path.join(run, "summary.json"), "w") as f:
+        json.dump(rows, f)
+    with open(os.path.join(run, "records.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    plot_png(rows, os.path.join(run, "pareto.png"), "tiny-sweep")
+    os.makedirs(os.path.join(root, "not-a-run"), exist_ok=True)  # no summary.json: not listed
+    return run
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from accel.app.vision import VisionModels
+    from accel.pipelines.testing import tiny_denoiser, tiny_text_pipeline
+
+    runs_root = str(tmp_path_factory.mktemp("runs"))
+    make_run_folder(runs_root)
+    models = {"tiny-unet": ModelSpec(tiny_text_pipeline("unet"), call_defaults={"height": SIZE, "width": SIZE},
+                                     examples=("a handwritten 7",)),
+              "tiny-wan": ModelSpec(tiny_text_pipeline("wan"), call_defaults={"height": 32, "width": 32, "num_frames": 5})}
+    vit = VisionModels(original=tiny_denoiser("timm_vit"), finetuned=False)
+    demo = build_app(models=models, runs_root=runs_root, allow_custom_models=True, vision_models=vit,
+                     max_concurrent=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield client, runs_root
+    demo.close()
+
+
+def generate(client, plugins=None, seed=0, prompt="a handwritten 7", steps=STEPS, model="tiny-unet"):
+    """Call the UI's "generate" endpoint; returns (metrics dict, baseline array, accelerated array, summary)."""
+    from PIL import Image
+
+    out = client.predict(model, prompt, seed, steps, 2.0, SIZE, 1, 9, *plugin_inputs(plugins),
+                         api_name="/generate")
+    status, base_path, acc_path, _gif1, _gif2, markdown, metrics, summary = out  # (the gif row is layout)
+    assert status.startswith("Done"), status
+    assert "speedup" in markdown and "NFEs" in markdown
+    base = np.asarray(Image.open(base_path).convert("RGB"))
+    acc = np.asarray(Image.open(acc_path).convert("RGB"))
+    return metrics, base, acc, json.loads(summary)
+
+
+def test_generate_without_plugin(server):
+    client, _ = server
+    metrics, base, acc, summary = generate(client)
+    assert metrics["plugins"] == [] and metrics["identical"]
+    assert metrics["psnr"] == "inf" and metrics["ssim"] == 1.0
+    assert metrics["baseline_nfe"] == metrics["accelerated_nfe"] == 2 * STEPS  # CFG: two branches per step
+    assert np.array_equal(base, acc)
+    assert metrics["speedup"] == pytest.approx(metrics["baseline_s"] / metrics["accelerated_s"], rel=1e-2)
+
+
+def test_generate_with_adaptive_guidance(server):
+    client, _ = server
+    metrics, base, acc, summary = generate(client, {"adaptive_guidance": {"threshold": -1}})
+    assert metrics["plugins"] == ["ag_threshold-1"]
+    assert metrics["accelerated_nfe"] < metrics["baseline_nfe"]
+    assert metrics["accelerated_nfe"] == 2 + (STEPS - 1)  # CFG on the first step only
+    assert summary["attached"] and summary["last_call"]["nfe"] == metrics["accelerated_nfe"]
+    assert "adaptive_guidance" in summary["denoisers"]["unet"]["plugins"]
+    assert metrics["speedup"] == pytest.approx(metrics["baseline_s"] / metrics["accelerated_s"], rel=1e-2)
+    assert isinstance(metrics["psnr"], float) and metrics["psnr"] > 10
+
+
+def test_identity_settings_match_the_baseline(server):
+    client, _ = server
+    metrics, base, acc, _ = generate(client, {"deepcache": {"interval": 1}})
+    assert metrics["plugins"] == ["deepcache_interval1"]
+    assert metrics["psnr"] == "inf" or metrics["psnr"] > 60
+    assert np.array_equal(base, acc)
+
+
+def test_concurrent_requests_do_not_leak_state(server):
+    client, _ = server
+    settings = [({"deepcache": {"interval": 3}}, 1), ({"adaptive_guidance": {"threshold": -1}}, 2)]
+    alone = [generate(client, plugins, seed=seed) for plugins, seed in settings]
+    results: list = [None, None]
+    errors: list = []
+
+    def worker(i: int) -> None:
+        try:
+            results[i] = generate(client, *settings[i])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    for (m_alone, b_alone, a_alone, s_alone), (m, b, a, s) in zip(alone, results):
+        assert m["plugins"] == m_alone["plugins"]
+        assert m["accelerated_nfe"] == m_alone["accelerated_nfe"]
+        assert m["psnr"] == m_alone["psnr"] and m["ssim"] == m_alone["ssim"]
+        assert np.array_equal(b, b_alone) and np.array_equal(a, a_alone)
+        assert s["plugins"] == s_alone["plugins"]
+        assert s["denoisers"]["unet"]["plugins"] == s_alone["denoisers"]["unet"]["plugins"]
+
+
+def test_json_endpoint(server):
+    client, _ = server
+    out = client.predict("tiny-unet", "a handwritten 3", 5, STEPS, 2.0, SIZE, 1, 0,
+                         json.dumps({"adaptive_guidance": {"threshold": -1}}), api_name="/generate_json")
+    assert out["accelerated_nfe"] == 2 + (STEPS - 1) and out["baseline_nfe"] == 2 * STEPS
+    assert out["summary"]["plugins"] == ["ag_threshold-1"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(prompt=""), "enter a prompt"),
+    (dict(model="no-such-model"), "unknown model"),
+    (dict(prompt="x" * 400), "limit is"),
+    (dict(plugins={"ras": {}}), "does not support"),
+    (dict(plugins={"deepcache": {"interval": 3}, "block_cache": {}}), "does not support"),
+    (dict(steps=500), "maximum"),
+])
+def test_bad_input_gives_a_readable_error(server, args, message):
+    client, _ = server
+    with pytest.raises(gradio_client.exceptions.AppError) as info:
+        generate(client, **args)
+    text = str(info.value)
+    assert message in text
+    assert "Traceback" not in text and "File \"" not in text
+
+
+def test_bad_plugin_value_and_custom_model_errors(server):
+    client, _ = server
+    with pytest.raises(gradio_client.exceptions.AppError, match="interval"):
+        client.predict("tiny-unet", "a 7", 0, STEPS, 2.0, SIZE, 1, 0, json.dumps({"deepcache": {"interval": 0}}),
+                       api_name="/generate_json")
+    with pytest.raises(gradio_client.exceptions.AppError, match="not valid JSON"):
+        client.predict("tiny-unet", "a 7", 0, STEPS, 2.0, SIZE, 1, 0, "{nope", api_name="/generate_json")
+    with pytest.raises(gradio_client.exceptions.AppError, match="no such directory"):
+        client.predict("/definitely/not/here", api_name="/load_model")
+
+
+def test_curves_tab_lists_and_opens_a_run(server):
+    client, runs_root = server
+    choices, note = client.predict(runs_root, api_name="/list_runs")
+    names = [c[0] if isinstance(c, (list, tuple)) else c for c in choices["choices"]]
+    assert names == ["tiny-sweep"] and choices["value"] == "tiny-sweep"
+    image, table, config, note = client.predict(runs_root, "tiny-sweep", api_name="/open_run")
+    assert image and os.path.exists(image)
+    table = table["value"]
+    assert table["headers"][0] == "config" and [r[0] for r in table["data"]] == ["baseline", "ag_threshold-1"]
+    assert config["value"] == "ag_threshold-1"
+    gallery = client.predict(runs_root, "tiny-sweep", "ag_threshold-1", api_name="/samples")
+    assert len(gallery) == 2
+    assert [item["caption"] for item in gallery] == ["a handwritten 7 (seed 0)", "a handwritten 3 (seed 1)"]
+    with pytest.raises(gradio_client.exceptions.AppError, match="not in the list of choices"):
+        client.predict(runs_root, "../../etc", api_name="/open_run")
+    from accel.app import curves
+
+    with pytest.raises(ValueError, match="not a finished accel eval run"):
+        curves.run_dir(runs_root, "../..")
+    with pytest.raises(ValueError, match="not a finished accel eval run"):
+        curves.run_dir(runs_root, "not-a-run")
+
+
+def test_vision_tab_classifies_with_both_models(server):
+    client, _ = server
+    preview, original, repavit, markdown, result = client.predict(3, api_name="/classify_heldout")
+    assert os.path.exists(preview)
+    assert len(original["confidences"]) == 3 and len(repavit["confidences"]) == 3
+    assert "not fine-tuned" in markdown and "True label" in markdown
+    assert result["original"]["latency_ms"] > 0 and result["repavit"]["latency_ms"] > 0
+    assert not result["finetuned"]
+
+
+def test_video_model_gives_frame_strips_and_gifs(server):
+    from PIL import Image
+
+    client, _ = server
+    out = client.predict("tiny-wan", "a red square moving up", 0, 2, 2.0, 32, 1, 5,
+                         *plugin_inputs({"block_cache": {"interval": 2, "warmup_steps": 0}}), api_name="/generate")
+    status, base_path, acc_path, base_gif, acc_gif, markdown, metrics, summary = out
+    assert metrics["kind"] == "video" and metrics["frames"] == 5 and "5 frames" in status
+    strip = Image.open(base_path)
+    assert strip.width >= 5 * strip.height * 0.9  # five frames side by side
+    for gif in (base_gif, acc_gif):
+        with Image.open(gif) as animation:
+            assert animation.format == "GIF" and animation.n_frames == 5
+    summary = json.loads(summary)
+    assert summary["plugins"] == ["blockcache"] and "block_cache" in summary["denoisers"]["transformer"]["plugins"]
+
+
+def test_vision_upload_is_treated_as_data(server, tmp_path):
+    from PIL import Image
+
+    client, _ = server
+    path = tmp_path / "digit.png"
+    picture = Image.new("RGB", (64, 64), (255, 255, 255))
+    picture.paste((0, 0, 0), (28, 8, 36, 56))  # a dark "1" on white paper
+    picture.save(path)
+    preview, original, repavit, markdown, result = client.predict(gradio_client.handle_file(str(path)),
+                                                                  api_name="/classify_upload")
+    assert "inverted" in markdown and result["original"]["prediction"] in [str(d) for d in range(10)]
+    with pytest.raises(gradio_client.exceptions.AppError, match="upload an image"):
+        client.predict(None, api_name="/classify_upload")
+
+
+def test_vision_without_vit_weights_is_a_readable_message(monkeypatch, tmp_path):
+    import accel.pipelines.builtin as builtin
+    from accel.app.vision import VisionModels
+
+    monkeypatch.setattr(builtin, "WEIGHTS_DIR", str(tmp_path))
+    models = VisionModels()
+    ok, message = models.status()
+    assert not ok and "accel train vit-digits" in message
+    with pytest.raises(AppError, match="no weights yet"):
+        models.classify(__import__("torch").zeros(3, 32, 32))
+
+
+def test_unavailable_builtin_is_listed_with_its_reason(monkeypatch):
+    from accel.pipelines.builtin import BuiltinModel
+
+    monkeypatch.setattr(BuiltinModel, "is_trained", lambda self: self.name != "wan-moving-shapes")
+    registry = ModelRegistry()
+    entry = registry.get("wan-moving-shapes")
+    assert not entry.available and "accel train wan-moving-shapes" in entry.reason
+    assert ("wan-moving-shapes (unavailable)", "wan-moving-shapes") in registry.choices()
+    assert "vit-digits" not in registry.names()
+    with pytest.raises(AppError, match="unavailable"):
+        registry.load("wan-moving-shapes")
+
+
+def test_limits_are_enforced_without_a_browser():
+    from accel.app.generation import GenerationRequest, validate
+    from accel.app.models import Limits, ModelEntry
+
+    entry = ModelEntry("m", "m", "injected", pipe=None, call_defaults={"height": 32}, max_size=64)
+    limits = Limits()
+    ok = validate(GenerationRequest("m", "  a   7 ", steps=50, batch=4), entry, limits)
+    assert ok.prompt == "a 7" and ok.size == 32
+    for bad, text in [(dict(steps=0), "steps"), (dict(batch=5), "batch"), (dict(size=128), "size"),
+                      (dict(size=20), "multiple of 8"), (dict(guidance=float("nan")), "guidance"),
+                      (dict(seed=-1), "seed"), (dict(plugins={"nope": {}}), "unknown plugin")]:
+        with pytest.raises(AppError, match=text):
+            validate(GenerationRequest("m", "a 7", **bad), entry, limits)
+
+
+def test_load_a_local_pipeline_folder_and_generate(server, tmp_path):
+    from accel.pipelines.testing import tiny_text_pipeline
+
+    client, _ = server
+    folder = str(tmp_path / "my-pipeline")
+    tiny_text_pipeline("unet", seed=1).save_pretrained(folder)
+    dropdown, _ = client.predict(folder, api_name="/load_model")
+    assert dropdown["value"] == folder and [folder, folder] in [list(c) for c in dropdown["choices"]]
+    info = client.predict(folder, api_name="/select_model")[0]
+    assert "loaded by hub id / path" in info and "unet" in info
+    metrics, base, acc, _ = generate(client, {"adaptive_guidance": {"threshold": -1}}, model=folder)
+    assert metrics["model"] == folder and metrics["accelerated_nfe"] < metrics["baseline_nfe"]
