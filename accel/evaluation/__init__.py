@@ -15,15 +15,18 @@ from typing import Any
 
 from .defaults import default_specs
 from .pareto import write_plots
-from .runner import run_generation
+from .runner import process_state, run_generation
 from .scoring import format_table, score_run
 from .spec import SweepSpec, load_specs, specs_from_data
 
 
 def evaluate(specs: str | SweepSpec | list[SweepSpec] | dict | None = None, out: str = "runs",
              max_samples: int | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Run (or resume) every sweep; returns ``{run_dir: {"rows": [...], "png": path, "html": path}}``."""
-    from accelerate import PartialState
+    """Run (or resume) every sweep; returns ``{run_dir: {"rows": [...], "png": path, "html": path}}``.
+
+    Under ``accelerate launch --num_processes N`` (add ``--multi_gpu``, which on a CPU-only machine
+    starts N gloo processes) the samples are split across processes and the main one scores them.
+    """
 
     if specs is None:
         spec_list = default_specs()
@@ -36,7 +39,7 @@ def evaluate(specs: str | SweepSpec | list[SweepSpec] | dict | None = None, out:
     else:
         spec_list = list(specs)
     results: dict[str, dict[str, Any]] = {}
-    state = PartialState()
+    state = process_state()
     for spec in spec_list:
         run_dir = run_generation(spec, out, max_samples=max_samples, progress=progress)
         if state.is_main_process:

@@ -92,10 +92,17 @@ def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
     return run_dir
 
 
-def load_pipeline(spec: SweepSpec):
+def process_state():
+    """accelerate's ``PartialState``; on machines without CUDA, processes talk over gloo (MULTI_CPU)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def load_pipeline(spec: SweepSpec, device: Any = None):
     from ..pipelines.loading import load
 
-    pipe = load(spec.model, device=spec.device)
+    pipe = load(spec.model, device=str(device) if device is not None else None)
     if spec.scheduler:
         import diffusers
 
@@ -163,10 +170,9 @@ def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: in
 def run_generation(spec: SweepSpec, out_root: str = "runs", max_samples: int | None = None,
                    progress: bool = True, measure_flops: bool = True) -> str:
     """Generate every missing sample of ``spec``; returns the run folder."""
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    state = process_state()
     run_dir = prepare_run_dir(spec, out_root) if state.is_main_process else os.path.join(out_root, spec.run_name)
     state.wait_for_everyone()
     prompts = load_prompts(spec.prompts, spec.model)
@@ -181,7 +187,7 @@ def run_generation(spec: SweepSpec, out_root: str = "runs", max_samples: int | N
             if record_key(entry.name, pid, seed) not in done]
     flops_path = os.path.join(run_dir, "flops.json")
     flops = json.load(open(flops_path)) if os.path.exists(flops_path) else {}
-    pipe = load_pipeline(spec)
+    pipe = load_pipeline(spec, state.device if spec.device == "auto" else spec.device)
     call = spec.call_kwargs()
     with state.split_between_processes(todo) as mine:
         writer = RecordWriter(run_dir, state.process_index)

@@ -49,7 +49,7 @@ class SweepSpec:
     clip_model: str | None = None
     inception_weights: str | None = None
     name: str | None = None
-    device: str = "cpu"
+    device: str = "auto"  # "auto": this process's accelerate device
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:

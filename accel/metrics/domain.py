@@ -3,8 +3,8 @@
 * **FID / KID** on the features of the dataset's classifier (real: the held-out split).
 * **Alignment**: the classifier's probability of what the prompt asks for (digit; shape, colour and
   position averaged; for videos shape and colour per frame plus the motion direction).
-* **Temporal consistency** (videos): mean cosine similarity of consecutive frames' classifier
-  features, the analogue of VBench's subject consistency.
+* **Temporal consistency** (videos): ``1 - mean |frame_{t+1} - frame_t|`` over consecutive frames
+  in [0, 1], the analogue of VBench's temporal-flickering score (1 = perfectly still).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 
 from ..pipelines.builtin import data
 from .features import feature_network
@@ -110,14 +109,12 @@ class DomainMetrics:
                     hits.setdefault(name, []).append(float(votes.argmax() == label))
         return {k: sum(v) / len(v) for k, v in hits.items()}
 
-    @torch.no_grad()
-    def temporal_consistency(self, videos: torch.Tensor) -> torch.Tensor:
-        """Per-video mean cosine similarity of consecutive frames' features (1 = perfectly stable)."""
+    @staticmethod
+    def temporal_consistency(videos: torch.Tensor) -> torch.Tensor:
+        """Per video, ``1 - mean |frame_{t+1} - frame_t|`` for frames in [0, 1] (VBench-style flicker score)."""
         if videos.ndim != 5:
             raise ValueError("temporal consistency needs videos (N, F, 3, H, W)")
-        n, f = videos.shape[:2]
-        feats = self.classifier(videos.flatten(0, 1)).view(n, f, -1)
-        return F.cosine_similarity(feats[:, 1:], feats[:, :-1], dim=-1).mean(1)
+        return 1 - (videos[:, 1:] - videos[:, :-1]).abs().flatten(1).mean(1)
 
     # ------------------------------------------------------------------ set-level scores
     def fid(self, real: torch.Tensor, fake: torch.Tensor) -> float:

@@ -35,8 +35,11 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
         path = spec.path
     else:
         path = name_or_path
-        if os.path.sep in name_or_path and not os.path.isdir(name_or_path):
-            raise FileNotFoundError(f"no such directory: {name_or_path!r} (built-in models: {', '.join(BUILTIN_MODELS)})")
+        looks_local = os.path.isabs(name_or_path) or name_or_path.startswith(("./", "../", "~"))
+        if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+            raise FileNotFoundError(f"no such directory: {name_or_path!r} (built-in models: {', '.join(BUILTIN_MODELS)}; "
+                                    "hub ids look like 'org/name')")
+        path = os.path.expanduser(name_or_path)
     from diffusers import DiffusionPipeline
 
     if os.path.isdir(path):
