@@ -1,0 +1,263 @@
+"""DiT caching on the proving-ground PixArt: searched schedules vs the peers, on the same prompts and seeds.
+
+Setups: fewer sampling steps, FORA every-N (accel BlockCache), schedules from ``accel search-cache``
+(every JSON in ``--front``), diffusers' FirstBlockCache, PyramidAttentionBroadcast, FasterCache,
+TaylorSeer and MagCache (calibrated here), and cache-dit's DBCache (``pip install cache-dit``).
+diffusers' caches need a cache context that PixArtAlphaPipeline never sets; accel's context hook
+(``accel.apply(pipe)`` with no plugin) provides it, which is also how they compose with accel.
+
+Reports per setup: denoiser FLOPs (counted) and the FLOP speedup, wall-clock speedup, PSNR/SSIM to the
+uncached output, domain FID and prompt alignment, and whether it beats fewer steps at equal FLOPs.
+
+    python benchmarks/dit_caching.py --front runs/search-pixart/front --out benchmarks/results/dit_caching
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import io
+import json
+import math
+import os
+import re
+import time
+
+import numpy as np
+import torch
+from diffusers.hooks import HookRegistry
+
+import accel
+from accel.evaluation.prompts import builtin_prompts
+from accel.metrics.cost import ModuleFlops
+from accel.metrics.domain import DomainMetrics
+from accel.metrics.fidelity import psnr, ssim
+from accel.pipelines import load
+from accel.pipelines.builtin import BUILTIN_MODELS
+
+
+def remove_foreign_hooks(module: torch.nn.Module) -> None:
+    """Remove every non-accel diffusers hook under ``module``."""
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if registry is not None:
+            for name in list(registry.hooks):
+                if not name.startswith("accel"):
+                    registry.remove_hook(name, recurse=False)
+    if hasattr(module, "_diffusers_hook"):
+        module._diffusers_hook.invalidate_child_registries_cache()
+
+
+class Setup:
+    def __init__(self, name: str, family: str, attach=None, detach=None, steps: int | None = None) -> None:
+        self.name, self.family, self.steps = name, family, steps
+        self.attach = attach or (lambda pipe: None)
+        self.detach = detach or (lambda pipe: None)
+
+
+def diffusers_hook(name: str, family: str, apply_fn) -> Setup:
+    def attach(pipe):
+        accel.apply(pipe)  # the denoising context that diffusers' caches need on PixArt
+        apply_fn(pipe)
+        pipe.transformer._diffusers_hook.invalidate_child_registries_cache()
+
+    def detach(pipe):
+        remove_foreign_hooks(pipe.transformer)
+        accel.remove(pipe)
+    return Setup(name, family, attach, detach)
+
+
+def current_timestep(pipe) -> int:
+    """The timestep of the denoiser call in flight, from accel's context (PixArt keeps none of its own)."""
+    info = accel.get_handle(pipe).context.current
+    return int(torch.as_tensor(info.timestep).flatten()[0]) if info is not None and info.timestep is not None else 999
+
+
+def calibrate_mag_ratios(pipe, call: dict, prompt: str) -> list[float]:
+    from diffusers.hooks import MagCacheConfig, apply_mag_cache
+
+    accel.apply(pipe)
+    apply_mag_cache(pipe.transformer, MagCacheConfig(calibrate=True, num_inference_steps=call["num_inference_steps"]))
+    pipe.transformer._diffusers_hook.invalidate_child_registries_cache()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), torch.no_grad():
+        pipe(prompt=prompt, generator=torch.Generator().manual_seed(0), output_type="latent", **call)
+    remove_foreign_hooks(pipe.transformer)
+    accel.remove(pipe)
+    lists = re.findall(r"\[([0-9eE.,\s+-]+)\]", buffer.getvalue())
+    return [float(v) for v in lists[-1].split(",")] if lists else []
+
+
+def peer_setups(pipe, call: dict, prompt: str) -> tuple[list[Setup], dict[str, str]]:
+    from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig,
+                                 TaylorSeerCacheConfig, apply_faster_cache, apply_first_block_cache, apply_mag_cache,
+                                 apply_pyramid_attention_broadcast, apply_taylorseer_cache)
+
+    setups, notes = [], {}
+    for t in (0.05, 0.1, 0.2, 0.3):
+        setups.append(diffusers_hook(f"FirstBlockCache t={t}", "FirstBlockCache",
+                                     lambda p, t=t: apply_first_block_cache(p.transformer, FirstBlockCacheConfig(threshold=t))))
+    for skip in (2, 3):
+        setups.append(diffusers_hook(f"PAB skip={skip}", "PAB", lambda p, skip=skip: apply_pyramid_attention_broadcast(
+            p.transformer, PyramidAttentionBroadcastConfig(
+                spatial_attention_block_skip_range=skip, cross_attention_block_skip_range=skip + 1,
+                spatial_attention_timestep_skip_range=(100, 950), cross_attention_timestep_skip_range=(100, 950),
+                current_timestep_callback=lambda: current_timestep(p)))))
+    setups.append(diffusers_hook("FasterCache", "FasterCache", lambda p: apply_faster_cache(p.transformer, FasterCacheConfig(
+        spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(-1, 900),
+        unconditional_batch_skip_range=2, unconditional_batch_timestep_skip_range=(-1, 900),
+        attention_weight_callback=lambda _: 0.5, tensor_format="BFCHW", is_guidance_distilled=False,
+        current_timestep_callback=lambda: current_timestep(p)))))
+    for interval in (2, 3):
+        setups.append(diffusers_hook(f"TaylorSeer N={interval}", "TaylorSeer", lambda p, n=interval: apply_taylorseer_cache(
+            p.transformer, TaylorSeerCacheConfig(cache_interval=n, disable_cache_before_step=2, max_order=1,
+                                                 taylor_factors_dtype=torch.float32,
+                                                 cache_identifiers=[r"^transformer_blocks\.\d+\.(attn1|attn2|ff)$"]))))
+    try:
+        ratios = calibrate_mag_ratios(pipe, call, prompt)
+        if not ratios:
+            raise RuntimeError("MagCache calibration printed no ratios")
+        for t in (0.04, 0.1, 0.2):
+            setups.append(diffusers_hook(f"MagCache t={t}", "MagCache", lambda p, t=t: apply_mag_cache(
+                p.transformer, MagCacheConfig(threshold=t, num_inference_steps=call["num_inference_steps"],
+                                              mag_ratios=ratios, max_skip_steps=3))))
+    except Exception as exc:
+        notes["MagCache"] = f"not run: {type(exc).__name__}: {exc}"
+    try:
+        import cache_dit
+        from cache_dit import DBCacheConfig
+
+        for t in (0.08, 0.16, 0.3):
+            setups.append(Setup(f"cache-dit DBCache F1B0 t={t}", "cache-dit DBCache",
+                                lambda p, t=t: cache_dit.enable_cache(p, cache_config=DBCacheConfig(
+                                    Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=t,
+                                    max_warmup_steps=2)),
+                                lambda p: cache_dit.disable_cache(p)))
+    except Exception as exc:
+        notes["cache-dit"] = f"not run: {type(exc).__name__}: {exc}"
+    return setups, notes
+
+
+@torch.no_grad()
+def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dict, batch: int = 30):
+    kwargs = {**call, **({"num_inference_steps": setup.steps} if setup.steps else {})}
+    setup.attach(pipe)
+    images, flops, seconds = [], 0, 0.0
+    try:
+        for i in range(0, len(prompts), batch):
+            with ModuleFlops(pipe.transformer) as counter:
+                start = time.perf_counter()
+                out = pipe(prompt=prompts[i:i + batch],
+                           generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + batch]],
+                           output_type="pt", **kwargs)
+                seconds += time.perf_counter() - start
+            flops += counter.total
+            images.append(out.images.float().clamp(0, 1))
+    finally:
+        setup.detach(pipe)
+    return torch.cat(images), flops, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="pixart-shapes")
+    parser.add_argument("--front", default=None, help="folder of searched schedules (accel search-cache --out DIR: DIR/front)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
+    parser.add_argument("--out", default="benchmarks/results/dit_caching")
+    args = parser.parse_args()
+
+    pipe = load(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(BUILTIN_MODELS[args.model].call_defaults)
+    call["num_inference_steps"] = args.steps
+    base_prompts = builtin_prompts(args.model)
+    prompts = [p for _ in range(args.seeds) for p in base_prompts]
+    seeds = [50_000 + i for i in range(len(prompts))]
+    domain = DomainMetrics(BUILTIN_MODELS[args.model].dataset)
+    real = domain.real_samples(len(prompts), seed=3)
+
+    setups = [Setup("baseline", "baseline")]
+    setups += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]
+    for n in (2, 3, 4):
+        setups.append(Setup(f"FORA N={n}", "FORA (accel BlockCache)",
+                            lambda p, n=n: accel.apply(p, accel.BlockCacheConfig(interval=n)), lambda p: accel.remove(p)))
+    for path in sorted(glob.glob(os.path.join(args.front, "*.json"))) if args.front else []:
+        setups.append(Setup(f"searched {os.path.basename(path)[:-5]}", "accel searched schedule",
+                            lambda p, path=path: accel.apply(p, accel.BlockCacheConfig(schedule=path)),
+                            lambda p: accel.remove(p)))
+    peers, notes = peer_setups(pipe, call, prompts[0])
+    setups += peers
+
+    rows, baseline = [], None
+    for setup in setups:
+        try:
+            images, flops, seconds = generate(pipe, setup, prompts, seeds, call)
+        except Exception as exc:
+            notes[setup.name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+            print(setup.name, "FAILED", exc, flush=True)
+            continue
+        if baseline is None:
+            baseline = (images, flops, seconds)
+        row = {"setup": setup.name, "family": setup.family, "denoiser_flops": flops,
+               "flop_speedup": baseline[1] / flops, "wall_speedup": baseline[2] / seconds, "seconds": seconds,
+               "psnr": float(psnr(images, baseline[0]).clamp(max=100).mean()),
+               "ssim": float(ssim(images, baseline[0]).mean()),
+               "fid": domain.fid(real, images), "alignment": float(domain.alignment(images, prompts).mean())}
+        rows.append(row)
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+
+    curve = sorted([(r["flop_speedup"], r["psnr"]) for r in rows if r["family"] == "fewer steps"])
+    for row in rows:
+        if row["family"] in ("baseline", "fewer steps") or len(curve) < 2:
+            continue
+        reference = float(np.interp(math.log(row["flop_speedup"]), np.log([c[0] for c in curve]), [c[1] for c in curve]))
+        row["psnr_of_fewer_steps_at_same_flops"] = reference
+        row["beats_fewer_steps"] = row["psnr"] > reference
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"model": args.model, "steps": args.steps, "samples": len(prompts), "notes": notes, "rows": rows}, f, indent=2)
+    lines = [f"Caching on `{args.model}` ({args.steps} steps, {len(prompts)} samples, same prompts and seeds; FLOPs = denoiser "
+             "FLOPs counted while it runs; PSNR/SSIM to the uncached output; FID/alignment from the domain classifier).", "",
+             "| setup | family | FLOP speedup | wall speedup | PSNR dB | SSIM | FID | alignment | beats fewer steps (PSNR) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["family"], r["flop_speedup"])):
+        beats = "" if "beats_fewer_steps" not in r else ("yes" if r["beats_fewer_steps"] else "no")
+        lines.append(f"| {r['setup']} | {r['family']} | {r['flop_speedup']:.2f}x | {r['wall_speedup']:.2f}x | {r['psnr']:.2f} | "
+                     f"{r['ssim']:.3f} | {r['fid']:.2f} | {r['alignment']:.3f} | {beats} |")
+    for name, note in notes.items():
+        lines.append(f"\n{name}: {note}")
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot(rows, args.out + ".png", args.model)
+    print("\n".join(lines))
+
+
+def plot(rows: list[dict], path: str, model: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    families = sorted({r["family"] for r in rows})
+    for ax, metric, label in ((axes[0], "psnr", "PSNR to uncached output (dB)"), (axes[1], "fid", "domain FID (lower is better)")):
+        for i, family in enumerate(families):
+            pts = sorted([(r["flop_speedup"], r[metric]) for r in rows if r["family"] == family])
+            if family == "baseline" and metric == "psnr":
+                continue
+            style = "--o" if family == "fewer steps" else ("-s" if "searched" in family else "o")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=family, color=plt.cm.tab10(i % 10), ms=5)
+        ax.set_xlabel("denoiser FLOP speedup (x)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{model}: caching methods vs fewer steps (same prompts and seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

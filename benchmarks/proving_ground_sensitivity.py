@@ -1,0 +1,232 @@
+"""Sensitivity report of the proving-ground metrics (issue: the proving ground).
+
+For each built-in diffusion model: the metric floor (real vs real), the baseline sample quality, the
+spread across seeds (3 disjoint seed folds), and how far simple degradations move each metric:
+fewer steps, reusing the previous step's model output every k steps, dropping guidance halfway,
+no guidance, stronger guidance. A metric that cannot tell these apart beyond the seed spread is not
+good enough.
+
+    python benchmarks/proving_ground_sensitivity.py --out benchmarks/results/sensitivity
+
+Writes ``<out>/<model>.json``, ``<out>/sensitivity.md`` and sample grids ``<out>/<model>_samples.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import accel
+from accel.evaluation.prompts import builtin_prompts
+from accel.metrics.domain import DomainMetrics
+from accel.metrics.fidelity import psnr
+from accel.pipelines import load
+from accel.pipelines.builtin import BUILTIN_MODELS, data
+
+SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 120, "sd3-shapes": 120, "wan-moving-shapes": 48}
+
+
+class ReuseOutput:
+    """Every ``k``-th step runs the denoiser; the steps in between reuse its last output (whole model).
+
+    Counts denoiser calls itself (one per step, two for the two-call CFG of Wan); ``reset()`` before
+    every pipeline call.
+    """
+
+    def __init__(self, pipe, k: int) -> None:
+        self.k = k
+        self.denoiser = getattr(pipe, "unet", None) or pipe.transformer
+        self.calls_per_step = 2 if type(pipe).__name__ == "WanPipeline" else 1
+        self.original = self.denoiser.forward
+        self.denoiser.forward = self.forward
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls = 0
+        self.cache = {}
+
+    def forward(self, *args, **kwargs):
+        step, branch = divmod(self.calls, self.calls_per_step)
+        self.calls += 1
+        if step % self.k and branch in self.cache:
+            return self.cache[branch]
+        self.cache[branch] = self.original(*args, **kwargs)
+        return self.cache[branch]
+
+    def close(self) -> None:
+        del self.denoiser.forward
+
+
+def settings(steps: int, guidance: float) -> list[dict]:
+    return [
+        {"name": "baseline", "steps": steps, "guidance": guidance},
+        {"name": f"{steps // 2} steps", "steps": steps // 2, "guidance": guidance},
+        {"name": f"{steps // 4} steps", "steps": steps // 4, "guidance": guidance},
+        {"name": "reuse output every 2nd step", "steps": steps, "guidance": guidance, "reuse": 2},
+        {"name": "reuse output every 4th step", "steps": steps, "guidance": guidance, "reuse": 4},
+        {"name": "guidance off for last 50%", "steps": steps, "guidance": guidance,
+         "configs": [accel.AdaptiveGuidanceConfig(threshold=2.0, max_step=steps // 2)]},
+        {"name": "no guidance", "steps": steps, "guidance": 1.0},
+        {"name": f"guidance {2 * guidance:g}", "steps": steps, "guidance": 2 * guidance},
+    ]
+
+
+@torch.no_grad()
+def generate(pipe, model: str, prompts: list[str], seeds: list[int], setting: dict, batch: int = 24) -> torch.Tensor:
+    call = dict(BUILTIN_MODELS[model].call_defaults)
+    call.update(num_inference_steps=setting["steps"], guidance_scale=setting["guidance"], output_type="pt")
+    reuse = ReuseOutput(pipe, setting["reuse"]) if setting.get("reuse") else None
+    if setting.get("configs"):
+        accel.apply(pipe, *setting["configs"])
+    out = []
+    try:
+        for i in range(0, len(prompts), batch):
+            if reuse is not None:
+                reuse.reset()
+            chunk = list(zip(prompts, seeds))[i:i + batch]
+            result = pipe(prompt=[p for p, _ in chunk], generator=[torch.Generator().manual_seed(s) for _, s in chunk],
+                          **call)
+            out.append((result.frames if hasattr(result, "frames") else result.images).float().clamp(0, 1))
+    finally:
+        if reuse is not None:
+            reuse.close()
+        accel.remove(pipe)
+    return torch.cat(out)
+
+
+def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
+    prompts = builtin_prompts(model)
+    n = SAMPLES_PER_FOLD[model]
+    chosen = [prompts[i % len(prompts)] for i in range(n)]
+    seeds = [100_000 * (fold + 1) + i for i in range(n)]
+    return chosen, seeds
+
+
+def real_sets(domain: DomainMetrics, model: str, n: int, count: int) -> list[torch.Tensor]:
+    """``count`` disjoint real sets of ``n`` samples (digits: from both splits)."""
+    if BUILTIN_MODELS[model].dataset == "digits":
+        images = torch.cat([data.digits("heldout")[0], data.digits("train")[0]])
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        return [data.to_unit(images[order[i * n:(i + 1) * n]]) for i in range(count)]
+    return [domain.real_samples(n, seed=1000 + i) for i in range(count)]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> dict:
+    pipe = load(model)
+    pipe.set_progress_bar_config(disable=True)
+    domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
+    n = SAMPLES_PER_FOLD[model]
+    reals = real_sets(domain, model, n, folds + 1)
+    reference = reals[0]
+    floor = [domain.fid(reference, r) for r in reals[1:]]
+    real_alignment = None
+    result = {"model": model, "samples_per_fold": n, "folds": folds, "steps": steps, "guidance": guidance,
+              "fid_floor": mean_std(floor), "rows": []}
+    baseline_by_fold = {}
+    for setting in settings(steps, guidance):
+        fids, aligns, psnrs, temporal, seconds = [], [], [], [], 0.0
+        for fold in range(folds):
+            prompts, seeds = fold_items(model, fold)
+            start = time.perf_counter()
+            samples = generate(pipe, model, prompts, seeds, setting)
+            seconds += time.perf_counter() - start
+            if setting["name"] == "baseline":
+                baseline_by_fold[fold] = samples
+                if fold == 0:
+                    grid = samples[:32] if samples.ndim == 4 else samples[:8, ::2].flatten(0, 1)
+                    from PIL import Image
+
+                    Image.fromarray(data.grid(grid * 2 - 1, nrow=8)).resize(
+                        (8 * 34 * 3, ((len(grid) + 7) // 8) * 34 * 3), Image.NEAREST).save(
+                        os.path.join(out, f"{model}_samples.png"))
+            fids.append(domain.fid(reference, samples))
+            aligns.append(float(domain.alignment(samples, prompts).mean()))
+            if setting["name"] != "baseline":
+                psnrs.append(float(psnr(samples, baseline_by_fold[fold]).clamp(max=100).mean()))
+            if samples.ndim == 5:
+                temporal.append(float(domain.temporal_consistency(samples).mean()))
+        row = {"setting": setting["name"], "fid": mean_std(fids), "alignment": mean_std(aligns),
+               "psnr_to_baseline": mean_std(psnrs) if psnrs else None,
+               "temporal_consistency": mean_std(temporal) if temporal else None,
+               "seconds_per_sample": seconds / (folds * n)}
+        result["rows"].append(row)
+        print(model, row, flush=True)
+    if real_alignment is None:
+        prompts, _ = fold_items(model, 0)
+        result["real_alignment"] = _real_alignment(domain, model, n)
+    with open(os.path.join(out, f"{model}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def _real_alignment(domain: DomainMetrics, model: str, n: int) -> float:
+    dataset = BUILTIN_MODELS[model].dataset
+    if dataset == "digits":
+        images, labels = data.digits("heldout")
+        captions = [data.digit_caption(int(l)) for l in labels]
+        return float(domain.alignment(data.to_unit(images), captions).mean())
+    if dataset == "shapes":
+        images, _, captions = data.shapes(n, 7, "heldout")
+        return float(domain.alignment(data.to_unit(images), captions).mean())
+    videos, _, captions = data.moving_shapes(n, 7, "heldout")
+    return float(domain.alignment(data.to_unit(videos), captions).mean())
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    return f"{mean:.3g} ± {std:.2g}"
+
+
+def write_markdown(results: list[dict], path: str) -> None:
+    lines = ["# Proving-ground sensitivity (generated by benchmarks/proving_ground_sensitivity.py)", ""]
+    for r in results:
+        lines += [f"## {r['model']}", "",
+                  f"{r['samples_per_fold']} samples per fold, {r['folds']} seed folds, {r['steps']} steps, guidance {r['guidance']:g}. "
+                  f"FID floor (real vs real, {r['samples_per_fold']} each): {fmt(r['fid_floor'])}; "
+                  f"alignment of real data: {r['real_alignment']:.3f}.", "",
+                  "| setting | FID | alignment | PSNR to baseline (dB) | temporal consistency | s/sample |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            lines.append(f"| {row['setting']} | {fmt(row['fid'])} | {fmt(row['alignment'])} | {fmt(row['psnr_to_baseline'])} | "
+                         f"{fmt(row['temporal_consistency'])} | {row['seconds_per_sample']:.3f} |")
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes"])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--out", default="benchmarks/results/sensitivity")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for model in args.models:
+        existing = os.path.join(args.out, f"{model}.json")
+        if os.path.exists(existing):
+            results.append(json.load(open(existing)))
+            continue
+        results.append(run_model(model, args.folds, args.steps, args.guidance, args.out))
+    order = {m: i for i, m in enumerate(args.models)}
+    results.sort(key=lambda r: order.get(r["model"], 99))
+    write_markdown(results, os.path.join(args.out, "sensitivity.md"))
+    np.set_printoptions(precision=3)
+
+
+if __name__ == "__main__":
+    main()

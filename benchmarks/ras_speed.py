@@ -1,0 +1,137 @@
+"""RAS speed on an SD3-medium-architecture transformer (random weights) at 1024x1024 (4096 image tokens).
+
+Runs the stock StableDiffusion3Pipeline (prompt embeddings in, latents out) for 2 steps, dense and
+with RAS (step 0 dense, step 1 at ``--ratio``), timing every denoiser call and counting its FLOPs.
+A full 28-step generation at the paper's settings (4 dense warm-up steps, dense error-reset steps
+12 and 20, ratio 0.25 elsewhere) is then composed from the measured per-step times and FLOPs:
+this is the denoising-loop speedup, not a measured 28-step run (one dense step takes minutes on
+2 CPU cores). Batch 1, no CFG (CFG doubles both sides alike).
+
+    python benchmarks/ras_speed.py --ratio 0.25 --out benchmarks/results/ras_speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+import accel
+from accel.metrics.cost import synchronize
+
+SD3_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64,
+                  num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
+                  pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192)
+
+
+def build(layers: int):
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(**{**SD3_MEDIUM, "num_layers": layers}).eval()
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=16, norm_num_groups=4,
+                        layers_per_block=1, shift_factor=0.0)
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+                                    text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                    text_encoder_3=None, tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def per_call(pipe, kwargs) -> list[tuple[float, int]]:
+    """(seconds, FLOPs) of every denoiser call of one generation."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    records, state = [], {}
+    model = pipe.transformer
+
+    def pre(module, args):
+        synchronize()
+        state["mode"] = FlopCounterMode(display=False)
+        state["mode"].__enter__()
+        state["start"] = time.perf_counter()
+
+    def post(module, args, output):
+        synchronize()
+        seconds = time.perf_counter() - state["start"]
+        state["mode"].__exit__(None, None, None)
+        records.append((seconds, int(state["mode"].get_total_flops())))
+
+    handles = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            pipe(generator=torch.Generator().manual_seed(0), **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ratio", type=float, default=0.25)
+    parser.add_argument("--resolution", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=24, help="24 = SD3-medium")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/ras_speed")
+    args = parser.parse_args()
+
+    pipe = build(args.layers)
+    g = torch.Generator().manual_seed(1)
+    kwargs = dict(prompt_embeds=torch.randn(1, 333, 4096, generator=g), pooled_prompt_embeds=torch.randn(1, 2048, generator=g),
+                  num_inference_steps=2, guidance_scale=1.0, height=args.resolution, width=args.resolution,
+                  output_type="latent")
+    dense_t, dense_f, sparse_t, sparse_f = [], [], [], []
+    for _ in range(args.repeats):
+        calls = per_call(pipe, kwargs)
+        dense_t += [c[0] for c in calls]
+        dense_f += [c[1] for c in calls]
+        accel.apply(pipe, accel.RASConfig(sample_ratio=args.ratio, warmup_steps=1))
+        try:
+            calls = per_call(pipe, kwargs)
+            stats = next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"]["ras"]
+        finally:
+            accel.remove(pipe)
+        dense_t.append(calls[0][0])
+        dense_f.append(calls[0][1])
+        sparse_t.append(calls[1][0])
+        sparse_f.append(calls[1][1])
+    t_dense, t_sparse = statistics.median(dense_t), statistics.median(sparse_t)
+    f_dense, f_sparse = statistics.median(dense_f), statistics.median(sparse_f)
+    steps, dense_steps = 28, 4 + 2  # paper: 28 steps, start step 4, error-reset steps 12 and 20
+    e2e_time = steps * t_dense / (dense_steps * t_dense + (steps - dense_steps) * t_sparse)
+    e2e_flops = steps * f_dense / (dense_steps * f_dense + (steps - dense_steps) * f_sparse)
+    result = {
+        "config": {"layers": args.layers, "resolution": args.resolution, "tokens": stats["tokens"],
+                   "text_tokens": stats["text_tokens"], "ratio": args.ratio, "repeats": args.repeats},
+        "device": platform.processor() or "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "dense_step_seconds": t_dense, "ras_step_seconds": t_sparse, "dense_step_flops": f_dense, "ras_step_flops": f_sparse,
+        "step_wall_speedup": t_dense / t_sparse, "step_flop_speedup": f_dense / f_sparse,
+        "loop28_wall_speedup": e2e_time, "loop28_flop_speedup": e2e_flops,
+        "tokens_recomputed_on_ras_step": stats["tokens_per_step"][-1],
+    }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump(result, f, indent=2)
+    lines = [
+        f"RAS on an SD3-medium-architecture transformer ({args.layers} layers, random weights, fp32, "
+        f"{torch.get_num_threads()} CPU threads), {args.resolution}x{args.resolution} "
+        f"({stats['tokens']} image + {stats['text_tokens']} text tokens), batch 1, ratio {args.ratio}.", "",
+        "| | dense step | RAS step | speedup |", "|---|---|---|---|",
+        f"| seconds (median of {args.repeats * 2} / {args.repeats}) | {t_dense:.1f} | {t_sparse:.1f} | {t_dense / t_sparse:.2f}x |",
+        f"| denoiser TFLOPs | {f_dense / 1e12:.2f} | {f_sparse / 1e12:.2f} | {f_dense / f_sparse:.2f}x |", "",
+        f"28-step denoising loop at the paper's settings (6 dense + 22 RAS steps), composed from the measured steps: "
+        f"**{e2e_time:.2f}x wall clock, {e2e_flops:.2f}x FLOPs** (paper: 2.36x end-to-end on SD3)."]
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
