@@ -8,9 +8,12 @@ import torch
 import accel
 from accel.pipelines.testing import tiny_denoiser, tiny_pipeline
 from accel.sampling.ras.hooks import KVProjectionHook
+from accel.sampling.ras.layouts import layout_for
+from accel.sampling.ras.lumina_processor import RASLumina2AttnProcessor, RASLuminaNextAttnProcessor
 from accel.sampling.ras.selection import from_tokens, importance, select, to_tokens
 
-FAMILIES = ["sd3", "pixart", "dit", "flux"]
+FAMILIES = ["sd3", "pixart", "dit", "flux", "lumina", "lumina2"]
+FLOW_FAMILIES = ["sd3", "flux", "lumina", "lumina2"]  # flow-matching pipelines that take ``sigmas``
 
 
 def _run(tiny, **kw):
@@ -20,6 +23,18 @@ def _run(tiny, **kw):
 
 def _stats(pipe):
     return next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"]["ras"]
+
+
+def _plugin(pipe):
+    return accel.get_handle(pipe).sessions[0].plugins[0]
+
+
+def _image_block(denoiser):
+    """The first block whose input is the image tokens alone (Lumina2: the noise refiner)."""
+    if hasattr(denoiser, "noise_refiner"):
+        return denoiser.noise_refiner[0]
+    blocks = getattr(denoiser, "transformer_blocks", None)
+    return blocks[0] if blocks is not None else denoiser.layers[0]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -40,10 +55,8 @@ def test_ratio_one_is_bit_identical_and_remove_restores(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_recomputed_tokens_follow_the_schedule(family):
     tiny = tiny_pipeline(family)
-    denoiser = tiny.denoiser
-    blocks = getattr(denoiser, "transformer_blocks")
     lengths = []
-    handle = blocks[0].register_forward_pre_hook(
+    handle = _image_block(tiny.denoiser).register_forward_pre_hook(
         lambda m, args, kwargs: lengths.append(int((kwargs.get("hidden_states") if "hidden_states" in kwargs else args[0]).shape[1])),
         with_kwargs=True)
     config = accel.RASConfig(sample_ratio=0.5, final_sample_ratio=0.25, warmup_steps=2, error_reset_steps=(5,))
@@ -93,6 +106,112 @@ def test_kv_cache_refreshes_on_dense_steps_and_updates_active_rows():
             dropped = torch.ones(16, dtype=torch.bool)
             dropped[active] = False
             assert torch.equal(result[:, dropped], before[:, dropped])  # dropped rows: cached values
+
+
+@pytest.mark.parametrize("family", FLOW_FAMILIES)
+def test_sparse_step_on_unchanged_input_reproduces_the_dense_step(family):
+    """sigmas (0.8, 0.8, 0.4): the first update is zero, so step 1 (sparse) sees exactly step 0's
+    (dense) latents and timestep; its cached keys/values are then exact, and the recomputed tokens
+    must get the dense prediction: this checks the gather, the RoPE rows, the key/value tables, the
+    masks and the scatter together. Batch 2 with CFG; for Lumina2 the two prompts have different
+    text lengths (padded joint sequence)."""
+    tiny = tiny_pipeline(family)
+    scheduler = tiny.pipe.scheduler
+    inputs, outputs = [], []
+
+    def start_at_first_sigma(module, args, kwargs):  # LuminaPipeline does not call set_begin_index itself
+        if scheduler.step_index is None:
+            scheduler.set_begin_index(0)
+        inputs.append((kwargs["hidden_states"], kwargs["timestep"]))
+
+    hooks = [tiny.denoiser.register_forward_pre_hook(start_at_first_sigma, with_kwargs=True),
+             tiny.denoiser.register_forward_hook(
+                 lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out.sample))]
+    kwargs = tiny.inputs(steps=3, batch=2, output_type="latent")
+    kwargs["sigmas"] = [0.8, 0.8, 0.4]
+    if family == "lumina2":
+        mask = torch.ones(2, 8, dtype=torch.long)
+        mask[1, 5:] = 0
+        kwargs["prompt_attention_mask"] = mask
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=0.5, warmup_steps=1))
+    plugin = _plugin(tiny.pipe)
+    with torch.no_grad():
+        tiny.pipe(**kwargs)
+    patch = plugin.layout.patch_size(tiny.denoiser)
+    active, n = plugin.plan[1], plugin.num_tokens
+    accel.remove(tiny.pipe)
+    for h in hooks:
+        h.remove()
+    assert plugin.plan[0] is None and active.numel() == n // 2
+    dropped = torch.ones(n, dtype=torch.bool)
+    dropped[active] = False
+    calls = len(outputs) // 3  # denoiser calls per step (2 for separate CFG)
+    for (x0, t0), (x1, t1) in zip(inputs[:calls], inputs[calls:2 * calls]):
+        assert torch.equal(x0, x1) and torch.equal(t0, t1)  # the premise: step 1 repeats step 0's input
+    for dense, sparse in zip(outputs[:calls], outputs[calls:2 * calls]):
+        dense, sparse = to_tokens(dense, patch), to_tokens(sparse, patch)
+        torch.testing.assert_close(sparse[:, active], dense[:, active], rtol=1e-5, atol=1e-5)
+        assert not sparse[:, dropped].any()  # dropped tokens: zeros until the step wrapper fills them
+
+
+@pytest.mark.parametrize("family", ["lumina", "lumina2"])
+def test_lumina_kv_tables_refresh_on_dense_steps_and_update_active_rows(family):
+    tiny = tiny_pipeline(family)
+    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=0.25, warmup_steps=1, error_reset_steps=(3,)))
+    plugin = _plugin(tiny.pipe)
+    block = tiny.denoiser.layers[1]
+    attn = block.attn1 if family == "lumina" else block.attn
+    processor = attn.processor
+    assert isinstance(processor, RASLuminaNextAttnProcessor if family == "lumina" else RASLumina2AttnProcessor)
+    text = 0 if family == "lumina" else 8  # Lumina2 joint blocks: 8 text rows, then the image rows
+    seen = []
+    original = processor.full_kv
+
+    def spy(key, value, text_lengths):
+        branch = plugin.session.context.current.branch
+        before = processor.cache.get(branch)
+        before = None if before is None else before[0].clone()
+        full_k, full_v = original(key, value, text_lengths)
+        seen.append((plugin.session.context.current.step_index, plugin.active, key, before, full_k.clone(),
+                     processor.cache[branch][0]))
+        return full_k, full_v
+
+    processor.full_kv = spy
+    _run(tiny, steps=5)
+    accel.remove(tiny.pipe)
+    assert attn.processor is processor.original  # remove() puts the stock processor back
+    assert sorted({s for s, *_ in seen}) == [0, 1, 2, 3, 4]
+    for step, active, fresh, before, full, cached in seen:
+        assert full.shape[1] == text + 16  # the attention always sees every image token's key
+        if step in (0, 3):  # dense: the table is this call's keys
+            assert active is None and torch.equal(full, fresh) and torch.equal(cached, fresh[:, text:])
+        else:
+            assert fresh.shape[1] == text + active.numel() and active.numel() == 4
+            assert torch.equal(full[:, :text], fresh[:, :text])  # text keys: always fresh
+            image = full[:, text:]
+            assert torch.equal(image[:, active], fresh[:, text:])
+            dropped = torch.ones(16, dtype=torch.bool)
+            dropped[active] = False
+            assert torch.equal(image[:, dropped], before[:, dropped])  # dropped rows: cached keys
+            assert torch.equal(cached, image)
+
+
+@pytest.mark.parametrize("family", ["lumina", "lumina2"])
+def test_lumina_sparse_output_stays_close_to_dense(family):
+    """Random tiny model, 10 steps, 3 dense warm-up steps: RAS moves the final latents by a small
+    fraction of the seed-to-seed difference, and less the more tokens it recomputes."""
+    tiny = tiny_pipeline(family)
+    dense = _run(tiny, steps=10, output_type="latent")
+    other_seed = _run(tiny, steps=10, seed=1, output_type="latent")
+    errors = []
+    for ratio in (0.75, 0.25):
+        accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=ratio, warmup_steps=3))
+        sparse = _run(tiny, steps=10, output_type="latent")
+        accel.remove(tiny.pipe)
+        assert torch.isfinite(sparse).all()
+        errors.append(((sparse - dense).norm() / dense.norm()).item())
+    seed_gap = ((other_seed - dense).norm() / dense.norm()).item()
+    assert 0 < errors[0] < errors[1] < 0.25 * seed_gap
 
 
 def test_batch_two_and_non_square_latents():
@@ -150,8 +269,11 @@ def test_ras_errors():
         accel.RASConfig(sample_ratio=0.0)
     with pytest.raises(accel.ConfigError, match=r"warmup_steps must be an integer in \[1, 100000\]"):
         accel.RASConfig(warmup_steps=0)
-    with pytest.raises(accel.UnsupportedModelError, match="does not support the 'lumina' family yet; supported: dit, flux"):
-        accel.apply(tiny_pipeline("lumina").pipe, accel.RASConfig())
+    with pytest.raises(accel.UnsupportedModelError, match=r"does not support Wan.*\(wan\); it supports: .*lumina2"):
+        accel.apply(tiny_pipeline("wan").pipe, accel.RASConfig())  # a video DiT: not an image_dit
+    with pytest.raises(accel.UnsupportedModelError,
+                       match="does not support the 'hunyuan_dit' family yet; supported: dit, flux, lumina, lumina2, pixart, sd3"):
+        layout_for("hunyuan_dit")
     with pytest.raises(accel.UnsupportedModelError, match="apply it to the pipeline"):
         accel.apply(tiny_denoiser("sd3"), accel.RASConfig())
     with pytest.raises(accel.IncompatiblePluginsError, match="BlockCache reuses block outputs"):

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import torch
 
 #: Diffusion families with a tiny pipeline, plus ``timm_vit`` (a tiny classifier).
-FAMILIES = ("unet", "sdxl", "pixart", "dit", "sd3", "flux", "lumina", "wan", "cogvideox", "hunyuan_video",
-            "ltx_video", "timm_vit")
+FAMILIES = ("unet", "sdxl", "pixart", "dit", "sd3", "flux", "lumina", "lumina2", "wan", "cogvideox",
+            "hunyuan_video", "ltx_video", "timm_vit")
 
 TEXT_DIM = 16
 TEXT_LEN = 8
@@ -116,6 +116,11 @@ def _build_denoiser(family: str, seed: int) -> torch.nn.Module:
         return diffusers.LuminaNextDiT2DModel(
             sample_size=8, patch_size=2, in_channels=4, hidden_size=16, num_layers=3, num_attention_heads=2,
             num_kv_heads=1, multiple_of=16, cross_attention_dim=TEXT_DIM, learn_sigma=True)
+    if family == "lumina2":
+        return diffusers.Lumina2Transformer2DModel(
+            sample_size=8, patch_size=2, in_channels=4, hidden_size=16, num_layers=3, num_refiner_layers=1,
+            num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(2, 2, 4), axes_lens=(64, 32, 32),
+            cap_feat_dim=TEXT_DIM)
     if family == "wan":
         return diffusers.WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
@@ -265,6 +270,21 @@ def _lumina(seed: int) -> TinyPipeline:
     return TinyPipeline("lumina", pipe, inputs)
 
 
+def _lumina2(seed: int) -> TinyPipeline:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Lumina2Pipeline
+
+    pipe = Lumina2Pipeline(transformer=tiny_denoiser("lumina2", seed), scheduler=FlowMatchEulerDiscreteScheduler(),
+                           vae=_tiny_vae(levels=4, shift_factor=0.0), text_encoder=None, tokenizer=None)
+
+    def inputs(seed: int, steps: int, batch: int, guidance: float | None) -> dict:
+        mask = torch.ones(batch, TEXT_LEN, dtype=torch.long)
+        return dict(prompt_embeds=_embeds(seed, batch), negative_prompt_embeds=_embeds(seed + 500, batch),
+                    prompt_attention_mask=mask, negative_prompt_attention_mask=mask,
+                    num_inference_steps=steps, guidance_scale=guidance or 1.0, generator=_generator(seed),
+                    height=64, width=64, output_type="pt")
+    return TinyPipeline("lumina2", pipe, inputs)
+
+
 def _wan(seed: int) -> TinyPipeline:
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline
 
@@ -350,7 +370,7 @@ def _ltx_video(seed: int) -> TinyPipeline:
 
 _PIPELINES: dict[str, Callable[[int], TinyPipeline]] = {
     "unet": _sd, "sdxl": _sdxl, "pixart": _pixart, "dit": _dit, "sd3": _sd3, "flux": _flux, "lumina": _lumina,
-    "wan": _wan, "cogvideox": _cogvideox, "hunyuan_video": _hunyuan_video, "ltx_video": _ltx_video,
+    "lumina2": _lumina2, "wan": _wan, "cogvideox": _cogvideox, "hunyuan_video": _hunyuan_video, "ltx_video": _ltx_video,
 }
 
 PIPELINE_FAMILIES = tuple(_PIPELINES)

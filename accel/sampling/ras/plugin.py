@@ -5,9 +5,11 @@ from the previous step's output), attending to fresh keys/values for them and ca
 rest; the dropped tokens' latents move with their cached prediction through the scheduler step.
 
 Hooks: the denoiser root (per call), the patch-embedding output (gather), the last projection
-before unpatchify (scatter), every self/joint attention's ``to_k``/``to_v`` (or, for Flux, a RAS
-attention processor that caches keys after RoPE), the RoPE table (Flux), and a wrapper around the
-pipeline's ``scheduler.step`` (not a scheduler subclass). Works for batches > 1 (one selection per
+before unpatchify (scatter), every self/joint attention's ``to_k``/``to_v`` (or, for Flux and the
+Lumina families, a RAS attention processor that caches keys after RoPE), the RoPE table (Flux,
+Lumina), and a wrapper around the pipeline's ``scheduler.step`` (not a scheduler subclass). The
+Lumina wiring (tuple outputs of the patch/RoPE embedders, Lumina2's text+image joint sequence with
+per-sample text lengths) lives in :mod:`.lumina`. Works for batches > 1 (one selection per
 step, shared by the batch), non-square latents and any patch size; state lives on the plugin
 instance and resets with every pipeline call.
 """
@@ -24,6 +26,7 @@ from .config import RASConfig
 from .flux_processor import RASFluxAttnProcessor
 from .hooks import GatherHook, KVProjectionHook, RootHook, RopeHook, ScatterHook
 from .layouts import layout_for
+from .lumina import attach_lumina2, attach_lumina_next
 from .selection import from_tokens, importance, select, to_tokens
 
 
@@ -40,7 +43,10 @@ class RASPlugin(Plugin):
         self.text_len = 0
         self.active: torch.Tensor | None = None
         self.num_tokens = 0
-        self.processors: list[RASFluxAttnProcessor] = []
+        self.processors: list[Any] = []  # RAS attention processors (Flux, Lumina): reset per generation
+        self.text_lengths: list[int] = []  # Lumina2: per-sample text rows before the image rows
+        self.joint_rows: torch.Tensor | None = None  # Lumina2: rows of the dense joint sequence computed now
+        self.joint_length = 0
         self.on_generation_start()
 
     @classmethod
@@ -53,6 +59,13 @@ class RASPlugin(Plugin):
         model = self.session.denoiser
         self.layout = layout_for(self.session.adapter.family)
         self.session.register_hook(model, RootHook(self), self.hook_name("root"))
+        self.session.context.add_step_wrapper(self.step)
+        if self.layout.kv == "lumina_next":
+            attach_lumina_next(self, model)
+            return
+        if self.layout.kv == "lumina2":
+            attach_lumina2(self, model)
+            return
         self.session.register_hook(model.get_submodule(self.layout.gather), GatherHook(self), self.hook_name("gather"))
         self.session.register_hook(model.get_submodule(self.layout.scatter), ScatterHook(self), self.hook_name("scatter"))
         if self.layout.rope:
@@ -68,7 +81,6 @@ class RASPlugin(Plugin):
                 attn.set_processor(processor)
                 self.processors.append(processor)
                 self.session.add_restorer(lambda attn=attn, original=original: attn.set_processor(original))
-        self.session.context.add_step_wrapper(self.step)
 
     def detach(self) -> None:
         self.session.context.remove_step_wrapper(self.step)
@@ -76,6 +88,7 @@ class RASPlugin(Plugin):
     # ------------------------------------------------------------------ per call / per step
     def begin_call(self) -> None:
         self.active = None
+        self.joint_rows = None
 
     def choose(self, num_tokens: int) -> torch.Tensor | None:
         """The sorted image-token indices this call recomputes (None: all of them)."""
@@ -150,11 +163,11 @@ class RASPlugin(Plugin):
         steps = sorted(self.tokens_per_step)
         tokens = [self.tokens_per_step[s] for s in steps]
         n = self.num_tokens or 1
-        t = self.text_len
+        t = self.text_len if self.layout.joint_text else 0
         dense_attn = sum((n + t) * (n + t) for _ in tokens)
         sparse_attn = sum((k + t) * (n + t) for k in tokens)
         return {
-            "tokens": n, "text_tokens": t, "tokens_per_step": tokens,
+            "tokens": n, "text_tokens": self.text_len, "tokens_per_step": tokens,
             "sparse_steps": sum(1 for k in tokens if k < n),
             "token_fraction": round(sum(tokens) / (n * len(tokens)), 4) if tokens else None,
             "attention_flops_fraction": round(sparse_attn / dense_attn, 4) if dense_attn else None,
