@@ -1,4 +1,4 @@
-"""Train the built-in diffusion models (each within ~30 minutes on 2 CPU cores).
+"""Train the built-in diffusion models (each within ~25-60 minutes on 2 CPU cores).
 
     python -m accel.pipelines.builtin.train_diffusion sd-digits [--max-steps N]
 
@@ -222,7 +222,7 @@ def _wan_assemble(parts, vae):
 
 RECIPES: dict[str, Recipe] = {
     "sd-digits": Recipe("sd-digits", "v", _sd_build, _sd_condition, _sd_predict, _sd_assemble, _digit_batches,
-                        _load_image_vae, encode_images, max_steps=3000),
+                        _load_image_vae, encode_images, max_steps=2000),
     "pixart-shapes": Recipe("pixart-shapes", "v", _pixart_build, _pixart_condition, _pixart_predict,
                             _pixart_assemble, _shape_batches, _load_image_vae, encode_images, max_steps=3000),
     "sd3-shapes": Recipe("sd3-shapes", "flow", _sd3_build, _sd3_condition, _sd3_predict, _sd3_assemble,
