@@ -20,13 +20,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 from diffusers.hooks import ModelHook
-from diffusers.hooks.hooks import BaseState, StateManager
+from diffusers.hooks.hooks import StateManager
 
 from ..config import PluginConfig, check_int
 from ..errors import ConfigError
 from ..plugin import Plugin, register_plugin
 from ..summary import tensor_bytes
-from .common import fit_batch, leading_batch, map_tensors
+from .common import CachedOutput, fit_batch, leading_batch, map_tensors
 from .schedule import CacheSchedule, fora_schedule
 
 
@@ -76,16 +76,6 @@ class BlockCacheConfig(PluginConfig):
         return super().__str__()
 
 
-class _Cached(BaseState):
-    def __init__(self) -> None:
-        self.output: Any = None
-        self.batch: int | None = None
-
-    def reset(self) -> None:
-        self.output = None
-        self.batch = None
-
-
 def _slice_batch(value: Any, start: int, stop: int, batch: int) -> Any:
     return map_tensors(value, lambda t: t[start:stop] if t.ndim and t.shape[0] == batch else t)
 
@@ -100,7 +90,7 @@ class ComponentCacheHook(ModelHook):
         self.plugin = plugin
         self.block = block
         self.component = component
-        self.state = StateManager(_Cached)
+        self.state = StateManager(CachedOutput)
 
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         info = self.plugin.session.context.current
@@ -120,7 +110,7 @@ class ComponentCacheHook(ModelHook):
         self.plugin.note_bytes((id(self), self.state.context.name), output)
         return output
 
-    def _split(self, module: nn.Module, state: _Cached, batch: int, info: Any, run_uncond: bool,
+    def _split(self, module: nn.Module, state: CachedOutput, batch: int, info: Any, run_uncond: bool,
                args: tuple, kwargs: dict) -> Any:
         """Stacked CFG batch with different schedules per half: compute only the half that must run."""
         half = batch // 2

@@ -5,8 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from diffusers.hooks.hooks import BaseState
 
 from ..context import CallInfo
+
+
+class CachedOutput(BaseState):
+    """Per-hook state of a caching plugin: the last computed output and the batch it was computed for."""
+
+    def __init__(self) -> None:
+        self.output: Any = None
+        self.batch: int | None = None
+
+    def reset(self) -> None:
+        self.output = None
+        self.batch = None
 
 
 def map_tensors(value: Any, fn) -> Any:

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch.nn as nn
 from diffusers.hooks import ModelHook
-from diffusers.hooks.hooks import BaseState, StateManager
+from diffusers.hooks.hooks import StateManager
 
 from ..config import PluginConfig, check_choice, check_int
 from ..errors import ConfigError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
 from ..summary import tensor_bytes
-from .common import fit_batch, leading_batch, step_pattern
+from .common import CachedOutput, fit_batch, leading_batch, step_pattern
 
 SCHEDULES = ("uniform", "quadratic")
 
@@ -37,8 +37,10 @@ class DeepCacheConfig(PluginConfig):
 
     Args:
         interval: N; one full U-Net evaluation every N steps (1 = no caching, identical to baseline).
-        branch: skip branch kept live; 0 is the shallowest (fastest, lowest quality). The allowed
-            range depends on the U-Net (SD 1.5: 0-11) and is checked when attached.
+        branch: skip branch kept live; 0 is the shallowest (fastest, lowest quality): ``conv_in`` and
+            the first down layer with their up partners. The allowed range depends on the U-Net
+            (SD 1.5: 0-11) and is checked when attached. The official DeepCache package counts one
+            lower: its branch ``b + 1`` is accel's ``b``.
         schedule: ``"uniform"`` (full steps every N) or ``"quadratic"`` (the same number of full
             steps, spaced quadratically so they are denser early, where features change fastest).
         full_steps_start: the first k steps are always full.
@@ -90,16 +92,6 @@ class DeepCacheConfig(PluginConfig):
         return full
 
 
-class _CachedOutput(BaseState):
-    def __init__(self) -> None:
-        self.output: Any = None
-        self.batch: int | None = None
-
-    def reset(self) -> None:
-        self.output = None
-        self.batch = None
-
-
 class DeepLayerHook(ModelHook):
     """On a deep U-Net layer: compute and cache on full steps, return the cache otherwise."""
 
@@ -108,7 +100,7 @@ class DeepLayerHook(ModelHook):
     def __init__(self, plugin: "DeepCachePlugin") -> None:
         super().__init__()
         self.plugin = plugin
-        self.state = StateManager(_CachedOutput)
+        self.state = StateManager(CachedOutput)
 
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         info = self.plugin.session.context.current

@@ -45,7 +45,8 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {m.name: m for m in (
                   "use_resolution_binning": False, "max_sequence_length": 16, "clean_caption": False}),
     BuiltinModel("sd3-shapes", "SD3 (SD3Transformer2DModel, flow matching) on coloured shapes", "image",
                  "StableDiffusion3Pipeline", "shapes", ("ras", "block_cache", "adaptive_guidance"),
-                 {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32}),
+                 # 16 (zero) T5 tokens as in training; the pipeline's default of 256 would pad 240 more
+                 {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32, "max_sequence_length": 16}),
     BuiltinModel("wan-moving-shapes", "Wan (WanTransformer3DModel) on moving shapes, 9 frames", "video",
                  "WanPipeline", "moving_shapes", ("sparse_attention", "block_cache", "adaptive_guidance"),
                  {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32, "num_frames": 9,
