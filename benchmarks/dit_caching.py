@@ -30,7 +30,7 @@ from diffusers.hooks import HookRegistry
 
 import accel
 from accel.evaluation.prompts import builtin_prompts
-from accel.metrics.cost import ModuleFlops
+from accel.metrics.cost import ModuleFlops, count_flops
 from accel.metrics.domain import DomainMetrics
 from accel.metrics.fidelity import psnr, ssim
 from accel.pipelines import load
@@ -50,8 +50,15 @@ def remove_foreign_hooks(module: torch.nn.Module) -> None:
 
 
 class Setup:
-    def __init__(self, name: str, family: str, attach=None, detach=None, steps: int | None = None) -> None:
-        self.name, self.family, self.steps = name, family, steps
+    """One way of running the pipeline; ``fresh_pipe`` (a loader) for peers that patch the pipeline so
+    deeply that they need one nobody else touched."""
+
+    def __init__(self, name: str, family: str, attach=None, detach=None, steps: int | None = None,
+                 fresh_pipe=None, whole_pipeline_flops: bool = False) -> None:
+        self.name, self.family, self.steps, self.fresh_pipe = name, family, steps, fresh_pipe
+        # count FLOPs over the whole pipeline call (then minus the text encoder and VAE share): for
+        # peers whose patched forward recurses when a module hook is added
+        self.whole_pipeline_flops = whole_pipeline_flops
         self.attach = attach or (lambda pipe: None)
         self.detach = detach or (lambda pipe: None)
 
@@ -89,7 +96,7 @@ def calibrate_mag_ratios(pipe, call: dict, prompt: str) -> list[float]:
     return [float(v) for v in lists[-1].split(",")] if lists else []
 
 
-def peer_setups(pipe, call: dict, prompt: str) -> tuple[list[Setup], dict[str, str]]:
+def peer_setups(pipe, call: dict, prompt: str, model: str) -> tuple[list[Setup], dict[str, str]]:
     from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig,
                                  TaylorSeerCacheConfig, apply_faster_cache, apply_first_block_cache, apply_mag_cache,
                                  apply_pyramid_attention_broadcast, apply_taylorseer_cache)
@@ -107,7 +114,7 @@ def peer_setups(pipe, call: dict, prompt: str) -> tuple[list[Setup], dict[str, s
     setups.append(diffusers_hook("FasterCache", "FasterCache", lambda p: apply_faster_cache(p.transformer, FasterCacheConfig(
         spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(-1, 900),
         unconditional_batch_skip_range=2, unconditional_batch_timestep_skip_range=(-1, 900),
-        attention_weight_callback=lambda _: 0.5, tensor_format="BFCHW", is_guidance_distilled=False,
+        attention_weight_callback=lambda _: 0.5, tensor_format="BCHW", is_guidance_distilled=False,
         current_timestep_callback=lambda: current_timestep(p)))))
     for interval in (2, 3):
         setups.append(diffusers_hook(f"TaylorSeer N={interval}", "TaylorSeer", lambda p, n=interval: apply_taylorseer_cache(
@@ -133,26 +140,36 @@ def peer_setups(pipe, call: dict, prompt: str) -> tuple[list[Setup], dict[str, s
                                 lambda p, t=t: cache_dit.enable_cache(p, cache_config=DBCacheConfig(
                                     Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=t,
                                     max_warmup_steps=2)),
-                                lambda p: cache_dit.disable_cache(p)))
+                                lambda p: cache_dit.disable_cache(p), fresh_pipe=lambda: _fresh(model),
+                                whole_pipeline_flops=True))
     except Exception as exc:
         notes["cache-dit"] = f"not run: {type(exc).__name__}: {exc}"
     return setups, notes
 
 
+def _fresh(model: str):
+    pipe = load(model)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @torch.no_grad()
 def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dict, batch: int = 30):
+    """Images, denoiser FLOPs and wall seconds of ``setup`` over all prompts (``batch`` per call)."""
     kwargs = {**call, **({"num_inference_steps": setup.steps} if setup.steps else {})}
     setup.attach(pipe)
     images, flops, seconds = [], 0, 0.0
     try:
         for i in range(0, len(prompts), batch):
-            with ModuleFlops(pipe.transformer) as counter:
+            counter = (count_flops() if setup.whole_pipeline_flops
+                       else ModuleFlops(getattr(pipe, "unet", None) or pipe.transformer))
+            with counter as counted:
                 start = time.perf_counter()
                 out = pipe(prompt=prompts[i:i + batch],
                            generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + batch]],
                            output_type="pt", **kwargs)
                 seconds += time.perf_counter() - start
-            flops += counter.total
+            flops += counted["total"] if setup.whole_pipeline_flops else counted.total
             images.append(out.images.float().clamp(0, 1))
     finally:
         setup.detach(pipe)
@@ -166,6 +183,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     parser.add_argument("--out", default="benchmarks/results/dit_caching")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="rerun only these families (plus baseline and fewer steps), keeping the others' rows")
     args = parser.parse_args()
 
     pipe = load(args.model)
@@ -187,17 +206,42 @@ def main() -> None:
         setups.append(Setup(f"searched {os.path.basename(path)[:-5]}", "accel searched schedule",
                             lambda p, path=path: accel.apply(p, accel.BlockCacheConfig(schedule=path)),
                             lambda p: accel.remove(p)))
-    peers, notes = peer_setups(pipe, call, prompts[0])
+    peers, notes = peer_setups(pipe, call, prompts[0], args.model)
     setups += peers
+    if args.only:
+        setups = [s for s in setups if s.family in ("baseline", "fewer steps") or s.family in args.only]
 
-    rows, baseline = [], None
+    rows = evaluate(pipe, setups, prompts, seeds, call, domain, real, notes)
+    if args.only and os.path.exists(args.out + ".json"):  # keep the other families' rows of the earlier run
+        earlier = json.load(open(args.out + ".json"))
+        fresh = {r["setup"] for r in rows}
+        rows += [r for r in earlier["rows"] if r["setup"] not in fresh]
+        notes = {**{k: v for k, v in earlier["notes"].items() if k not in fresh and not any(
+            k.startswith(f) for f in args.only)}, **notes}
+    compare_with_fewer_steps(rows)
+    write_report(rows, notes, args.out, f"Caching on `{args.model}` ({args.steps} steps, {len(prompts)} samples, same prompts "
+                 "and seeds; FLOPs = denoiser FLOPs counted while it runs; PSNR/SSIM to the uncached output; FID/alignment "
+                 "from the domain classifier).", {"model": args.model, "steps": args.steps, "samples": len(prompts)})
+
+
+def evaluate(pipe, setups: list[Setup], prompts: list[str], seeds: list[int], call: dict, domain: DomainMetrics,
+             real: torch.Tensor, notes: dict, batch: int = 30) -> list[dict]:
+    """Run every setup on the same prompts and seeds; the first setup is the reference."""
+    rows, baseline, outside = [], None, None
     for setup in setups:
+        if setup.whole_pipeline_flops and outside is None and baseline is not None:
+            # the text encoder and VAE FLOPs of the same calls, to take off a whole-pipeline count
+            whole = Setup("baseline, whole pipeline", "baseline", whole_pipeline_flops=True)
+            outside = generate(pipe, whole, prompts, seeds, call, batch)[1] - baseline[1]
         try:
-            images, flops, seconds = generate(pipe, setup, prompts, seeds, call)
+            images, flops, seconds = generate(setup.fresh_pipe() if setup.fresh_pipe else pipe, setup, prompts, seeds,
+                                              call, batch)
         except Exception as exc:
             notes[setup.name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
             print(setup.name, "FAILED", exc, flush=True)
             continue
+        if setup.whole_pipeline_flops:
+            flops -= outside or 0
         if baseline is None:
             baseline = (images, flops, seconds)
         row = {"setup": setup.name, "family": setup.family, "denoiser_flops": flops,
@@ -207,30 +251,45 @@ def main() -> None:
                "fid": domain.fid(real, images), "alignment": float(domain.alignment(images, prompts).mean())}
         rows.append(row)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    return rows
 
-    curve = sorted([(r["flop_speedup"], r["psnr"]) for r in rows if r["family"] == "fewer steps"])
+
+def compare_with_fewer_steps(rows: list[dict]) -> None:
+    """Mark each accelerated setup with the PSNR and FID that fewer steps reach at its FLOP speedup
+    (log-linear interpolation between the measured step counts, never extrapolated) and whether it
+    beats them."""
+    fewer = sorted([r for r in rows if r["family"] == "fewer steps"], key=lambda r: r["flop_speedup"])
     for row in rows:
-        if row["family"] in ("baseline", "fewer steps") or len(curve) < 2:
+        if row["family"] in ("baseline", "fewer steps") or len(fewer) < 2:
             continue
-        reference = float(np.interp(math.log(row["flop_speedup"]), np.log([c[0] for c in curve]), [c[1] for c in curve]))
-        row["psnr_of_fewer_steps_at_same_flops"] = reference
-        row["beats_fewer_steps"] = row["psnr"] > reference
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"model": args.model, "steps": args.steps, "samples": len(prompts), "notes": notes, "rows": rows}, f, indent=2)
-    lines = [f"Caching on `{args.model}` ({args.steps} steps, {len(prompts)} samples, same prompts and seeds; FLOPs = denoiser "
-             "FLOPs counted while it runs; PSNR/SSIM to the uncached output; FID/alignment from the domain classifier).", "",
-             "| setup | family | FLOP speedup | wall speedup | PSNR dB | SSIM | FID | alignment | beats fewer steps (PSNR) |",
+        x = math.log(row["flop_speedup"])
+        xs = np.log([r["flop_speedup"] for r in fewer])
+        if not xs[0] - 1e-9 <= x <= xs[-1] + 1e-9:
+            continue  # outside the step counts measured: no comparison rather than an extrapolated one
+        for metric, better in (("psnr", np.greater), ("fid", np.less)):
+            reference = float(np.interp(x, xs, [r[metric] for r in fewer]))
+            row[f"{metric}_of_fewer_steps_at_same_flops"] = reference
+            row[f"beats_fewer_steps_{metric}"] = bool(better(row[metric], reference))
+
+
+def write_report(rows: list[dict], notes: dict, out: str, caption: str, meta: dict) -> None:
+    """``out``.json, ``out``.md (table) and ``out``.png (quality vs FLOP speedup)."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump({**meta, "notes": notes, "rows": rows}, f, indent=2)
+    lines = [caption, "",
+             "| setup | family | FLOP speedup | wall speedup | PSNR dB | SSIM | FID | alignment | beats fewer steps (PSNR / FID) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["family"], r["flop_speedup"])):
-        beats = "" if "beats_fewer_steps" not in r else ("yes" if r["beats_fewer_steps"] else "no")
+        beats = "" if "beats_fewer_steps_psnr" not in r else " / ".join(
+            "yes" if r[f"beats_fewer_steps_{m}"] else "no" for m in ("psnr", "fid"))
         lines.append(f"| {r['setup']} | {r['family']} | {r['flop_speedup']:.2f}x | {r['wall_speedup']:.2f}x | {r['psnr']:.2f} | "
                      f"{r['ssim']:.3f} | {r['fid']:.2f} | {r['alignment']:.3f} | {beats} |")
     for name, note in notes.items():
         lines.append(f"\n{name}: {note}")
-    with open(args.out + ".md", "w") as f:
+    with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
-    plot(rows, args.out + ".png", args.model)
+    plot(rows, out + ".png", meta["model"])
     print("\n".join(lines))
 
 

@@ -161,9 +161,7 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
                "seconds_per_sample": seconds / (folds * n)}
         result["rows"].append(row)
         print(model, row, flush=True)
-    if real_alignment is None:
-        prompts, _ = fold_items(model, 0)
-        result["real_alignment"] = _real_alignment(domain, model, n)
+    result["real_alignment"] = _real_alignment(domain, model, n)
     with open(os.path.join(out, f"{model}.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -213,7 +211,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--out", default="benchmarks/results/sensitivity")
+    parser.add_argument("--per-fold", type=int, default=None, help="samples per fold (smoke runs)")
     args = parser.parse_args()
+    if args.per_fold:
+        SAMPLES_PER_FOLD.update({m: args.per_fold for m in SAMPLES_PER_FOLD})
     os.makedirs(args.out, exist_ok=True)
     results = []
     for model in args.models:

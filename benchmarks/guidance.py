@@ -1,0 +1,154 @@
+"""Adaptive guidance on the built-in models: NFEs, wall time and quality across a sweep of gamma, against
+plain CFG, the fixed CFG cut-off of diffusers' CFGCutoffCallbacks at (about) equal NFEs, LinearAG, and fewer steps.
+
+Quality is measured on 3 disjoint seed folds: PSNR/SSIM to plain CFG of the same seeds, domain FID
+and prompt alignment. "Within CFG's spread" means within 2 standard deviations of plain CFG's
+fold-to-fold spread (FID and alignment).
+
+    python benchmarks/guidance.py --models sd-digits sd3-shapes --out benchmarks/results/guidance
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+
+import accel
+from accel.evaluation.prompts import builtin_prompts
+from accel.metrics.domain import DomainMetrics
+from accel.metrics.fidelity import psnr, ssim
+from accel.pipelines import load
+from accel.pipelines.builtin import BUILTIN_MODELS
+from accel.sampling.linear_ag import calibrate
+
+PER_FOLD = {"sd-digits": 60, "pixart-shapes": 60, "sd3-shapes": 60, "wan-moving-shapes": 24}
+
+
+def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
+    prompts = builtin_prompts(model)
+    n = PER_FOLD[model]
+    return [prompts[i % len(prompts)] for i in range(n)], [700_000 + 10_000 * fold + i for i in range(n)]
+
+
+@torch.no_grad()
+def run(pipe, model: str, setting: dict, fold: int, steps: int, guidance: float) -> dict:
+    prompts, seeds = fold_items(model, fold)
+    call = dict(BUILTIN_MODELS[model].call_defaults)
+    call.update(num_inference_steps=setting.get("steps", steps), guidance_scale=guidance, output_type="pt")
+    accel.apply(pipe, *setting.get("configs", []))
+    images, nfe, seconds = [], 0.0, 0.0
+    try:
+        for i in range(0, len(prompts), 30):
+            start = time.perf_counter()
+            out = pipe(prompt=prompts[i:i + 30], generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + 30]], **call)
+            seconds += time.perf_counter() - start
+            nfe += accel.summary(pipe)["last_call"]["nfe"] * len(prompts[i:i + 30])
+            images.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1))
+    finally:
+        accel.remove(pipe)
+    return {"images": torch.cat(images), "nfe": nfe / len(prompts), "seconds": seconds / len(prompts), "prompts": prompts}
+
+
+def mean_std(values: list[float]) -> list[float]:
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[float], out: str) -> dict:
+    pipe = load(model)
+    pipe.set_progress_bar_config(disable=True)
+    domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
+    real = domain.real_samples(PER_FOLD[model] * (2 if model != "wan-moving-shapes" else 1), seed=11)
+    coef = os.path.join(tempfile.mkdtemp(), "coef.json")
+    cal_call = dict(BUILTIN_MODELS[model].call_defaults, num_inference_steps=steps, guidance_scale=guidance)
+    calibrate(pipe, builtin_prompts(model)[:8], cal_call, seeds=[1, 2], history=2, out=coef, model_name=model)
+    settings = [{"name": "CFG", "configs": []}]
+    settings += [{"name": f"AG gamma={g}", "configs": [accel.AdaptiveGuidanceConfig(threshold=g)]} for g in gammas]
+    settings += [{"name": f"LinearAG every {k}", "configs": [accel.LinearAGConfig(coefficients=coef, predict_every=k,
+                                                                                    predict_until=0.5, threshold=0.99)]}
+                 for k in (2, 3)]
+    for frac in (0.5, 0.65, 0.8):
+        # the fixed cut-off of diffusers' SD/SDXL/SD3 CFGCutoffCallbacks (CFG on steps < k); the callbacks
+        # themselves keep prompt_embeds[-1:] and so only work at batch 1, hence the same rule through accel
+        k = round(steps * frac)
+        settings.append({"name": f"fixed CFG cut-off at step {k}",
+                         "configs": [accel.AdaptiveGuidanceConfig(threshold=2.0, max_step=k)]})
+    fewer = sorted({round(steps * 0.75), round(steps * 0.6), steps // 2} - {steps}, reverse=True)
+    settings += [{"name": f"{k} steps", "steps": k, "configs": []} for k in fewer]
+
+    rows, cfg = [], {}
+    for setting in settings:
+        per = {"fid": [], "alignment": [], "psnr": [], "ssim": [], "nfe": [], "seconds": []}
+        for fold in range(folds):
+            result = run(pipe, model, setting, fold, steps, guidance)
+            if setting["name"] == "CFG":
+                cfg[fold] = result["images"]
+            per["fid"].append(domain.fid(real, result["images"]))
+            per["alignment"].append(float(domain.alignment(result["images"], result["prompts"]).mean()))
+            per["nfe"].append(result["nfe"])
+            per["seconds"].append(result["seconds"])
+            if setting["name"] != "CFG":
+                per["psnr"].append(float(psnr(result["images"], cfg[fold]).clamp(max=100).mean()))
+                per["ssim"].append(float(ssim(result["images"], cfg[fold]).mean()))
+        row = {"setting": setting["name"], **{k: mean_std(v) for k, v in per.items() if v}}
+        rows.append(row)
+        print(model, {k: v for k, v in row.items()}, flush=True)
+    base = rows[0]
+    for row in rows:
+        row["nfe_saving"] = 1 - row["nfe"][0] / base["nfe"][0]
+        row["wall_speedup"] = base["seconds"][0] / row["seconds"][0]
+        row["fid_within_cfg_spread"] = abs(row["fid"][0] - base["fid"][0]) <= 2 * max(base["fid"][1], 1e-9)
+        row["alignment_within_cfg_spread"] = abs(row["alignment"][0] - base["alignment"][0]) <= 2 * max(base["alignment"][1], 1e-9)
+    result = {"model": model, "steps": steps, "guidance": guidance, "folds": folds, "samples_per_fold": PER_FOLD[model],
+              "rows": rows}
+    with open(os.path.join(out, f"{model}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def write_markdown(results: list[dict], path: str) -> None:
+    f2 = lambda v: f"{v[0]:.3g} ± {v[1]:.2g}"  # noqa: E731
+    lines = ["# Adaptive guidance benchmark (benchmarks/guidance.py)", ""]
+    for r in results:
+        lines += [f"## {r['model']} ({r['steps']} steps, guidance {r['guidance']:g}, {r['folds']} seed folds x "
+                  f"{r['samples_per_fold']} samples)", "",
+                  "| setting | NFEs | NFE saving | wall speedup | PSNR to CFG | SSIM to CFG | FID | alignment | within CFG spread (FID / align) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            lines.append(f"| {row['setting']} | {row['nfe'][0]:.1f} | {row['nfe_saving']:.0%} | {row['wall_speedup']:.2f}x | "
+                         f"{f2(row['psnr']) if 'psnr' in row else '-'} | {f2(row['ssim']) if 'ssim' in row else '-'} | "
+                         f"{f2(row['fid'])} | {f2(row['alignment'])} | "
+                         f"{'yes' if row['fid_within_cfg_spread'] else 'no'} / {'yes' if row['alignment_within_cfg_spread'] else 'no'} |")
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["sd-digits", "sd3-shapes", "pixart-shapes", "wan-moving-shapes"])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--gammas", type=float, nargs="+", default=[0.9, 0.95, 0.98, 0.99, 0.995, 0.999])
+    parser.add_argument("--per-fold", type=int, default=None, help="samples per fold (default: per model, 24-60)")
+    parser.add_argument("--out", default="benchmarks/results/guidance")
+    args = parser.parse_args()
+    if args.per_fold:
+        PER_FOLD.update({m: args.per_fold for m in PER_FOLD})
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for model in args.models:
+        path = os.path.join(args.out, f"{model}.json")
+        results.append(json.load(open(path)) if os.path.exists(path) else
+                       benchmark(model, args.steps, args.guidance, args.folds, args.gammas, args.out))
+    write_markdown(results, os.path.join(args.out, "guidance.md"))
+
+
+if __name__ == "__main__":
+    main()
