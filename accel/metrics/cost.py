@@ -74,7 +74,30 @@ def measure_interleaved(fns: dict[str, Callable[[], Any]], warmup: int = 1, repe
     return {name: summarize_times(t) for name, t in times.items()}
 
 
-class DenoiserTimer:
+class _AroundForward:
+    """A context manager that runs ``_pre``/``_post`` around every forward call of ``module``."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.calls = 0
+        self._handles: list[Any] = []
+
+    def __enter__(self):
+        self._handles = [self.module.register_forward_pre_hook(self._pre), self.module.register_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _pre(self, module: Any, args: Any) -> None:
+        raise NotImplementedError
+
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        raise NotImplementedError
+
+
+class DenoiserTimer(_AroundForward):
     """Accumulates the wall time spent inside a module's forward (e.g. the denoiser of a pipeline).
 
     Uses torch's forward pre/post hooks, so it sees the module as the pipeline calls it (with any
@@ -82,19 +105,9 @@ class DenoiserTimer:
     """
 
     def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
+        super().__init__(module)
         self.seconds = 0.0
-        self.calls = 0
         self._start: float | None = None
-        self._handles: list[Any] = []
-
-    def __enter__(self) -> "DenoiserTimer":
-        self._handles = [self.module.register_forward_pre_hook(self._pre), self.module.register_forward_hook(self._post)]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
 
     def _pre(self, module: Any, args: Any) -> None:
         synchronize()
@@ -124,26 +137,16 @@ def count_flops() -> Iterator[dict[str, int]]:
     result["total"] = int(mode.get_total_flops())
 
 
-class ModuleFlops:
+class ModuleFlops(_AroundForward):
     """Counts the FLOPs executed inside a module's forward calls (e.g. only the denoiser of a pipeline).
 
     ``with ModuleFlops(pipe.transformer) as f: pipe(...)`` then ``f.total`` and ``f.calls``.
     """
 
     def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
+        super().__init__(module)
         self.total = 0
-        self.calls = 0
         self._mode: Any = None
-        self._handles: list[Any] = []
-
-    def __enter__(self) -> "ModuleFlops":
-        self._handles = [self.module.register_forward_pre_hook(self._pre), self.module.register_forward_hook(self._post)]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
 
     def _pre(self, module: Any, args: Any) -> None:
         from torch.utils.flop_counter import FlopCounterMode
