@@ -31,7 +31,7 @@ class RASLayout:
 
 LAYOUTS = {
     "sd3": RASLayout("sd3", gather="pos_embed", scatter="proj_out", kv="linear"),
-    "pixart": RASLayout("pixart", gather="pos_embed", scatter="proj_out", kv="linear"),
+    "pixart": RASLayout("pixart", gather="pos_embed", scatter="proj_out", kv="linear", joint_text=False),
     "dit": RASLayout("dit", gather="pos_embed", scatter="proj_out_2", kv="linear"),
     "flux": RASLayout("flux", gather="x_embedder", scatter="proj_out", kv="flux", rope="pos_embed", packed=True),
     "lumina": RASLayout("lumina", gather="patch_embedder", scatter="norm_out", kv="lumina_next", rope="patch_embedder",
