@@ -10,11 +10,7 @@ from __future__ import annotations
 import argparse
 
 import accel
-from accel.evaluation.prompts import builtin_prompts
-from accel.metrics.domain import DomainMetrics
-from accel.pipelines import load
-from accel.pipelines.builtin import BUILTIN_MODELS
-from dit_caching import Setup, compare_with_fewer_steps, evaluate, write_report
+from dit_caching import Setup, compare_with_fewer_steps, evaluate, workload, write_report
 
 
 def deepcache(name: str, **fields) -> Setup:
@@ -30,14 +26,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/deepcache_quality")
     args = parser.parse_args()
 
-    pipe = load(args.model)
-    pipe.set_progress_bar_config(disable=True)
-    call = dict(BUILTIN_MODELS[args.model].call_defaults, num_inference_steps=args.steps)
-    base = builtin_prompts(args.model)
-    prompts = [base[i % len(base)] for i in range(args.samples)]
-    seeds = [70_000 + i for i in range(args.samples)]
-    domain = DomainMetrics(BUILTIN_MODELS[args.model].dataset)
-    real = domain.real_samples(args.samples, seed=7)
+    pipe, call, prompts, seeds, domain, real = workload(args.model, args.steps, args.samples, 70_000, 7)
 
     setups = [Setup("baseline", "baseline")]
     setups += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]

@@ -147,6 +147,18 @@ def peer_setups(pipe, call: dict, prompt: str, model: str) -> tuple[list[Setup],
     return setups, notes
 
 
+def workload(model: str, steps: int, samples: int, seed_base: int, real_seed: int):
+    """A built-in model's pipeline, call arguments, ``samples`` prompts with their seeds, and a real set of the
+    same size with its domain metrics: what every quality benchmark here starts from."""
+    pipe = _fresh(model)
+    call = dict(BUILTIN_MODELS[model].call_defaults, num_inference_steps=steps)
+    base = builtin_prompts(model)
+    prompts = [base[i % len(base)] for i in range(samples)]
+    seeds = [seed_base + i for i in range(samples)]
+    domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
+    return pipe, call, prompts, seeds, domain, domain.real_samples(samples, seed=real_seed)
+
+
 def _fresh(model: str):
     pipe = load(model)
     pipe.set_progress_bar_config(disable=True)

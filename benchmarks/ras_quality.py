@@ -13,11 +13,7 @@ from __future__ import annotations
 import argparse
 
 import accel
-from accel.evaluation.prompts import builtin_prompts
-from accel.metrics.domain import DomainMetrics
-from accel.pipelines import load
-from accel.pipelines.builtin import BUILTIN_MODELS
-from dit_caching import Setup, compare_with_fewer_steps, evaluate, write_report
+from dit_caching import Setup, compare_with_fewer_steps, evaluate, workload, write_report
 
 
 def ras_setup(ratio: float, steps: int, final: float | None = None) -> Setup:
@@ -37,14 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/ras_quality")
     args = parser.parse_args()
 
-    pipe = load(args.model)
-    pipe.set_progress_bar_config(disable=True)
-    call = dict(BUILTIN_MODELS[args.model].call_defaults, num_inference_steps=args.steps)
-    base_prompts = builtin_prompts(args.model)
-    prompts = [base_prompts[i % len(base_prompts)] for i in range(args.samples)]
-    seeds = [60_000 + i for i in range(len(prompts))]
-    domain = DomainMetrics(BUILTIN_MODELS[args.model].dataset)
-    real = domain.real_samples(len(prompts), seed=5)
+    pipe, call, prompts, seeds, domain, real = workload(args.model, args.steps, args.samples, 60_000, 5)
 
     setups = [Setup("baseline", "baseline")]
     setups += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (19, 18, 17, 16, 14, 12, 10, 8, 6)]
