@@ -65,7 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         from .pipelines.builtin.train_diffusion import train
 
-        print(train(args.model, max_steps=args.max_steps))
+        print(train(args.model, max_steps=args.max_steps, out_dir=args.out))
     return 0
 
 
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("model", choices=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes", "vit-digits",
                                       "classifiers", "vae", "vae-video"])
     tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
+    tr.add_argument("--out", default=None, help="diffusion models: output folder (default: the shipped weights); "
+                                                "use another one to check that a rerun reproduces them")
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("search-cache", help="NSGA-II search of caching schedules (ECAD); resumable")

@@ -6,6 +6,11 @@ fewer steps, reusing the previous step's model output every k steps, dropping gu
 no guidance, stronger guidance. A metric that cannot tell these apart beyond the seed spread is not
 good enough.
 
+Every setting runs on the same prompts and seeds as the baseline in each fold (common random
+numbers), so besides each metric's spread across folds the report gives the **paired** difference
+to the baseline (per fold, then mean and spread over folds): seed-to-seed variation cancels in it,
+which is how two samplers should be compared. Both criteria are reported; neither replaces the other.
+
     python benchmarks/proving_ground_sensitivity.py --out benchmarks/results/sensitivity
 
 Writes ``<out>/<model>.json``, ``<out>/sensitivity.md`` and sample grids ``<out>/<model>_samples.png``.
@@ -30,6 +35,8 @@ from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS, data
 
 SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 120, "sd3-shapes": 120, "wan-moving-shapes": 48}
+#: Size of the fixed real reference set of the FID (procedural sets; digits use every image not in a floor set).
+REFERENCE_SIZE = {"shapes": 1000, "moving_shapes": 480}
 
 
 class ReuseOutput:
@@ -108,13 +115,20 @@ def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
     return chosen, seeds
 
 
-def real_sets(domain: DomainMetrics, model: str, n: int, count: int) -> list[torch.Tensor]:
-    """``count`` disjoint real sets of ``n`` samples (digits: from both splits)."""
-    if BUILTIN_MODELS[model].dataset == "digits":
+def real_sets(domain: DomainMetrics, model: str, n: int, count: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The FID reference and ``count`` disjoint real sets of ``n`` samples for the real-vs-real floor.
+
+    Digits (1797 images in all): the floor sets first, every other image is the reference. The
+    procedural sets draw a larger reference (``REFERENCE_SIZE``) from seeds the floor sets do not use.
+    """
+    dataset = BUILTIN_MODELS[model].dataset
+    if dataset == "digits":
         images = torch.cat([data.digits("heldout")[0], data.digits("train")[0]])
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-        return [data.to_unit(images[order[i * n:(i + 1) * n]]) for i in range(count)]
-    return [domain.real_samples(n, seed=1000 + i) for i in range(count)]
+        floors = [data.to_unit(images[order[i * n:(i + 1) * n]]) for i in range(count)]
+        return data.to_unit(images[order[count * n:]]), floors
+    return (domain.real_samples(REFERENCE_SIZE[dataset], seed=999),
+            [domain.real_samples(n, seed=1000 + i) for i in range(count)])
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -126,13 +140,11 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
     pipe.set_progress_bar_config(disable=True)
     domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
     n = SAMPLES_PER_FOLD[model]
-    reals = real_sets(domain, model, n, folds + 1)
-    reference = reals[0]
-    floor = [domain.fid(reference, r) for r in reals[1:]]
-    real_alignment = None
+    reference, floor_sets = real_sets(domain, model, n, folds)
+    floor = [domain.fid(reference, r) for r in floor_sets]
     result = {"model": model, "samples_per_fold": n, "folds": folds, "steps": steps, "guidance": guidance,
-              "fid_floor": mean_std(floor), "rows": []}
-    baseline_by_fold = {}
+              "reference_size": len(reference), "fid_floor": mean_std(floor), "rows": []}
+    baseline_by_fold, baseline_scores = {}, {}
     for setting in settings(steps, guidance):
         fids, aligns, psnrs, temporal, seconds = [], [], [], [], 0.0
         for fold in range(folds):
@@ -151,11 +163,15 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
                         os.path.join(out, f"{model}_samples.png"))
             fids.append(domain.fid(reference, samples))
             aligns.append(float(domain.alignment(samples, prompts).mean()))
+            if setting["name"] == "baseline":
+                baseline_scores[fold] = (fids[-1], aligns[-1])
             if setting["name"] != "baseline":
                 psnrs.append(float(psnr(samples, baseline_by_fold[fold]).clamp(max=100).mean()))
             if samples.ndim == 5:
                 temporal.append(float(domain.temporal_consistency(samples).mean()))
         row = {"setting": setting["name"], "fid": mean_std(fids), "alignment": mean_std(aligns),
+               "fid_paired_difference": mean_std([f - baseline_scores[k][0] for k, f in enumerate(fids)]),
+               "alignment_paired_difference": mean_std([a - baseline_scores[k][1] for k, a in enumerate(aligns)]),
                "psnr_to_baseline": mean_std(psnrs) if psnrs else None,
                "temporal_consistency": mean_std(temporal) if temporal else None,
                "seconds_per_sample": seconds / (folds * n)}
@@ -187,18 +203,49 @@ def fmt(value) -> str:
     return f"{mean:.3g} ± {std:.2g}"
 
 
-def write_markdown(results: list[dict], path: str) -> None:
+def fmt_difference(value) -> str:
+    mean, std = value
+    return f"{mean:+.3g} ± {std:.2g}"
+
+
+def moves(row: dict, baseline: dict, metric: str) -> tuple[bool, bool]:
+    """Whether ``metric`` tells ``row`` from the baseline: (unpaired, paired).
+
+    Unpaired: the means differ by more than twice the larger of the two spreads across folds.
+    Paired: the per-fold difference to the baseline is more than twice its own spread from zero.
+    """
+    (mean, std), (base_mean, base_std) = row[metric], baseline[metric]
+    unpaired = abs(mean - base_mean) > 2 * max(std, base_std)
+    diff_mean, diff_std = row[f"{metric}_paired_difference"]
+    return unpaired, abs(diff_mean) > 2 * diff_std and diff_mean != 0
+
+
+def verdict(row: dict, baseline: dict) -> str:
+    names = {"fid": "FID", "alignment": "align"}
+    unpaired = [names[m] for m in names if moves(row, baseline, m)[0]]
+    paired = [names[m] for m in names if moves(row, baseline, m)[1]]
+    return f"{', '.join(unpaired) or 'none'} / {', '.join(paired) or 'none'}"
+
+
+def write_markdown(results: list[dict], path: str, images: str = "") -> None:
+    """The report; ``images``: path prefix of the sample grids as seen from where the text is pasted."""
     lines = ["# Proving-ground sensitivity (generated by benchmarks/proving_ground_sensitivity.py)", ""]
     for r in results:
-        lines += [f"## {r['model']}", "",
+        base = r["rows"][0]
+        lines += [f"### {r['model']}", "", f"![{r['model']} samples]({images}{r['model']}_samples.png)", "",
                   f"{r['samples_per_fold']} samples per fold, {r['folds']} seed folds, {r['steps']} steps, guidance {r['guidance']:g}. "
-                  f"FID floor (real vs real, {r['samples_per_fold']} each): {fmt(r['fid_floor'])}; "
-                  f"alignment of real data: {r['real_alignment']:.3f}.", "",
-                  "| setting | FID | alignment | PSNR to baseline (dB) | temporal consistency | s/sample |",
-                  "|---|---|---|---|---|---|"]
+                  f"FID reference: {r['reference_size']} real samples; floor (FID of {r['samples_per_fold']} other real "
+                  f"samples, {r['folds']} sets): {fmt(r['fid_floor'])}; alignment of real data: {r['real_alignment']:.3f}.", "",
+                  "| setting | FID | FID, paired difference | alignment | alignment, paired difference | PSNR to baseline (dB) "
+                  "| temporal consistency | s/sample | moves beyond the spread (unpaired / paired) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for row in r["rows"]:
-            lines.append(f"| {row['setting']} | {fmt(row['fid'])} | {fmt(row['alignment'])} | {fmt(row['psnr_to_baseline'])} | "
-                         f"{fmt(row['temporal_consistency'])} | {row['seconds_per_sample']:.3f} |")
+            is_base = row is base
+            lines.append(
+                f"| {row['setting']} | {fmt(row['fid'])} | {'-' if is_base else fmt_difference(row['fid_paired_difference'])} | "
+                f"{fmt(row['alignment'])} | {'-' if is_base else fmt_difference(row['alignment_paired_difference'])} | "
+                f"{fmt(row['psnr_to_baseline'])} | {fmt(row['temporal_consistency'])} | {row['seconds_per_sample']:.3f} | "
+                f"{'-' if is_base else verdict(row, base)} |")
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -212,6 +259,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--out", default="benchmarks/results/sensitivity")
     parser.add_argument("--per-fold", type=int, default=None, help="samples per fold (smoke runs)")
+    parser.add_argument("--images", default="../benchmarks/results/sensitivity/",
+                        help="path prefix of the sample grids in the markdown (default: as seen from docs/)")
     args = parser.parse_args()
     if args.per_fold:
         SAMPLES_PER_FOLD.update({m: args.per_fold for m in SAMPLES_PER_FOLD})
@@ -225,7 +274,7 @@ def main() -> None:
         results.append(run_model(model, args.folds, args.steps, args.guidance, args.out))
     order = {m: i for i, m in enumerate(args.models)}
     results.sort(key=lambda r: order.get(r["model"], 99))
-    write_markdown(results, os.path.join(args.out, "sensitivity.md"))
+    write_markdown(results, os.path.join(args.out, "sensitivity.md"), images=args.images)
     np.set_printoptions(precision=3)
 
 

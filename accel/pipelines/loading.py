@@ -26,7 +26,7 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
         if not spec.is_trained():
             raise FileNotFoundError(
                 f"built-in model {name_or_path!r} has no weights at {spec.path}; train it with "
-                f"`python -m accel.pipelines.builtin.train_diffusion {name_or_path}`")
+                f"`accel train {name_or_path}`")
         if spec.kind == "classifier":
             from .builtin.vit import load_vit
 

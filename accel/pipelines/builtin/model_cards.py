@@ -60,7 +60,8 @@ def _sensitivity_lines(report: dict) -> list[str]:
     base = report["rows"][0]
     lines = [f"Measured by `benchmarks/proving_ground_sensitivity.py` ({report['folds']} seed folds x "
              f"{report['samples_per_fold']} samples, {report['steps']} steps, guidance {report['guidance']:g}):", "",
-             f"- domain FID: {fmt(base['fid'])} (floor, real vs real: {fmt(report['fid_floor'])})",
+             f"- domain FID: {fmt(base['fid'])} against {report['reference_size']} real samples "
+             f"(floor, {report['samples_per_fold']} other real samples: {fmt(report['fid_floor'])})",
              f"- prompt alignment: {fmt(base['alignment'])} (real data: {report['real_alignment']:.3f})"]
     if base.get("temporal_consistency"):
         lines.append(f"- temporal consistency: {fmt(base['temporal_consistency'])}")
@@ -89,7 +90,14 @@ def card(name: str, sensitivity_dir: str | None) -> str:
                      else "- objective: rectified flow (velocity)")
     if training.get("stopped_by_time_limit"):
         lines.append("- **stopped by the time limit: not reproducible by the command below**")
-    lines += ["", f"Reproduce: `{command}` (fixed seeds; weights saved as fp16 safetensors).", "", "## Metrics", ""]
+    lines += ["", f"Reproduce: `{command}` (fixed seeds; weights saved as fp16 safetensors)."]
+    check = training.get("rerun_check")
+    if check:
+        outcome = (f"bit-identical weights ({check['tensors']} tensors)" if check["identical"] else
+                   f"{check['differing_tensors']} of {check['tensors']} tensors differ, by at most {check['max_abs_difference']:.3g}")
+        lines.append(f"Rerun by hand on {check['date']} with the same thread count "
+                     f"(`python -m accel.pipelines.builtin.reproduce {name} <rerun folder>`): {outcome}.")
+    lines += ["", "## Metrics", ""]
     lines += _metrics_lines(training)
     report_path = os.path.join(sensitivity_dir, f"{name}.json") if sensitivity_dir else None
     if report_path and os.path.exists(report_path):

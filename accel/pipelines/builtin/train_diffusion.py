@@ -269,8 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=60.0, help="safety stop; a run it cuts short is not reproducible")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="output folder (default: the shipped weights folder); "
+                                                     "use another one to check that a rerun reproduces them")
     args = parser.parse_args(argv)
-    print(train(args.name, max_steps=args.max_steps, seed=args.seed, minutes=args.minutes))
+    print(train(args.name, max_steps=args.max_steps, seed=args.seed, minutes=args.minutes, out_dir=args.out))
 
 
 if __name__ == "__main__":
