@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -52,8 +53,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.model in ("classifiers",):
         from .pipelines.builtin.train_classifiers import train_digits_classifier, train_shapes_classifier
 
-        print(train_digits_classifier())
-        print(train_shapes_classifier())
+        out = {name: os.path.join(args.out, f"classifier-{name}") if args.out else None for name in ("digits", "shapes")}
+        print(train_digits_classifier(out_dir=out["digits"]))
+        print(train_shapes_classifier(out_dir=out["shapes"]))
     elif args.model in ("vae", "vae-video"):
         from .pipelines.builtin.train_autoencoders import train_image_vae, train_video_vae
 
@@ -136,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("model", choices=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes", "vit-digits",
                                       "classifiers", "vae", "vae-video"])
     tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
-    tr.add_argument("--out", default=None, help="diffusion models: output folder (default: the shipped weights); "
-                                                "use another one to check that a rerun reproduces them")
+    tr.add_argument("--out", default=None, help="diffusion models and classifiers: output folder (default: the shipped "
+                                                "weights); use another one to check that a rerun reproduces them")
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("search-cache", help="NSGA-II search of caching schedules (ECAD); resumable")

@@ -22,7 +22,9 @@ def _accuracy(model: DomainClassifier, images: torch.Tensor, labels: dict[str, t
     return {name: float((probs[name].argmax(-1) == target).float().mean()) for name, target in labels.items()}
 
 
-def train_digits_classifier(minutes: float = 10.0, max_steps: int = 1100, batch_size: int = 64, seed: int = 0) -> dict:
+def train_digits_classifier(minutes: float = 10.0, max_steps: int = 1100, batch_size: int = 64, seed: int = 0,
+                            out_dir: str | None = None) -> dict:
+    out_dir = out_dir or CLASSIFIER_DIRS["digits"]
     torch.manual_seed(seed)
     model = DomainClassifier(HEADS["digits"])
     images, labels = data.digits("train")
@@ -37,12 +39,14 @@ def train_digits_classifier(minutes: float = 10.0, max_steps: int = 1100, batch_
                              max_minutes=minutes, lr=2e-3, warmup=50, ema_decay=0.995, seed=seed)
     held_images, held_labels = data.digits("heldout")
     acc = _accuracy(trained, held_images, {"digit": held_labels})
-    save_classifier(trained, CLASSIFIER_DIRS["digits"], {"heldout_accuracy": acc})
-    write_report(CLASSIFIER_DIRS["digits"], report, {"heldout_accuracy": acc})
+    save_classifier(trained, out_dir, {"heldout_accuracy": acc})
+    write_report(out_dir, report, {"heldout_accuracy": acc})
     return {**report.as_dict(), "heldout_accuracy": acc}
 
 
-def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_size: int = 64, seed: int = 0) -> dict:
+def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_size: int = 64, seed: int = 0,
+                            out_dir: str | None = None) -> dict:
+    out_dir = out_dir or CLASSIFIER_DIRS["shapes"]
     torch.manual_seed(seed)
     model = DomainClassifier(HEADS["shapes"])
     images, labels, _ = data.shapes(12000, seed)
@@ -71,8 +75,8 @@ def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_
         "shape": hvl[:, None, 0].expand(-1, hv.shape[1]).flatten(),
         "colour": hvl[:, None, 1].expand(-1, hv.shape[1]).flatten()})
     extra = {"heldout_accuracy": acc, "heldout_video_frame_accuracy": frame_acc}
-    save_classifier(trained, CLASSIFIER_DIRS["shapes"], extra)
-    write_report(CLASSIFIER_DIRS["shapes"], report, extra)
+    save_classifier(trained, out_dir, extra)
+    write_report(out_dir, report, extra)
     return {**report.as_dict(), **extra}
 
 
