@@ -208,6 +208,11 @@ def fmt_difference(value) -> str:
     return f"{mean:+.3g} ± {std:.2g}"
 
 
+#: Shifts smaller than this are no signal, however consistent (alignment is a probability: a shift of
+#: 1e-6 on a saturated classifier is rounding, not a difference the report can show).
+MIN_SHIFT = {"fid": 0.0, "alignment": 1e-3}
+
+
 def moves(row: dict, baseline: dict, metric: str) -> tuple[bool, bool]:
     """Whether ``metric`` tells ``row`` from the baseline: (unpaired, paired).
 
@@ -215,9 +220,10 @@ def moves(row: dict, baseline: dict, metric: str) -> tuple[bool, bool]:
     Paired: the per-fold difference to the baseline is more than twice its own spread from zero.
     """
     (mean, std), (base_mean, base_std) = row[metric], baseline[metric]
-    unpaired = abs(mean - base_mean) > 2 * max(std, base_std)
     diff_mean, diff_std = row[f"{metric}_paired_difference"]
-    return unpaired, abs(diff_mean) > 2 * diff_std and diff_mean != 0
+    if abs(diff_mean) <= MIN_SHIFT[metric]:
+        return False, False
+    return abs(mean - base_mean) > 2 * max(std, base_std), abs(diff_mean) > 2 * diff_std
 
 
 def verdict(row: dict, baseline: dict) -> str:
