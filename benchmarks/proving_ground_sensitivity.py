@@ -34,7 +34,7 @@ from accel.metrics.fidelity import psnr
 from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS, data
 
-SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 120, "sd3-shapes": 120, "wan-moving-shapes": 48}
+SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 480, "sd3-shapes": 120, "wan-moving-shapes": 48}
 #: Size of the fixed real reference set of the FID (procedural sets; digits use every image not in a floor set).
 REFERENCE_SIZE = {"shapes": 1000, "moving_shapes": 480}
 
