@@ -59,11 +59,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     elif args.model in ("vae", "vae-video"):
         from .pipelines.builtin.train_autoencoders import train_image_vae, train_video_vae
 
-        print(train_image_vae() if args.model == "vae" else train_video_vae())
+        train_vae = train_image_vae if args.model == "vae" else train_video_vae
+        print(train_vae(out_dir=args.out) if args.out else train_vae())
     elif args.model == "vit-digits":
         from .pipelines.builtin.vit import train_vit
 
-        print(train_vit())
+        print(train_vit(out_dir=args.out))
     else:
         from .pipelines.builtin.train_diffusion import train
 
@@ -138,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("model", choices=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes", "vit-digits",
                                       "classifiers", "vae", "vae-video"])
     tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
-    tr.add_argument("--out", default=None, help="diffusion models and classifiers: output folder (default: the shipped "
-                                                "weights); use another one to check that a rerun reproduces them")
+    tr.add_argument("--out", default=None, help="output folder (default: the shipped weights; for `classifiers` it gets "
+                                                "one subfolder each); use another one to check that a rerun reproduces them")
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("search-cache", help="NSGA-II search of caching schedules (ECAD); resumable")

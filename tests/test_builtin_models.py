@@ -44,3 +44,23 @@ def test_builtin_vit_classifies_held_out_digits():
 def test_unknown_builtin_like_name_names_the_built_in_models():
     with pytest.raises(FileNotFoundError, match="sd-digits"):
         load("./no-such-model")
+
+
+def test_rerun_check_tells_identical_weights_from_changed_ones(tmp_path):
+    from safetensors.torch import save_file
+
+    from accel.pipelines.builtin.reproduce import compare
+
+    weights = {"a": torch.randn(4, 3), "b": torch.randn(5)}
+    for folder in ("shipped/unet", "same/unet", "changed/unet"):
+        (tmp_path / folder).mkdir(parents=True)
+    save_file(weights, tmp_path / "shipped/unet/model.safetensors")
+    save_file({k: v.clone() for k, v in weights.items()}, tmp_path / "same/unet/model.safetensors")
+    save_file({"a": weights["a"], "b": weights["b"] + 0.5}, tmp_path / "changed/unet/model.safetensors")
+    same = compare(str(tmp_path / "shipped"), str(tmp_path / "same"))
+    assert same["identical"] and same["tensors"] == 2 and same["max_abs_difference"] == 0
+    changed = compare(str(tmp_path / "shipped"), str(tmp_path / "changed"))
+    assert not changed["identical"] and changed["differing_tensors"] == 1
+    assert abs(changed["max_abs_difference"] - 0.5) < 1e-6
+    with pytest.raises(FileNotFoundError, match="the rerun has no"):
+        compare(str(tmp_path / "shipped"), str(tmp_path / "missing"))

@@ -17,7 +17,6 @@ import glob
 import json
 import os
 
-import torch
 from safetensors.torch import load_file
 
 from . import WEIGHTS_DIR

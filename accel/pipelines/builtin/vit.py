@@ -52,7 +52,8 @@ def evaluate(model: torch.nn.Module, split: str = "heldout") -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 
 
-def train_vit(minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64, seed: int = 0) -> dict:
+def train_vit(minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64, seed: int = 0,
+              out_dir: str | None = None) -> dict:
     torch.manual_seed(seed)
     model = build_vit()
     images, labels = data.digits("train")
@@ -66,7 +67,7 @@ def train_vit(minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64
     report, (trained,) = fit("vit-digits", [model], loss_fn, batch_size=batch_size, max_steps=max_steps,
                              max_minutes=minutes, lr=1e-3, warmup=200, weight_decay=0.05, ema_decay=0.998, seed=seed)
     accuracy = evaluate(trained)
-    out = BUILTIN_MODELS["vit-digits"].path
+    out = out_dir or BUILTIN_MODELS["vit-digits"].path
     save_vit(trained, out, {"heldout_accuracy": accuracy})
     write_report(out, report, {"heldout_accuracy": accuracy})
     return {**report.as_dict(), "heldout_accuracy": accuracy}
