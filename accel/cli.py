@@ -51,11 +51,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.model in ("classifiers",):
-        from .pipelines.builtin.train_classifiers import train_digits_classifier, train_shapes_classifier
+        from .pipelines.builtin import CLASSIFIER_DIRS
+        from .pipelines.builtin.train_classifiers import (train_digits_classifier, train_shapes_classifier,
+                                                          train_video_classifier)
 
-        out = {name: os.path.join(args.out, f"classifier-{name}") if args.out else None for name in ("digits", "shapes")}
-        print(train_digits_classifier(out_dir=out["digits"]))
-        print(train_shapes_classifier(out_dir=out["shapes"]))
+        for dataset, train_classifier in (("digits", train_digits_classifier), ("shapes", train_shapes_classifier),
+                                          ("moving_shapes", train_video_classifier)):
+            folder = os.path.basename(CLASSIFIER_DIRS[dataset])
+            print(train_classifier(out_dir=os.path.join(args.out, folder) if args.out else None))
     elif args.model in ("vae", "vae-video"):
         from .pipelines.builtin.train_autoencoders import train_image_vae, train_video_vae
 

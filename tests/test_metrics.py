@@ -145,3 +145,40 @@ def test_domain_prompt_parsing_and_alignment_on_real_images():
     still = data.to_unit(clips[:, :1]).expand_as(clips)
     assert torch.allclose(video.temporal_consistency(still), torch.ones(len(clips)))
     assert math.isfinite(float(consistency.mean()))
+
+
+def test_video_fid_sees_motion_that_per_frame_fid_cannot():
+    """With its frames shuffled, every clip keeps exactly the same frames (per-frame FID cannot move) but
+    loses its smooth motion; the clip classifier's video FID must rise far above its real-vs-real floor.
+    (Played backwards would not do: a real clip reversed is another real clip, left <-> right.)"""
+    from accel.pipelines.builtin import data
+
+    video = DomainMetrics("moving_shapes")
+    reference = video.real_samples(192, seed=999)
+    other = video.real_samples(96, seed=1000)
+    g = torch.Generator().manual_seed(0)
+    shuffled = torch.stack([clip[torch.randperm(clip.shape[0], generator=g)] for clip in other])
+    assert video.fid(reference, shuffled) == pytest.approx(video.fid(reference, other), rel=1e-4)
+    floor = video.video_fid(reference, other)
+    assert video.video_fid(reference, shuffled) > 5 * floor
+    with pytest.raises(ValueError, match="video FID needs"):
+        video.video_fid(reference[:, 0], other[:, 0])
+    with pytest.raises(ValueError, match="needs the moving_shapes"):
+        DomainMetrics("shapes").video_fid(reference, other)
+    clips, labels, _ = data.moving_shapes(48, seed=3, split="heldout")
+    probs = video._video_classifier.probabilities(data.to_unit(clips))
+    assert (probs["direction"].argmax(-1) == labels[:, 2]).float().mean() > 0.95
+
+
+def test_video_classifier_round_trip(tmp_path):
+    from accel.pipelines.builtin.classifier import HEADS, VideoClassifier, load_classifier, save_classifier
+
+    torch.manual_seed(0)
+    model = VideoClassifier(HEADS["moving_shapes"]).eval()
+    clips = torch.rand(2, 9, 3, 32, 32)
+    save_classifier(model, str(tmp_path))
+    loaded = load_classifier(str(tmp_path))
+    assert isinstance(loaded, VideoClassifier) and loaded(clips).shape == (2, VideoClassifier.num_features)
+    assert torch.equal(loaded(clips), model(clips))
+    with pytest.raises(ValueError, match="takes clips"):
+        model(clips[:, 0])

@@ -1,6 +1,8 @@
 """Domain metrics for the proving-ground models (the stand-ins for FID-on-Inception and CLIP score).
 
-* **FID / KID** on the features of the dataset's classifier (real: the held-out split).
+* **FID / KID** on the features of the dataset's classifier (real: the held-out split); for videos
+  per frame, and **video FID** on a 3D-CNN clip classifier's features (the domain analogue of FVD,
+  Unterthiner et al. 2018: it sees motion, which no per-frame feature does).
 * **Alignment**: the classifier's probability of what the prompt asks for (digit; shape, colour and
   position averaged; for videos shape and colour per frame plus the motion direction).
 * **Temporal consistency** (videos): ``1 - mean |frame_{t+1} - frame_t|`` over consecutive frames
@@ -54,6 +56,7 @@ class DomainMetrics:
             raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
         self.dataset = dataset
         self.classifier = feature_network(dataset)
+        self._video_classifier = None
 
     # ------------------------------------------------------------------ reference images
     def real_samples(self, n: int | None = None, split: str = "heldout", seed: int = 0) -> torch.Tensor:
@@ -121,6 +124,16 @@ class DomainMetrics:
         from .fid import frechet_distance
 
         return frechet_distance(self.frames(real), self.frames(fake), feature=self.classifier)
+
+    def video_fid(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """Frechet distance of whole clips ``(N, F, 3, H, W)`` on the clip classifier's features (FVD-style)."""
+        from .fid import frechet_distance
+
+        if self.dataset != "moving_shapes" or real.ndim != 5 or fake.ndim != 5:
+            raise ValueError("video FID needs the moving_shapes dataset and videos (N, F, 3, H, W)")
+        if self._video_classifier is None:
+            self._video_classifier = feature_network("moving_shapes_video")
+        return frechet_distance(real, fake, feature=self._video_classifier)
 
     def kid(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
         from .fid import kernel_distance

@@ -61,4 +61,5 @@ DEFAULT_MODEL = "sd-digits"
 #: Shared components: the 2D autoencoder of the image models and the domain classifiers.
 VAE_DIR = os.path.join(WEIGHTS_DIR, "vae-rgb32")
 CLASSIFIER_DIRS = {"digits": os.path.join(WEIGHTS_DIR, "classifier-digits"),
-                   "shapes": os.path.join(WEIGHTS_DIR, "classifier-shapes")}
+                   "shapes": os.path.join(WEIGHTS_DIR, "classifier-shapes"),
+                   "moving_shapes": os.path.join(WEIGHTS_DIR, "classifier-moving-shapes")}

@@ -35,6 +35,9 @@ COMPONENTS = {
     "classifier-shapes": ("small CNN with shape / colour / position heads", "domain FID features and prompt alignment "
                           "for shapes, frame by frame for the moving shapes", "python -m accel.pipelines.builtin.train_classifiers",
                           "shapes"),
+    "classifier-moving-shapes": ("small 3D CNN with shape / colour / direction heads", "video FID features (FVD-style: "
+                                 "whole clips, so motion counts) for the moving shapes",
+                                 "python -m accel.pipelines.builtin.train_classifiers", "moving_shapes"),
 }
 
 TRAIN_DIFFUSION = "python -m accel.pipelines.builtin.train_diffusion {name}"
@@ -63,6 +66,8 @@ def _sensitivity_lines(report: dict) -> list[str]:
              f"- domain FID: {fmt(base['fid'])} against {report['reference_size']} real samples "
              f"(floor, {report['samples_per_fold']} other real samples: {fmt(report['fid_floor'])})",
              f"- prompt alignment: {fmt(base['alignment'])} (real data: {report['real_alignment']:.3f})"]
+    if base.get("video_fid"):
+        lines.append(f"- video FID (clip classifier): {fmt(base['video_fid'])} (floor: {fmt(report['video_fid_floor'])})")
     if base.get("temporal_consistency"):
         lines.append(f"- temporal consistency: {fmt(base['temporal_consistency'])}")
     return lines
