@@ -34,7 +34,7 @@ from accel.metrics.fidelity import psnr
 from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS, data
 
-SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 480, "sd3-shapes": 120, "wan-moving-shapes": 48}
+SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 480, "sd3-shapes": 120, "wan-moving-shapes": 96}
 #: Size of the fixed real reference set of the FID (procedural sets; digits use every image not in a floor set).
 REFERENCE_SIZE = {"shapes": 1000, "moving_shapes": 480}
 
@@ -107,6 +107,16 @@ def generate(pipe, model: str, prompts: list[str], seeds: list[int], setting: di
     return torch.cat(out)
 
 
+def save_sample_grid(samples: torch.Tensor, path: str) -> None:
+    """32 images, 8 per row; or 6 videos, one per row, every frame left to right."""
+    from PIL import Image
+
+    ncol = 8 if samples.ndim == 4 else samples.shape[1]
+    grid = samples[:32] if samples.ndim == 4 else samples[:6].flatten(0, 1)
+    Image.fromarray(data.grid(grid * 2 - 1, nrow=ncol)).resize(
+        (ncol * 34 * 3, ((len(grid) + ncol - 1) // ncol) * 34 * 3), Image.NEAREST).save(path)
+
+
 def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
     prompts = builtin_prompts(model)
     n = SAMPLES_PER_FOLD[model]
@@ -141,12 +151,15 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
     domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
     n = SAMPLES_PER_FOLD[model]
     reference, floor_sets = real_sets(domain, model, n, folds)
+    is_video = reference.ndim == 5
     floor = [domain.fid(reference, r) for r in floor_sets]
     result = {"model": model, "samples_per_fold": n, "folds": folds, "steps": steps, "guidance": guidance,
               "reference_size": len(reference), "fid_floor": mean_std(floor), "rows": []}
+    if is_video:
+        result["video_fid_floor"] = mean_std([domain.video_fid(reference, r) for r in floor_sets])
     baseline_by_fold, baseline_scores = {}, {}
     for setting in settings(steps, guidance):
-        fids, aligns, psnrs, temporal, seconds = [], [], [], [], 0.0
+        fids, aligns, video_fids, psnrs, temporal, seconds = [], [], [], [], [], 0.0
         for fold in range(folds):
             prompts, seeds = fold_items(model, fold)
             start = time.perf_counter()
@@ -155,16 +168,13 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
             if setting["name"] == "baseline":
                 baseline_by_fold[fold] = samples
                 if fold == 0:
-                    grid = samples[:32] if samples.ndim == 4 else samples[:8, ::2].flatten(0, 1)
-                    from PIL import Image
-
-                    Image.fromarray(data.grid(grid * 2 - 1, nrow=8)).resize(
-                        (8 * 34 * 3, ((len(grid) + 7) // 8) * 34 * 3), Image.NEAREST).save(
-                        os.path.join(out, f"{model}_samples.png"))
+                    save_sample_grid(samples, os.path.join(out, f"{model}_samples.png"))
             fids.append(domain.fid(reference, samples))
             aligns.append(float(domain.alignment(samples, prompts).mean()))
+            if is_video:
+                video_fids.append(domain.video_fid(reference, samples))
             if setting["name"] == "baseline":
-                baseline_scores[fold] = (fids[-1], aligns[-1])
+                baseline_scores[fold] = (fids[-1], aligns[-1], video_fids[-1] if is_video else None)
             else:
                 psnrs.append(float(psnr(samples, baseline_by_fold[fold]).clamp(max=100).mean()))
             if samples.ndim == 5:
@@ -172,6 +182,9 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
         row = {"setting": setting["name"], "fid": mean_std(fids), "alignment": mean_std(aligns),
                "fid_paired_difference": mean_std([f - baseline_scores[k][0] for k, f in enumerate(fids)]),
                "alignment_paired_difference": mean_std([a - baseline_scores[k][1] for k, a in enumerate(aligns)]),
+               "video_fid": mean_std(video_fids) if is_video else None,
+               "video_fid_paired_difference": mean_std([v - baseline_scores[k][2] for k, v in enumerate(video_fids)])
+               if is_video else None,
                "psnr_to_baseline": mean_std(psnrs) if psnrs else None,
                "temporal_consistency": mean_std(temporal) if temporal else None,
                "seconds_per_sample": seconds / (folds * n)}
@@ -210,7 +223,7 @@ def fmt_difference(value) -> str:
 
 #: Shifts smaller than this are no signal, however consistent (alignment is a probability: a shift of
 #: 1e-6 on a saturated classifier is rounding, not a difference the report can show).
-MIN_SHIFT = {"fid": 0.0, "alignment": 1e-3}
+MIN_SHIFT = {"fid": 0.0, "alignment": 1e-3, "video_fid": 0.0}
 
 
 def moves(row: dict, baseline: dict, metric: str) -> tuple[bool, bool]:
@@ -227,7 +240,8 @@ def moves(row: dict, baseline: dict, metric: str) -> tuple[bool, bool]:
 
 
 def verdict(row: dict, baseline: dict) -> str:
-    names = {"fid": "FID", "alignment": "align"}
+    names = {"fid": "FID", "alignment": "align", "video_fid": "video FID"}
+    names = {m: name for m, name in names.items() if row.get(m) is not None}
     unpaired = [names[m] for m in names if moves(row, baseline, m)[0]]
     paired = [names[m] for m in names if moves(row, baseline, m)[1]]
     return f"{', '.join(unpaired) or 'none'} / {', '.join(paired) or 'none'}"
@@ -238,19 +252,27 @@ def write_markdown(results: list[dict], path: str, images: str = "../benchmarks/
     lines = ["# Proving-ground sensitivity (generated by benchmarks/proving_ground_sensitivity.py)", ""]
     for r in results:
         base = r["rows"][0]
+        video = base.get("video_fid") is not None
+        floors = f"floor (FID of {r['samples_per_fold']} other real samples, {r['folds']} sets): {fmt(r['fid_floor'])}"
+        if video:
+            floors += f"; video FID floor: {fmt(r['video_fid_floor'])}"
         lines += [f"### {r['model']}", "", f"![{r['model']} samples]({images}{r['model']}_samples.png)", "",
                   f"{r['samples_per_fold']} samples per fold, {r['folds']} seed folds, {r['steps']} steps, guidance {r['guidance']:g}. "
-                  f"FID reference: {r['reference_size']} real samples; floor (FID of {r['samples_per_fold']} other real "
-                  f"samples, {r['folds']} sets): {fmt(r['fid_floor'])}; alignment of real data: {r['real_alignment']:.3f}.", "",
-                  "| setting | FID | FID, paired difference | alignment | alignment, paired difference | PSNR to baseline (dB) "
-                  "| temporal consistency | s/sample | moves beyond the spread (unpaired / paired) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  f"FID reference: {r['reference_size']} real samples; {floors}; alignment of real data: "
+                  f"{r['real_alignment']:.3f}.", "",
+                  "| setting | FID | FID, paired difference | alignment | alignment, paired difference | "
+                  + ("video FID | video FID, paired difference | " if video else "")
+                  + "PSNR to baseline (dB) | temporal consistency | s/sample | moves beyond the spread (unpaired / paired) |",
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if video else "")]
         for row in r["rows"]:
             is_base = row is base
+
+            def paired(key: str) -> str:
+                return "-" if is_base else fmt_difference(row[f"{key}_paired_difference"])
             lines.append(
-                f"| {row['setting']} | {fmt(row['fid'])} | {'-' if is_base else fmt_difference(row['fid_paired_difference'])} | "
-                f"{fmt(row['alignment'])} | {'-' if is_base else fmt_difference(row['alignment_paired_difference'])} | "
-                f"{fmt(row['psnr_to_baseline'])} | {fmt(row['temporal_consistency'])} | {row['seconds_per_sample']:.3f} | "
+                f"| {row['setting']} | {fmt(row['fid'])} | {paired('fid')} | {fmt(row['alignment'])} | {paired('alignment')} | "
+                + (f"{fmt(row['video_fid'])} | {paired('video_fid')} | " if video else "")
+                + f"{fmt(row['psnr_to_baseline'])} | {fmt(row['temporal_consistency'])} | {row['seconds_per_sample']:.3f} | "
                 f"{'-' if is_base else verdict(row, base)} |")
         lines.append("")
     with open(path, "w") as f:

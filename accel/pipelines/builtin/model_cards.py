@@ -95,7 +95,8 @@ def card(name: str, sensitivity_dir: str | None) -> str:
                      else "- objective: rectified flow (velocity)")
     if training.get("stopped_by_time_limit"):
         lines.append("- **stopped by the time limit: not reproducible by the command below**")
-    lines += ["", f"Reproduce: `{command}` (fixed seeds; weights saved as fp16 safetensors)."]
+    precision = "fp32" if name.startswith("classifier-") else "fp16"  # the metric networks stay exact
+    lines += ["", f"Reproduce: `{command}` (fixed seeds; weights saved as {precision} safetensors)."]
     check = training.get("rerun_check")
     if check:
         outcome = (f"bit-identical weights ({check['tensors']} tensors)" if check["identical"] else
