@@ -27,7 +27,7 @@ from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS
 from accel.sampling.linear_ag import calibrate
 
-PER_FOLD = {"sd-digits": 60, "pixart-shapes": 60, "sd3-shapes": 60, "wan-moving-shapes": 24}
+PER_FOLD = {"sd-digits": 60, "pixart-shapes": 60, "sd3-shapes": 60, "wan-moving-shapes": 48}
 
 
 def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
@@ -63,7 +63,9 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
     pipe = load(model)
     pipe.set_progress_bar_config(disable=True)
     domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
-    real = domain.real_samples(PER_FOLD[model] * (2 if model != "wan-moving-shapes" else 1), seed=11)
+    video = model == "wan-moving-shapes"
+    # videos: the sensitivity report's 480-clip reference (a Frechet distance needs many more clips than features)
+    real = domain.real_samples(480, seed=999) if video else domain.real_samples(PER_FOLD[model] * 2, seed=11)
     coef = os.path.join(tempfile.mkdtemp(), "coef.json")
     cal_call = dict(BUILTIN_MODELS[model].call_defaults, num_inference_steps=steps, guidance_scale=guidance)
     calibrate(pipe, builtin_prompts(model)[:8], cal_call, seeds=[1, 2], history=2, out=coef, model_name=model)
@@ -83,13 +85,15 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
 
     rows, cfg = [], {}
     for setting in settings:
-        per = {"fid": [], "alignment": [], "psnr": [], "ssim": [], "nfe": [], "seconds": []}
+        per = {"fid": [], "video_fid": [], "alignment": [], "psnr": [], "ssim": [], "nfe": [], "seconds": []}
         for fold in range(folds):
             result = run(pipe, model, setting, fold, steps, guidance)
             if setting["name"] == "CFG":
                 cfg[fold] = result["images"]
             per["fid"].append(domain.fid(real, result["images"]))
             per["alignment"].append(float(domain.alignment(result["images"], result["prompts"]).mean()))
+            if video:
+                per["video_fid"].append(domain.video_fid(real, result["images"]))
             per["nfe"].append(result["nfe"])
             per["seconds"].append(result["seconds"])
             if setting["name"] != "CFG":
@@ -104,6 +108,8 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
         row["wall_speedup"] = base["seconds"][0] / row["seconds"][0]
         row["fid_within_cfg_spread"] = abs(row["fid"][0] - base["fid"][0]) <= 2 * max(base["fid"][1], 1e-9)
         row["alignment_within_cfg_spread"] = abs(row["alignment"][0] - base["alignment"][0]) <= 2 * max(base["alignment"][1], 1e-9)
+        if video:
+            row["video_fid_within_cfg_spread"] = abs(row["video_fid"][0] - base["video_fid"][0]) <= 2 * max(base["video_fid"][1], 1e-9)
     result = {"model": model, "steps": steps, "guidance": guidance, "folds": folds, "samples_per_fold": PER_FOLD[model],
               "rows": rows}
     with open(os.path.join(out, f"{model}.json"), "w") as f:
@@ -114,16 +120,21 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
 def write_markdown(results: list[dict], path: str) -> None:
     f2 = lambda v: f"{v[0]:.3g} ± {v[1]:.2g}"  # noqa: E731
     lines = ["# Adaptive guidance benchmark (benchmarks/guidance.py)", ""]
+    yes = lambda flag: "yes" if flag else "no"  # noqa: E731
     for r in results:
+        video = "video_fid" in r["rows"][0]
         lines += [f"## {r['model']} ({r['steps']} steps, guidance {r['guidance']:g}, {r['folds']} seed folds x "
                   f"{r['samples_per_fold']} samples)", "",
-                  "| setting | NFEs | NFE saving | wall speedup | PSNR to CFG | SSIM to CFG | FID | alignment | within CFG spread (FID / align) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| setting | NFEs | NFE saving | wall speedup | PSNR to CFG | SSIM to CFG | FID | "
+                  + ("video FID | " if video else "") + "alignment | within CFG spread (FID / "
+                  + ("video FID / " if video else "") + "align) |",
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if video else "")]
         for row in r["rows"]:
+            spread = [yes(row["fid_within_cfg_spread"])] + ([yes(row["video_fid_within_cfg_spread"])] if video else [])
             lines.append(f"| {row['setting']} | {row['nfe'][0]:.1f} | {row['nfe_saving']:.0%} | {row['wall_speedup']:.2f}x | "
                          f"{f2(row['psnr']) if 'psnr' in row else '-'} | {f2(row['ssim']) if 'ssim' in row else '-'} | "
-                         f"{f2(row['fid'])} | {f2(row['alignment'])} | "
-                         f"{'yes' if row['fid_within_cfg_spread'] else 'no'} / {'yes' if row['alignment_within_cfg_spread'] else 'no'} |")
+                         f"{f2(row['fid'])} | " + (f"{f2(row['video_fid'])} | " if video else "")
+                         + f"{f2(row['alignment'])} | {' / '.join(spread + [yes(row['alignment_within_cfg_spread'])])} |")
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
