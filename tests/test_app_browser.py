@@ -1,7 +1,9 @@
 """The demo in a real browser: headless Chromium loads the page, runs a generation, takes a screenshot.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (installed on the fly when running as root with
-apt-get; set ACCEL_NO_APT=1 to forbid that) and the ``selenium`` package; skipped otherwise.
+apt-get; set ACCEL_NO_APT=1 to forbid that) and the ``selenium`` package; skipped otherwise,
+except where ACCEL_REQUIRE_BROWSER=1 (set by ``.ci/run``): there a missing browser is a failure,
+so CI cannot go green without having run the demo in a browser.
 The screenshot goes to ``tests/artifacts/demo.png`` (its path is printed).
 """
 
@@ -16,15 +18,27 @@ pytestmark = pytest.mark.browser
 ARTIFACT = os.path.join(os.path.dirname(__file__), "artifacts", "demo.png")
 
 
+REQUIRED = os.environ.get("ACCEL_REQUIRE_BROWSER") == "1"
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"ACCEL_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser():
-    pytest.importorskip("selenium", reason="the browser test needs selenium (pip install selenium)")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        _unavailable("the browser test needs selenium (pip install selenium)")
     from accel.app.screenshot import ensure_browser
 
     try:
         chromium, chromedriver = ensure_browser(install=not os.environ.get("ACCEL_NO_APT"))
     except RuntimeError as exc:
-        pytest.skip(f"no headless Chromium: {exc}")
+        _unavailable(f"no headless Chromium: {exc}")
     return chromium, chromedriver
 
 
