@@ -24,6 +24,18 @@ def _accuracy(model: DomainClassifier, images: torch.Tensor, labels: dict[str, t
     return {name: float((probs[name].argmax(-1) == target).float().mean()) for name, target in labels.items()}
 
 
+def _fit_and_save(name: str, model: torch.nn.Module, loss_fn, evaluate, out_dir: str, *, batch_size: int,
+                  max_steps: int, minutes: float, seed: int) -> dict:
+    """The recipe all three share (AdamW 2e-3, 50 warm-up steps, EMA 0.995); ``evaluate(trained)`` gives
+    the held-out figures saved with the weights and in ``training.json``."""
+    report, (trained,) = fit(name, [model], loss_fn, batch_size=batch_size, max_steps=max_steps,
+                             max_minutes=minutes, lr=2e-3, warmup=50, ema_decay=0.995, seed=seed)
+    extra = evaluate(trained)
+    save_classifier(trained, out_dir, extra)
+    write_report(out_dir, report, extra)
+    return {**report.as_dict(), **extra}
+
+
 def train_digits_classifier(minutes: float = 10.0, max_steps: int = 1100, batch_size: int = 64, seed: int = 0,
                             out_dir: str | None = None) -> dict:
     out_dir = out_dir or CLASSIFIER_DIRS["digits"]
@@ -37,13 +49,12 @@ def train_digits_classifier(minutes: float = 10.0, max_steps: int = 1100, batch_
         x = data.augment_digits(images[idx], g)
         return F.cross_entropy(model.logits(data.to_unit(x))["digit"], labels[idx])
 
-    report, (trained,) = fit("classifier-digits", [model], loss_fn, batch_size=batch_size, max_steps=max_steps,
-                             max_minutes=minutes, lr=2e-3, warmup=50, ema_decay=0.995, seed=seed)
-    held_images, held_labels = data.digits("heldout")
-    acc = _accuracy(trained, held_images, {"digit": held_labels})
-    save_classifier(trained, out_dir, {"heldout_accuracy": acc})
-    write_report(out_dir, report, {"heldout_accuracy": acc})
-    return {**report.as_dict(), "heldout_accuracy": acc}
+    def evaluate(trained: DomainClassifier) -> dict:
+        held_images, held_labels = data.digits("heldout")
+        return {"heldout_accuracy": _accuracy(trained, held_images, {"digit": held_labels})}
+
+    return _fit_and_save("classifier-digits", model, loss_fn, evaluate, out_dir, batch_size=batch_size,
+                         max_steps=max_steps, minutes=minutes, seed=seed)
 
 
 def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_size: int = 64, seed: int = 0,
@@ -67,19 +78,18 @@ def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_
         loss = loss + F.cross_entropy(logits["colour"], torch.cat([labels[idx, 1], frame_labels[fidx, 1]]))
         return loss
 
-    report, (trained,) = fit("classifier-shapes", [model], loss_fn, batch_size=batch_size, max_steps=max_steps,
-                             max_minutes=minutes, lr=2e-3, warmup=50, ema_decay=0.995, seed=seed)
-    held, held_labels, _ = data.shapes(600, seed, split="heldout")
-    acc = _accuracy(trained, held, {"shape": held_labels[:, 0], "colour": held_labels[:, 1],
-                                    "position": held_labels[:, 2]})
-    hv, hvl, _ = data.moving_shapes(60, seed, split="heldout")
-    frame_acc = _accuracy(trained, hv.flatten(0, 1), {
-        "shape": hvl[:, None, 0].expand(-1, hv.shape[1]).flatten(),
-        "colour": hvl[:, None, 1].expand(-1, hv.shape[1]).flatten()})
-    extra = {"heldout_accuracy": acc, "heldout_video_frame_accuracy": frame_acc}
-    save_classifier(trained, out_dir, extra)
-    write_report(out_dir, report, extra)
-    return {**report.as_dict(), **extra}
+    def evaluate(trained: DomainClassifier) -> dict:
+        held, held_labels, _ = data.shapes(600, seed, split="heldout")
+        acc = _accuracy(trained, held, {"shape": held_labels[:, 0], "colour": held_labels[:, 1],
+                                        "position": held_labels[:, 2]})
+        hv, hvl, _ = data.moving_shapes(60, seed, split="heldout")
+        frame_acc = _accuracy(trained, hv.flatten(0, 1), {
+            "shape": hvl[:, None, 0].expand(-1, hv.shape[1]).flatten(),
+            "colour": hvl[:, None, 1].expand(-1, hv.shape[1]).flatten()})
+        return {"heldout_accuracy": acc, "heldout_video_frame_accuracy": frame_acc}
+
+    return _fit_and_save("classifier-shapes", model, loss_fn, evaluate, out_dir, batch_size=batch_size,
+                         max_steps=max_steps, minutes=minutes, seed=seed)
 
 
 def train_video_classifier(minutes: float = 20.0, max_steps: int = 1500, batch_size: int = 32, seed: int = 0,
@@ -96,13 +106,12 @@ def train_video_classifier(minutes: float = 20.0, max_steps: int = 1500, batch_s
         logits = model.logits(data.to_unit(videos[idx]))
         return sum(F.cross_entropy(logits[name], labels[idx, i]) for i, name in enumerate(names))
 
-    report, (trained,) = fit("classifier-moving-shapes", [model], loss_fn, batch_size=batch_size,
-                             max_steps=max_steps, max_minutes=minutes, lr=2e-3, warmup=50, ema_decay=0.995, seed=seed)
-    held, held_labels, _ = data.moving_shapes(240, seed, split="heldout")
-    acc = _accuracy(trained, held, {name: held_labels[:, i] for i, name in enumerate(names)})
-    save_classifier(trained, out_dir, {"heldout_accuracy": acc})
-    write_report(out_dir, report, {"heldout_accuracy": acc})
-    return {**report.as_dict(), "heldout_accuracy": acc}
+    def evaluate(trained: VideoClassifier) -> dict:
+        held, held_labels, _ = data.moving_shapes(240, seed, split="heldout")
+        return {"heldout_accuracy": _accuracy(trained, held, {name: held_labels[:, i] for i, name in enumerate(names)})}
+
+    return _fit_and_save("classifier-moving-shapes", model, loss_fn, evaluate, out_dir, batch_size=batch_size,
+                         max_steps=max_steps, minutes=minutes, seed=seed)
 
 
 if __name__ == "__main__":
