@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+from tqdm.auto import tqdm
 
 import accel
 from accel.evaluation.prompts import builtin_prompts
@@ -95,6 +96,8 @@ def main() -> None:
     domain = DomainMetrics(BUILTIN_MODELS[MODEL].dataset)
     real = domain.real_samples(480, seed=999)  # the sensitivity report's video reference
     dense_flops = dense_denoiser_flops(pipe, STEPS)
+    # every setting, then up to two dense runs with fewer steps, one bar tick per fold
+    progress = tqdm(total=(len(SETTINGS) + 2) * args.folds, desc="sparse attention quality", unit="fold")
 
     def measure(steps: int, fields: dict | None, dense_by_fold: dict[int, torch.Tensor]) -> dict:
         per = {k: [] for k in (*METRICS, "density", "flop_ratio", "seconds", "psnr", "ssim")}
@@ -110,6 +113,7 @@ def main() -> None:
             per["density"].append(result["density"])
             per["flop_ratio"].append((dense_flops * steps / STEPS - result["skipped_flops"]) / dense_flops)
             per["seconds"].append(result["seconds"])
+            progress.update()
             if fold not in dense_by_fold:
                 dense_by_fold[fold] = videos
                 dense_by_fold[(fold, "values")] = values
@@ -132,6 +136,7 @@ def main() -> None:
     for steps in sorted({same_cost, STEPS * 3 // 4} - {STEPS}, reverse=True):
         rows.append({"setting": f"dense, {steps} steps", **measure(steps, None, dense_by_fold)})
         print(rows[-1], flush=True)
+    progress.close()
     for row in rows[1:]:
         row["beyond_spread"] = [k for k in METRICS
                                 if abs(row[f"{k}_paired"][0]) > 2 * max(row[f"{k}_paired"][1], 1e-9)

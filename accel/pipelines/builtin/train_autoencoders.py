@@ -29,6 +29,28 @@ def _vae_loss(recon: torch.Tensor, target: torch.Tensor, posterior, kl_weight: f
     return F.l1_loss(recon, target) + F.mse_loss(recon, target) + kl_weight * posterior.kl().mean()
 
 
+def _fit_autoencoder(name: str, vae: torch.nn.Module, samples: torch.Tensor, *, probe_size: int, batch_size: int,
+                     max_steps: int, minutes: float, seed: int):
+    """The recipe both share (AdamW 1e-3, 100 warm-up steps, no EMA, batches drawn from ``samples``).
+    Returns the report, the trained model, the latent means of a held probe and its reconstruction PSNR."""
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x = samples[torch.randint(len(samples), (batch_size,), generator=g)]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        return _vae_loss(recon, x, posterior, 1e-6)
+
+    report, (trained,) = fit(name, [vae], loss_fn, batch_size=batch_size, max_steps=max_steps,
+                             max_minutes=minutes, lr=1e-3, warmup=100, ema_decay=None, seed=seed)
+    with torch.no_grad():
+        probe = samples[torch.randperm(len(samples), generator=g)[:probe_size]]
+        latents = trained.encode(probe).latent_dist.mean
+        recon = trained.decode(latents).sample
+        psnr = float(-10 * torch.log10(F.mse_loss(((recon + 1) / 2).clamp(0, 1), (probe + 1) / 2)))
+    return report, trained, latents, psnr
+
+
 def train_image_vae(minutes: float = 30.0, max_steps: int = 2400, batch_size: int = 32, seed: int = 0,
                     out_dir: str = VAE_DIR) -> dict:
     from diffusers import AutoencoderKL
@@ -39,21 +61,8 @@ def train_image_vae(minutes: float = 30.0, max_steps: int = 2400, batch_size: in
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
         block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, sample_size=32)
     pool = _image_pool(6000, seed)
-    g = torch.Generator().manual_seed(seed)
-
-    def loss_fn(step: int) -> torch.Tensor:
-        x = pool[torch.randint(len(pool), (batch_size,), generator=g)]
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=g)).sample
-        return _vae_loss(recon, x, posterior, 1e-6)
-
-    report, (trained,) = fit("vae-rgb32", [vae], loss_fn, batch_size=batch_size, max_steps=max_steps,
-                             max_minutes=minutes, lr=1e-3, warmup=100, ema_decay=None, seed=seed)
-    with torch.no_grad():
-        probe = pool[torch.randperm(len(pool), generator=g)[:512]]
-        latents = trained.encode(probe).latent_dist.mean
-        recon = trained.decode(latents).sample
-        psnr = float(-10 * torch.log10(F.mse_loss(((recon + 1) / 2).clamp(0, 1), (probe + 1) / 2)))
+    report, trained, latents, psnr = _fit_autoencoder("vae-rgb32", vae, pool, probe_size=512, batch_size=batch_size,
+                                                      max_steps=max_steps, minutes=minutes, seed=seed)
     trained.register_to_config(scaling_factor=float(1.0 / latents.std()), shift_factor=0.0)
     half_precision_copy(trained).save_pretrained(out_dir)
     write_report(out_dir, report, {"reconstruction_psnr_db": round(psnr, 2),
@@ -71,21 +80,8 @@ def train_video_vae(minutes: float = 45.0, max_steps: int = 1200, batch_size: in
                            scale_factor_spatial=2)
     videos, _, _ = data.moving_shapes(2400, seed)
     videos = videos.permute(0, 2, 1, 3, 4).contiguous()  # (N, 3, F, H, W)
-    g = torch.Generator().manual_seed(seed)
-
-    def loss_fn(step: int) -> torch.Tensor:
-        x = videos[torch.randint(len(videos), (batch_size,), generator=g)]
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=g)).sample
-        return _vae_loss(recon, x, posterior, 1e-6)
-
-    report, (trained,) = fit("vae-wan-video", [vae], loss_fn, batch_size=batch_size, max_steps=max_steps,
-                             max_minutes=minutes, lr=1e-3, warmup=100, ema_decay=None, seed=seed)
-    with torch.no_grad():
-        probe = videos[torch.randperm(len(videos), generator=g)[:64]]
-        latents = trained.encode(probe).latent_dist.mean
-        recon = trained.decode(latents).sample
-        psnr = float(-10 * torch.log10(F.mse_loss(((recon + 1) / 2).clamp(0, 1), (probe + 1) / 2)))
+    report, trained, latents, psnr = _fit_autoencoder("vae-wan-video", vae, videos, probe_size=64, batch_size=batch_size,
+                                                      max_steps=max_steps, minutes=minutes, seed=seed)
     mean = latents.mean(dim=(0, 2, 3, 4)).tolist()
     std = latents.std(dim=(0, 2, 3, 4)).tolist()
     trained.register_to_config(latents_mean=mean, latents_std=std)
