@@ -18,7 +18,7 @@ import torch
 from ..pipelines.builtin import data
 from .features import feature_network
 
-DATASETS = ("digits", "shapes", "moving_shapes")
+DATASETS = ("digits", "shapes", "varied_shapes", "moving_shapes")
 
 
 def parse_prompt(dataset: str, prompt: str) -> dict[str, int]:
@@ -37,7 +37,7 @@ def parse_prompt(dataset: str, prompt: str) -> dict[str, int]:
     for i, colour in enumerate(data.COLOURS):
         if colour in words:
             out["colour"] = i
-    if dataset == "shapes":
+    if dataset in ("shapes", "varied_shapes"):
         for i, position in enumerate(data.POSITIONS):
             if position in text:
                 out["position"] = i
@@ -49,7 +49,7 @@ def parse_prompt(dataset: str, prompt: str) -> dict[str, int]:
 
 
 class DomainMetrics:
-    """Classifier-based metrics for one built-in dataset (``digits``, ``shapes``, ``moving_shapes``)."""
+    """Classifier-based metrics for one built-in dataset (``digits``, ``shapes``, ``varied_shapes``, ``moving_shapes``)."""
 
     def __init__(self, dataset: str) -> None:
         if dataset not in DATASETS:
@@ -64,8 +64,8 @@ class DomainMetrics:
         if self.dataset == "digits":
             images, _ = data.digits(split)
             return data.to_unit(images[:n] if n else images)
-        if self.dataset == "shapes":
-            images, _, _ = data.shapes(n or 600, seed, split)
+        if self.dataset in ("shapes", "varied_shapes"):
+            images, _, _ = getattr(data, self.dataset)(n or 600, seed, split)
             return data.to_unit(images)
         videos, _, _ = data.moving_shapes(n or 96, seed, split)
         return data.to_unit(videos)

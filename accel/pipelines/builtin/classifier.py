@@ -2,10 +2,11 @@
 
 Their penultimate features feed torchmetrics' FID/KID as a custom feature network; their
 probability for the prompted class is the alignment score (the CLIP score's stand-in). Image
-classifiers: ``digits`` (10 classes) and ``shapes`` (three heads: shape, colour, position; the video
-metrics use its shape and colour heads per frame). The video classifier ``moving_shapes`` (a 3D
-CNN with shape, colour and direction heads) sees whole clips, so its features give a video-level
-FID that motion errors move (the domain analogue of FVD, which uses an I3D action classifier).
+classifiers: ``digits`` (10 classes), ``shapes`` (three heads: shape, colour, position; the video
+metrics use its shape and colour heads per frame) and ``varied_shapes`` (the same three, plus binned
+size, background and shading heads that only shape its features). The video classifier
+``moving_shapes`` (a 3D CNN with shape, colour and direction heads) sees whole clips, so its features
+give a video-level FID that motion errors move (the domain analogue of FVD, which uses an I3D action classifier).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 HEADS = {
     "digits": {"digit": 10},
     "shapes": {"shape": 3, "colour": 4, "position": 5},
+    # size, background and shading are binned nuisance attributes, trained so the features carry them
+    "varied_shapes": {"shape": 3, "colour": 4, "position": 5, "size": 3, "background": 3, "shading": 4},
     "moving_shapes": {"shape": 3, "colour": 4, "direction": 4},
 }
 

@@ -166,6 +166,59 @@ def shapes(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, torch
     return torch.stack(images), torch.tensor(labels, dtype=torch.long), captions
 
 
+# ------------------------------------------------------------------------------ varied shapes
+def render_varied_shape(spec: ShapeSpec, generator: torch.Generator) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """One (3, 32, 32) image in [-1, 1] and its nuisance attributes, binned: size (3 bins), background
+    brightness (3) and the side the light comes from (4). The domain classifier learns them beside the
+    class, so that its features (FID's) see more than the class.
+
+    The same classes and captions as :func:`render_shape`, with much more variety within a class:
+    size 10-16 px, +-3 px offset, a darker or brighter and slightly off-hue fill lit
+    from a random side, on a two-tone gradient background.
+    """
+    u = torch.rand(12, generator=generator).tolist()  # 8 used; the draw order is part of the data
+    size = 10.0 + 6.0 * u[0]
+    base = _CENTRES[spec.position]
+    centre = (base[0] + (u[2] - 0.5) * 6.0, base[1] + (u[3] - 0.5) * 6.0)
+    mask = _shape_mask(spec.shape, centre, size)
+
+    tint = (torch.rand(3, generator=generator) - 0.5) * 0.12
+    fill = (torch.tensor(_RGB[spec.colour]) * (0.7 + 0.35 * u[4]) + tint).clamp(0, 1)[:, None, None]
+    light = 2 * math.pi * u[5]
+    rows = torch.arange(IMAGE_SIZE, dtype=torch.float32).view(-1, 1) - centre[0]
+    cols = torch.arange(IMAGE_SIZE, dtype=torch.float32).view(1, -1) - centre[1]
+    ramp = ((rows * math.sin(light) + cols * math.cos(light)) / (size / 2)).clamp(-1, 1)
+    shaded = (fill * (1 + 0.3 * ramp)).clamp(0, 1)
+
+    low, high = 0.04 + 0.14 * u[6], 0.04 + 0.34 * u[7]
+    slope = 2 * math.pi * u[8]
+    axis = (rows + centre[0] - 15.5) * math.sin(slope) + (cols + centre[1] - 15.5) * math.cos(slope)
+    t = (axis / 22.0 + 0.5).clamp(0, 1)
+    grey = torch.tensor([1.0, 1.0, 1.0]) + (torch.rand(3, generator=generator) - 0.5) * 0.3  # a faint hue
+    background = (low + (high - low) * t) * grey[:, None, None]
+    image = (background * (1 - mask) + shaded * mask).clamp(0, 1) * 2 - 1
+
+    brightness = (low + high) / 2
+    return image, (min(int(u[0] * 3), 2), int(brightness > 0.13) + int(brightness > 0.19), int(light / (math.pi / 2)) % 4)
+
+
+def varied_shapes(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``n`` varied shape images: ``(images, labels (n, 6) [shape, colour, position, size, background,
+    shading bins], captions)``, cycling through the 60 classes of :func:`shapes` in a seeded order."""
+    offset = 10_000_000 if split == "heldout" else 0
+    generator = torch.Generator().manual_seed(offset + seed + 13)
+    specs = all_shape_specs()
+    order = torch.randperm(len(specs), generator=generator)
+    images, labels, captions = [], [], []
+    for i in range(n):
+        spec = specs[int(order[i % len(specs)])]
+        image, bins = render_varied_shape(spec, generator)
+        images.append(image)
+        labels.append(spec.labels + bins)
+        captions.append(spec.caption)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), captions
+
+
 # ------------------------------------------------------------------------------- moving shapes
 @dataclasses.dataclass(frozen=True)
 class MotionSpec:
