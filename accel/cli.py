@@ -53,17 +53,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.model in ("classifiers",):
         from .pipelines.builtin import CLASSIFIER_DIRS
         from .pipelines.builtin.train_classifiers import (train_digits_classifier, train_shapes_classifier,
-                                                          train_video_classifier)
+                                                          train_varied_shapes_classifier, train_video_classifier)
 
         for dataset, train_classifier in (("digits", train_digits_classifier), ("shapes", train_shapes_classifier),
+                                          ("varied_shapes", train_varied_shapes_classifier),
                                           ("moving_shapes", train_video_classifier)):
             folder = os.path.basename(CLASSIFIER_DIRS[dataset])
             print(train_classifier(out_dir=os.path.join(args.out, folder) if args.out else None))
-    elif args.model in ("vae", "vae-video"):
-        from .pipelines.builtin.train_autoencoders import train_image_vae, train_video_vae
+    elif args.model in ("vae", "vae-varied-shapes"):
+        from .pipelines.builtin.train_autoencoders import train_image_vae
 
-        train_vae = train_image_vae if args.model == "vae" else train_video_vae
-        print(train_vae(out_dir=args.out) if args.out else train_vae())
+        print(train_image_vae("vae-rgb32" if args.model == "vae" else args.model, out_dir=args.out))
+    elif args.model == "vae-video":
+        from .pipelines.builtin.train_autoencoders import train_video_vae
+
+        print(train_video_vae(out_dir=args.out) if args.out else train_video_vae())
     elif args.model == "vit-digits":
         from .pipelines.builtin.vit import train_vit
 
@@ -140,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="retrain a built-in model (CPU, minutes)")
     tr.add_argument("model", choices=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes", "vit-digits",
-                                      "classifiers", "vae", "vae-video"])
+                                      "classifiers", "vae", "vae-varied-shapes", "vae-video"])
     tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
     tr.add_argument("--out", default=None, help="output folder (default: the shipped weights; for `classifiers` it gets "
                                                 "one subfolder each); use another one to check that a rerun reproduces them")

@@ -4,6 +4,8 @@
 * ``shapes``: three heads (shape, colour, position) on procedural shapes; video frames of the
   moving-shapes set are mixed in for the shape and colour heads (their position head is masked),
   so the same network scores the video model frame by frame.
+* ``varied_shapes``: shape, colour and position heads plus binned size, background and shading
+  heads on the varied shapes; the nuisance heads make the features (FID's) see more than the class.
 * ``moving_shapes``: a 3D CNN on whole clips with shape, colour and direction heads; its
   features give the video-level FID.
 """
@@ -92,6 +94,28 @@ def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_
                          max_steps=max_steps, minutes=minutes, seed=seed)
 
 
+def train_varied_shapes_classifier(minutes: float = 30.0, max_steps: int = 6000, batch_size: int = 64, seed: int = 0,
+                                   out_dir: str | None = None) -> dict:
+    out_dir = out_dir or CLASSIFIER_DIRS["varied_shapes"]
+    torch.manual_seed(seed)
+    model = DomainClassifier(HEADS["varied_shapes"])
+    images, labels, _ = data.varied_shapes(48000, seed)
+    g = torch.Generator().manual_seed(seed)
+    names = list(HEADS["varied_shapes"])  # the label columns in order
+
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = torch.randint(len(images), (batch_size,), generator=g)
+        logits = model.logits(data.to_unit(images[idx]))
+        return sum(F.cross_entropy(logits[name], labels[idx, i]) for i, name in enumerate(names))
+
+    def evaluate(trained: DomainClassifier) -> dict:
+        held, held_labels, _ = data.varied_shapes(1200, seed, split="heldout")
+        return {"heldout_accuracy": _accuracy(trained, held, {name: held_labels[:, i] for i, name in enumerate(names)})}
+
+    return _fit_and_save("classifier-varied-shapes", model, loss_fn, evaluate, out_dir, batch_size=batch_size,
+                         max_steps=max_steps, minutes=minutes, seed=seed)
+
+
 def train_video_classifier(minutes: float = 20.0, max_steps: int = 1500, batch_size: int = 32, seed: int = 0,
                            out_dir: str | None = None) -> dict:
     out_dir = out_dir or CLASSIFIER_DIRS["moving_shapes"]
@@ -117,4 +141,5 @@ def train_video_classifier(minutes: float = 20.0, max_steps: int = 1500, batch_s
 if __name__ == "__main__":
     print(train_digits_classifier())
     print(train_shapes_classifier())
+    print(train_varied_shapes_classifier())
     print(train_video_classifier())
