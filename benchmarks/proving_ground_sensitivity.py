@@ -14,6 +14,8 @@ which is how two samplers should be compared. Both criteria are reported; neithe
     python benchmarks/proving_ground_sensitivity.py --out benchmarks/results/sensitivity
 
 Writes ``<out>/<model>.json``, ``<out>/sensitivity.md`` and sample grids ``<out>/<model>_samples.png``.
+Finished models are not rerun; a killed run resumes after the last finished setting
+(``<out>/<model>.partial.json``, the baseline samples are regenerated to compare against).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from accel.pipelines.builtin import BUILTIN_MODELS, data
 
 SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 480, "sd3-shapes": 120, "wan-moving-shapes": 96}
 #: Size of the fixed real reference set of the FID (procedural sets; digits use every image not in a floor set).
-REFERENCE_SIZE = {"shapes": 1000, "moving_shapes": 480}
+REFERENCE_SIZE = {"shapes": 1000, "varied_shapes": 1000, "moving_shapes": 480}
 
 
 class ReuseOutput:
@@ -157,8 +159,13 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
               "reference_size": len(reference), "fid_floor": mean_std(floor), "rows": []}
     if is_video:
         result["video_fid_floor"] = mean_std([domain.video_fid(reference, r) for r in floor_sets])
+    partial_path = os.path.join(out, f"{model}.partial.json")
+    done = _finished_rows(partial_path, result)
+    todo = [s for s in settings(steps, guidance) if s["name"] not in done]
+    if todo and todo[0]["name"] != "baseline":
+        todo.insert(0, settings(steps, guidance)[0])  # later rows are measured against the baseline samples
     baseline_by_fold, baseline_scores = {}, {}
-    for setting in settings(steps, guidance):
+    for setting in todo:
         fids, aligns, video_fids, psnrs, temporal, seconds = [], [], [], [], [], 0.0
         for fold in range(folds):
             prompts, seeds = fold_items(model, fold)
@@ -188,12 +195,33 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
                "psnr_to_baseline": mean_std(psnrs) if psnrs else None,
                "temporal_consistency": mean_std(temporal) if temporal else None,
                "seconds_per_sample": seconds / (folds * n)}
-        result["rows"].append(row)
+        done[setting["name"]] = row
         print(model, row, flush=True)
+        _write_json({**result, "rows": list(done.values())}, partial_path)
+    names = [s["name"] for s in settings(steps, guidance)]
+    result["rows"] = [done[name] for name in names]
     result["real_alignment"] = _real_alignment(domain, model, n)
-    with open(os.path.join(out, f"{model}.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    _write_json(result, os.path.join(out, f"{model}.json"))
+    os.remove(partial_path)
     return result
+
+
+def _finished_rows(partial_path: str, result: dict) -> dict[str, dict]:
+    """Rows a killed run already measured with the same settings (the run resumes after them)."""
+    if not os.path.exists(partial_path):
+        return {}
+    with open(partial_path) as f:
+        partial = json.load(f)
+    same = all(partial.get(k) == result[k] for k in ("samples_per_fold", "folds", "steps", "guidance", "reference_size"))
+    if not same:
+        raise SystemExit(f"{partial_path} was written with other settings; move it away to start this model afresh")
+    return {row["setting"]: row for row in partial["rows"]}
+
+
+def _write_json(obj: dict, path: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def _real_alignment(domain: DomainMetrics, model: str, n: int) -> float:
@@ -202,8 +230,8 @@ def _real_alignment(domain: DomainMetrics, model: str, n: int) -> float:
         images, labels = data.digits("heldout")
         captions = [data.digit_caption(int(l)) for l in labels]
         return float(domain.alignment(data.to_unit(images), captions).mean())
-    if dataset == "shapes":
-        images, _, captions = data.shapes(n, 7, "heldout")
+    if dataset in ("shapes", "varied_shapes"):
+        images, _, captions = getattr(data, dataset)(n, 7, "heldout")
         return float(domain.alignment(data.to_unit(images), captions).mean())
     videos, _, captions = data.moving_shapes(n, 7, "heldout")
     return float(domain.alignment(data.to_unit(videos), captions).mean())

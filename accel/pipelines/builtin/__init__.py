@@ -23,7 +23,7 @@ class BuiltinModel:
     title: str
     kind: str                      # "image", "video" or "classifier"
     pipeline_class: str            # diffusers pipeline class (or "timm")
-    dataset: str                   # "digits", "shapes" or "moving_shapes"
+    dataset: str                   # "digits", "shapes", "varied_shapes" or "moving_shapes"
     plugins: tuple[str, ...]       # accel methods this model is meant to exercise
     call_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -39,8 +39,8 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {m.name: m for m in (
     BuiltinModel("sd-digits", "U-Net (UNet2DConditionModel) on handwritten digits", "image",
                  "StableDiffusionPipeline", "digits", ("deepcache", "adaptive_guidance"),
                  {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32}),
-    BuiltinModel("pixart-shapes", "PixArt (PixArtTransformer2DModel) on coloured shapes", "image",
-                 "PixArtAlphaPipeline", "shapes", ("block_cache", "cache_search", "adaptive_guidance"),
+    BuiltinModel("pixart-shapes", "PixArt (PixArtTransformer2DModel) on varied coloured shapes", "image",
+                 "PixArtAlphaPipeline", "varied_shapes", ("block_cache", "cache_search", "adaptive_guidance"),
                  {"num_inference_steps": 20, "guidance_scale": 2.0, "height": 32, "width": 32,
                   "use_resolution_binning": False, "max_sequence_length": 16, "clean_caption": False}),
     BuiltinModel("sd3-shapes", "SD3 (SD3Transformer2DModel, flow matching) on coloured shapes", "image",
@@ -58,8 +58,10 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {m.name: m for m in (
 #: The model the README's main command and the demo use when none is named.
 DEFAULT_MODEL = "sd-digits"
 
-#: Shared components: the 2D autoencoder of the image models and the domain classifiers.
+#: Shared components: the 2D autoencoders of the image models and the domain classifiers.
 VAE_DIR = os.path.join(WEIGHTS_DIR, "vae-rgb32")
+VARIED_VAE_DIR = os.path.join(WEIGHTS_DIR, "vae-varied-shapes")  # pixart-shapes' own autoencoder
 CLASSIFIER_DIRS = {"digits": os.path.join(WEIGHTS_DIR, "classifier-digits"),
                    "shapes": os.path.join(WEIGHTS_DIR, "classifier-shapes"),
+                   "varied_shapes": os.path.join(WEIGHTS_DIR, "classifier-varied-shapes"),
                    "moving_shapes": os.path.join(WEIGHTS_DIR, "classifier-moving-shapes")}

@@ -21,13 +21,19 @@ DATA = {
               "every 6th image is held out. Captions: \"a handwritten 7\".",
     "shapes": "procedural 32x32 RGB shapes: 3 shapes x 4 colours x 5 positions with jittered size and place, "
               "generated from seeds (held-out split: a disjoint seed range). Captions: \"a red triangle at the top left\".",
+    "varied_shapes": "procedural 32x32 RGB shapes of the same 60 classes and captions as `shapes`, with much more "
+                     "variety within a class: size 10-16 px, +-3 px offset, a darker or brighter, slightly "
+                     "off-hue fill lit from a random side, on a two-tone gradient background (held-out split: a disjoint "
+                     "seed range). Captions: \"a red triangle at the top left\".",
     "moving_shapes": "procedural 9-frame 32x32 videos of one shape moving in one of 4 directions "
                      "(3 shapes x 4 colours x 4 directions). Captions: \"a blue circle moving left\".",
 }
 
 COMPONENTS = {
-    "vae-rgb32": ("AutoencoderKL (diffusers)", "32x32 RGB -> 16x16x4 latents, shared by the image models",
+    "vae-rgb32": ("AutoencoderKL (diffusers)", "32x32 RGB -> 16x16x4 latents, shared by sd-digits and sd3-shapes",
                   "python -m accel.pipelines.builtin.train_autoencoders image", "shapes and digits"),
+    "vae-varied-shapes": ("AutoencoderKL (diffusers)", "32x32 RGB -> 16x16x4 latents, used by pixart-shapes",
+                          "python -m accel.pipelines.builtin.train_autoencoders varied", "varied_shapes"),
     "vae-wan-video": ("AutoencoderKLWan (diffusers)", "9x32x32 video -> 5x16x16x4 latents, used by wan-moving-shapes",
                       "python -m accel.pipelines.builtin.train_autoencoders video", "moving_shapes"),
     "classifier-digits": ("small CNN (accel.pipelines.builtin.classifier)", "domain FID features and prompt alignment for digits",
@@ -35,6 +41,9 @@ COMPONENTS = {
     "classifier-shapes": ("small CNN with shape / colour / position heads", "domain FID features and prompt alignment "
                           "for shapes, frame by frame for the moving shapes", "python -m accel.pipelines.builtin.train_classifiers",
                           "shapes"),
+    "classifier-varied-shapes": ("small CNN with shape / colour / position heads and binned size / background / "
+                                 "shading heads", "domain FID features and prompt alignment for the varied shapes",
+                                 "python -m accel.pipelines.builtin.train_classifiers", "varied_shapes"),
     "classifier-moving-shapes": ("small 3D CNN with shape / colour / direction heads", "video FID features (FVD-style: "
                                  "whole clips, so motion counts) for the moving shapes",
                                  "python -m accel.pipelines.builtin.train_classifiers", "moving_shapes"),
@@ -108,8 +117,10 @@ def card(name: str, sensitivity_dir: str | None) -> str:
     report_path = os.path.join(sensitivity_dir, f"{name}.json") if sensitivity_dir else None
     if report_path and os.path.exists(report_path):
         lines += _sensitivity_lines(json.load(open(report_path)))
-    if name.startswith(("sd-", "pixart-", "sd3-")):
+    if name.startswith(("sd-", "sd3-")):
         lines += ["", "Latent diffusion through the shared `vae-rgb32` autoencoder (not pixel space)."]
+    if name.startswith("pixart-"):
+        lines += ["", "Latent diffusion through the `vae-varied-shapes` autoencoder (not pixel space)."]
     if name.startswith("wan-"):
         lines += ["", "Latent diffusion through the `vae-wan-video` autoencoder (not pixel space)."]
     if usage:
