@@ -94,48 +94,47 @@ def train_shapes_classifier(minutes: float = 10.0, max_steps: int = 1700, batch_
                          max_steps=max_steps, minutes=minutes, seed=seed)
 
 
+def _fit_heads(name: str, model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor], heldout, out_dir: str, *,
+               batch_size: int, max_steps: int, minutes: float, seed: int) -> dict:
+    """For sets whose label columns are the model's heads in order: each batch sums the heads'
+    cross-entropies; ``heldout()`` returns (inputs, labels, captions) of the held-out split."""
+    inputs, labels = train
+    names = list(model.head_sizes)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = torch.randint(len(inputs), (batch_size,), generator=g)
+        logits = model.logits(data.to_unit(inputs[idx]))
+        return sum(F.cross_entropy(logits[head], labels[idx, i]) for i, head in enumerate(names))
+
+    def evaluate(trained: torch.nn.Module) -> dict:
+        held, held_labels, _ = heldout()
+        return {"heldout_accuracy": _accuracy(trained, held, {head: held_labels[:, i] for i, head in enumerate(names)})}
+
+    return _fit_and_save(name, model, loss_fn, evaluate, out_dir, batch_size=batch_size,
+                         max_steps=max_steps, minutes=minutes, seed=seed)
+
+
 def train_varied_shapes_classifier(minutes: float = 30.0, max_steps: int = 6000, batch_size: int = 64, seed: int = 0,
                                    out_dir: str | None = None) -> dict:
-    out_dir = out_dir or CLASSIFIER_DIRS["varied_shapes"]
     torch.manual_seed(seed)
     model = DomainClassifier(HEADS["varied_shapes"])
     images, labels, _ = data.varied_shapes(48000, seed)
-    g = torch.Generator().manual_seed(seed)
-    names = list(HEADS["varied_shapes"])  # the label columns in order
-
-    def loss_fn(step: int) -> torch.Tensor:
-        idx = torch.randint(len(images), (batch_size,), generator=g)
-        logits = model.logits(data.to_unit(images[idx]))
-        return sum(F.cross_entropy(logits[name], labels[idx, i]) for i, name in enumerate(names))
-
-    def evaluate(trained: DomainClassifier) -> dict:
-        held, held_labels, _ = data.varied_shapes(1200, seed, split="heldout")
-        return {"heldout_accuracy": _accuracy(trained, held, {name: held_labels[:, i] for i, name in enumerate(names)})}
-
-    return _fit_and_save("classifier-varied-shapes", model, loss_fn, evaluate, out_dir, batch_size=batch_size,
-                         max_steps=max_steps, minutes=minutes, seed=seed)
+    return _fit_heads("classifier-varied-shapes", model, (images, labels),
+                      lambda: data.varied_shapes(1200, seed, split="heldout"),
+                      out_dir or CLASSIFIER_DIRS["varied_shapes"], batch_size=batch_size, max_steps=max_steps,
+                      minutes=minutes, seed=seed)
 
 
 def train_video_classifier(minutes: float = 20.0, max_steps: int = 1500, batch_size: int = 32, seed: int = 0,
                            out_dir: str | None = None) -> dict:
-    out_dir = out_dir or CLASSIFIER_DIRS["moving_shapes"]
     torch.manual_seed(seed)
     model = VideoClassifier(HEADS["moving_shapes"])
     videos, labels, _ = data.moving_shapes(2400, seed)
-    g = torch.Generator().manual_seed(seed)
-    names = list(HEADS["moving_shapes"])  # shape, colour, direction: the label columns in order
-
-    def loss_fn(step: int) -> torch.Tensor:
-        idx = torch.randint(len(videos), (batch_size,), generator=g)
-        logits = model.logits(data.to_unit(videos[idx]))
-        return sum(F.cross_entropy(logits[name], labels[idx, i]) for i, name in enumerate(names))
-
-    def evaluate(trained: VideoClassifier) -> dict:
-        held, held_labels, _ = data.moving_shapes(240, seed, split="heldout")
-        return {"heldout_accuracy": _accuracy(trained, held, {name: held_labels[:, i] for i, name in enumerate(names)})}
-
-    return _fit_and_save("classifier-moving-shapes", model, loss_fn, evaluate, out_dir, batch_size=batch_size,
-                         max_steps=max_steps, minutes=minutes, seed=seed)
+    return _fit_heads("classifier-moving-shapes", model, (videos, labels),
+                      lambda: data.moving_shapes(240, seed, split="heldout"),
+                      out_dir or CLASSIFIER_DIRS["moving_shapes"], batch_size=batch_size, max_steps=max_steps,
+                      minutes=minutes, seed=seed)
 
 
 if __name__ == "__main__":
