@@ -230,8 +230,8 @@ def _real_alignment(domain: DomainMetrics, model: str, n: int) -> float:
         images, labels = data.digits("heldout")
         captions = [data.digit_caption(int(l)) for l in labels]
         return float(domain.alignment(data.to_unit(images), captions).mean())
-    if dataset in ("shapes", "varied_shapes"):
-        images, _, captions = getattr(data, dataset)(n, 7, "heldout")
+    if dataset in data.SHAPE_SETS:
+        images, _, captions = data.SHAPE_SETS[dataset](n, 7, "heldout")
         return float(domain.alignment(data.to_unit(images), captions).mean())
     videos, _, captions = data.moving_shapes(n, 7, "heldout")
     return float(domain.alignment(data.to_unit(videos), captions).mean())

@@ -148,7 +148,7 @@ def test_domain_prompt_parsing_and_alignment_on_real_images():
 
 
 def test_varied_shapes_features_see_more_than_the_class():
-    """The varied-shapes classifier scores prompts on turned, shaded, resized shapes, and its features
+    """The varied-shapes classifier scores prompts on shaded, resized, shifted shapes, and its features
     (FID's) tell real varied shapes from a blurred copy of them and from plain shapes of the same
     classes: an FID that saw only the class could do neither."""
     import torch.nn.functional as F

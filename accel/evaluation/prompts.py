@@ -16,7 +16,7 @@ def builtin_prompts(model: str) -> list[str]:
                          "pass a prompt file (.txt, one per line, or .csv with a 'prompt' column)")
     if spec.dataset == "digits":
         return [data.digit_caption(d) for d in range(10)]
-    if spec.dataset in ("shapes", "varied_shapes"):
+    if spec.dataset in data.SHAPE_SETS:
         return _interleaved([s.caption for s in data.all_shape_specs()])
     if spec.dataset == "moving_shapes":
         return _interleaved([s.caption for s in data.all_motion_specs()])

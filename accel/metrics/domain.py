@@ -37,7 +37,7 @@ def parse_prompt(dataset: str, prompt: str) -> dict[str, int]:
     for i, colour in enumerate(data.COLOURS):
         if colour in words:
             out["colour"] = i
-    if dataset in ("shapes", "varied_shapes"):
+    if dataset in data.SHAPE_SETS:
         for i, position in enumerate(data.POSITIONS):
             if position in text:
                 out["position"] = i
@@ -64,8 +64,8 @@ class DomainMetrics:
         if self.dataset == "digits":
             images, _ = data.digits(split)
             return data.to_unit(images[:n] if n else images)
-        if self.dataset in ("shapes", "varied_shapes"):
-            images, _, _ = getattr(data, self.dataset)(n or 600, seed, split)
+        if self.dataset in data.SHAPE_SETS:
+            images, _, _ = data.SHAPE_SETS[self.dataset](n or 600, seed, split)
             return data.to_unit(images)
         videos, _, _ = data.moving_shapes(n or 96, seed, split)
         return data.to_unit(videos)

@@ -219,6 +219,10 @@ def varied_shapes(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor
     return torch.stack(images), torch.tensor(labels, dtype=torch.long), captions
 
 
+#: The image sets over the 60 shape classes (same captions, same label columns first), by dataset name.
+SHAPE_SETS = {"shapes": shapes, "varied_shapes": varied_shapes}
+
+
 # ------------------------------------------------------------------------------- moving shapes
 @dataclasses.dataclass(frozen=True)
 class MotionSpec:

@@ -50,6 +50,9 @@ COMPONENTS = {
 }
 
 TRAIN_DIFFUSION = "python -m accel.pipelines.builtin.train_diffusion {name}"
+#: The autoencoder behind each diffusion model, as its card names it.
+AUTOENCODER = {"sd-digits": "the shared `vae-rgb32`", "sd3-shapes": "the shared `vae-rgb32`",
+               "pixart-shapes": "the `vae-varied-shapes`", "wan-moving-shapes": "the `vae-wan-video`"}
 
 
 def _metrics_lines(training: dict) -> list[str]:
@@ -117,12 +120,8 @@ def card(name: str, sensitivity_dir: str | None) -> str:
     report_path = os.path.join(sensitivity_dir, f"{name}.json") if sensitivity_dir else None
     if report_path and os.path.exists(report_path):
         lines += _sensitivity_lines(json.load(open(report_path)))
-    if name.startswith(("sd-", "sd3-")):
-        lines += ["", "Latent diffusion through the shared `vae-rgb32` autoencoder (not pixel space)."]
-    if name.startswith("pixart-"):
-        lines += ["", "Latent diffusion through the `vae-varied-shapes` autoencoder (not pixel space)."]
-    if name.startswith("wan-"):
-        lines += ["", "Latent diffusion through the `vae-wan-video` autoencoder (not pixel space)."]
+    if name in AUTOENCODER:
+        lines += ["", f"Latent diffusion through {AUTOENCODER[name]} autoencoder (not pixel space)."]
     if usage:
         lines += ["", "## Use", "", usage]
     return "\n".join(lines) + "\n"

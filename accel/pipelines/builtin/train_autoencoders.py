@@ -9,6 +9,7 @@ Loss: L1 + MSE reconstruction plus a small KL term. After training, the latent s
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,11 +61,11 @@ def _varied_shapes_pool(seed: int) -> torch.Tensor:
     return data.varied_shapes(12000, seed)[0]
 
 
-#: Image autoencoders: ``name -> (training images, block widths)``. ``vae-rgb32`` serves sd-digits and
-#: sd3-shapes; ``vae-varied-shapes`` serves pixart-shapes, whose gradients and turned edges the
-#: first one reconstructs at only 22 dB.
-IMAGE_VAES: dict[str, tuple] = {"vae-rgb32": (_mixed_pool, (16, 32)),
-                                "vae-varied-shapes": (_varied_shapes_pool, (16, 32))}
+#: Image autoencoders by name, with the function that draws their training images (from a seed).
+#: ``vae-rgb32`` serves sd-digits and sd3-shapes; ``vae-varied-shapes`` serves pixart-shapes, whose
+#: shading and gradient backgrounds the first one never saw.
+IMAGE_VAES: dict[str, Callable[[int], torch.Tensor]] = {"vae-rgb32": _mixed_pool,
+                                                        "vae-varied-shapes": _varied_shapes_pool}
 
 
 def train_image_vae(name: str = "vae-rgb32", minutes: float = 30.0, max_steps: int = 2400, batch_size: int = 32,
@@ -73,13 +74,12 @@ def train_image_vae(name: str = "vae-rgb32", minutes: float = 30.0, max_steps: i
 
     if name not in IMAGE_VAES:
         raise ValueError(f"unknown image autoencoder {name!r}; known: {', '.join(IMAGE_VAES)}")
-    pool_fn, widths = IMAGE_VAES[name]
     torch.manual_seed(seed)
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=widths, layers_per_block=1, norm_num_groups=8, sample_size=32)
-    pool = pool_fn(seed)
+        block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, sample_size=32)
+    pool = IMAGE_VAES[name](seed)
     report, trained, latents, psnr = _fit_autoencoder(name, vae, pool, probe_size=512, batch_size=batch_size,
                                                       max_steps=max_steps, minutes=minutes, seed=seed)
     trained.register_to_config(scaling_factor=float(1.0 / latents.std()), shift_factor=0.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import random
 from typing import Any, Callable
 
@@ -89,16 +90,10 @@ def _video_batches(vae) -> Callable[[torch.Generator, int], tuple[torch.Tensor, 
     return sample
 
 
-def _load_image_vae():
+def _load_image_vae(directory: str = VAE_DIR):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(VAE_DIR, torch_dtype=torch.float32).eval()
-
-
-def _load_varied_shapes_vae():
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL.from_pretrained(VARIED_VAE_DIR, torch_dtype=torch.float32).eval()
+    return AutoencoderKL.from_pretrained(directory, torch_dtype=torch.float32).eval()
 
 
 def _load_video_vae():
@@ -249,7 +244,8 @@ RECIPES: dict[str, Recipe] = {
     "sd-digits": Recipe("sd-digits", "v", _sd_build, _sd_condition, _sd_predict, _sd_assemble, _digit_batches,
                         _load_image_vae, max_steps=2000),
     "pixart-shapes": Recipe("pixart-shapes", "v", _pixart_build, _pixart_condition, _pixart_predict,
-                            _pixart_assemble, _varied_shape_batches, _load_varied_shapes_vae, max_steps=3000),
+                            _pixart_assemble, _varied_shape_batches, functools.partial(_load_image_vae, VARIED_VAE_DIR),
+                            max_steps=3000),
     "sd3-shapes": Recipe("sd3-shapes", "flow", _sd3_build, _sd3_condition, _sd3_predict, _sd3_assemble,
                          _shape_batches, _load_image_vae),
     "wan-moving-shapes": Recipe("wan-moving-shapes", "flow", _wan_build, _wan_condition, _wan_predict,
