@@ -30,7 +30,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accel.kernels import block_sparse_attention  # noqa: E402
-from accel.sparse_attention.mask import BlockSparseMask, diagonal_blocks  # noqa: E402
+from accel.kernels.block_mask import BlockSparseMask  # noqa: E402
+from accel.sparse_attention.builders.combine import diagonal_blocks  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from accel.kernels import BackendUnavailableError, backend_status, block_sparse_attention, dense_reference, gather_block_sparse
-from accel.sparse_attention.mask import BlockSparseMask, dense_text
+from accel.kernels.block_mask import BlockSparseMask
+from accel.sparse_attention.builders.combine import dense_text
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -70,19 +70,23 @@ def test_mask_helpers_union_diagonal_text_truncate():
 def test_mask_to_flex_reads_the_block_table():
     from torch.nn.attention.flex_attention import flex_attention
 
+    from accel.kernels.flex import to_flex_block_mask
+
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 40, 16, generator=g) for _ in range(3))
     blocks = torch.rand(1, 2, 3, 3, generator=g) < 0.5
     mask = BlockSparseMask.from_block_bool(blocks, 16, 16, 40, 40)
-    block_mask = mask.to_flex()
+    block_mask = to_flex_block_mask(mask)
     assert block_mask.mask_mod is not None
     out = flex_attention(q, k, v, block_mask=block_mask)  # eager flex applies only mask_mod
     torch.testing.assert_close(out, dense_reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
 
 
 def test_mask_to_image_writes_png(tmp_path):
+    from accel.sparse_attention.plotting import save_mask_image
+
     mask = BlockSparseMask.from_block_bool(torch.eye(6, dtype=torch.bool)[None, None].repeat(1, 3, 1, 1), 4, 4, 24, 24)
-    path = mask.to_image(tmp_path / "mask.png")
+    path = save_mask_image(mask, tmp_path / "mask.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 

@@ -21,7 +21,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from ..sparse_attention.mask import BlockSparseMask
+from .block_mask import BlockSparseMask
 from .reference import gather_block_sparse
 
 BACKENDS = ("auto", "triton", "flex", "torch")

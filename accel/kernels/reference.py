@@ -1,7 +1,7 @@
 """Pure-PyTorch block-sparse attention: a dense masked reference and a gather-based implementation.
 
 Both take ``q`` ``[B, H, Nq, D]``, ``k``/``v`` ``[B, H, Nk, D]`` and a
-:class:`~accel.sparse_attention.mask.BlockSparseMask`, and return ``[B, H, Nq, D]`` in ``q``'s dtype.
+:class:`~accel.kernels.block_mask.BlockSparseMask`, and return ``[B, H, Nq, D]`` in ``q``'s dtype.
 Convention shared by every backend: a query row with no active key attends to nothing and its
 output is **zero** (plain SDPA would return NaN for such a row).
 """
@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..sparse_attention.mask import BlockSparseMask
+from .block_mask import BlockSparseMask
 
 
 def dense_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask,

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..sparse_attention.mask import BlockSparseMask
+from .block_mask import BlockSparseMask
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 

@@ -14,7 +14,8 @@ from typing import Any
 from .builders import DEFAULT_CANDIDATES, PatternSpec, PlanSearch, SparsePlan, dynamic_mask, pattern_mask
 from .calibrate import calibrate_plan
 from .config import SparseAttentionConfig
-from .mask import BlockSparseMask, dense_text, force_diagonal, union
+from ..kernels.block_mask import BlockSparseMask
+from .builders.combine import dense_text, force_diagonal, union
 from .plugin import SparseAttentionPlugin
 from .reorder import SequenceLayout, tile_permutation, to_model_order, to_working_order
 

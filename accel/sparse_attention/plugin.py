@@ -24,7 +24,7 @@ from .builders.plan import SparsePlan
 from .builders.window import window_blocks
 from .config import SparseAttentionConfig
 from .grid import SUPPORTED_FAMILIES, video_grid
-from .mask import BlockSparseMask
+from ..kernels.block_mask import BlockSparseMask
 from .processors import PROCESSORS, SparseProcessor
 from .reorder import SequenceLayout
 

@@ -17,7 +17,8 @@ import functools
 
 import torch
 
-from .mask import TEXT_POSITIONS
+#: Where text tokens sit in a joint (video + text) sequence.
+TEXT_POSITIONS = ("first", "last")
 
 
 @functools.lru_cache(maxsize=64)

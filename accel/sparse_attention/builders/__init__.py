@@ -2,7 +2,7 @@
 
 Every builder works on tokens in the *working order* of a :class:`~accel.sparse_attention.reorder.SequenceLayout`
 (video tokens in 3D-tile order, then text) and returns a boolean block map or a
-:class:`~accel.sparse_attention.mask.BlockSparseMask`.
+:class:`~accel.kernels.block_mask.BlockSparseMask`.
 """
 
 from .diagonal import band_blocks, multi_diagonal_blocks

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..mask import diagonal_blocks
+from .combine import diagonal_blocks
 from ..reorder import SequenceLayout
 from .geometry import box_gaps, num_blocks
 

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ..mask import BlockSparseMask
+from ...kernels.block_mask import BlockSparseMask
 
 SCORE_METHODS = ("mean", "sample")
 

@@ -19,7 +19,8 @@ import dataclasses
 
 import torch
 
-from ..mask import BlockSparseMask, diagonal_blocks, text_blocks
+from ...kernels.block_mask import BlockSparseMask
+from .combine import diagonal_blocks, text_blocks
 from ..reorder import SequenceLayout
 from .diagonal import band_blocks, multi_diagonal_blocks
 from .geometry import num_blocks

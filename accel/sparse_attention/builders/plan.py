@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..mask import BlockSparseMask
+from ...kernels.block_mask import BlockSparseMask
 from ..reorder import SequenceLayout
 from .patterns import PatternSpec, pattern_mask
 
