@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import MissingContextError
+from .tensors import first_tensor
 
 #: Names under which denoisers receive their main (noisy latent) input.
 MAIN_INPUT_NAMES = ("hidden_states", "sample", "x")
@@ -81,6 +82,14 @@ class CallInfo:
                 "(then every denoiser call counts as one step)."
             )
         return self.step_index, self.num_inference_steps
+
+    def rows(self, half: str, samples: int | None = None) -> slice:
+        """The batch rows of the ``"uncond"`` or ``"cond"`` half of a stacked CFG batch of ``2 * samples``."""
+        if half not in ("uncond", "cond"):
+            raise ValueError(f"half must be 'uncond' or 'cond', got {half!r}")
+        samples = self.samples if samples is None else samples
+        uncond_first = self.cfg_order == "uncond_first"
+        return slice(0, samples) if (half == "uncond") == uncond_first else slice(samples, 2 * samples)
 
 
 @dataclasses.dataclass
@@ -229,7 +238,7 @@ class DenoisingContext:
         def prepare_latents(*args: Any, **kwargs: Any) -> Any:
             self._maybe_start_generation()
             out = original(*args, **kwargs)
-            latents = _first_tensor(out)
+            latents = first_tensor(out)
             if latents is not None:
                 self._latent_batch = int(latents.shape[0])
             return out
@@ -354,17 +363,6 @@ def _bind_wrapper(wrapper: StepWrapper, inner: Callable) -> Callable:
     def call(*args: Any, **kwargs: Any) -> Any:
         return wrapper(inner, *args, **kwargs)
     return call
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
 
 
 def main_input(args: tuple, kwargs: dict) -> torch.Tensor | None:

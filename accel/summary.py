@@ -44,16 +44,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict) and len(value) > 12:
         return f"{{{len(value)} entries}}"
     return str(value)
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes held by the tensors in a (nested) container."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0

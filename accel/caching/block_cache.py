@@ -25,8 +25,8 @@ from diffusers.hooks.hooks import StateManager
 from ..config import PluginConfig, check_int
 from ..errors import ConfigError
 from ..plugin import Plugin, register_plugin
-from ..summary import tensor_bytes
-from .common import CachedOutput, fit_batch, leading_batch, map_tensors
+from ..tensors import fit_batch, leading_batch, map_tensors, slice_batch, tensor_bytes
+from .common import CachedOutput
 from .schedule import CacheSchedule, fora_schedule
 
 
@@ -76,10 +76,6 @@ class BlockCacheConfig(PluginConfig):
         return super().__str__()
 
 
-def _slice_batch(value: Any, start: int, stop: int, batch: int) -> Any:
-    return map_tensors(value, lambda t: t[start:stop] if t.ndim and t.shape[0] == batch else t)
-
-
 class ComponentCacheHook(ModelHook):
     """On one component of one block: run or reuse according to the schedule."""
 
@@ -113,16 +109,12 @@ class ComponentCacheHook(ModelHook):
     def _split(self, module: nn.Module, state: CachedOutput, batch: int, info: Any, run_uncond: bool,
                args: tuple, kwargs: dict) -> Any:
         """Stacked CFG batch with different schedules per half: compute only the half that must run."""
-        half = batch // 2
-        uncond_first = info.cfg_order == "uncond_first"
-        uncond = (0, half) if uncond_first else (half, batch)
-        start, stop = uncond if run_uncond else ((half, batch) if uncond_first else (0, half))
-        fresh = self.fn_ref.original_forward(*_slice_batch(args, start, stop, batch),
-                                             **_slice_batch(kwargs, start, stop, batch))
+        rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
+        fresh = self.fn_ref.original_forward(*slice_batch(args, rows, batch), **slice_batch(kwargs, rows, batch))
 
         def splice(cached: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
             out = cached.clone()
-            out[start:stop] = new
+            out[rows] = new
             return out
 
         output = _zip_tensors(state.output, fresh, splice, batch)

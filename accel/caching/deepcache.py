@@ -25,8 +25,8 @@ from diffusers.hooks.hooks import StateManager
 from ..config import PluginConfig, check_choice, check_int
 from ..errors import ConfigError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
-from ..summary import tensor_bytes
-from .common import CachedOutput, fit_batch, leading_batch, step_pattern
+from ..tensors import fit_batch, leading_batch, tensor_bytes
+from .common import CachedOutput, step_pattern
 
 SCHEDULES = ("uniform", "quadratic")
 

@@ -14,15 +14,7 @@ from typing import Any
 
 import torch
 
-from ..caching.common import map_tensors
-
-
-def rows_of(half: str, samples: int, order: str) -> slice:
-    """The batch rows of the ``"uncond"`` or ``"cond"`` half of a stacked CFG batch."""
-    uncond_first = order == "uncond_first"
-    if (half == "uncond") == uncond_first:
-        return slice(0, samples)
-    return slice(samples, 2 * samples)
+from ..tensors import map_tensors
 
 
 def select_rows(args: tuple, kwargs: dict, index: torch.Tensor, batch: int, unbatched: frozenset[str],

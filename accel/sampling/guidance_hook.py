@@ -20,7 +20,7 @@ import torch.nn as nn
 from diffusers.hooks import ModelHook
 
 from ..context import main_input
-from .cfg_batch import prediction_of, rows_of, select_rows, with_prediction
+from .cfg_batch import prediction_of, select_rows, with_prediction
 
 
 class GuidanceHook(ModelHook):
@@ -85,8 +85,8 @@ class GuidanceHook(ModelHook):
         x = main_input(args, kwargs)
         batch = int(x.shape[0])
         samples = batch // 2
-        uncond_rows = torch.arange(batch)[rows_of("uncond", samples, info.cfg_order)]
-        cond_rows = torch.arange(batch)[rows_of("cond", samples, info.cfg_order)]
+        uncond_rows = torch.arange(batch)[info.rows("uncond", samples)]
+        cond_rows = torch.arange(batch)[info.rows("cond", samples)]
         modes = self.policy.modes(info.step_index, samples, None)
         run_uncond = [i for i, m in enumerate(modes) if m == "cfg"]
         if len(run_uncond) == samples:

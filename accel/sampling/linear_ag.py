@@ -123,7 +123,7 @@ def features(step: int, conds: dict[int, torch.Tensor], unconds: dict[int, torch
 def record_trajectories(pipe: Any, prompts: list[str], call: dict[str, Any], seeds: list[int]) -> list[dict]:
     """Run full CFG and record every step's conditional and unconditional predictions."""
     from .. import api
-    from .cfg_batch import prediction_of, rows_of
+    from .cfg_batch import prediction_of
 
     handle = api.apply(pipe)
     denoiser = handle.sessions[0].denoiser
@@ -135,8 +135,8 @@ def record_trajectories(pipe: Any, prompts: list[str], call: dict[str, Any], see
         pred = prediction_of(output).detach().float().cpu()
         if info.cfg_stacked:
             samples = pred.shape[0] // 2
-            current["cond"][info.step_index] = pred[rows_of("cond", samples, info.cfg_order)]
-            current["uncond"][info.step_index] = pred[rows_of("uncond", samples, info.cfg_order)]
+            current["cond"][info.step_index] = pred[info.rows("cond", samples)]
+            current["uncond"][info.step_index] = pred[info.rows("uncond", samples)]
         elif info.branch in ("cond", "uncond"):
             current[info.branch][info.step_index] = pred
         elif info.call_index in (0, 1):

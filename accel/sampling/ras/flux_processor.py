@@ -10,7 +10,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
-from ...caching.common import fit_batch
+from ...tensors import fit_batch
 
 
 class RASFluxAttnProcessor:

@@ -9,7 +9,7 @@ import torch.nn as nn
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import BaseState, StateManager
 
-from ...caching.common import fit_batch
+from ...tensors import fit_batch
 
 
 class RootHook(ModelHook):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
-from ...caching.common import fit_batch
+from ...tensors import fit_batch
 
 
 def _rows(x: torch.Tensor, starts: list[int] | None, count: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ...plugin import Plugin, register_plugin
-from ...summary import tensor_bytes
+from ...tensors import tensor_bytes
 from .config import RASConfig
 from .flux_processor import RASFluxAttnProcessor
 from .hooks import GatherHook, KVProjectionHook, RootHook, RopeHook, ScatterHook
