@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from ..evaluation.records import read_records
+from ..errors import ConfigError
 
 #: Table columns, in order, when present in the summary.
 COLUMNS = ("config", "kind", "steps", "samples", "speedup", "latency_s", "flop_ratio", "nfe", "psnr", "ssim",
@@ -46,11 +47,11 @@ def list_runs(root: str) -> list[str]:
 def run_dir(root: str, name: str) -> str:
     """The absolute folder of run ``name`` under ``root``; raises ValueError if it is not a run there."""
     if not name:
-        raise ValueError("pick a run folder")
+        raise ConfigError("pick a run folder")
     base = os.path.realpath(os.path.abspath(os.path.expanduser(root.strip())))
     path = os.path.realpath(os.path.join(base, name))
     if os.path.commonpath([base, path]) != base or not os.path.isfile(os.path.join(path, "summary.json")):
-        raise ValueError(f"{name!r} is not a finished accel eval run under {root!r} (no summary.json)")
+        raise ConfigError(f"{name!r} is not a finished accel eval run under {root!r} (no summary.json)")
     return path
 
 
@@ -58,7 +59,7 @@ def load_rows(path: str) -> list[dict[str, Any]]:
     with open(os.path.join(path, "summary.json")) as f:
         rows = json.load(f)
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "config" in r for r in rows):
-        raise ValueError(f"{path}/summary.json is not an accel eval summary (a list of rows with a 'config')")
+        raise ConfigError(f"{path}/summary.json is not an accel eval summary (a list of rows with a 'config')")
     return rows
 
 

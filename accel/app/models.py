@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import AccelError
 from ..pipelines.builtin import BUILTIN_MODELS, DEFAULT_MODEL
 
 
-class AppError(ValueError):
+class AppError(AccelError, ValueError):
     """A problem the user can fix (bad input, unavailable model); its message is shown as is."""
 
 

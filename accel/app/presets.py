@@ -15,7 +15,7 @@ from typing import Any
 
 from ..caching import BlockCacheConfig, DeepCacheConfig
 from ..config import PluginConfig
-from ..errors import AccelError
+from ..errors import AccelError, ConfigError
 from ..plugin import plugin_for
 from ..sampling import AdaptiveGuidanceConfig, RASConfig
 from ..sparse_attention import SparseAttentionConfig
@@ -46,22 +46,22 @@ class Field:
                     if str(choice) == str(value) or (isinstance(choice, int) and _is_number(value)
                                                       and float(value) == choice):
                         return choice
-                raise ValueError(f"{self.label}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+                raise ConfigError(f"{self.label}: {value!r} is not one of {', '.join(map(str, self.choices))}")
             return value
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise ValueError(f"{self.label}: a number is required")
+            raise ConfigError(f"{self.label}: a number is required")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{self.label}: {value!r} is not a number") from None
+            raise ConfigError(f"{self.label}: {value!r} is not a number") from None
         if not math.isfinite(number):
-            raise ValueError(f"{self.label}: {value!r} is not a finite number")
+            raise ConfigError(f"{self.label}: {value!r} is not a finite number")
         if self.kind == "int":
             if number != int(number):
-                raise ValueError(f"{self.label}: {value!r} must be a whole number")
+                raise ConfigError(f"{self.label}: {value!r} must be a whole number")
             number = int(number)
         if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
-            raise ValueError(f"{self.label}: {value} is outside [{self.minimum:g}, {self.maximum:g}]")
+            raise ConfigError(f"{self.label}: {value} is outside [{self.minimum:g}, {self.maximum:g}]")
         return number
 
 
@@ -97,14 +97,14 @@ class PluginSpec:
         merged = self.defaults()
         unknown = sorted(set(values) - {f.name for f in self.fields})
         if unknown:
-            raise ValueError(f"{self.title}: unknown setting(s) {', '.join(unknown)}; "
+            raise ConfigError(f"{self.title}: unknown setting(s) {', '.join(unknown)}; "
                              f"settings are {', '.join(f.name for f in self.fields)}")
         merged.update(values)
         kwargs = {f.name: f.coerce(merged[f.name]) for f in self.fields}
         try:
             return self.config_cls(**kwargs)
         except AccelError as exc:
-            raise ValueError(f"{self.title}: {exc}") from None
+            raise ConfigError(f"{self.title}: {exc}") from None
 
 
 PLUGINS: tuple[PluginSpec, ...] = (
@@ -181,9 +181,9 @@ def build_configs(plugins: dict[str, dict[str, Any]] | None) -> list[PluginConfi
     for key, values in (plugins or {}).items():
         spec = BY_KEY.get(key)
         if spec is None:
-            raise ValueError(f"unknown plugin {key!r}; the demo offers: {', '.join(BY_KEY)}")
+            raise ConfigError(f"unknown plugin {key!r}; the demo offers: {', '.join(BY_KEY)}")
         if not isinstance(values, dict):
-            raise ValueError(f"{spec.title}: settings must be a mapping of field names to values")
+            raise ConfigError(f"{spec.title}: settings must be a mapping of field names to values")
         configs.append(spec.config(values))
     return configs
 

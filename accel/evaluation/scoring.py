@@ -15,6 +15,7 @@ import json
 import math
 import os
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from .records import read_records
 from .runner import BASELINE, load_sample
 from .spec import SweepSpec
+from ..errors import ConfigError
 
 #: Metrics measured against the baseline itself (undefined for the baseline row).
 FIDELITY = ("psnr", "ssim", "lpips")
@@ -51,90 +53,174 @@ def _sample_id(record: dict[str, Any]) -> str:
     return f"p{record['prompt_id']}_s{record['seed']}"
 
 
+@dataclass
+class _Baseline:
+    """The baseline entry's samples and per-sample timings, keyed by sample id."""
+
+    samples: dict[str, torch.Tensor]
+    latency: dict[str, float]
+    denoiser: dict[str, float]
+
+
+@dataclass
+class _Scorers:
+    """The metric names of the sweep and the scorers they need (None: not computed)."""
+
+    metrics: list[str]
+    domain: Any = None
+    real: torch.Tensor | None = None
+    clip: Any = None
+    lpips: Any = None
+
+
 def score_run(run_dir: str, spec: SweepSpec) -> list[dict[str, Any]]:
     """Compute, write (``summary.csv``, ``summary.json``) and return the summary rows."""
-    records = list(read_records(run_dir).values())
+    by_entry = _records_by_entry(run_dir)
+    entry_meta = _entry_meta(run_dir)
+    flops = _load_flops(run_dir)
+    baseline = _load_baseline(run_dir, by_entry[BASELINE])
+    scorers = _make_scorers(spec)
+    rows = [_score_entry(run_dir, name, entry_records, entry_meta.get(name, {}), flops, baseline, scorers)
+            for name, entry_records in by_entry.items()]
+    _mark_fewer_steps(rows)
+    rows.sort(key=_row_order)
+    write_summary(run_dir, rows)
+    return rows
+
+
+def _records_by_entry(run_dir: str) -> dict[str, list[dict[str, Any]]]:
+    """The run's records grouped by grid entry; raises ValueError when there is no baseline yet."""
     by_entry: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
+    for record in read_records(run_dir).values():
         by_entry.setdefault(record["config"], []).append(record)
     if BASELINE not in by_entry:
-        raise ValueError(f"{run_dir} has no baseline samples yet; run the generation first")
+        raise ConfigError(f"{run_dir} has no baseline samples yet; run the generation first")
+    return by_entry
+
+
+def _entry_meta(run_dir: str) -> dict[str, dict[str, Any]]:
+    """``{entry name: entry}`` from the run's ``config.json``."""
     with open(os.path.join(run_dir, "config.json")) as f:
-        entry_meta = {e["name"]: e for e in json.load(f)["entries"]}
-    flops_path = os.path.join(run_dir, "flops.json")
-    flops = json.load(open(flops_path)) if os.path.exists(flops_path) else {}
+        return {e["name"]: e for e in json.load(f)["entries"]}
 
-    def load_all(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {_sample_id(r): load_sample(os.path.join(run_dir, r["path"]), r.get("frames", 1)) for r in rows}
 
-    base_rows = by_entry[BASELINE]
-    base_samples = load_all(base_rows)
-    base_latency = {_sample_id(r): r["latency_s"] for r in base_rows}
-    base_denoiser = {_sample_id(r): r["denoiser_s"] for r in base_rows}
-    metrics = spec.metric_names()
-    domain = real = None
-    if "domain" in metrics and spec.builtin:
+def _load_flops(run_dir: str) -> dict[str, Any]:
+    """FLOPs per entry from the run's ``flops.json``, or ``{}`` without one."""
+    path = os.path.join(run_dir, "flops.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _load_samples(run_dir: str, records: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The sample tensors of ``records``, keyed by sample id."""
+    return {_sample_id(r): load_sample(os.path.join(run_dir, r["path"]), r.get("frames", 1)) for r in records}
+
+
+def _load_baseline(run_dir: str, records: list[dict[str, Any]]) -> _Baseline:
+    """The baseline entry's samples, wall-clock and denoiser seconds."""
+    return _Baseline(samples=_load_samples(run_dir, records),
+                     latency={_sample_id(r): r["latency_s"] for r in records},
+                     denoiser={_sample_id(r): r["denoiser_s"] for r in records})
+
+
+def _make_scorers(spec: SweepSpec) -> _Scorers:
+    """Build the scorers of the metrics the sweep asks for (domain metrics only for built-in models)."""
+    scorers = _Scorers(metrics=spec.metric_names())
+    if "domain" in scorers.metrics and spec.builtin:
         from ..metrics.domain import DomainMetrics
         from ..pipelines.builtin import BUILTIN_MODELS
 
-        domain = DomainMetrics(BUILTIN_MODELS[spec.model].dataset)
-        real = domain.real_samples()
-    clip = None
-    if "clip" in metrics:
+        scorers.domain = DomainMetrics(BUILTIN_MODELS[spec.model].dataset)
+        scorers.real = scorers.domain.real_samples()
+    if "clip" in scorers.metrics:
         from ..metrics.clip import DEFAULT_CLIP, ClipScorer
 
-        clip = ClipScorer(spec.clip_model or DEFAULT_CLIP)
-    lpips = None
-    if "lpips" in metrics:
+        scorers.clip = ClipScorer(spec.clip_model or DEFAULT_CLIP)
+    if "lpips" in scorers.metrics:
         from ..metrics.fidelity import LPIPS
 
-        lpips = LPIPS()
+        scorers.lpips = LPIPS()
+    return scorers
 
-    rows = []
-    for name, entry_records in by_entry.items():
-        samples = load_all(entry_records)
-        ids = [i for i in samples if i in base_samples]
-        prompts = {_sample_id(r): r["prompt"] for r in entry_records}
-        latency = {_sample_id(r): r["latency_s"] for r in entry_records}
-        denoiser = {_sample_id(r): r["denoiser_s"] for r in entry_records}
-        speedup, speedup_p10, speedup_p90 = _ratio_stats(base_latency, latency)
-        dn_speedup, _, _ = _ratio_stats(base_denoiser, denoiser)
-        meta = entry_meta.get(name, {})
-        row: dict[str, Any] = {
-            "config": name, "kind": meta.get("kind", "method"), "steps": meta.get("steps"), "samples": len(samples),
-            "latency_s": statistics.median(latency.values()), "speedup": speedup, "speedup_p10": speedup_p10,
-            "speedup_p90": speedup_p90, "denoiser_speedup": dn_speedup,
-            "flop_ratio": (flops[BASELINE] / flops[name]) if flops.get(name) and flops.get(BASELINE) else float("nan"),
-            "nfe": _mean_std([r.get("nfe") or float("nan") for r in entry_records])[0],
-            "cache_bytes": max((_cache_bytes(r) for r in entry_records), default=0),
-        }
-        if "fidelity" in metrics and name != BASELINE:
-            stack = torch.stack([samples[i] for i in ids])
-            ref = torch.stack([base_samples[i] for i in ids])
-            from ..metrics.fidelity import psnr, ssim
 
-            row["psnr"], row["psnr_std"] = _mean_std(psnr(stack, ref).clamp(max=100).tolist())
-            row["ssim"], row["ssim_std"] = _mean_std(ssim(stack, ref).tolist())
-            if lpips is not None and name != BASELINE:
-                row["lpips"], row["lpips_std"] = _mean_std(lpips(stack, ref).tolist())
-        ordered = sorted(samples)
-        tensor = torch.stack([samples[i] for i in ordered])
-        prompt_list = [prompts[i] for i in ordered]
-        if domain is not None:
-            row["fid"] = domain.fid(real, tensor)
-            row["fid_std"] = _fold_std(domain, real, tensor, ordered)
-            row["alignment"], row["alignment_std"] = _mean_std(domain.alignment(tensor, prompt_list).tolist())
-            if tensor.ndim == 5:
-                row["temporal_consistency"], _ = _mean_std(domain.temporal_consistency(tensor).tolist())
-        if clip is not None:
-            frames = tensor[:, tensor.shape[1] // 2] if tensor.ndim == 5 else tensor
-            row["clip_score"], row["clip_score_std"] = _mean_std(clip(frames, prompt_list).tolist())
-        rows.append(row)
+def _score_entry(run_dir: str, name: str, records: list[dict[str, Any]], meta: dict[str, Any],
+                 flops: dict[str, Any], baseline: _Baseline, scorers: _Scorers) -> dict[str, Any]:
+    """The summary row of one grid entry."""
+    samples = _load_samples(run_dir, records)
+    row = _cost_columns(name, records, meta, flops, baseline, len(samples))
+    if "fidelity" in scorers.metrics and name != BASELINE:
+        row.update(_fidelity_columns(samples, baseline.samples, scorers.lpips))
+    ordered = sorted(samples)
+    tensor = torch.stack([samples[i] for i in ordered])
+    prompts = {_sample_id(r): r["prompt"] for r in records}
+    prompt_list = [prompts[i] for i in ordered]
+    if scorers.domain is not None:
+        row.update(_domain_columns(scorers.domain, scorers.real, tensor, ordered, prompt_list))
+    if scorers.clip is not None:
+        row.update(_clip_columns(scorers.clip, tensor, prompt_list))
+    return row
 
-    _mark_fewer_steps(rows)
-    rows.sort(key=lambda r: ({"baseline": 0, "fewer_steps": 1, "method": 2}.get(r["kind"], 3), -(r["speedup"] or 0)))
-    write_summary(run_dir, rows)
-    return rows
+
+def _cost_columns(name: str, records: list[dict[str, Any]], meta: dict[str, Any], flops: dict[str, Any],
+                  baseline: _Baseline, n_samples: int) -> dict[str, Any]:
+    """The entry's description, latency, speedup, FLOP-ratio, NFE and cache-size columns."""
+    latency = {_sample_id(r): r["latency_s"] for r in records}
+    denoiser = {_sample_id(r): r["denoiser_s"] for r in records}
+    speedup, speedup_p10, speedup_p90 = _ratio_stats(baseline.latency, latency)
+    dn_speedup, _, _ = _ratio_stats(baseline.denoiser, denoiser)
+    return {
+        "config": name, "kind": meta.get("kind", "method"), "steps": meta.get("steps"), "samples": n_samples,
+        "latency_s": statistics.median(latency.values()), "speedup": speedup, "speedup_p10": speedup_p10,
+        "speedup_p90": speedup_p90, "denoiser_speedup": dn_speedup, "flop_ratio": _flop_ratio(flops, name),
+        "nfe": _mean_std([r.get("nfe") or float("nan") for r in records])[0],
+        "cache_bytes": max((_cache_bytes(r) for r in records), default=0),
+    }
+
+
+def _flop_ratio(flops: dict[str, Any], name: str) -> float:
+    """Baseline FLOPs over the entry's, NaN when either is unknown."""
+    return (flops[BASELINE] / flops[name]) if flops.get(name) and flops.get(BASELINE) else float("nan")
+
+
+def _fidelity_columns(samples: dict[str, torch.Tensor], base_samples: dict[str, torch.Tensor],
+                      lpips: Any) -> dict[str, float]:
+    """PSNR, SSIM and (with an LPIPS scorer) LPIPS to the baseline sample of the same prompt and seed."""
+    from ..metrics.fidelity import psnr, ssim
+
+    ids = [i for i in samples if i in base_samples]
+    stack = torch.stack([samples[i] for i in ids])
+    ref = torch.stack([base_samples[i] for i in ids])
+    row: dict[str, float] = {}
+    row["psnr"], row["psnr_std"] = _mean_std(psnr(stack, ref).clamp(max=100).tolist())
+    row["ssim"], row["ssim_std"] = _mean_std(ssim(stack, ref).tolist())
+    if lpips is not None:
+        row["lpips"], row["lpips_std"] = _mean_std(lpips(stack, ref).tolist())
+    return row
+
+
+def _domain_columns(domain: Any, real: torch.Tensor, tensor: torch.Tensor, ids: list[str],
+                    prompts: list[str]) -> dict[str, float]:
+    """FID (and its spread over seed folds), alignment and, for videos, temporal consistency."""
+    row: dict[str, float] = {"fid": domain.fid(real, tensor), "fid_std": _fold_std(domain, real, tensor, ids)}
+    row["alignment"], row["alignment_std"] = _mean_std(domain.alignment(tensor, prompts).tolist())
+    if tensor.ndim == 5:
+        row["temporal_consistency"], _ = _mean_std(domain.temporal_consistency(tensor).tolist())
+    return row
+
+
+def _clip_columns(clip: Any, tensor: torch.Tensor, prompts: list[str]) -> dict[str, float]:
+    """CLIP score of each sample (the middle frame of a video) against its prompt."""
+    frames = tensor[:, tensor.shape[1] // 2] if tensor.ndim == 5 else tensor
+    row: dict[str, float] = {}
+    row["clip_score"], row["clip_score_std"] = _mean_std(clip(frames, prompts).tolist())
+    return row
+
+
+def _row_order(row: dict[str, Any]) -> tuple[int, float]:
+    """Sort key of the summary: baseline, fewer-steps, then methods, each by decreasing speedup."""
+    return {"baseline": 0, "fewer_steps": 1, "method": 2}.get(row["kind"], 3), -(row["speedup"] or 0)
 
 
 def _cache_bytes(record: dict[str, Any]) -> int:

@@ -1,0 +1,152 @@
+"""Event handlers of the generate tab: model selection, custom models, generation (UI and JSON API).
+
+They take the model registry as a keyword-only ``registry`` argument (bound with
+:func:`.handlers.bind`) and return Gradio updates; the work itself is in :mod:`.generation`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from . import presets
+from .generation import GenerationRequest, GenerationResult, generate, to_display, to_gif
+from .models import AppError, ModelEntry, ModelRegistry
+from .plugin_panels import panel_support_updates, split_plugin_values
+
+
+def model_changed(name: str, *, registry: ModelRegistry) -> list[Any]:
+    """Load the selected model and update its description, examples, size, frames and plugin panels."""
+    entry = registry.get(name) if name else None
+    error = None
+    if entry is not None and entry.available:
+        try:
+            entry = registry.load(name)
+        except AppError as exc:
+            error = str(exc)
+    if entry is None:
+        info = "no model selected"
+    else:
+        info = _model_markdown(entry, entry.adapter_error() if entry.loaded else None)
+        if error and entry.available:
+            info += f"  \n{error}"
+    loaded = entry is not None and entry.loaded
+    examples = list(entry.examples) if entry is not None else []
+    video = loaded and entry.kind == "video"
+    updates: list[Any] = [
+        info,
+        gr.update(choices=examples, value=None, visible=bool(examples)),
+        gr.update(maximum=entry.max_size, value=entry.default_size()) if loaded else gr.update(),
+        gr.update(visible=True, value=entry.default_frames()) if video else gr.update(visible=False),
+    ]
+    support = presets.support(entry.adapter()) if loaded else {
+        spec.key: "the model is not available" for spec in presets.PLUGINS}
+    return updates + panel_support_updates(support)
+
+
+def load_custom(source: str, *, registry: ModelRegistry) -> tuple[Any, str]:
+    """Add a hub id or local pipeline folder to the registry and select it."""
+    entry = registry.add_custom(source)
+    return gr.update(choices=registry.choices(), value=entry.name), ""
+
+
+def run_generation(model: str, prompt: str, seed: float | None, steps: int, guidance: float, size: int | None,
+                   batch: int, frames: int | None, *plugin_values: Any, registry: ModelRegistry,
+                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
+    """Baseline vs accelerated generation for the UI: status, images, GIFs, metrics and the accel summary."""
+    plugins = split_plugin_values(list(plugin_values))
+    request = GenerationRequest(model=model, prompt=prompt, seed=_none_or(seed), steps=steps, guidance=guidance,
+                                size=size or None, batch=batch, frames=frames or None, plugins=plugins)
+    result = generate(registry, request, progress=lambda f, text: progress(f, desc=text))
+    metrics = result.metrics()
+    summary = result.accelerated.summary or {"attached": False}
+    gifs = (to_gif(result.baseline.output), to_gif(result.accelerated.output))
+    video = result.kind == "video"
+    status = (f"Done: {metrics['model']}, {metrics['steps']} steps, seed {metrics['seed']}, "
+              f"{metrics['size']} px, batch {metrics['batch']}"
+              + (f", {metrics['frames']} frames (each row of the strip is one video)" if video else ""))
+    return (status, to_display(result.baseline.output), to_display(result.accelerated.output),
+            gr.update(visible=video), gifs[0], gifs[1], metrics_markdown(result), metrics,
+            json.dumps(summary, indent=2, default=str))
+
+
+def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
+    """The ``generate_json`` API function on ``registry`` (a closure: ``gr.api`` reads its signature and hints)."""
+
+    def generate_json(model: str, prompt: str, seed: int = 0, steps: int = 20, guidance: float = 2.0,
+                      size: int = 0, batch: int = 1, frames: int = 0, plugins: str = "{}") -> dict:
+        """Baseline vs accelerated generation; returns the numbers and the accel summary as JSON.
+
+        ``plugins``: a JSON object ``{"adaptive_guidance": {"threshold": 0.99}, ...}`` (keys: deepcache,
+        block_cache, adaptive_guidance, ras, sparse_attention; missing fields take the "balanced" preset).
+        """
+        try:
+            parsed = json.loads(plugins) if isinstance(plugins, str) and plugins.strip() else (plugins or {})
+        except json.JSONDecodeError as exc:
+            raise AppError(f"plugins is not valid JSON: {exc}") from None
+        request = GenerationRequest(model=model, prompt=prompt, seed=seed, steps=steps, guidance=guidance,
+                                    size=size or None, batch=batch, frames=frames or None, plugins=parsed)
+        result = generate(registry, request)
+        return {**result.metrics(), "summary": json.loads(json.dumps(result.accelerated.summary, default=str))}
+
+    return generate_json
+
+
+# ------------------------------------------------------------------------------ formatting
+def _fmt_seconds(value: float) -> str:
+    """Milliseconds under a second, seconds above."""
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _fmt_nfe(value: Any) -> str:
+    """An NFE count, or "n/a"."""
+    if value is None:
+        return "n/a"
+    return f"{value:g}"
+
+
+def metrics_markdown(result: GenerationResult) -> str:
+    """The baseline-vs-accelerated table (wall time, speedup, NFEs, PSNR, SSIM) as Markdown."""
+    m = result.metrics()
+    psnr = m["psnr"]
+    psnr_text = "∞ (identical)" if psnr == "inf" else ("n/a" if psnr is None else f"{psnr:.2f} dB")
+    ssim = "n/a" if m["ssim"] is None else f"{m['ssim']:.4f}"
+    speedup = "n/a" if m["speedup"] is None else f"**{m['speedup']:.2f}×**"
+    plugins = ", ".join(f"`{p}`" for p in m["plugins"]) or "none (accelerated = baseline)"
+    return "\n".join([
+        f"**plugins:** {plugins}",
+        "",
+        "| | baseline | accelerated |",
+        "|---|---|---|",
+        f"| wall time | {_fmt_seconds(result.baseline.seconds)} | {_fmt_seconds(result.accelerated.seconds)} |",
+        f"| speedup | 1.00× | {speedup} |",
+        (f"| NFEs (denoiser evaluations per sample) | {_fmt_nfe(m['baseline_nfe'])} "
+         f"| {_fmt_nfe(m['accelerated_nfe'])} |"),
+        f"| PSNR to baseline | – | {psnr_text} |",
+        f"| SSIM to baseline | – | {ssim} |",
+    ])
+
+
+def _model_markdown(entry: ModelEntry, adapter_error: str | None) -> str:
+    """One model's description: where it comes from, its pipeline class and accel family (or why not)."""
+    if not entry.available:
+        return f"**{entry.name}** is unavailable: {entry.reason}"
+    where = {"builtin": "built-in", "injected": "provided to the app", "custom": "loaded by hub id / path"}
+    text = f"**{entry.name}** ({where.get(entry.source, entry.source)}): {entry.title}"
+    if entry.loaded:
+        adapter = entry.adapter()
+        family = (f"accel family `{adapter.family}` ({adapter.kind})" if adapter
+                  else f"no accel adapter: {adapter_error}")
+        text += f"  \n{type(entry.pipe).__name__}, {entry.kind}, {family}"
+    return text
+
+
+def _none_or(value: Any) -> Any:
+    """0 for a missing or NaN seed, else the value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 0
+    return value

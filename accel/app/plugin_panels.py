@@ -1,0 +1,115 @@
+"""The plugin panels of the generate tab: one accordion per plugin of :data:`presets.PLUGINS`.
+
+Each panel has an "enable" box, a preset radio and the plugin's settings; the "generate" endpoint
+takes, per plugin, ``enabled, preset, *fields`` (:func:`plugin_inputs` builds them for API
+clients, :func:`split_plugin_values` turns them back into ``{key: field values}``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradio as gr
+
+from . import presets
+from .models import AppError
+
+
+def plugin_inputs(plugins: dict[str, dict[str, Any]] | None = None,
+                  presets_: dict[str, str] | None = None) -> list[Any]:
+    """The plugin-panel part of the "generate" endpoint's inputs, for API clients.
+
+    ``plugins``: ``{key: field values}`` of the enabled plugins (missing fields: the preset's);
+    every other plugin is disabled. Order: per plugin of :data:`presets.PLUGINS`,
+    ``enabled, preset, *fields``.
+    """
+    plugins = plugins or {}
+    out: list[Any] = []
+    for spec in presets.PLUGINS:
+        preset = (presets_ or {}).get(spec.key, "balanced")
+        values = spec.defaults(preset if preset in spec.presets else "balanced")
+        values.update(plugins.get(spec.key, {}))
+        out += [spec.key in plugins, preset] + [values[f.name] for f in spec.fields]
+    return out
+
+
+def split_plugin_values(values: list[Any]) -> dict[str, dict[str, Any]]:
+    """``{key: field values}`` of the enabled plugins, from the panels' flat list of values."""
+    enabled: dict[str, dict[str, Any]] = {}
+    i = 0
+    for spec in presets.PLUGINS:
+        on, _preset = values[i], values[i + 1]
+        fields = values[i + 2:i + 2 + len(spec.fields)]
+        i += 2 + len(spec.fields)
+        if on:
+            enabled[spec.key] = {f.name: v for f, v in zip(spec.fields, fields)}
+    if i != len(values):
+        raise AppError(f"expected {i} plugin values, got {len(values)}")
+    return enabled
+
+
+def build_plugin_panels() -> tuple[list[Any], list[Any]]:
+    """All panels: their "generate" inputs and the components a model change updates (see :func:`_plugin_panel`)."""
+    plugin_components: list[Any] = []
+    panel_updates: list[Any] = []
+    for spec in presets.PLUGINS:
+        inputs, updates = _plugin_panel(spec)
+        plugin_components += inputs
+        panel_updates += updates
+    return plugin_components, panel_updates
+
+
+def _plugin_panel(spec: presets.PluginSpec) -> tuple[list[Any], list[Any]]:
+    """One plugin's accordion; returns its inputs (enabled, preset, *fields) and updatables (accordion, note, enabled).
+
+    Picking a preset fills in the settings; editing a setting switches the preset to "custom".
+    """
+    with gr.Accordion(spec.title, open=False, elem_id=f"panel-{spec.key}") as accordion:
+        note = gr.Markdown(spec.blurb)
+        with gr.Row(equal_height=True):
+            enabled = gr.Checkbox(label="enable", value=False, elem_id=f"use-{spec.key}", scale=2, min_width=160)
+            preset = gr.Radio(list(presets.PRESET_NAMES) + [presets.CUSTOM], value="balanced", label="preset",
+                              scale=5, min_width=300)
+        widgets = []
+        values = spec.defaults()
+        for start in range(0, len(spec.fields), 2):  # two settings per row
+            with gr.Row(equal_height=True):
+                for field in spec.fields[start:start + 2]:
+                    widgets.append(_field_widget(field, values[field.name]))
+    preset.input(functools.partial(_preset_values, spec), inputs=preset, outputs=widgets, api_visibility="private")
+    for widget in widgets:
+        widget.input(lambda: presets.CUSTOM, outputs=preset, api_visibility="private")
+    return [enabled, preset, *widgets], [accordion, note, enabled]
+
+
+def panel_support_updates(support: dict[str, str | None]) -> list[Any]:
+    """Updates of every panel (accordion label, note, enable box) for ``{key: reason it is unavailable}``."""
+    updates: list[Any] = []
+    for spec in presets.PLUGINS:
+        reason = support[spec.key]
+        if reason is None:
+            updates += [gr.update(label=f"{spec.title}: available for this model"),
+                        f"{spec.blurb}", gr.update(interactive=True)]
+        else:
+            updates += [gr.update(label=f"{spec.title}: not for this model"),
+                        f"{spec.blurb}  \n*Not available for this model:* {reason}",
+                        gr.update(interactive=False, value=False)]
+    return updates
+
+
+def _field_widget(field: presets.Field, value: Any) -> Any:
+    """A dropdown (choice fields) or a slider for one plugin setting."""
+    if field.kind == "choice":
+        return gr.Dropdown(list(field.choices), value=value, label=field.label, info=field.info or None,
+                           min_width=200)
+    return gr.Slider(field.minimum, field.maximum, value=value, step=field.step, label=field.label,
+                     info=field.info or None, min_width=200)
+
+
+def _preset_values(spec: presets.PluginSpec, preset: str) -> list[Any]:
+    """The settings of ``preset`` (no change for the "custom" preset)."""
+    if preset not in spec.presets:
+        return [gr.update() for _ in spec.fields]
+    values = spec.presets[preset]
+    return [values[f.name] for f in spec.fields]
