@@ -83,7 +83,7 @@ def _cmd_calibrate_linear_ag(args: argparse.Namespace) -> int:
     from .evaluation.prompts import load_prompts
     from .pipelines.builtin import BUILTIN_MODELS
     from .pipelines.loading import load
-    from .sampling.linear_ag import calibrate
+    from .tuning.linear_ag_fit import calibrate
 
     pipe = load(args.model)
     pipe.set_progress_bar_config(disable=True)
@@ -99,7 +99,7 @@ def _cmd_calibrate_linear_ag(args: argparse.Namespace) -> int:
 
 
 def _cmd_search_cache(args: argparse.Namespace) -> int:
-    from .caching.search import SearchSettings, search_cache
+    from .tuning.cache_search import SearchSettings, search_cache
     from .evaluation.prompts import load_prompts
 
     prompts = load_prompts(args.prompts, args.model)[:args.num_prompts]
@@ -116,7 +116,7 @@ def _cmd_search_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_reparam(args: argparse.Namespace) -> int:
-    from .reparam.finetune import main as finetune_main
+    from .tuning.repavit_finetune import main as finetune_main
 
     return int(finetune_main(args.rest) or 0)
 

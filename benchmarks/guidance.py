@@ -25,7 +25,7 @@ from accel.metrics.domain import DomainMetrics
 from accel.metrics.fidelity import psnr, ssim
 from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS
-from accel.sampling.linear_ag import calibrate
+from accel.tuning.linear_ag_fit import calibrate
 
 PER_FOLD = {"sd-digits": 60, "pixart-shapes": 60, "sd3-shapes": 60, "wan-moving-shapes": 48}
 

@@ -1,7 +1,7 @@
 """Structural reparameterization of timm vision transformers: RePaViT (Xu et al., arXiv 2505.21847).
 
     from accel.reparam import to_repavit, calibrate_batchnorm, reparameterize
-    from accel.reparam.finetune import finetune
+    from accel.tuning.repavit_finetune import finetune
     student = to_repavit(vit, idle_ratio=0.75)          # BatchNorm FFNs, 75% idle channels
     calibrate_batchnorm(student, images)
     finetune(student, vit, (images, labels), epochs=20, lr=5e-4, out_dir="runs/repavit")
@@ -20,8 +20,7 @@ from .plugin import RePaViTConfig, RePaViTPlugin, apply_repavit
 from .repavit import to_repavit
 from .serialization import load_reparameterized, read_checkpoint, save_reparameterized
 
-# ``accel.reparam.finetune`` is the submodule (its ``finetune`` function and the CLI ``main``); it is not
-# imported here so that ``python -m accel.reparam.finetune`` runs it cleanly.
+# The distillation fine-tune is an offline tool: accel.tuning.repavit_finetune (CLI: accel reparam finetune).
 
 __all__ = [
     "ChannelIdleMlp", "RePaBlock", "RePaFFN", "RePaViTConfig", "RePaViTPlugin", "ResidualFFN", "TokenBatchNorm",

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn as nn
+from ..errors import ConfigError, InvalidInputError
 
 Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
@@ -26,14 +27,14 @@ def iterate_batches(data: Any, batch_size: int = 64, shuffle: bool = False,
                                           and all(isinstance(d, torch.Tensor) for d in data)):
         images, labels = (data, None) if isinstance(data, torch.Tensor) else (data[0], data[1])
         if labels is not None and len(labels) != len(images):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise ConfigError(f"{len(images)} images but {len(labels)} labels")
         order = torch.randperm(len(images), generator=generator) if shuffle else torch.arange(len(images))
         for start in range(0, len(images), batch_size):
             idx = order[start:start + batch_size]
             yield images[idx], (labels[idx] if labels is not None else None)
         return
     if not isinstance(data, Iterable):
-        raise TypeError(f"expected images (a tensor), an (images, labels) pair or an iterable of batches, "
+        raise InvalidInputError(f"expected images (a tensor), an (images, labels) pair or an iterable of batches, "
                         f"got {type(data).__name__}")
     for item in data:
         yield split_batch(item)
@@ -46,12 +47,12 @@ def split_batch(item: Any) -> Batch:
     if isinstance(item, dict):
         images = item.get("images", item.get("pixel_values"))
         if images is None:
-            raise ValueError(f"batch dict has no 'images' or 'pixel_values' (keys: {sorted(item)})")
+            raise ConfigError(f"batch dict has no 'images' or 'pixel_values' (keys: {sorted(item)})")
         return images, item.get("labels")
     if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
         labels = item[1] if len(item) > 1 and isinstance(item[1], torch.Tensor) else None
         return item[0], labels
-    raise TypeError(f"cannot read a batch of type {type(item).__name__}")
+    raise InvalidInputError(f"cannot read a batch of type {type(item).__name__}")
 
 
 def num_batches(data: Any, batch_size: int) -> int | None:

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from .modules import ChannelIdleMlp, RePaFFN, ResidualFFN, TokenBatchNorm, is_folded
 from .repavit import repa_blocks
+from ..errors import InvalidInputError
 
 
 def _bn_affine(bn: nn.Module, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,7 +22,7 @@ def _bn_affine(bn: nn.Module, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(bn, nn.Identity):
         return torch.ones(size, dtype=torch.float64), torch.zeros(size, dtype=torch.float64)
     if not isinstance(bn, TokenBatchNorm) or bn.running_mean is None:
-        raise TypeError(f"cannot fold {type(bn).__name__}: expected a BatchNorm with running statistics")
+        raise InvalidInputError(f"cannot fold {type(bn).__name__}: expected a BatchNorm with running statistics")
     weight = bn.weight.double() if bn.weight is not None else torch.ones(size, dtype=torch.float64)
     bias = bn.bias.double() if bn.bias is not None else torch.zeros(size, dtype=torch.float64)
     scale = weight / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -45,7 +46,7 @@ def fold_mlp(mlp: ChannelIdleMlp) -> nn.Module:
     and a single ``nn.Linear`` when every channel is idle.
     """
     if not isinstance(mlp, ChannelIdleMlp):
-        raise TypeError(f"fold_mlp expects a ChannelIdleMlp, got {type(mlp).__name__}")
+        raise InvalidInputError(f"fold_mlp expects a ChannelIdleMlp, got {type(mlp).__name__}")
     like = mlp.fc1.weight
     dim, hidden, a = mlp.in_features, mlp.hidden_features, mlp.act_channels
     s1, t1 = _bn_affine(mlp.norm1, dim)

@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+from ..errors import ConfigError
 
 
 class TokenBatchNorm(nn.BatchNorm1d):
@@ -44,7 +45,7 @@ class ChannelIdleMlp(nn.Module):
         super().__init__()
         dim, hidden = fc1.in_features, fc1.out_features
         if not 0 <= act_channels <= hidden:
-            raise ValueError(f"act_channels must be in [0, {hidden}], got {act_channels}")
+            raise ConfigError(f"act_channels must be in [0, {hidden}], got {act_channels}")
         factory = {"device": fc1.weight.device, "dtype": fc1.weight.dtype}
         self.in_features = dim
         self.hidden_features = hidden

@@ -43,7 +43,7 @@ class RePaViTConfig(PluginConfig):
         reparameterize: fold the FFNs into Linears (inference speed-up); False keeps the trainable
             channel-idle form.
         checkpoint: None, or a RePaViT model saved by ``accel.reparam.save_reparameterized`` (its
-            directory or ``.safetensors`` file), e.g. the student of ``accel.reparam.finetune``.
+            directory or ``.safetensors`` file), e.g. the student of ``accel reparam finetune``.
         act_norm: BatchNorm after the activation, as in the paper (ignored with a checkpoint,
             which records its own).
     """
@@ -114,7 +114,7 @@ class RePaViTPlugin(Plugin):
     def _layout(self, model: nn.Module, cfg: RePaViTConfig) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
         if cfg.checkpoint is None:
             warnings.warn("RePaViTConfig without a checkpoint changes the model's outputs (BatchNorm FFNs, idle "
-                          "channels): fine-tune the converted model first (accel.reparam.finetune) and pass "
+                          "channels): fine-tune the converted model first (accel reparam finetune) and pass "
                           "checkpoint=...", stacklevel=4)
             return None, {"blocks": [
                 {"hidden": b.mlp.fc1.out_features, "idle_ratio": cfg.idle_ratio, "act_norm": cfg.act_norm,

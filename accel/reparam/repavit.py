@@ -121,7 +121,7 @@ def to_repavit(model: nn.Module, idle_ratio: float = 0.75, inplace: bool = False
     FFN owns its shortcut, so :func:`~accel.reparam.reparameterize` can fold it all into Linears.
 
     The converted model computes a different function until it is fine-tuned (see
-    :func:`accel.reparam.finetune.finetune`): this is not training-free for LayerNorm ViTs.
+    :func:`accel.tuning.repavit_finetune.finetune`): this is not training-free for LayerNorm ViTs.
 
     Args:
         model: a timm ``VisionTransformer`` (or subclass, e.g. DeiT distilled) with timm ``Mlp`` FFNs.

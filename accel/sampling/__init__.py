@@ -2,8 +2,11 @@
 
 from .adaptive_guidance import AdaptiveGuidanceConfig, apply_adaptive_guidance
 from .guider import AdaptiveClassifierFreeGuidance
-from .linear_ag import LinearAGConfig, apply_linear_ag, calibrate
+from ..deprecation import moved_names
+from .linear_ag import LinearAGConfig, apply_linear_ag
 from .ras import RASConfig, apply_ras
 
 __all__ = ["AdaptiveClassifierFreeGuidance", "AdaptiveGuidanceConfig", "LinearAGConfig", "apply_adaptive_guidance",
-           "apply_linear_ag", "apply_ras", "calibrate", "RASConfig"]
+           "apply_linear_ag", "apply_ras", "RASConfig"]
+
+__getattr__ = moved_names(__name__, {"calibrate": "accel.tuning.linear_ag_fit"})

@@ -20,6 +20,7 @@ from ..config import PluginConfig, check_choice, check_float, check_int
 from ..plugin import Plugin, register_plugin
 from .cfg_batch import cosine_per_sample, cosine_whole
 from .guidance_hook import GuidanceHook
+from ..errors import StateError
 
 REDUCTIONS = ("batch", "sample")
 
@@ -115,7 +116,7 @@ class AdaptiveGuidancePlugin(Plugin):
         """Adaptive guidance keeps no history (LinearAG does)."""
 
     def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("adaptive guidance never predicts the unconditional branch")
+        raise StateError("adaptive guidance never predicts the unconditional branch")
 
     def stats(self) -> dict[str, Any]:
         first = self.state.first_drop

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..tensors import map_tensors
+from ..errors import InvalidInputError
 
 
 def select_rows(args: tuple, kwargs: dict, index: torch.Tensor, batch: int, unbatched: frozenset[str],
@@ -41,7 +42,7 @@ def prediction_of(output: Any) -> torch.Tensor:
         return output[0]
     if dataclasses.is_dataclass(output) or hasattr(output, "to_tuple"):
         return output[0]
-    raise TypeError(f"cannot find the prediction in a denoiser output of type {type(output).__name__}")
+    raise InvalidInputError(f"cannot find the prediction in a denoiser output of type {type(output).__name__}")
 
 
 def with_prediction(output: Any, prediction: torch.Tensor) -> Any:

@@ -14,6 +14,7 @@ from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput
 
 from .cfg_batch import cosine_whole
+from ..errors import ConfigError
 
 
 class AdaptiveClassifierFreeGuidance(ClassifierFreeGuidance):
@@ -25,7 +26,7 @@ class AdaptiveClassifierFreeGuidance(ClassifierFreeGuidance):
                  start: float = 0.0, stop: float = 1.0, enabled: bool = True) -> None:
         BaseGuidance.__init__(self, start, stop, enabled)
         if not -1.0 <= threshold <= 2.0:
-            raise ValueError(f"threshold must be in [-1, 2], got {threshold}")
+            raise ConfigError(f"threshold must be in [-1, 2], got {threshold}")
         self.guidance_scale = guidance_scale
         self.guidance_rescale = guidance_rescale
         self.use_original_formulation = use_original_formulation

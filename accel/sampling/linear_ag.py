@@ -4,7 +4,8 @@ affine combination of past estimates, plus adaptive guidance for the remaining s
 Algorithm: on the chosen steps ``t`` (every ``predict_every``-th step in the first ``predict_until``
 fraction), the unconditional prediction is not evaluated but estimated as
 ``u_t = w0 c_t + sum_{k=1..K} (a_k c_{t-k} + b_k u_{t-k}) + d``, with per-step scalar coefficients
-fitted by least squares on calibration trajectories (``accel calibrate-linear-ag``); other steps
+fitted by least squares on calibration trajectories (``accel calibrate-linear-ag``,
+:mod:`accel.tuning.linear_ag_fit`); other steps
 follow adaptive guidance. The paper's full text was not available to us: this is the affine form
 of past score estimates its abstract describes, in the least-squares regression we chose.
 Coefficients are JSON, loaded by path.
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from ..config import check_float, check_int
+from ..deprecation import moved_names
 from ..errors import ConfigError
 from ..plugin import register_plugin
 from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
@@ -109,7 +111,7 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
         return {**super().stats(), "predicted_steps": list(self.state.predicted_steps)}
 
 
-# ------------------------------------------------------------------------------- calibration
+# ------------------------------------------------------------------------------- prediction
 def features(step: int, conds: dict[int, torch.Tensor], unconds: dict[int, torch.Tensor], history: int) -> torch.Tensor:
     """Regression design matrix for one step: columns ``c_t, c_{t-1}, u_{t-1}, ..., 1`` over all elements."""
     cols = [conds[step].flatten()]
@@ -119,82 +121,12 @@ def features(step: int, conds: dict[int, torch.Tensor], unconds: dict[int, torch
     return torch.stack(cols, dim=1).double()
 
 
-@torch.no_grad()
-def record_trajectories(pipe: Any, prompts: list[str], call: dict[str, Any], seeds: list[int]) -> list[dict]:
-    """Run full CFG and record every step's conditional and unconditional predictions."""
-    from .. import api
-    from .cfg_batch import prediction_of
-
-    handle = api.apply(pipe)
-    denoiser = handle.sessions[0].denoiser
-    trajectories: list[dict] = []
-    current: dict[str, dict[int, torch.Tensor]] = {}
-
-    def hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
-        info = handle.context.current
-        pred = prediction_of(output).detach().float().cpu()
-        if info.cfg_stacked:
-            samples = pred.shape[0] // 2
-            current["cond"][info.step_index] = pred[info.rows("cond", samples)]
-            current["uncond"][info.step_index] = pred[info.rows("uncond", samples)]
-        elif info.branch in ("cond", "uncond"):
-            current[info.branch][info.step_index] = pred
-        elif info.call_index in (0, 1):
-            current["cond" if info.call_index == 0 else "uncond"][info.step_index] = pred
-
-    remove = denoiser.register_forward_hook(hook, with_kwargs=True)
-    try:
-        for prompt in prompts:
-            for seed in seeds:
-                current.clear()
-                current.update(cond={}, uncond={})
-                pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), output_type="pt", **call)
-                trajectories.append({"cond": dict(current["cond"]), "uncond": dict(current["uncond"])})
-    finally:
-        remove.remove()
-        api.remove(pipe)
-    if not trajectories or not trajectories[0]["uncond"]:
-        raise RuntimeError("no unconditional predictions were recorded: run the calibration with guidance_scale > 1")
-    return trajectories
-
-
-def fit_coefficients(trajectories: list[dict], history: int = 2) -> tuple[dict[int, list[float]], dict[int, float]]:
-    """Least-squares coefficients per step and their R^2 on the calibration data."""
-    steps = sorted(trajectories[0]["uncond"])
-    coefficients, r2 = {}, {}
-    for step in steps:
-        if step < history:
-            continue
-        x = torch.cat([features(step, t["cond"], t["uncond"], history) for t in trajectories])
-        y = torch.cat([t["uncond"][step].flatten().double() for t in trajectories])
-        w = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
-        residual = y - x @ w
-        coefficients[step] = [round(float(v), 8) for v in w]
-        r2[step] = round(float(1 - residual.var() / y.var().clamp(min=1e-12)), 6)
-    return coefficients, r2
-
-
-def calibrate(pipe: Any, prompts: list[str], call: dict[str, Any], seeds: list[int], history: int = 2,
-              out: str | None = None, model_name: str = "") -> dict[str, Any]:
-    """Record trajectories, fit the coefficients, and write the JSON (if ``out``)."""
-    trajectories = record_trajectories(pipe, prompts, call, seeds)
-    coefficients, r2 = fit_coefficients(trajectories, history)
-    data = {
-        "format": FORMAT, "model": model_name, "scheduler": type(pipe.scheduler).__name__,
-        "num_inference_steps": int(call["num_inference_steps"]), "guidance_scale": call.get("guidance_scale"),
-        "history": history, "trajectories": len(trajectories),
-        "form": "u_t = w0 c_t + sum_k (a_k c_{t-k} + b_k u_{t-k}) + d; coefficients listed as [w0, a1, b1, ..., aK, bK, d]",
-        "coefficients": {str(k): v for k, v in coefficients.items()}, "r2": {str(k): v for k, v in r2.items()},
-    }
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump(data, f, indent=2)
-    return data
-
-
 def apply_linear_ag(module: Any, config: LinearAGConfig, **kwargs: Any):
     """diffusers-style entry point: ``apply_linear_ag(pipe, LinearAGConfig(coefficients=path))``."""
     from ..api import apply
 
     return apply(module, config, **kwargs)
+
+
+__getattr__ = moved_names(__name__, {name: "accel.tuning.linear_ag_fit"
+                                     for name in ("calibrate", "fit_coefficients", "record_trajectories")})

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .builders import DEFAULT_CANDIDATES, PatternSpec, PlanSearch, SparsePlan, dynamic_mask, pattern_mask
-from .calibrate import calibrate_plan
+from ..deprecation import moved_names
+from .builders import PatternSpec, SparsePlan, dynamic_mask, pattern_mask
 from .config import SparseAttentionConfig
 from ..kernels.block_mask import BlockSparseMask
 from .builders.combine import dense_text, force_diagonal, union
@@ -28,7 +28,11 @@ def apply_sparse_attention(target: Any, config: SparseAttentionConfig | None = N
 
 
 __all__ = [
-    "BlockSparseMask", "DEFAULT_CANDIDATES", "PatternSpec", "PlanSearch", "SequenceLayout", "SparseAttentionConfig",
-    "SparseAttentionPlugin", "SparsePlan", "apply_sparse_attention", "calibrate_plan", "dense_text", "dynamic_mask",
+    "BlockSparseMask", "PatternSpec", "SequenceLayout", "SparseAttentionConfig",
+    "SparseAttentionPlugin", "SparsePlan", "apply_sparse_attention", "dense_text", "dynamic_mask",
     "force_diagonal", "pattern_mask", "tile_permutation", "to_model_order", "to_working_order", "union",
 ]
+
+__getattr__ = moved_names(__name__, {"DEFAULT_CANDIDATES": "accel.tuning.sparse_plan_search",
+                                     "PlanSearch": "accel.tuning.sparse_plan_search",
+                                     "calibrate_plan": "accel.tuning.sparse_calibration"})

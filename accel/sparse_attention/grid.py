@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..context import main_input
+from ..errors import ConfigError
 
 SUPPORTED_FAMILIES = ("wan", "cogvideox", "hunyuan_video", "ltx_video")
 
@@ -48,4 +49,4 @@ def video_grid(family: str, model: torch.nn.Module, args: tuple, kwargs: dict) -
             return None
         p, pt = int(config.patch_size), int(getattr(config, "patch_size_t", 1) or 1)
         return int(values[0]) // pt, int(values[1]) // p, int(values[2]) // p
-    raise ValueError(f"no video grid rule for family {family!r}; supported: {', '.join(SUPPORTED_FAMILIES)}")
+    raise ConfigError(f"no video grid rule for family {family!r}; supported: {', '.join(SUPPORTED_FAMILIES)}")

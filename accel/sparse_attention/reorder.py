@@ -16,6 +16,7 @@ import dataclasses
 import functools
 
 import torch
+from ..errors import ConfigError
 
 #: Where text tokens sit in a joint (video + text) sequence.
 TEXT_POSITIONS = ("first", "last")
@@ -48,9 +49,9 @@ def tile_permutation(frames: int, height: int, width: int, tile: tuple[int, int,
     """
     for name, value in (("frames", frames), ("height", height), ("width", width)):
         if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+            raise ConfigError(f"{name} must be >= 1, got {value}")
     if len(tile) != 3 or any(int(x) < 1 for x in tile):
-        raise ValueError(f"tile must be three positive integers (t, h, w), got {tile!r}")
+        raise ConfigError(f"tile must be three positive integers (t, h, w), got {tile!r}")
     tile = tuple(int(x) for x in tile)
     key = (frames, height, width, tile, str(torch.device(device)))
     cached = _DEVICE_CACHE.get(key)
@@ -86,9 +87,9 @@ class SequenceLayout:
 
     def __post_init__(self) -> None:
         if self.text_position not in TEXT_POSITIONS:
-            raise ValueError(f"text_position must be one of {list(TEXT_POSITIONS)}, got {self.text_position!r}")
+            raise ConfigError(f"text_position must be one of {list(TEXT_POSITIONS)}, got {self.text_position!r}")
         if min(self.frames, self.height, self.width) < 1 or self.text_len < 0:
-            raise ValueError(f"bad layout {self}")
+            raise ConfigError(f"bad layout {self}")
 
     @property
     def video_len(self) -> int:

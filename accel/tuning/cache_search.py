@@ -24,6 +24,7 @@ import torch
 
 from .. import api
 from ..metrics.fidelity import psnr, ssim
+from ..errors import ConfigError
 
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
 
@@ -44,9 +45,9 @@ class CalibrationSet:
     def __init__(self, pipe: Any, prompts: list[str], seeds: list[int], call: dict[str, Any], metric: str = "psnr",
                  dataset: str | None = None) -> None:
         if metric not in QUALITY_METRICS:
-            raise ValueError(f"metric must be one of {QUALITY_METRICS}, got {metric!r}")
+            raise ConfigError(f"metric must be one of {QUALITY_METRICS}, got {metric!r}")
         if metric == "alignment" and dataset is None:
-            raise ValueError("the alignment metric needs a built-in model (its domain classifier)")
+            raise ConfigError("the alignment metric needs a built-in model (its domain classifier)")
         self.pipe = pipe
         self.items = [(p, s) for s in seeds for p in prompts]
         self.call = call
@@ -84,7 +85,7 @@ def _bits_key(bits: np.ndarray) -> str:
 
 
 class ScheduleSearch:
-    """NSGA-II over a search space (see :mod:`accel.caching.search_spaces`), resumable."""
+    """NSGA-II over a search space (see :mod:`accel.tuning.cache_search_spaces`), resumable."""
 
     def __init__(self, space: Any, calibration: CalibrationSet, out_dir: str, settings: SearchSettings) -> None:
         self.space = space
@@ -121,7 +122,7 @@ class ScheduleSearch:
         with open(self.checkpoint_path) as f:
             data = json.load(f)
         if data.get("n_var") != self.space.n_var or data.get("space") != self.space.kind:
-            raise ValueError(f"{self.checkpoint_path} belongs to a different search (space or size differs); "
+            raise ConfigError(f"{self.checkpoint_path} belongs to a different search (space or size differs); "
                              "use another --out")
         self.evaluated = {k: tuple(v) for k, v in data["evaluated"].items()}
         return int(data["generation"]), np.array(data["population"], dtype=bool)
@@ -276,7 +277,7 @@ def search_cache(model: str | Any, out_dir: str, steps: int = 20, kind: str = "a
     from ..evaluation.prompts import builtin_prompts
     from ..pipelines.builtin import BUILTIN_MODELS
     from ..pipelines.loading import load
-    from .search_spaces import BlockScheduleSpace, DeepCacheStepSpace
+    from .cache_search_spaces import BlockScheduleSpace, DeepCacheStepSpace
 
     settings = settings or SearchSettings()
     name = model if isinstance(model, str) else type(model).__name__
@@ -295,7 +296,7 @@ def search_cache(model: str | Any, out_dir: str, steps: int = 20, kind: str = "a
     elif kind == "block":
         space = BlockScheduleSpace.measure(pipe, base_call, prompts[0], steps)
     else:
-        raise ValueError(f"kind must be 'auto', 'block' or 'deepcache', got {kind!r}")
+        raise ConfigError(f"kind must be 'auto', 'block' or 'deepcache', got {kind!r}")
     dataset = BUILTIN_MODELS[model].dataset if isinstance(model, str) and model in BUILTIN_MODELS else None
     calibration = CalibrationSet(pipe, prompts, list(seeds), base_call, settings.metric, dataset)
     os.makedirs(out_dir, exist_ok=True)

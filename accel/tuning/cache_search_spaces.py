@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from .. import api
-from .block_cache import BlockCacheConfig
-from .deepcache import DeepCacheConfig
-from .schedule import CacheSchedule, fora_schedule
+from ..caching.block_cache import BlockCacheConfig
+from ..caching.deepcache import DeepCacheConfig
+from ..caching.schedule import CacheSchedule, fora_schedule
 
 
 def _one_call_flops(pipe: Any, call: dict[str, Any], prompt: str,

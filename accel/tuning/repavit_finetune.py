@@ -9,7 +9,7 @@ converted pretrained ViT and its accuracy must be measured, not assumed.
 
 CLI (on the built-in ``vit-digits`` classifier)::
 
-    python -m accel.reparam.finetune --epochs 20 --out-dir runs/repavit-vit-digits
+    accel reparam finetune --epochs 20 --out-dir runs/repavit-vit-digits
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .calibrate import calibrate_batchnorm, iterate_batches, num_batches
-from .serialization import read_checkpoint, save_reparameterized
+from ..reparam.calibrate import calibrate_batchnorm, iterate_batches, num_batches
+from ..reparam.serialization import read_checkpoint, save_reparameterized
+from ..errors import ConfigError
 
 STUDENT_DIR = "student"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -156,13 +157,13 @@ def finetune(student: nn.Module, teacher: nn.Module, data: Any, epochs: int = 1,
     from tqdm.auto import tqdm
 
     if epochs < 1 or lr <= 0:
-        raise ValueError(f"epochs must be >= 1 and lr > 0, got epochs={epochs}, lr={lr}")
+        raise ConfigError(f"epochs must be >= 1 and lr > 0, got epochs={epochs}, lr={lr}")
     device = torch.device(device) if device is not None else next(student.parameters()).device
     student.to(device).train()
     teacher.to(device).eval()
     per_epoch = steps_per_epoch or num_batches(data, batch_size)
     if per_epoch is None:
-        raise ValueError("data has no len(); pass steps_per_epoch")
+        raise ConfigError("data has no len(); pass steps_per_epoch")
     total = per_epoch * epochs
     optimizer = torch.optim.AdamW(_param_groups(student, weight_decay), lr=lr, betas=(0.9, 0.999))
     history: list[dict[str, Any]] = []
@@ -263,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import AccelError
     from ..pipelines.builtin import data as builtin_data
     from ..pipelines.builtin.vit import load_vit
-    from .fold import reparameterize
-    from .repavit import to_repavit
+    from ..reparam.fold import reparameterize
+    from ..reparam.repavit import to_repavit
 
     args = build_parser().parse_args(argv)
     if not os.path.exists(os.path.join(args.model_dir, "model.safetensors")):

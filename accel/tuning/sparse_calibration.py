@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..api import apply, get_handle, remove
-from .builders.plan import SparsePlan
-from .builders.plan_search import DEFAULT_CANDIDATES, PlanSearch
-from .config import SparseAttentionConfig
+from ..sparse_attention.builders.plan import SparsePlan
+from ..sparse_attention.config import SparseAttentionConfig
+from .sparse_plan_search import DEFAULT_CANDIDATES, PlanSearch
+from ..errors import StateError
 
 
 def calibrate_plan(target: Any, run: Callable[[], Any], *, candidates: Sequence[str] = DEFAULT_CANDIDATES,
@@ -26,10 +27,10 @@ def calibrate_plan(target: Any, run: Callable[[], Any], *, candidates: Sequence[
     ``run()`` must call the pipeline/denoiser on calibration inputs; attention stays dense during
     the search (outputs are the stock outputs). ``steps`` restricts observation to those denoising
     steps (default: all). ``num_inference_steps`` is only needed for a bare denoiser with ``steps``.
-    See :class:`~accel.sparse_attention.builders.plan_search.PlanSearch` for the other arguments.
+    See :class:`~accel.tuning.sparse_plan_search.PlanSearch` for the other arguments.
     """
     if get_handle(target) is not None:
-        raise RuntimeError("calibrate_plan needs a target without accel plugins; call accel.remove(target) first")
+        raise StateError("calibrate_plan needs a target without accel plugins; call accel.remove(target) first")
     search = PlanSearch(candidates, error_bound, block_size, tile, allow_skip, skip_bound, sample_rows)
     config = SparseAttentionConfig(block_size=block_size, tile=tuple(tile), dense_warmup_fraction=0.0, dense_layers=())
     handle = apply(target, config, num_inference_steps=num_inference_steps)

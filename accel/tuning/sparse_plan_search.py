@@ -13,9 +13,10 @@ from typing import Any, Sequence
 
 import torch
 
-from ..reorder import SequenceLayout
-from .patterns import PatternSpec, pattern_mask
-from .plan import SparsePlan
+from ..sparse_attention.builders.patterns import PatternSpec, pattern_mask
+from ..sparse_attention.builders.plan import SparsePlan
+from ..sparse_attention.reorder import SequenceLayout
+from ..errors import ConfigError, StateError
 
 DEFAULT_CANDIDATES = ("diagonal:1", "temporal:0", "multi_diagonal:2,2", "vertical_stripe:1,1", "window:1,3,3",
                       "window:2,6,6", "temporal:2")
@@ -40,15 +41,15 @@ class PlanSearch:
                  sample_rows: int = 256, force_diagonal: bool = True) -> None:
         self.candidates = tuple(str(PatternSpec.parse(c)) for c in candidates)
         if not self.candidates:
-            raise ValueError("PlanSearch needs at least one candidate pattern")
+            raise ConfigError("PlanSearch needs at least one candidate pattern")
         if any(c in ("dense", "skip") for c in self.candidates):
-            raise ValueError("'dense' and 'skip' are not candidates: dense is the fallback, skip is allow_skip=True")
+            raise ConfigError("'dense' and 'skip' are not candidates: dense is the fallback, skip is allow_skip=True")
         if not 0.0 < error_bound:
-            raise ValueError(f"error_bound must be > 0, got {error_bound}")
+            raise ConfigError(f"error_bound must be > 0, got {error_bound}")
         if not 0.0 <= skip_bound < 1.0:
-            raise ValueError(f"skip_bound must be in [0, 1), got {skip_bound}")
+            raise ConfigError(f"skip_bound must be in [0, 1), got {skip_bound}")
         if sample_rows < 1:
-            raise ValueError(f"sample_rows must be >= 1, got {sample_rows}")
+            raise ConfigError(f"sample_rows must be >= 1, got {sample_rows}")
         self.error_bound = float(error_bound)
         self.block_size = int(block_size)
         self.tile = tuple(int(t) for t in tile)
@@ -67,10 +68,10 @@ class PlanSearch:
                 scale: float | None = None) -> None:
         """Record one attention call of ``layer``: ``q``, ``k``, ``v`` ``[B, H, N, D]`` in the working order of ``layout``."""
         if tuple(layout.tile) != self.tile:
-            raise ValueError(f"layout tile {layout.tile} differs from the search tile {self.tile}")
+            raise ConfigError(f"layout tile {layout.tile} differs from the search tile {self.tile}")
         b, h, n, d = q.shape
         if n != layout.seq_len:
-            raise ValueError(f"q has {n} tokens, layout {layout} has {layout.seq_len}")
+            raise ConfigError(f"q has {n} tokens, layout {layout} has {layout.seq_len}")
         scale = d ** -0.5 if scale is None else scale
         rows = torch.linspace(0, n - 1, min(self.sample_rows, n), device=q.device).round().long().unique()
         scores = (q[:, :, rows].float() @ k.float().transpose(-1, -2)) * scale      # [B,H,S,N]
@@ -95,7 +96,7 @@ class PlanSearch:
     def result(self, meta: dict[str, Any] | None = None) -> SparsePlan:
         """The plan: per layer and head, the cheapest pattern within the bound (or skip / dense)."""
         if not self._errors:
-            raise RuntimeError("PlanSearch.result: no attention call was observed; run the model on calibration inputs first")
+            raise StateError("PlanSearch.result: no attention call was observed; run the model on calibration inputs first")
         layers, errors, densities = {}, {}, {}
         for layer in sorted(self._errors):
             per_spec = self._errors[layer]

@@ -11,6 +11,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
 from ...tensors import fit_batch
+from ...errors import StateError
 
 
 class RASFluxAttnProcessor:
@@ -69,7 +70,7 @@ class RASFluxAttnProcessor:
             return key, value
         cached = self.cache.get(branch)
         if cached is None:
-            raise RuntimeError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense")
+            raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense")
         full_k, full_v = cached
         if full_k.shape[0] != key.shape[0]:
             full_k = fit_batch(full_k, full_k.shape[0], key.shape[0], info)

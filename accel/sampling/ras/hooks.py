@@ -10,6 +10,7 @@ from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import BaseState, StateManager
 
 from ...tensors import fit_batch
+from ...errors import StateError
 
 
 class RootHook(ModelHook):
@@ -104,7 +105,7 @@ class KVProjectionHook(ModelHook):
         if full is not None and full.shape[0] != output.shape[0]:
             full = fit_batch(full, full.shape[0], output.shape[0], self.plugin.session.context.current)
         if full is None or full.shape[1] != self.plugin.num_tokens:
-            raise RuntimeError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
+            raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
                                "(RASConfig.warmup_steps >= 1)")
         full = full.clone() if full is not state.full else full
         full[:, active.to(output.device)] = output

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
 from ...tensors import fit_batch
+from ...errors import StateError
 
 
 def _rows(x: torch.Tensor, starts: list[int] | None, count: int) -> torch.Tensor:
@@ -69,13 +70,13 @@ class _ImageKVCache:
             return key, value
         cached = self.cache.get(branch)
         if cached is None:
-            raise RuntimeError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
+            raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
                                "(RASConfig.warmup_steps >= 1)")
         full_k, full_v = cached
         if full_k.shape[0] != key.shape[0]:
             fitted = fit_batch(cached, full_k.shape[0], key.shape[0], info)
             if fitted is None:
-                raise RuntimeError(f"RAS cached keys for a batch of {full_k.shape[0]}, this call has {key.shape[0]}")
+                raise StateError(f"RAS cached keys for a batch of {full_k.shape[0]}, this call has {key.shape[0]}")
             full_k, full_v = fitted
         index = active.to(key.device)
         full_k, full_v = full_k.clone(), full_v.clone()
@@ -179,7 +180,7 @@ class RASLumina2AttnProcessor(_ImageKVCache):
             value = value.unsqueeze(3).repeat(1, 1, 1, n_rep, 1).flatten(2, 3)
         if attention_mask is not None:
             if attention_mask.shape[-1] != key.shape[1]:
-                raise RuntimeError(f"RAS expected the dense-sequence attention mask ({key.shape[1]} keys), "
+                raise StateError(f"RAS expected the dense-sequence attention mask ({key.shape[1]} keys), "
                                    f"got {attention_mask.shape[-1]}")
             attention_mask = attention_mask.bool().view(batch_size, 1, 1, -1)
         out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),

@@ -1,22 +1,27 @@
-"""Mask builders, pure torch: dynamic (content-aware), static patterns, and offline per-head plans.
+"""Mask builders, pure torch: dynamic (content-aware), static patterns, per-head plans, and combinations.
+
+Plans are searched offline by :mod:`accel.tuning.sparse_plan_search`; this package only applies them.
 
 Every builder works on tokens in the *working order* of a :class:`~accel.sparse_attention.reorder.SequenceLayout`
 (video tokens in 3D-tile order, then text) and returns a boolean block map or a
 :class:`~accel.kernels.block_mask.BlockSparseMask`.
 """
 
+from ...deprecation import moved_names
 from .diagonal import band_blocks, multi_diagonal_blocks
 from .dynamic import SCORE_METHODS, block_scores, dynamic_mask, keep_by_threshold, mean_pool, sample_tokens
 from .geometry import block_boxes, box_gaps
 from .patterns import PATTERN_ARITY, PatternSpec, finalize, pattern_blocks, pattern_mask
 from .plan import SparsePlan
-from .plan_search import DEFAULT_CANDIDATES, PlanSearch, expected_density
 from .stripe import stripe_blocks
 from .window import temporal_blocks, window_blocks
 
 __all__ = [
-    "DEFAULT_CANDIDATES", "PATTERN_ARITY", "PatternSpec", "PlanSearch", "SCORE_METHODS", "SparsePlan", "band_blocks",
-    "block_boxes", "block_scores", "box_gaps", "dynamic_mask", "expected_density", "finalize", "keep_by_threshold",
+    "PATTERN_ARITY", "PatternSpec", "SCORE_METHODS", "SparsePlan", "band_blocks",
+    "block_boxes", "block_scores", "box_gaps", "dynamic_mask", "finalize", "keep_by_threshold",
     "mean_pool", "multi_diagonal_blocks", "pattern_blocks", "pattern_mask", "sample_tokens", "stripe_blocks",
     "temporal_blocks", "window_blocks",
 ]
+
+__getattr__ = moved_names(__name__, {name: "accel.tuning.sparse_plan_search"
+                                     for name in ("DEFAULT_CANDIDATES", "PlanSearch", "expected_density")})

@@ -13,13 +13,14 @@ import torch
 from .combine import diagonal_blocks
 from ..reorder import SequenceLayout
 from .geometry import box_gaps, num_blocks
+from ...errors import ConfigError
 
 
 def band_blocks(layout: SequenceLayout, block_m: int, block_n: int, width: int,
                 device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool ``[Mb, Nb]``: the diagonal band of ``width`` blocks on each side."""
     if width < 0:
-        raise ValueError(f"diagonal width must be >= 0 blocks, got {width}")
+        raise ConfigError(f"diagonal width must be >= 0 blocks, got {width}")
     return diagonal_blocks(num_blocks(layout, block_m), num_blocks(layout, block_n), block_m, block_n, width, device)
 
 
@@ -27,6 +28,6 @@ def multi_diagonal_blocks(layout: SequenceLayout, block_m: int, block_n: int, ra
                           device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool ``[Mb, Nb]``: block pairs within ``radius`` (rows, columns) spatially, in any frame."""
     if len(radius) != 2 or any(r < 0 for r in radius):
-        raise ValueError(f"multi-diagonal radius must be two non-negative integers (rows, columns), got {radius!r}")
+        raise ConfigError(f"multi-diagonal radius must be two non-negative integers (rows, columns), got {radius!r}")
     gap = box_gaps(layout, block_m, block_n, device)
     return (gap[..., 1] <= radius[0]) & (gap[..., 2] <= radius[1])

@@ -15,6 +15,7 @@ import math
 import torch
 
 from ...kernels.block_mask import BlockSparseMask
+from ...errors import ConfigError
 
 SCORE_METHODS = ("mean", "sample")
 
@@ -52,7 +53,7 @@ def block_scores(q: torch.Tensor, k: torch.Tensor, block_m: int, block_n: int, m
                  samples: int = 16, scale: float | None = None) -> torch.Tensor:
     """Row-normalised block importance ``[B, H, Mb, Nb]`` (each row sums to 1) from ``q``, ``k`` [B,H,N,D]."""
     if method not in SCORE_METHODS:
-        raise ValueError(f"score method must be one of {list(SCORE_METHODS)}, got {method!r}")
+        raise ConfigError(f"score method must be one of {list(SCORE_METHODS)}, got {method!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if method == "mean":
         logits = mean_pool(q, block_m) @ mean_pool(k, block_n).transpose(-1, -2) * scale
@@ -74,9 +75,9 @@ def keep_by_threshold(scores: torch.Tensor, tau: float, min_keep: float = 0.0, m
     (and is always at least 1).
     """
     if not 0.0 < tau <= 1.0:
-        raise ValueError(f"tau must be in (0, 1], got {tau}")
+        raise ConfigError(f"tau must be in (0, 1], got {tau}")
     if not 0.0 <= min_keep <= max_keep <= 1.0:
-        raise ValueError(f"need 0 <= min_keep <= max_keep <= 1, got min_keep={min_keep}, max_keep={max_keep}")
+        raise ConfigError(f"need 0 <= min_keep <= max_keep <= 1, got min_keep={min_keep}, max_keep={max_keep}")
     nb = scores.shape[-1]
     sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
     cum = sorted_scores.cumsum(-1)

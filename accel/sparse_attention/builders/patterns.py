@@ -26,6 +26,7 @@ from .diagonal import band_blocks, multi_diagonal_blocks
 from .geometry import num_blocks
 from .stripe import stripe_blocks
 from .window import temporal_blocks, window_blocks
+from ...errors import ConfigError
 
 #: pattern name -> number of integer arguments
 PATTERN_ARITY = {"dense": 0, "skip": 0, "window": 3, "temporal": 1, "diagonal": 1, "multi_diagonal": 2,
@@ -42,16 +43,16 @@ class PatternSpec:
         if isinstance(spec, PatternSpec):
             return spec
         if not isinstance(spec, str):
-            raise ValueError(f"a pattern spec is a string such as 'window:2,8,8', got {spec!r}")
+            raise ConfigError(f"a pattern spec is a string such as 'window:2,8,8', got {spec!r}")
         name, _, rest = spec.strip().partition(":")
         if name not in PATTERN_ARITY:
-            raise ValueError(f"unknown pattern {name!r}; patterns: {', '.join(PATTERN_ARITY)}")
+            raise ConfigError(f"unknown pattern {name!r}; patterns: {', '.join(PATTERN_ARITY)}")
         try:
             args = tuple(int(a) for a in rest.split(",")) if rest else ()
         except ValueError:
-            raise ValueError(f"pattern {spec!r}: arguments must be integers") from None
+            raise ConfigError(f"pattern {spec!r}: arguments must be integers") from None
         if len(args) != PATTERN_ARITY[name] or any(a < 0 for a in args):
-            raise ValueError(f"pattern {name!r} takes {PATTERN_ARITY[name]} non-negative integer argument(s), got {spec!r}")
+            raise ConfigError(f"pattern {name!r} takes {PATTERN_ARITY[name]} non-negative integer argument(s), got {spec!r}")
         return cls(name, args)
 
     def __str__(self) -> str:

@@ -20,6 +20,7 @@ import torch
 from ...kernels.block_mask import BlockSparseMask
 from ..reorder import SequenceLayout
 from .patterns import PatternSpec, pattern_mask
+from ...errors import ConfigError
 
 PLAN_FORMAT = "accel.sparse_attention.plan"
 PLAN_VERSION = 1
@@ -50,15 +51,15 @@ class SparsePlan:
     def __post_init__(self) -> None:
         for layer, specs in self.layers.items():
             if not isinstance(layer, int) or layer < 0:
-                raise ValueError(f"plan layer keys must be non-negative integers, got {layer!r}")
+                raise ConfigError(f"plan layer keys must be non-negative integers, got {layer!r}")
             if not specs:
-                raise ValueError(f"plan layer {layer} lists no heads")
+                raise ConfigError(f"plan layer {layer} lists no heads")
             for spec in specs:
                 PatternSpec.parse(spec)
         if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ValueError(f"plan block_size must be a positive integer, got {self.block_size!r}")
+            raise ConfigError(f"plan block_size must be a positive integer, got {self.block_size!r}")
         if len(self.tile) != 3 or any(int(t) < 1 for t in self.tile):
-            raise ValueError(f"plan tile must be three positive integers, got {self.tile!r}")
+            raise ConfigError(f"plan tile must be three positive integers, got {self.tile!r}")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -74,9 +75,9 @@ class SparsePlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SparsePlan":
         if data.get("format") != PLAN_FORMAT:
-            raise ValueError(f"not a sparse-attention plan (format {data.get('format')!r}, expected {PLAN_FORMAT!r})")
+            raise ConfigError(f"not a sparse-attention plan (format {data.get('format')!r}, expected {PLAN_FORMAT!r})")
         if data.get("version") != PLAN_VERSION:
-            raise ValueError(f"unsupported plan version {data.get('version')!r}; this accel reads version {PLAN_VERSION}")
+            raise ConfigError(f"unsupported plan version {data.get('version')!r}; this accel reads version {PLAN_VERSION}")
 
         def per_layer(d: dict[str, Any], cast: Any) -> dict[int, tuple]:
             return {int(k): tuple(cast(x) for x in v) for k, v in (d or {}).items()}
@@ -104,7 +105,7 @@ class SparsePlan:
         if specs is None:
             return None
         if len(specs) != heads:
-            raise ValueError(f"plan layer {layer} has {len(specs)} head patterns, the model has {heads} heads")
+            raise ConfigError(f"plan layer {layer} has {len(specs)} head patterns, the model has {heads} heads")
         if all(PatternSpec.parse(s).name == "dense" for s in specs):
             return None
         return pattern_mask(list(specs), layout, self.block_size, device, force_diagonal)

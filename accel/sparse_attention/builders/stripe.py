@@ -11,6 +11,7 @@ import torch
 from ..reorder import SequenceLayout
 from .diagonal import band_blocks
 from .geometry import block_boxes
+from ...errors import ConfigError
 
 
 def stripe_blocks(layout: SequenceLayout, block_m: int, block_n: int, frames: int = 1, width: int = 0,
@@ -18,7 +19,7 @@ def stripe_blocks(layout: SequenceLayout, block_m: int, block_n: int, frames: in
     """Bool ``[Mb, Nb]``: key blocks with a token in the first ``frames`` frames, for every query
     block, OR the diagonal band of ``width`` blocks."""
     if frames < 0:
-        raise ValueError(f"vertical stripe needs frames >= 0, got {frames}")
+        raise ConfigError(f"vertical stripe needs frames >= 0, got {frames}")
     k_lo, k_hi = block_boxes(layout, block_n, device)
     columns = (k_lo[:, 0] < frames) & (k_lo[:, 0] <= k_hi[:, 0])
     band = band_blocks(layout, block_m, block_n, width, device)

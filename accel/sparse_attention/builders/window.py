@@ -13,13 +13,14 @@ import torch
 
 from ..reorder import SequenceLayout
 from .geometry import box_gaps
+from ...errors import ConfigError
 
 
 def window_blocks(layout: SequenceLayout, block_m: int, block_n: int, radius: tuple[int, int, int],
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool ``[Mb, Nb]``: block pairs holding a token pair within ``radius`` (t, h, w) on every axis."""
     if len(radius) != 3 or any(r < 0 for r in radius):
-        raise ValueError(f"window radius must be three non-negative integers (frames, rows, columns), got {radius!r}")
+        raise ConfigError(f"window radius must be three non-negative integers (frames, rows, columns), got {radius!r}")
     gap = box_gaps(layout, block_m, block_n, device)
     limit = torch.tensor(radius, device=gap.device)
     return (gap <= limit).all(-1)
@@ -29,6 +30,6 @@ def temporal_blocks(layout: SequenceLayout, block_m: int, block_n: int, frames: 
                     device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool ``[Mb, Nb]``: block pairs holding a token pair at most ``frames`` frames apart."""
     if frames < 0:
-        raise ValueError(f"temporal band must be >= 0 frames, got {frames}")
+        raise ConfigError(f"temporal band must be >= 0 frames, got {frames}")
     gap = box_gaps(layout, block_m, block_n, device)
     return gap[..., 0] <= frames

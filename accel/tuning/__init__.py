@@ -1,0 +1,12 @@
+"""Offline tools that search, fit or calibrate, above the runtime plugins, metrics and evaluation.
+
+| module | what it does |
+|---|---|
+| :mod:`.cache_search`, :mod:`.cache_search_spaces` | NSGA-II search of caching schedules (``accel search-cache``) |
+| :mod:`.sparse_plan_search`, :mod:`.sparse_calibration` | per-head sparse-attention plans from dense calibration runs |
+| :mod:`.linear_ag_fit` | LinearAG coefficients from CFG trajectories (``accel calibrate-linear-ag``) |
+| :mod:`.repavit_finetune` | RePaViT distillation fine-tune (``accel reparam finetune``) |
+
+Runtime plugins never import this package; it imports them. Submodules load on first use, since
+each pulls in heavier dependencies (pymoo, the metrics, the built-in models).
+"""
