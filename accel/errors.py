@@ -12,7 +12,7 @@ class UnsupportedModelError(AccelError, TypeError):
 
 
 class ConfigError(AccelError, ValueError):
-    """A plugin config field is outside its allowed range or set of values."""
+    """A config field, sweep spec, argument or file content is outside its allowed range or set of values."""
 
 
 class IncompatiblePluginsError(AccelError, ValueError):
@@ -21,3 +21,16 @@ class IncompatiblePluginsError(AccelError, ValueError):
 
 class MissingContextError(AccelError, RuntimeError):
     """A plugin needs denoising-loop information (step index, step count) that is not available."""
+
+
+class InvalidInputError(AccelError, TypeError):
+    """An argument has a type accel cannot use; the message names the accepted types."""
+
+
+class NotFoundError(AccelError, FileNotFoundError):
+    """A file, folder, set of weights or prompt set the user named does not exist."""
+
+
+class StateError(AccelError, RuntimeError):
+    """The call cannot run in the current state (plugins already attached, nothing observed yet, a
+    cache that a step needs is empty); the message says what to do first."""

@@ -90,7 +90,7 @@ def register_plugin(plugin_cls: type[Plugin]) -> type[Plugin]:
     """Class decorator: make ``plugin_cls`` the implementation of ``plugin_cls.config_cls``."""
     config_cls = plugin_cls.config_cls
     if config_cls in _PLUGINS and _PLUGINS[config_cls] is not plugin_cls:
-        raise ValueError(f"{config_cls.__name__} already has a plugin: {_PLUGINS[config_cls].__name__}")
+        raise ConfigError(f"{config_cls.__name__} already has a plugin: {_PLUGINS[config_cls].__name__}")
     _PLUGINS[config_cls] = plugin_cls
     return plugin_cls
 

@@ -6,13 +6,14 @@ import csv
 import os
 
 from ..pipelines.builtin import BUILTIN_MODELS, data
+from ..errors import ConfigError, NotFoundError
 
 
 def builtin_prompts(model: str) -> list[str]:
     """Every class of the model's dataset once, in a fixed (shuffled) order."""
     spec = BUILTIN_MODELS.get(model)
     if spec is None:
-        raise ValueError(f"no built-in prompt set for {model!r}; built-in models: {', '.join(BUILTIN_MODELS)}; "
+        raise ConfigError(f"no built-in prompt set for {model!r}; built-in models: {', '.join(BUILTIN_MODELS)}; "
                          "pass a prompt file (.txt, one per line, or .csv with a 'prompt' column)")
     if spec.dataset == "digits":
         return [data.digit_caption(d) for d in range(10)]
@@ -20,7 +21,7 @@ def builtin_prompts(model: str) -> list[str]:
         return _interleaved([s.caption for s in data.all_shape_specs()])
     if spec.dataset == "moving_shapes":
         return _interleaved([s.caption for s in data.all_motion_specs()])
-    raise ValueError(f"{model} has no prompt set (it is a {spec.kind})")
+    raise ConfigError(f"{model} has no prompt set (it is a {spec.kind})")
 
 
 def _interleaved(prompts: list[str]) -> list[str]:
@@ -37,16 +38,16 @@ def load_prompts(source: str, model: str) -> list[str]:
     if source == "builtin":
         return builtin_prompts(model)
     if not os.path.exists(source):
-        raise FileNotFoundError(f"prompt file not found: {source!r}")
+        raise NotFoundError(f"prompt file not found: {source!r}")
     if source.endswith(".csv"):
         with open(source, newline="") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-                raise ValueError(f"{source}: a CSV prompt file needs a 'prompt' column (found {reader.fieldnames})")
+                raise ConfigError(f"{source}: a CSV prompt file needs a 'prompt' column (found {reader.fieldnames})")
             prompts = [row["prompt"].strip() for row in reader if row["prompt"].strip()]
     else:
         with open(source) as f:
             prompts = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     if not prompts:
-        raise ValueError(f"{source}: no prompts found")
+        raise ConfigError(f"{source}: no prompts found")
     return prompts

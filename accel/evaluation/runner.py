@@ -23,6 +23,7 @@ from ..metrics.cost import DenoiserTimer, count_flops, synchronize
 from .prompts import load_prompts
 from .records import RecordWriter, merge, read_records, record_key
 from .spec import SweepSpec
+from ..errors import ConfigError
 
 BASELINE = "baseline"
 
@@ -45,7 +46,7 @@ def run_entries(spec: SweepSpec) -> list[RunEntry]:
         entries.append(RunEntry(name, tuple(configs), spec.steps, "method"))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
-        raise ValueError(f"two grid entries share a name: {names}")
+        raise ConfigError(f"two grid entries share a name: {names}")
     return entries
 
 
@@ -83,7 +84,7 @@ def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
         with open(config_path) as f:
             old = json.load(f)
         if old.get("spec") != json.loads(json.dumps(spec.to_dict())):
-            raise ValueError(f"{run_dir} holds a different sweep (its config.json differs); pass another --out "
+            raise ConfigError(f"{run_dir} holds a different sweep (its config.json differs); pass another --out "
                              "or name the sweep differently: finished results are never overwritten")
     else:
         with open(config_path + ".tmp", "w") as f:
@@ -108,7 +109,7 @@ def load_pipeline(spec: SweepSpec, device: Any = None):
 
         cls = getattr(diffusers, spec.scheduler, None)
         if cls is None or not hasattr(cls, "from_config"):
-            raise ValueError(f"unknown scheduler {spec.scheduler!r}; use a diffusers scheduler class name")
+            raise ConfigError(f"unknown scheduler {spec.scheduler!r}; use a diffusers scheduler class name")
         pipe.scheduler = cls.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe

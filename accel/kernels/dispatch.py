@@ -23,29 +23,30 @@ import torch.nn.functional as F
 
 from .block_mask import BlockSparseMask
 from .reference import gather_block_sparse
+from ..errors import AccelError, ConfigError
 
 BACKENDS = ("auto", "triton", "flex", "torch")
 
 _FLEX_FAILED: dict[str, str] = {}
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(AccelError, RuntimeError):
     """The requested block-sparse attention backend cannot run these inputs here; the message says why."""
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask) -> None:
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"q, k, v must be [B, H, N, D]; got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ConfigError(f"q, k, v must be [B, H, N, D]; got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} must share B, H and D "
+        raise ConfigError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} must share B, H and D "
                          "(and k, v their length)")
     if q.dtype != k.dtype or q.dtype != v.dtype:
-        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise ConfigError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if (mask.q_len, mask.kv_len) != (q.shape[2], k.shape[2]):
-        raise ValueError(f"mask covers {mask.q_len} queries x {mask.kv_len} keys, inputs have {q.shape[2]} x {k.shape[2]}")
+        raise ConfigError(f"mask covers {mask.q_len} queries x {mask.kv_len} keys, inputs have {q.shape[2]} x {k.shape[2]}")
     b, h = q.shape[:2]
     if mask.batch not in (1, b) or mask.heads not in (1, h):
-        raise ValueError(f"mask has batch={mask.batch}, heads={mask.heads}; inputs have B={b}, H={h} (mask dims must be 1 or equal)")
+        raise ConfigError(f"mask has batch={mask.batch}, heads={mask.heads}; inputs have B={b}, H={h} (mask dims must be 1 or equal)")
 
 
 def _triton_reason(q: torch.Tensor, mask: BlockSparseMask) -> str | None:
@@ -97,7 +98,7 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
     key give zeros. ``scale`` defaults to ``D ** -0.5``.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     _check_inputs(q, k, v, mask)
     if backend != "auto":
         reason = backend_status(q, mask)[backend]

@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from .block_mask import BlockSparseMask
+from ..errors import StateError
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -143,7 +144,7 @@ def triton_block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     """``[B,H,Nq,D]`` block-sparse attention; inputs ``[B,H,N,D]`` of one dtype on one device."""
     reason = unsupported_reason(q, mask)
     if reason is not None:
-        raise RuntimeError(f"the Triton block-sparse kernel cannot run: {reason}")
+        raise StateError(f"the Triton block-sparse kernel cannot run: {reason}")
     b, h, nq, d = q.shape
     nk = k.shape[2]
     m = mask.expand(b, h).to(q.device)

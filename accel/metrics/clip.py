@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from ..errors import NotFoundError
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 
@@ -61,7 +62,7 @@ class ClipScorer:
         try:
             self.metric = CLIPScore(model_name_or_path=clip_loader(name_or_path))
         except OSError as exc:
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"could not load CLIP from {name_or_path!r}: pass a local directory saved with "
                 "CLIPModel.save_pretrained / CLIPProcessor.save_pretrained, or run online once to fill the hub cache") from exc
 

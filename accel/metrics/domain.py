@@ -17,6 +17,7 @@ import torch
 
 from ..pipelines.builtin import data
 from .features import feature_network
+from ..errors import ConfigError
 
 DATASETS = ("digits", "shapes", "varied_shapes", "moving_shapes")
 
@@ -53,7 +54,7 @@ class DomainMetrics:
 
     def __init__(self, dataset: str) -> None:
         if dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+            raise ConfigError(f"dataset must be one of {DATASETS}, got {dataset!r}")
         self.dataset = dataset
         self.classifier = feature_network(dataset)
         self._video_classifier = None
@@ -116,7 +117,7 @@ class DomainMetrics:
     def temporal_consistency(videos: torch.Tensor) -> torch.Tensor:
         """Per video, ``1 - mean |frame_{t+1} - frame_t|`` for frames in [0, 1] (VBench-style flicker score)."""
         if videos.ndim != 5:
-            raise ValueError("temporal consistency needs videos (N, F, 3, H, W)")
+            raise ConfigError("temporal consistency needs videos (N, F, 3, H, W)")
         return 1 - (videos[:, 1:] - videos[:, :-1]).abs().flatten(1).mean(1)
 
     # ------------------------------------------------------------------ set-level scores
@@ -130,7 +131,7 @@ class DomainMetrics:
         from .fid import frechet_distance
 
         if self.dataset != "moving_shapes" or real.ndim != 5 or fake.ndim != 5:
-            raise ValueError("video FID needs the moving_shapes dataset and videos (N, F, 3, H, W)")
+            raise ConfigError("video FID needs the moving_shapes dataset and videos (N, F, 3, H, W)")
         if self._video_classifier is None:
             self._video_classifier = feature_network("moving_shapes_video")
         return frechet_distance(real, fake, feature=self._video_classifier)

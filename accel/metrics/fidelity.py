@@ -7,6 +7,7 @@ scored per frame and averaged per video. Each function returns one value per sam
 from __future__ import annotations
 
 import torch
+from ..errors import NotFoundError
 
 
 def _flatten_video(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -54,7 +55,7 @@ class LPIPS:
             import os
 
             hub = os.path.join(os.environ.get("TORCH_HOME", os.path.expanduser("~/.cache/torch")), "hub", "checkpoints")
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"LPIPS needs the torchvision {net} backbone weights ({self.BACKBONE_FILES.get(net)}); this machine could "
                 f"not download them ({type(exc).__name__}). Copy the file into {hub} and retry.") from exc
 

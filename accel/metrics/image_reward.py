@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from ..errors import NotFoundError
 
 
 class ImageRewardScorer:
@@ -20,7 +21,7 @@ class ImageRewardScorer:
         try:
             self.model = RM.load(weights, device=device, download_root=download_root)
         except Exception as exc:
-            raise FileNotFoundError(f"could not load ImageReward weights {weights!r}: {exc}") from exc
+            raise NotFoundError(f"could not load ImageReward weights {weights!r}: {exc}") from exc
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:

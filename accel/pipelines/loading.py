@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UnsupportedModelError
+from ..errors import NotFoundError, UnsupportedModelError
 from .builtin import BUILTIN_MODELS, DEFAULT_MODEL
 
 
@@ -24,7 +24,7 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
     if name_or_path in BUILTIN_MODELS:
         spec = BUILTIN_MODELS[name_or_path]
         if not spec.is_trained():
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"built-in model {name_or_path!r} has no weights at {spec.path}; train it with "
                 f"`accel train {name_or_path}`")
         if spec.kind == "classifier":
@@ -37,7 +37,7 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
         path = name_or_path
         looks_local = os.path.isabs(name_or_path) or name_or_path.startswith(("./", "../", "~"))
         if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
-            raise FileNotFoundError(f"no such directory: {name_or_path!r} (built-in models: {', '.join(BUILTIN_MODELS)}; "
+            raise NotFoundError(f"no such directory: {name_or_path!r} (built-in models: {', '.join(BUILTIN_MODELS)}; "
                                     "hub ids look like 'org/name')")
         path = os.path.expanduser(name_or_path)
     from diffusers import DiffusionPipeline

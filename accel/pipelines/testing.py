@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, Callable
 
 import torch
+from ..errors import ConfigError
 
 #: Diffusion families with a tiny pipeline, plus ``timm_vit`` (a tiny classifier).
 FAMILIES = ("unet", "sdxl", "pixart", "dit", "sd3", "flux", "lumina", "lumina2", "wan", "cogvideox",
@@ -144,7 +145,7 @@ def _build_denoiser(family: str, seed: int) -> torch.nn.Module:
 
         return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
                                  depth=3, num_heads=2, num_classes=10)
-    raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+    raise ConfigError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
 
 
 # ---------------------------------------------------------------------------------- pipelines
@@ -152,7 +153,7 @@ def tiny_pipeline(family: str, seed: int = 0, scheduler: Any = None) -> TinyPipe
     """A tiny stock diffusers pipeline of ``family`` with random weights (no download)."""
     builder = _PIPELINES.get(family)
     if builder is None:
-        raise ValueError(f"no tiny pipeline for {family!r}; families: {', '.join(_PIPELINES)}")
+        raise ConfigError(f"no tiny pipeline for {family!r}; families: {', '.join(_PIPELINES)}")
     tiny = builder(seed)
     for module in tiny.pipe.components.values():
         if isinstance(module, torch.nn.Module):
@@ -399,7 +400,7 @@ def tiny_text_pipeline(family: str = "unet", seed: int = 0) -> Any:
     elif family == "wan":
         pipe.register_modules(tokenizer=build_tokenizer(), text_encoder=t5_text_encoder(d_model=TEXT_DIM, umt5=True, seed=seed))
     else:
-        raise ValueError(f"no tiny text pipeline for {family!r}; use unet, pixart, sd3 or wan")
+        raise ConfigError(f"no tiny text pipeline for {family!r}; use unet, pixart, sd3 or wan")
     for module in pipe.components.values():
         if isinstance(module, torch.nn.Module):
             module.eval()

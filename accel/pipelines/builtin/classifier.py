@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ...errors import ConfigError
 
 HEADS = {
     "digits": {"digit": 10},
@@ -90,7 +91,7 @@ class VideoClassifier(DomainClassifier):
     @staticmethod
     def _prepare(x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5:
-            raise ValueError(f"the video classifier takes clips (N, frames, 3, H, W), got shape {tuple(x.shape)}")
+            raise ConfigError(f"the video classifier takes clips (N, frames, 3, H, W), got shape {tuple(x.shape)}")
         return DomainClassifier._prepare(x).transpose(1, 2)  # Conv3d wants (N, 3, frames, H, W)
 
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ...errors import ConfigError
 
 IMAGE_SIZE = 32
 VIDEO_FRAMES = 9
@@ -74,7 +75,7 @@ def digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     index = torch.arange(len(labels))
     keep = (index % 6 == 5) if split == "heldout" else (index % 6 != 5)
     if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        raise ConfigError(f"split must be 'train' or 'heldout', got {split!r}")
     return images[keep], labels[keep]
 
 
@@ -121,7 +122,7 @@ def _shape_mask(shape: str, centre: tuple[float, float], size: float, size_px: i
         width_at = (r - top) / (bottom - top) * half  # apex at the top
         inside = (r >= top) & (r <= bottom) & (c.abs() <= width_at)
     else:
-        raise ValueError(f"unknown shape {shape!r}")
+        raise ConfigError(f"unknown shape {shape!r}")
     return F.avg_pool2d(inside.float()[None, None], ss)[0, 0]
 
 

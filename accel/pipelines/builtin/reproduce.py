@@ -20,21 +20,22 @@ import os
 from safetensors.torch import load_file
 
 from . import WEIGHTS_DIR
+from ...errors import ConfigError, NotFoundError
 
 
 def compare(shipped: str, rerun: str) -> dict:
     """Per-folder comparison of two saved models: tensors compared, identical or not, max |difference|."""
     files = sorted(os.path.relpath(p, shipped) for p in glob.glob(os.path.join(shipped, "**", "*.safetensors"), recursive=True))
     if not files:
-        raise FileNotFoundError(f"no safetensors files under {shipped}")
+        raise NotFoundError(f"no safetensors files under {shipped}")
     tensors, max_diff, differing = 0, 0.0, []
     for rel in files:
         other = os.path.join(rerun, rel)
         if not os.path.exists(other):
-            raise FileNotFoundError(f"the rerun has no {rel} (expected at {other})")
+            raise NotFoundError(f"the rerun has no {rel} (expected at {other})")
         a, b = load_file(os.path.join(shipped, rel)), load_file(other)
         if a.keys() != b.keys():
-            raise ValueError(f"{rel}: the rerun's tensor names differ from the shipped ones")
+            raise ConfigError(f"{rel}: the rerun's tensor names differ from the shipped ones")
         for key in a:
             tensors += 1
             diff = float((a[key].float() - b[key].float()).abs().max()) if a[key].numel() else 0.0

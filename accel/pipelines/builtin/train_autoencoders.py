@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from . import WEIGHTS_DIR, data
 from .training import fit, half_precision_copy, write_report
+from ...errors import ConfigError
 
 WAN_VAE_DIR = os.path.join(WEIGHTS_DIR, "vae-wan-video")
 
@@ -73,7 +74,7 @@ def train_image_vae(name: str = "vae-rgb32", minutes: float = 30.0, max_steps: i
     from diffusers import AutoencoderKL
 
     if name not in IMAGE_VAES:
-        raise ValueError(f"unknown image autoencoder {name!r}; known: {', '.join(IMAGE_VAES)}")
+        raise ConfigError(f"unknown image autoencoder {name!r}; known: {', '.join(IMAGE_VAES)}")
     torch.manual_seed(seed)
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
