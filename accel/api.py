@@ -74,33 +74,59 @@ def apply(target: Any, *configs: PluginConfig | Iterable[PluginConfig],
     flat = _flatten(configs)
     denoisers = _resolve(target)
     handle = _HANDLES.get(target)
+    _check_not_owned_elsewhere(denoisers, handle)
+    compat.check_compatible((handle.configs if handle else []) + flat)
+    is_pipeline = not isinstance(target, nn.Module)
+    adapters = {name: lookup(module) for name, module in denoisers}
+    for name, _ in denoisers:
+        for config in flat:
+            plugin_for(config).check(adapters[name], config, has_pipeline=is_pipeline)
+
+    created = handle is None
+    if handle is None:
+        handle = _new_handle(target, denoisers, adapters, is_pipeline, num_inference_steps, cfg_stacked)
+    else:
+        _update_loop_hints(handle.context, num_inference_steps, cfg_stacked)
+    _attach_all(handle, flat, created)
+    handle.configs.extend(flat)
+    _HANDLES[target] = handle
+    for _, module in denoisers:
+        _HANDLES[module] = handle
+    return handle
+
+
+def _check_not_owned_elsewhere(denoisers: list[tuple[str, Any]], handle: AccelHandle | None) -> None:
+    """Refuse a denoiser that already carries plugins attached through another target."""
     for name, module in denoisers:
         owner = _HANDLES.get(module)
         if owner is not None and owner is not handle:
             raise UnsupportedModelError(
                 f"{name} already has accel plugins attached through another target; "
                 "call accel.remove on that target first")
-    all_configs = (handle.configs if handle else []) + flat
-    compat.check_compatible(all_configs)
-    is_pipeline = not isinstance(target, nn.Module)
-    adapters = {name: lookup(module) for name, module in denoisers}
-    for name, module in denoisers:
-        for config in flat:
-            plugin_for(config).check(adapters[name], config, has_pipeline=is_pipeline)
 
-    created = handle is None
-    if created:
-        first_adapter = adapters[denoisers[0][0]]
-        context = DenoisingContext(
-            pipeline=target if is_pipeline else None, num_inference_steps=num_inference_steps,
-            cfg_stacked=cfg_stacked, cfg_order=first_adapter.cfg_order,
-            detect_cfg=first_adapter.detect_cfg_stacked)
-        sessions = [DenoiserSession(name, module, adapters[name], context) for name, module in denoisers]
-        handle = AccelHandle(target, context, sessions)
-    elif num_inference_steps is not None or cfg_stacked is not None:
-        handle.context.user_num_inference_steps = num_inference_steps or handle.context.user_num_inference_steps
-        handle.context.user_cfg_stacked = cfg_stacked if cfg_stacked is not None else handle.context.user_cfg_stacked
 
+def _new_handle(target: Any, denoisers: list[tuple[str, Any]], adapters: dict[str, Adapter], is_pipeline: bool,
+                num_inference_steps: int | None, cfg_stacked: bool | None) -> AccelHandle:
+    """A handle with one shared loop context and one session per denoiser (nothing attached yet)."""
+    first_adapter = adapters[denoisers[0][0]]
+    context = DenoisingContext(
+        pipeline=target if is_pipeline else None, num_inference_steps=num_inference_steps,
+        cfg_stacked=cfg_stacked, cfg_order=first_adapter.cfg_order,
+        detect_cfg=first_adapter.detect_cfg_stacked)
+    sessions = [DenoiserSession(name, module, adapters[name], context) for name, module in denoisers]
+    return AccelHandle(target, context, sessions)
+
+
+def _update_loop_hints(context: DenoisingContext, num_inference_steps: int | None, cfg_stacked: bool | None) -> None:
+    """A later ``apply`` may give the bare-denoiser hints again; unset ones keep their earlier values."""
+    if num_inference_steps:
+        context.user_num_inference_steps = num_inference_steps
+    if cfg_stacked is not None:
+        context.user_cfg_stacked = cfg_stacked
+
+
+def _attach_all(handle: AccelHandle, flat: list[PluginConfig], created: bool) -> None:
+    """Attach ``flat`` to every session; on any failure leave the target as it was before this call."""
     attached: list[tuple[DenoiserSession, Any]] = []
     try:
         if created:
@@ -121,12 +147,6 @@ def apply(target: Any, *configs: PluginConfig | Iterable[PluginConfig],
         else:
             _rollback_plugins(handle, attached)
         raise
-
-    handle.configs.extend(flat)
-    _HANDLES[target] = handle
-    for _, module in denoisers:
-        _HANDLES[module] = handle
-    return handle
 
 
 def _rollback_plugins(handle: AccelHandle, attached: list[tuple[DenoiserSession, Any]]) -> None:

@@ -20,13 +20,14 @@ number of steps must be given by the user; plugins that need it raise a clear er
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import weakref
 from typing import Any, Callable
 
 import torch
 
-from .errors import MissingContextError
+from .errors import ConfigError, MissingContextError, StateError
 from .tensors import first_tensor
 
 #: Names under which denoisers receive their main (noisy latent) input.
@@ -86,7 +87,7 @@ class CallInfo:
     def rows(self, half: str, samples: int | None = None) -> slice:
         """The batch rows of the ``"uncond"`` or ``"cond"`` half of a stacked CFG batch of ``2 * samples``."""
         if half not in ("uncond", "cond"):
-            raise ValueError(f"half must be 'uncond' or 'cond', got {half!r}")
+            raise ConfigError(f"half must be 'uncond' or 'cond', got {half!r}")
         samples = self.samples if samples is None else samples
         uncond_first = self.cfg_order == "uncond_first"
         return slice(0, samples) if (half == "uncond") == uncond_first else slice(samples, 2 * samples)
@@ -109,6 +110,14 @@ class GenerationStats:
 
 
 StepWrapper = Callable[..., Any]
+
+
+class LoopPhase(enum.Enum):
+    """Where a context is in the life of one generation."""
+
+    IDLE = "idle"            # no generation running (before the first, or after the last step)
+    STARTED = "started"      # a generation began (timesteps set / latents prepared); no denoiser call yet
+    DENOISING = "denoising"  # inside the denoising loop of the current generation
 
 
 class DenoisingContext:
@@ -134,8 +143,7 @@ class DenoisingContext:
 
     # ------------------------------------------------------------------ lifecycle
     def _reset_loop_state(self) -> None:
-        self._pending = False        # a generation started, no denoiser call yet
-        self._in_loop = False        # inside the denoising loop of the current generation
+        self._phase = LoopPhase.IDLE
         self._eval_count = 0
         self._calls_in_eval = 0
         self._num_steps: int | None = None
@@ -168,7 +176,7 @@ class DenoisingContext:
     def start_generation(self) -> None:
         """Begin a new generation: counters and every plugin's per-generation state are reset."""
         self._reset_loop_state()
-        self._pending = True
+        self._phase = LoopPhase.STARTED
         self.generation += 1
         self.stats = GenerationStats(generation=self.generation)
         self.current = None
@@ -177,8 +185,7 @@ class DenoisingContext:
 
     def end_generation(self) -> None:
         """The last step ran: plugins may free their caches (statistics stay readable)."""
-        self._in_loop = False
-        self._pending = False
+        self._phase = LoopPhase.IDLE
         for callback in list(self._generation_end_callbacks):
             callback()
 
@@ -205,7 +212,7 @@ class DenoisingContext:
 
     def _wrap_attr(self, owner: Any, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
         if name in owner.__dict__:
-            raise RuntimeError(f"{type(owner).__name__}.{name} is already overridden on this instance; "
+            raise StateError(f"{type(owner).__name__}.{name} is already overridden on this instance; "
                                "accel will not wrap it twice (is another accel handle attached?)")
         original = getattr(owner, name)
         wrapper = make_wrapper(original)
@@ -231,7 +238,7 @@ class DenoisingContext:
         self._wrap_attr(scheduler, "step", self._step_wrapper)
 
     def _maybe_start_generation(self) -> None:
-        if not self._pending:
+        if self._phase is not LoopPhase.STARTED:
             self.start_generation()
 
     def _prepare_latents_wrapper(self, original: Callable) -> Callable:
@@ -277,12 +284,11 @@ class DenoisingContext:
             # the user swapped the scheduler since the last call: follow it, and treat this as a new generation
             self._bind_scheduler(getattr(pipe, "scheduler", None))
             self.start_generation()
-        if not self._pending and not self._in_loop:
+        if self._phase is LoopPhase.IDLE:
             self.start_generation()
         batch, timestep = _main_batch_and_timestep(args, kwargs)
-        if self._pending:
-            self._pending = False
-            self._in_loop = True
+        if self._phase is LoopPhase.STARTED:
+            self._phase = LoopPhase.DENOISING
             self._cfg_stacked = self._decide_cfg(kwargs, batch)
             self._samples = self._latent_batch or (batch // 2 if self._cfg_stacked else batch)
             self._num_steps, self._total_evals = self._count_steps(timestep)
