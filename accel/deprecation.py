@@ -26,4 +26,5 @@ def moved_names(old_module: str, new_homes: dict[str, str]) -> Callable[[str], A
                       f"{REMOVED_IN}", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(new_module), name)
 
+    __getattr__.new_homes = dict(new_homes)  # type: ignore[attr-defined]  (read by the layer test)
     return __getattr__
