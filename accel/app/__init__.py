@@ -5,8 +5,10 @@ and RePaViT on a ViT classifier.
     launch(host="127.0.0.1", port=7860)                       # built-in models
     demo = build_app(models={"tiny": tiny_text_pipeline("unet")}, runs_root="runs")  # tests
 
-Modules: :mod:`.app` (the Blocks), :mod:`.generation`, :mod:`.curves`, :mod:`.vision` (logic without
-Gradio), :mod:`.presets` (plugin panels), :mod:`.models` (thread-safe model registry).
+Modules: :mod:`.app` (the Blocks: one tab each from :mod:`.generate_tab`, :mod:`.curves_tab`,
+:mod:`.vision_tab`; handlers in :mod:`.generate_handlers`, :mod:`.handlers`, :mod:`.plugin_panels`),
+:mod:`.generation`, :mod:`.curves`, :mod:`.vision` (logic without Gradio), :mod:`.presets` (plugin
+settings), :mod:`.models` (thread-safe model registry).
 """
 
 from __future__ import annotations
