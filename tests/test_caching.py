@@ -17,6 +17,8 @@ from accel.caching import BlockCacheConfig, CacheSchedule, DeepCacheConfig, fora
 from accel.context import CallInfo
 from accel.pipelines.testing import tiny_pipeline
 
+from .plugin_mixin import PluginTesterMixin, Target, at_apply
+
 DIT_FAMILIES = ["pixart", "dit", "sd3", "flux", "lumina", "wan", "cogvideox", "hunyuan_video", "ltx_video"]
 
 
@@ -230,8 +232,8 @@ def test_block_cache_rejects_bad_settings():
 
 # --------------------------------------------------------------------------------- schedule search
 def _search(tmp, generations, family="pixart"):
-    from accel.caching.search import CalibrationSet, ScheduleSearch, SearchSettings
-    from accel.caching.search_spaces import BlockScheduleSpace, DeepCacheStepSpace
+    from accel.tuning.cache_search import CalibrationSet, ScheduleSearch, SearchSettings
+    from accel.tuning.cache_search_spaces import BlockScheduleSpace, DeepCacheStepSpace
     from accel.pipelines.testing import tiny_text_pipeline
 
     pipe = tiny_text_pipeline(family)
@@ -273,3 +275,68 @@ def test_deepcache_step_search_space(tmp_path):
     data = json.load(open(rows[0]["path"]))
     config = DeepCacheConfig.from_dict(data["config"])
     assert config.full_step_mask[0] is True and len(config.full_step_mask) == 5
+
+
+# ------------------------------------------------------------------------------ plugin contract
+class TestDeepCachePlugin(PluginTesterMixin):
+    """The shared plugin contract (tests/plugin_mixin.py) on the tiny SD pipeline, 4 steps."""
+
+    config_cls = DeepCacheConfig
+    plugin_name = "deep_cache"
+    summary_keys = ("interval", "branch", "full_steps", "cached_steps", "schedule", "deep_layers",
+                    "skipped_layer_calls", "cache_bytes")
+    unsupported_family = "pixart"
+    bad_configs = [
+        ({"interval": 0}, "DeepCacheConfig.interval must be an integer in [1, 1000], got 0"),
+        ({"interval": 2.0}, "DeepCacheConfig.interval must be an integer in [1, 1000], got 2.0"),
+        ({"schedule": "cubic"}, "DeepCacheConfig.schedule must be one of ['uniform', 'quadratic']"),
+        ({"full_steps_end": -1}, "full_steps_end must be an integer in [0, 10000]"),
+        ({"full_step_mask": (False, True)}, "full_step_mask must start with a full step"),
+        at_apply({"branch": 7}, "DeepCacheConfig.branch must be in [0, 4] for this U-Net"),
+    ]
+    identity_stats = {"schedule": "FFFF", "cached_steps": 0, "skipped_layer_calls": 0}
+
+    def make_target(self):
+        return Target.pipeline("unet", steps=4)
+
+    def config(self):
+        return DeepCacheConfig(interval=2)
+
+    def identity_config(self):
+        return DeepCacheConfig(interval=1)
+
+    def check_active(self, stats, summary):
+        assert stats["schedule"] == "F.F." and stats["cached_steps"] == 2
+        assert stats["skipped_layer_calls"] > 0 and stats["cache_bytes"] > 0
+
+
+class TestBlockCachePlugin(PluginTesterMixin):
+    """The shared plugin contract on the tiny PixArt pipeline, 4 steps, FORA interval 2."""
+
+    config_cls = BlockCacheConfig
+    plugin_name = "block_cache"
+    summary_keys = ("schedule", "blocks", "components", "component_calls", "component_calls_computed",
+                    "recompute_fraction", "recompute_fraction_per_step", "cache_bytes")
+    unsupported_family = "unet"
+    bad_configs = [
+        ({"interval": 0}, "BlockCacheConfig.interval must be an integer in [1, 1000], got 0"),
+        ({"uncond_interval": 0}, "BlockCacheConfig.uncond_interval must be an integer in [1, 1000], got 0"),
+        ({"schedule": "every-2"}, "BlockCacheConfig.schedule must be 'fora' or the path of a .json schedule"),
+        ({"schedule": "missing.json"}, "BlockCacheConfig.schedule: no such file 'missing.json'"),
+        ({"components": ()}, "BlockCacheConfig.components must be None or a non-empty tuple"),
+        at_apply({"components": ("attn",)}, "['attn'] are not components of pixart"),
+    ]
+    identity_stats = {"recompute_fraction": 1.0, "recompute_fraction_per_step": [1.0, 1.0, 1.0, 1.0]}
+
+    def make_target(self):
+        return Target.pipeline("pixart", steps=4)
+
+    def config(self):
+        return BlockCacheConfig(interval=2)
+
+    def identity_config(self):
+        return BlockCacheConfig(interval=1)
+
+    def check_active(self, stats, summary):
+        assert stats["recompute_fraction_per_step"] == [1.0, 0.0, 1.0, 0.0]
+        assert stats["recompute_fraction"] == 0.5 and stats["cache_bytes"] > 0

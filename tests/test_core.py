@@ -263,3 +263,23 @@ def test_every_adapter_finds_blocks_and_components():
         if adapter.kind != "unet":
             comps = adapter.components(blocks[0][1])
             assert comps and all(isinstance(m, nn.Module) for m, _ in comps.values()), family
+
+
+def test_every_plugin_runs_the_shared_contract():
+    """Each accel plugin config has a PluginTesterMixin subclass (tests/plugin_mixin.py) in its test file."""
+    import importlib
+
+    from accel.plugin import registered_configs
+
+    from .plugin_mixin import PluginTesterMixin
+
+    for name in ("test_caching", "test_guidance", "test_ras", "test_repavit", "test_sparse_attention"):
+        importlib.import_module(f"{__package__}.{name}")
+    pending, covered = [PluginTesterMixin], set()
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            pending.append(sub)
+            covered.add(sub.config_cls)
+    plugins = {c for c in registered_configs() if c.__module__.startswith("accel.")}
+    assert len(plugins) >= 7
+    assert not plugins - covered, f"plugins without contract tests: {sorted(c.__name__ for c in plugins - covered)}"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import accel
 from accel.pipelines.testing import tiny_pipeline
 from accel.sampling import AdaptiveClassifierFreeGuidance
-from accel.sampling.linear_ag import calibrate, fit_coefficients
+from accel.tuning.linear_ag_fit import calibrate, fit_coefficients
+
+from .plugin_mixin import PluginTesterMixin, Target, at_apply, known_bug
 
 CFG_FAMILIES = ["unet", "sdxl", "pixart", "dit", "sd3", "lumina", "cogvideox", "ltx_video", "wan", "flux", "hunyuan_video"]
 
@@ -165,3 +169,93 @@ def test_guider_latches_after_similarity_threshold():
         assert never.num_conditions == 2
         never.forward(cond, uncond)
     assert AdaptiveClassifierFreeGuidance.from_config(never.config).threshold == 1.5
+
+
+# ------------------------------------------------------------------------------ plugin contract
+class TestAdaptiveGuidancePlugin(PluginTesterMixin):
+    """The shared plugin contract (tests/plugin_mixin.py) on the tiny SD3 pipeline (stacked CFG), 4 steps."""
+
+    config_cls = accel.AdaptiveGuidanceConfig
+    plugin_name = "adaptive_guidance"
+    summary_keys = ("threshold", "cfg_dropped_at_step", "similarities")
+    unsupported_family = "timm_vit"
+    bad_configs = [
+        ({"threshold": 5}, "AdaptiveGuidanceConfig.threshold must be a number in [-1.0, 2.0], got 5"),
+        ({"threshold": float("nan")}, "AdaptiveGuidanceConfig.threshold must be a finite number in [-1.0, 2.0]"),
+        ({"min_steps": -1}, "AdaptiveGuidanceConfig.min_steps must be an integer in [0, 100000], got -1"),
+        ({"max_step": 1.5}, "AdaptiveGuidanceConfig.max_step must be an integer in [0, 100000], got 1.5"),
+        ({"reduction": "mean"}, "AdaptiveGuidanceConfig.reduction must be one of ['batch', 'sample'], got 'mean'"),
+    ]
+    identity_stats = {"cfg_dropped_at_step": None}
+
+    def make_target(self):
+        return Target.pipeline("sd3", steps=4)
+
+    def config(self):
+        return accel.AdaptiveGuidanceConfig(threshold=-1)  # CFG dropped after the first step
+
+    def identity_config(self):
+        return accel.AdaptiveGuidanceConfig(threshold=1.5)  # above 1: never triggers
+
+    def check_active(self, stats, summary):
+        assert stats["cfg_dropped_at_step"] == 1 and len(stats["similarities"]) == 1
+        assert summary["last_call"]["nfe"] == 2 + 3  # both branches at step 0, then the conditional one only
+
+
+def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/1"):
+    """A hand-written LinearAG file for 4 steps, history 1: u_t = 0.5 c_t + 0.5 u_{t-1} at steps 1-3."""
+    path = test.tmp_path / name
+    if not path.exists():
+        path.write_text(json.dumps({"format": fmt, "history": 1, "num_inference_steps": 4,
+                                    "coefficients": {str(s): [0.5, 0.0, 0.5, 0.0] for s in (1, 2, 3)}}))
+    return str(path)
+
+
+def _wrong_format(test):
+    return _coefficients(test, "wrong_format.json", fmt="something-else/1")
+
+
+def _not_json(test):
+    path = test.tmp_path / "not_json.json"
+    path.write_text("this is not JSON")
+    return str(path)
+
+
+def _directory(test):
+    return str(test.tmp_path)
+
+
+class TestLinearAGPlugin(PluginTesterMixin):
+    """The shared plugin contract on the tiny SD pipeline, 4 steps, with a hand-written coefficients file."""
+
+    config_cls = accel.LinearAGConfig
+    plugin_name = "linear_ag"
+    summary_keys = ("threshold", "cfg_dropped_at_step", "similarities", "predicted_steps")
+    unsupported_family = "timm_vit"
+    bad_configs = [
+        ({"predict_every": 0}, "LinearAGConfig.predict_every must be an integer in [1, 1000], got 0"),
+        ({"predict_until": 1.5}, "LinearAGConfig.predict_until must be a number in [0.0, 1.0], got 1.5"),
+        ({"threshold": 3.0}, "threshold must be a number in [-1.0, 2.0], got 3.0"),
+        ({"coefficients": "missing.json"}, "LinearAGConfig.coefficients must be the path of a coefficients JSON file"),
+        at_apply({"coefficients": _wrong_format}, "is not a LinearAG coefficients file (format 'something-else/1'"),
+        known_bug({"coefficients": _not_json}, "LinearAG", apply=True, raises=json.JSONDecodeError,
+                  reason="load_coefficients lets json.JSONDecodeError through instead of a ConfigError"),
+        known_bug({"coefficients": _directory}, "LinearAG", apply=True, raises=IsADirectoryError,
+                  error=accel.AccelError,  # ConfigError or NotFoundError would both do
+                  reason="a directory passes the os.path.exists check; apply raises IsADirectoryError"),
+    ]
+    identity_stats = {"predicted_steps": [], "cfg_dropped_at_step": None}
+
+    def make_target(self):
+        return Target.pipeline("unet", steps=4)
+
+    def config(self):
+        return accel.LinearAGConfig(coefficients=_coefficients(self), predict_every=1, predict_until=1.0,
+                                    threshold=1.5)
+
+    def identity_config(self):
+        return accel.LinearAGConfig(coefficients=_coefficients(self), predict_until=0.0, threshold=1.5)
+
+    def check_active(self, stats, summary):
+        assert stats["predicted_steps"] == [1, 2, 3] and stats["cfg_dropped_at_step"] == 1
+        assert summary["last_call"]["nfe"] == 2 + 1 + 1 + 1  # only step 0 evaluates the unconditional branch

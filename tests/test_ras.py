@@ -12,6 +12,8 @@ from accel.sampling.ras.layouts import layout_for
 from accel.sampling.ras.lumina_processor import RASLumina2AttnProcessor, RASLuminaNextAttnProcessor
 from accel.sampling.ras.selection import from_tokens, importance, select, to_tokens
 
+from .plugin_mixin import PluginTesterMixin, Target
+
 FAMILIES = ["sd3", "pixart", "dit", "flux", "lumina", "lumina2"]
 FLOW_FAMILIES = ["sd3", "flux", "lumina", "lumina2"]  # flow-matching pipelines that take ``sigmas``
 
@@ -278,3 +280,39 @@ def test_ras_errors():
         accel.apply(tiny_denoiser("sd3"), accel.RASConfig())
     with pytest.raises(accel.IncompatiblePluginsError, match="BlockCache reuses block outputs"):
         accel.apply(tiny_pipeline("sd3").pipe, accel.RASConfig(), accel.BlockCacheConfig())
+
+
+# ------------------------------------------------------------------------------ plugin contract
+class TestRASPlugin(PluginTesterMixin):
+    """The shared plugin contract (tests/plugin_mixin.py) on the tiny SD3 pipeline (16 image tokens), 4 steps."""
+
+    config_cls = accel.RASConfig
+    plugin_name = "ras"
+    summary_keys = ("tokens", "text_tokens", "tokens_per_step", "sparse_steps", "token_fraction",
+                    "attention_flops_fraction", "attention_flops_saved", "cache_bytes")
+    unsupported_family = "wan"
+    bad_configs = [
+        ({"sample_ratio": 0.0}, "RASConfig.sample_ratio must be a number in (0.0, 1.0], got 0.0"),
+        ({"sample_ratio": 1.5}, "RASConfig.sample_ratio must be a number in (0.0, 1.0], got 1.5"),
+        ({"final_sample_ratio": 0.0}, "RASConfig.final_sample_ratio must be a number in (0.0, 1.0], got 0.0"),
+        ({"warmup_steps": 0}, "RASConfig.warmup_steps must be an integer in [1, 100000], got 0"),
+        ({"error_reset_steps": (-1,)}, "RASConfig.error_reset_steps[] must be an integer in [0, 100000], got -1"),
+        ({"metric": "l1"}, "RASConfig.metric must be one of ['std', 'l2'], got 'l1'"),
+        ({"keep": "mid"}, "RASConfig.keep must be one of ['high', 'low'], got 'mid'"),
+        ({"starvation_scale": -1.0}, "RASConfig.starvation_scale must be a number in [0.0, 10.0], got -1.0"),
+        ({"keep_tokens": [1]}, "RASConfig.keep_tokens must be a tuple of integers in [0, 1000000000], got [1]"),
+    ]
+    identity_stats = {"tokens_per_step": [16, 16, 16, 16], "sparse_steps": 0, "token_fraction": 1.0}
+
+    def make_target(self):
+        return Target.pipeline("sd3", steps=4)
+
+    def config(self):
+        return accel.RASConfig(sample_ratio=0.25, warmup_steps=1)
+
+    def identity_config(self):
+        return accel.RASConfig(sample_ratio=1.0)
+
+    def check_active(self, stats, summary):
+        assert stats["tokens"] == 16 and stats["tokens_per_step"] == [16, 4, 4, 4] and stats["sparse_steps"] == 3
+        assert 0 < stats["attention_flops_saved"] < 1 and stats["cache_bytes"] > 0

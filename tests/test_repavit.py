@@ -15,7 +15,9 @@ import accel
 from accel.reparam import (ChannelIdleMlp, RePaBlock, RePaFFN, ResidualFFN, TokenBatchNorm, calibrate_batchnorm,
                            load_official_checkpoint, load_reparameterized, reparameterize, save_reparameterized,
                            to_repavit)
-from accel.reparam import finetune as ft
+from accel.tuning import repavit_finetune as ft
+
+from .plugin_mixin import PluginTesterMixin, Target, at_apply
 
 timm = pytest.importorskip("timm")
 
@@ -420,3 +422,43 @@ def test_cli_main_on_a_tiny_teacher(tmp_path, capsys):
     assert all(isinstance(b.mlp, RePaFFN) for b in folded.blocks)
     assert ft.main(["--model-dir", str(tmp_path / "missing"), "--out-dir", str(out)]) == 2
     assert "no teacher weights" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- plugin contract
+class TestRePaViTPlugin(PluginTesterMixin):
+    """The shared plugin contract (tests/plugin_mixin.py) on a tiny timm ViT (2 blocks, width 32), batch of 2."""
+
+    config_cls = accel.RePaViTConfig
+    plugin_name = "repavit"
+    summary_keys = ("blocks_converted", "idle_ratio", "active_channels", "reparameterized", "checkpoint",
+                    "ffn_macs_per_token_before", "ffn_macs_per_token_after", "ffn_mac_ratio")
+    unsupported_family = "unet"
+    bad_configs = [
+        ({"idle_ratio": 1.5}, "RePaViTConfig.idle_ratio must be a number in [0.0, 1.0], got 1.5"),
+        ({"idle_ratio": True}, "RePaViTConfig.idle_ratio must be a finite number in [0.0, 1.0], got True"),
+        ({"reparameterize": "yes"}, "RePaViTConfig.reparameterize must be True or False, got 'yes'"),
+        ({"act_norm": 1}, "RePaViTConfig.act_norm must be True or False, got 1"),
+        ({"checkpoint": "model.pth"}, "RePaViTConfig.checkpoint must be None or the path of a model saved by"),
+        at_apply({"checkpoint": "missing_checkpoint"}, "RePaViTConfig.checkpoint 'missing_checkpoint' does not exist"),
+    ]
+    # No identity config: every idle_ratio swaps LayerNorm for BatchNorm, which changes the outputs of a
+    # LayerNorm-trained ViT (documented); the fold's exactness is tested above (test_folded_matches_converted).
+    test_identity_config_is_bit_identical = None
+
+    def make_target(self):
+        return Target.model(_vit(), lambda g: torch.randn(2, 3, 32, 32, generator=g))
+
+    def config(self):
+        return accel.RePaViTConfig(idle_ratio=0.75)
+
+    def apply(self, obj, *configs):
+        if any(c.checkpoint is not None for c in configs):
+            return accel.apply(obj, *configs)
+        with pytest.warns(UserWarning, match="changes the model's outputs"):  # documented: no checkpoint, new outputs
+            return accel.apply(obj, *configs)
+
+    def check_active(self, stats, summary):
+        assert stats["blocks_converted"] == 2 and stats["reparameterized"] is True
+        assert stats["active_channels"] == [32, 32]  # ceil(128 * 0.25)
+        assert stats["ffn_macs_per_token_after"] < stats["ffn_macs_per_token_before"]
+        assert stats["ffn_mac_ratio"] == 0.375
