@@ -1,29 +1,57 @@
 """accel: training-free acceleration plugins for diffusers pipelines and timm vision transformers.
 
-    import accel
-    handle = accel.apply(pipe, accel.DeepCacheConfig(interval=3))
-    image = pipe("a handwritten 7").images[0]
-    print(accel.summary(pipe))
-    accel.remove(pipe)
+import accel
+handle = accel.apply(pipe, accel.DeepCacheConfig(interval=3))
+image = pipe("a handwritten 7").images[0]
+print(accel.summary(pipe))
+accel.remove(pipe)
 """
 
 from __future__ import annotations
 
 from .api import AccelHandle, apply, get_handle, remove, summary
+from .caching import BlockCacheConfig, DeepCacheConfig, apply_block_cache, apply_deep_cache
 from .config import PluginConfig
 from .errors import AccelError, ConfigError, IncompatiblePluginsError, MissingContextError, UnsupportedModelError
 from .plugin import Plugin, register_plugin
-from .caching import BlockCacheConfig, DeepCacheConfig, apply_block_cache, apply_deep_cache
-from .sampling import AdaptiveGuidanceConfig, LinearAGConfig, RASConfig, apply_adaptive_guidance, apply_linear_ag, apply_ras
-from .sparse_attention import SparseAttentionConfig, apply_sparse_attention
 from .reparam.plugin import RePaViTConfig  # registers the RePaViT plugin
+from .sampling import (
+    AdaptiveGuidanceConfig,
+    LinearAGConfig,
+    RASConfig,
+    apply_adaptive_guidance,
+    apply_linear_ag,
+    apply_ras,
+)
+from .sparse_attention import SparseAttentionConfig, apply_sparse_attention
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccelError", "AccelHandle", "ConfigError", "AdaptiveGuidanceConfig", "BlockCacheConfig", "DeepCacheConfig", "LinearAGConfig", "apply_adaptive_guidance",
-    "apply_linear_ag", "RASConfig", "apply_ras", "apply_block_cache", "apply_deep_cache", "IncompatiblePluginsError", "MissingContextError", "Plugin",
-    "PluginConfig", "RePaViTConfig", "SparseAttentionConfig", "UnsupportedModelError", "apply", "apply_sparse_attention",
-    "get_handle", "register_plugin", "remove",
+    "AccelError",
+    "AccelHandle",
+    "ConfigError",
+    "AdaptiveGuidanceConfig",
+    "BlockCacheConfig",
+    "DeepCacheConfig",
+    "LinearAGConfig",
+    "apply_adaptive_guidance",
+    "apply_linear_ag",
+    "RASConfig",
+    "apply_ras",
+    "apply_block_cache",
+    "apply_deep_cache",
+    "IncompatiblePluginsError",
+    "MissingContextError",
+    "Plugin",
+    "PluginConfig",
+    "RePaViTConfig",
+    "SparseAttentionConfig",
+    "UnsupportedModelError",
+    "apply",
+    "apply_sparse_attention",
+    "get_handle",
+    "register_plugin",
+    "remove",
     "summary",
 ]

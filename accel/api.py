@@ -9,7 +9,8 @@ fails, everything registered so far is removed again and the model is left untou
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch.nn as nn
 
@@ -25,7 +26,7 @@ from .summary import Summary
 #: Pipeline attributes that may hold a denoiser, in the order they are attached.
 DENOISER_ATTRIBUTES = ("unet", "transformer", "transformer_2", "transformer_3", "prior")
 
-_HANDLES: "weakref.WeakKeyDictionary[Any, AccelHandle]" = weakref.WeakKeyDictionary()
+_HANDLES: weakref.WeakKeyDictionary[Any, AccelHandle] = weakref.WeakKeyDictionary()
 
 
 class AccelHandle:
@@ -57,8 +58,12 @@ class AccelHandle:
         return f"AccelHandle({type(self.target).__name__}: {configs})"
 
 
-def apply(target: Any, *configs: PluginConfig | Iterable[PluginConfig],
-          num_inference_steps: int | None = None, cfg_stacked: bool | None = None) -> AccelHandle:
+def apply(
+    target: Any,
+    *configs: PluginConfig | Iterable[PluginConfig],
+    num_inference_steps: int | None = None,
+    cfg_stacked: bool | None = None,
+) -> AccelHandle:
     """Attach plugins to ``target`` and return a handle.
 
     Args:
@@ -102,17 +107,27 @@ def _check_not_owned_elsewhere(denoisers: list[tuple[str, Any]], handle: AccelHa
         if owner is not None and owner is not handle:
             raise UnsupportedModelError(
                 f"{name} already has accel plugins attached through another target; "
-                "call accel.remove on that target first")
+                "call accel.remove on that target first"
+            )
 
 
-def _new_handle(target: Any, denoisers: list[tuple[str, Any]], adapters: dict[str, Adapter], is_pipeline: bool,
-                num_inference_steps: int | None, cfg_stacked: bool | None) -> AccelHandle:
+def _new_handle(
+    target: Any,
+    denoisers: list[tuple[str, Any]],
+    adapters: dict[str, Adapter],
+    is_pipeline: bool,
+    num_inference_steps: int | None,
+    cfg_stacked: bool | None,
+) -> AccelHandle:
     """A handle with one shared loop context and one session per denoiser (nothing attached yet)."""
     first_adapter = adapters[denoisers[0][0]]
     context = DenoisingContext(
-        pipeline=target if is_pipeline else None, num_inference_steps=num_inference_steps,
-        cfg_stacked=cfg_stacked, cfg_order=first_adapter.cfg_order,
-        detect_cfg=first_adapter.detect_cfg_stacked)
+        pipeline=target if is_pipeline else None,
+        num_inference_steps=num_inference_steps,
+        cfg_stacked=cfg_stacked,
+        cfg_order=first_adapter.cfg_order,
+        detect_cfg=first_adapter.detect_cfg_stacked,
+    )
     sessions = [DenoiserSession(name, module, adapters[name], context) for name, module in denoisers]
     return AccelHandle(target, context, sessions)
 
@@ -229,7 +244,8 @@ def _flatten(configs: Iterable[Any]) -> list[PluginConfig]:
             flat.append(item)
         else:
             raise ConfigError(
-                f"accel.apply expects plugin configs such as accel.DeepCacheConfig(...), got {type(item).__name__}")
+                f"accel.apply expects plugin configs such as accel.DeepCacheConfig(...), got {type(item).__name__}"
+            )
     return flat
 
 
@@ -241,7 +257,8 @@ def _resolve(target: Any) -> list[tuple[str, nn.Module]]:
     components = getattr(target, "components", None)
     if not isinstance(components, dict):
         raise UnsupportedModelError(
-            f"accel.apply expects a diffusers pipeline, a denoiser model or a timm model, got {type(target).__name__}")
+            f"accel.apply expects a diffusers pipeline, a denoiser model or a timm model, got {type(target).__name__}"
+        )
     found = []
     for attr in DENOISER_ATTRIBUTES:
         module = components.get(attr)

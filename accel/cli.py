@@ -1,12 +1,12 @@
 """The ``accel`` command line.
 
-    accel eval [SPEC.yaml] [--out runs] [--max-samples N]   quality-speed sweep (default: built-in models)
-    accel demo [--port 7860]                                 the Gradio demo
-    accel info                                               versions, supported families, plugins, built-in models
-    accel train MODEL                                        retrain a built-in model
-    accel reparam finetune [...]                             RePaViT distillation fine-tune
-    accel calibrate-linear-ag MODEL --out coeffs.json        fit LinearAG coefficients
-    accel search-cache MODEL --out DIR                       search caching schedules (NSGA-II)
+accel eval [SPEC.yaml] [--out runs] [--max-samples N]   quality-speed sweep (default: built-in models)
+accel demo [--port 7860]                                 the Gradio demo
+accel info                                               versions, supported families, plugins, built-in models
+accel train MODEL                                        retrain a built-in model
+accel reparam finetune [...]                             RePaViT distillation fine-tune
+accel calibrate-linear-ag MODEL --out coeffs.json        fit LinearAG coefficients
+accel search-cache MODEL --out DIR                       search caching schedules (NSGA-II)
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     import accel
+
     from .pipelines.builtin import BUILTIN_MODELS
     from .pipelines.registry import supported_adapters
     from .plugin import registered_configs
 
-    print(f"accel {accel.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}  "
-          f"cuda={torch.cuda.is_available()}")
+    print(
+        f"accel {accel.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}  "
+        f"cuda={torch.cuda.is_available()}"
+    )
     print("supported families:")
     for adapter in supported_adapters():
         print(f"  {adapter.family:<14} {adapter.kind:<10} {adapter.title}")
@@ -52,12 +55,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.model in ("classifiers",):
         from .pipelines.builtin import CLASSIFIER_DIRS
-        from .pipelines.builtin.train_classifiers import (train_digits_classifier, train_shapes_classifier,
-                                                          train_varied_shapes_classifier, train_video_classifier)
+        from .pipelines.builtin.train_classifiers import (
+            train_digits_classifier,
+            train_shapes_classifier,
+            train_varied_shapes_classifier,
+            train_video_classifier,
+        )
 
-        for dataset, train_classifier in (("digits", train_digits_classifier), ("shapes", train_shapes_classifier),
-                                          ("varied_shapes", train_varied_shapes_classifier),
-                                          ("moving_shapes", train_video_classifier)):
+        for dataset, train_classifier in (
+            ("digits", train_digits_classifier),
+            ("shapes", train_shapes_classifier),
+            ("varied_shapes", train_varied_shapes_classifier),
+            ("moving_shapes", train_video_classifier),
+        ):
             folder = os.path.basename(CLASSIFIER_DIRS[dataset])
             print(train_classifier(out_dir=os.path.join(args.out, folder) if args.out else None))
     elif args.model in ("vae", "vae-varied-shapes"):
@@ -89,28 +99,46 @@ def _cmd_calibrate_linear_ag(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=True)
     call = dict(BUILTIN_MODELS[args.model].call_defaults) if args.model in BUILTIN_MODELS else {}
     call.update(num_inference_steps=args.steps, guidance_scale=args.guidance_scale)
-    prompts = load_prompts(args.prompts, args.model)[:args.num_prompts]
-    data = calibrate(pipe, prompts, call, seeds=list(range(args.seeds)), history=args.history, out=args.out,
-                     model_name=args.model)
+    prompts = load_prompts(args.prompts, args.model)[: args.num_prompts]
+    data = calibrate(
+        pipe, prompts, call, seeds=list(range(args.seeds)), history=args.history, out=args.out, model_name=args.model
+    )
     worst = min(data["r2"].values()) if data["r2"] else float("nan")
-    print(f"wrote {args.out}: {len(data['coefficients'])} steps fitted on {data['trajectories']} trajectories, "
-          f"lowest R^2 {worst:.4f}")
+    print(
+        f"wrote {args.out}: {len(data['coefficients'])} steps fitted on {data['trajectories']} trajectories, "
+        f"lowest R^2 {worst:.4f}"
+    )
     return 0
 
 
 def _cmd_search_cache(args: argparse.Namespace) -> int:
-    from .tuning.cache_search import SearchSettings, search_cache
     from .evaluation.prompts import load_prompts
+    from .tuning.cache_search import SearchSettings, search_cache
 
-    prompts = load_prompts(args.prompts, args.model)[:args.num_prompts]
-    settings = SearchSettings(population=args.population, generations=args.generations, seed=args.seed,
-                              minutes=args.minutes, metric=args.metric)
-    rows = search_cache(args.model, args.out, steps=args.steps, kind=args.kind, prompts=prompts,
-                        seeds=tuple(range(args.seeds)), settings=settings, branch=args.branch)
+    prompts = load_prompts(args.prompts, args.model)[: args.num_prompts]
+    settings = SearchSettings(
+        population=args.population,
+        generations=args.generations,
+        seed=args.seed,
+        minutes=args.minutes,
+        metric=args.metric,
+    )
+    rows = search_cache(
+        args.model,
+        args.out,
+        steps=args.steps,
+        kind=args.kind,
+        prompts=prompts,
+        seeds=tuple(range(args.seeds)),
+        settings=settings,
+        branch=args.branch,
+    )
     print(f"Pareto front ({len(rows)} schedules, in {args.out}/front):")
     for row in rows:
-        print(f"  {row['path']}: {row['speedup_flops']:.2f}x FLOPs (measured ratio {row['flops_ratio_measured']}), "
-              f"{args.metric} {row[args.metric]:.4g}")
+        print(
+            f"  {row['path']}: {row['speedup_flops']:.2f}x FLOPs (measured ratio {row['flops_ratio_measured']}), "
+            f"{args.metric} {row[args.metric]:.4g}"
+        )
     print(f"plot: {args.out}/front.png")
     return 0
 
@@ -129,11 +157,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accel", description="Training-free acceleration plugins for diffusion and vision models.")
+    parser = argparse.ArgumentParser(
+        prog="accel", description="Training-free acceleration plugins for diffusion and vision models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="sweep plugin configs and draw quality-speed curves")
-    ev.add_argument("spec", nargs="?", default=None, help="sweep spec (YAML/JSON); default: every built-in model and plugin")
+    ev.add_argument(
+        "spec", nargs="?", default=None, help="sweep spec (YAML/JSON); default: every built-in model and plugin"
+    )
     ev.add_argument("--out", default="runs", help="output root (one folder per sweep; reruns resume)")
     ev.add_argument("--max-samples", type=int, default=None, help="samples per config (smoke runs)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -143,11 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     tr = sub.add_parser("train", help="retrain a built-in model (CPU, minutes)")
-    tr.add_argument("model", choices=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes", "vit-digits",
-                                      "classifiers", "vae", "vae-varied-shapes", "vae-video"])
-    tr.add_argument("--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)")
-    tr.add_argument("--out", default=None, help="output folder (default: the shipped weights; for `classifiers` it gets "
-                                                "one subfolder each); use another one to check that a rerun reproduces them")
+    tr.add_argument(
+        "model",
+        choices=[
+            "sd-digits",
+            "pixart-shapes",
+            "sd3-shapes",
+            "wan-moving-shapes",
+            "vit-digits",
+            "classifiers",
+            "vae",
+            "vae-varied-shapes",
+            "vae-video",
+        ],
+    )
+    tr.add_argument(
+        "--max-steps", type=int, default=None, help="diffusion models: training steps (default: the recipe's)"
+    )
+    tr.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: the shipped weights; for `classifiers` it gets "
+        "one subfolder each); use another one to check that a rerun reproduces them",
+    )
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("search-cache", help="NSGA-II search of caching schedules (ECAD); resumable")

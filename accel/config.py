@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from .errors import ConfigError
 
@@ -44,7 +45,7 @@ class PluginConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PluginConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PluginConfig:
         """Inverse of :meth:`to_dict` for this class (the ``type`` key is optional)."""
         data = dict(data)
         data.pop("type", None)
@@ -57,7 +58,7 @@ class PluginConfig:
                 data[field.name] = _tupleize(data[field.name])
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "PluginConfig":
+    def replace(self, **changes: Any) -> PluginConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -92,8 +93,9 @@ def _tupleize(value: Any) -> Any:
     return value
 
 
-def check_int(owner: str, name: str, value: Any, low: int | None = None, high: int | None = None,
-              allow_none: bool = False) -> None:
+def check_int(
+    owner: str, name: str, value: Any, low: int | None = None, high: int | None = None, allow_none: bool = False
+) -> None:
     """Raise ConfigError unless ``value`` is an int in [low, high] (None allowed if ``allow_none``)."""
     if value is None and allow_none:
         return
@@ -103,17 +105,30 @@ def check_int(owner: str, name: str, value: Any, low: int | None = None, high: i
         raise ConfigError(f"{owner}.{name} must be an integer{_range_text(low, high)}, got {value}")
 
 
-def check_float(owner: str, name: str, value: Any, low: float | None = None, high: float | None = None,
-                allow_none: bool = False, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+def check_float(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    allow_none: bool = False,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
     """Raise ConfigError unless ``value`` is a finite number within the given bounds."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{owner}.{name} must be a finite number{_range_text(low, high, low_inclusive, high_inclusive)}, got {value!r}")
+        raise ConfigError(
+            f"{owner}.{name} must be a finite number{_range_text(low, high, low_inclusive, high_inclusive)}, got "
+            f"{value!r}"
+        )
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:
-        raise ConfigError(f"{owner}.{name} must be a number{_range_text(low, high, low_inclusive, high_inclusive)}, got {value}")
+        raise ConfigError(
+            f"{owner}.{name} must be a number{_range_text(low, high, low_inclusive, high_inclusive)}, got {value}"
+        )
 
 
 def check_choice(owner: str, name: str, value: Any, choices: Iterable[Any]) -> None:

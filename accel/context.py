@@ -23,7 +23,8 @@ import dataclasses
 import enum
 import math
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -105,8 +106,13 @@ class GenerationStats:
     calls_per_step: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "steps": self.steps, "samples": self.samples,
-                "denoiser_calls": self.denoiser_calls, "nfe": round(self.nfe, 4)}
+        return {
+            "generation": self.generation,
+            "steps": self.steps,
+            "samples": self.samples,
+            "denoiser_calls": self.denoiser_calls,
+            "nfe": round(self.nfe, 4),
+        }
 
 
 StepWrapper = Callable[..., Any]
@@ -115,17 +121,22 @@ StepWrapper = Callable[..., Any]
 class LoopPhase(enum.Enum):
     """Where a context is in the life of one generation."""
 
-    IDLE = "idle"            # no generation running (before the first, or after the last step)
-    STARTED = "started"      # a generation began (timesteps set / latents prepared); no denoiser call yet
+    IDLE = "idle"  # no generation running (before the first, or after the last step)
+    STARTED = "started"  # a generation began (timesteps set / latents prepared); no denoiser call yet
     DENOISING = "denoising"  # inside the denoising loop of the current generation
 
 
 class DenoisingContext:
     """Per-pipeline (or per-bare-denoiser) view of the denoising loop; see the module docstring."""
 
-    def __init__(self, pipeline: Any = None, num_inference_steps: int | None = None,
-                 cfg_stacked: bool | None = None, cfg_order: str = "uncond_first",
-                 detect_cfg: Callable[[dict, int, int | None], bool | None] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Any = None,
+        num_inference_steps: int | None = None,
+        cfg_stacked: bool | None = None,
+        cfg_order: str = "uncond_first",
+        detect_cfg: Callable[[dict, int, int | None], bool | None] | None = None,
+    ) -> None:
         self._pipeline_ref = weakref.ref(pipeline) if pipeline is not None else None
         self.user_num_inference_steps = num_inference_steps
         self.user_cfg_stacked = cfg_stacked
@@ -166,7 +177,9 @@ class DenoisingContext:
     def add_step_wrapper(self, wrapper: StepWrapper) -> None:
         """``wrapper(step_fn, *args, **kwargs)`` runs around every ``scheduler.step`` call."""
         if self.pipeline is None:
-            raise MissingContextError("this plugin wraps the scheduler step; apply accel to the pipeline, not the bare denoiser")
+            raise MissingContextError(
+                "this plugin wraps the scheduler step; apply accel to the pipeline, not the bare denoiser"
+            )
         self._step_wrappers.append(wrapper)
 
     def remove_step_wrapper(self, wrapper: StepWrapper) -> None:
@@ -212,8 +225,10 @@ class DenoisingContext:
 
     def _wrap_attr(self, owner: Any, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
         if name in owner.__dict__:
-            raise StateError(f"{type(owner).__name__}.{name} is already overridden on this instance; "
-                               "accel will not wrap it twice (is another accel handle attached?)")
+            raise StateError(
+                f"{type(owner).__name__}.{name} is already overridden on this instance; "
+                "accel will not wrap it twice (is another accel handle attached?)"
+            )
         original = getattr(owner, name)
         wrapper = make_wrapper(original)
         wrapper.__wrapped__ = original  # type: ignore[attr-defined]
@@ -249,18 +264,21 @@ class DenoisingContext:
             if latents is not None:
                 self._latent_batch = int(latents.shape[0])
             return out
+
         return prepare_latents
 
     def _set_timesteps_wrapper(self, original: Callable) -> Callable:
         def set_timesteps(*args: Any, **kwargs: Any) -> Any:
             self._maybe_start_generation()
             return original(*args, **kwargs)
+
         return set_timesteps
 
     def _set_begin_index_wrapper(self, original: Callable) -> Callable:
         def set_begin_index(begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
             self._begin_index = int(begin_index)
             return original(begin_index, *args, **kwargs)
+
         return set_begin_index
 
     def _step_wrapper(self, original: Callable) -> Callable:
@@ -274,6 +292,7 @@ class DenoisingContext:
             if self._total_evals is not None and self._eval_count >= self._total_evals:
                 self.end_generation()
             return out
+
         return step
 
     # ------------------------------------------------------------------ denoiser calls
@@ -294,8 +313,11 @@ class DenoisingContext:
             self._num_steps, self._total_evals = self._count_steps(timestep)
             self.stats.steps = self._num_steps
             self.stats.samples = self._samples
-        cfg_stacked = self._decide_cfg(kwargs, batch) if self._cfg_stacked is None else (
-            self._cfg_stacked and batch == 2 * self._samples)
+        cfg_stacked = (
+            self._decide_cfg(kwargs, batch)
+            if self._cfg_stacked is None
+            else (self._cfg_stacked and batch == 2 * self._samples)
+        )
         step_index = self._step_index()
         call_index = self._calls_in_eval
         if pipeline_branch:
@@ -305,9 +327,16 @@ class DenoisingContext:
         else:
             branch = "cond" if call_index == 0 else f"call{call_index}"
         info = CallInfo(
-            generation=self.generation, step_index=step_index, num_inference_steps=self._num_steps,
-            eval_index=self._eval_count, call_index=call_index, branch=branch, batch_size=batch,
-            samples=self._samples or batch, cfg_stacked=bool(cfg_stacked), cfg_order=self.cfg_order,
+            generation=self.generation,
+            step_index=step_index,
+            num_inference_steps=self._num_steps,
+            eval_index=self._eval_count,
+            call_index=call_index,
+            branch=branch,
+            batch_size=batch,
+            samples=self._samples or batch,
+            cfg_stacked=bool(cfg_stacked),
+            cfg_order=self.cfg_order,
             timestep=timestep,
         )
         self.current = info
@@ -368,6 +397,7 @@ class DenoisingContext:
 def _bind_wrapper(wrapper: StepWrapper, inner: Callable) -> Callable:
     def call(*args: Any, **kwargs: Any) -> Any:
         return wrapper(inner, *args, **kwargs)
+
     return call
 
 

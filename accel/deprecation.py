@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: The release in which the old paths stop working.
 REMOVED_IN = "0.3.0"
@@ -22,8 +23,11 @@ def moved_names(old_module: str, new_homes: dict[str, str]) -> Callable[[str], A
         if name not in new_homes:
             raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
         new_module = new_homes[name]
-        warnings.warn(f"{old_module}.{name} moved to {new_module}.{name}; the old path goes away in accel "
-                      f"{REMOVED_IN}", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{old_module}.{name} moved to {new_module}.{name}; the old path goes away in accel {REMOVED_IN}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(importlib.import_module(new_module), name)
 
     __getattr__.new_homes = dict(new_homes)  # type: ignore[attr-defined]  (read by the layer test)

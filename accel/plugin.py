@@ -39,13 +39,13 @@ class Plugin:
     claims: ClassVar[frozenset[str]] = frozenset()
     needs_pipeline: ClassVar[bool] = False
 
-    def __init__(self, config: PluginConfig, session: "DenoiserSession") -> None:
+    def __init__(self, config: PluginConfig, session: DenoiserSession) -> None:
         self.config = config
         self.session = session
 
     # -- checks, before anything is attached -----------------------------------------------
     @classmethod
-    def check(cls, adapter: "Adapter", config: PluginConfig, has_pipeline: bool) -> None:
+    def check(cls, adapter: Adapter, config: PluginConfig, has_pipeline: bool) -> None:
         """Raise if this plugin cannot run on a denoiser of ``adapter``'s family."""
         if adapter.kind not in cls.kinds:
             from .pipelines.registry import supported_adapters

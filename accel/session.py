@@ -8,7 +8,8 @@ it in reverse order and leaves the module as it was (no ``forward`` override, no
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch.nn as nn
 from diffusers.hooks import HookRegistry, ModelHook
@@ -44,9 +45,15 @@ class ContextHook(ModelHook):
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         outer = self.pipeline_context._context
         info = self.context.begin_call(args, kwargs, outer.name if outer is not None else None)
-        _set_cache_context(module, CacheContext(
-            name=info.branch, step_index=info.step_index, num_inference_steps=info.num_inference_steps,
-            timestep=info.timestep))
+        _set_cache_context(
+            module,
+            CacheContext(
+                name=info.branch,
+                step_index=info.step_index,
+                num_inference_steps=info.num_inference_steps,
+                timestep=info.timestep,
+            ),
+        )
         try:
             return self.fn_ref.original_forward(*args, **kwargs)
         finally:

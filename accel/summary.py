@@ -22,7 +22,8 @@ class Summary(dict):
         if last.get("denoiser_calls"):
             lines.append(
                 f"  last call: {last.get('steps')} steps, {last.get('samples')} sample(s), "
-                f"{last.get('denoiser_calls')} denoiser calls, {last.get('nfe')} NFEs")
+                f"{last.get('denoiser_calls')} denoiser calls, {last.get('nfe')} NFEs"
+            )
         for name, info in self.get("denoisers", {}).items():
             lines.append(f"  {name} ({info['family']})")
             for plugin, stats in info.get("plugins", {}).items():

@@ -7,7 +7,8 @@ call whose batch lost the unconditional half of classifier-free guidance.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 

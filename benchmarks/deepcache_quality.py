@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-import accel
 from dit_caching import Setup, compare_with_fewer_steps, evaluate, workload, write_report
+
+import accel
 
 
 def deepcache(name: str, **fields) -> Setup:
@@ -38,10 +39,15 @@ def main() -> None:
     notes: dict[str, str] = {}
     rows = evaluate(pipe, setups, prompts, seeds, call, domain, real, notes, batch=50)
     compare_with_fewer_steps(rows)
-    write_report(rows, notes, args.out, f"DeepCache on `{args.model}` ({args.steps} steps, guidance "
-                 f"{call['guidance_scale']:g}, {len(prompts)} samples; FLOPs = U-Net FLOPs counted while it runs; "
-                 "PSNR/SSIM to the uncached output; FID/alignment from the domain classifier).",
-                 {"model": args.model, "steps": args.steps, "samples": len(prompts)})
+    write_report(
+        rows,
+        notes,
+        args.out,
+        f"DeepCache on `{args.model}` ({args.steps} steps, guidance "
+        f"{call['guidance_scale']:g}, {len(prompts)} samples; FLOPs = U-Net FLOPs counted while it runs; "
+        "PSNR/SSIM to the uncached output; FID/alignment from the domain classifier).",
+        {"model": args.model, "steps": args.steps, "samples": len(prompts)},
+    )
 
 
 if __name__ == "__main__":

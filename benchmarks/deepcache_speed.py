@@ -23,10 +23,17 @@ import torch
 import accel
 from accel.metrics.cost import ModuleFlops, measure_interleaved
 
-SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
-                 layers_per_block=2, cross_attention_dim=768, attention_head_dim=8,
-                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+SD15_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+)
 
 
 def build_pipeline():
@@ -34,11 +41,24 @@ def build_pipeline():
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval()
-    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4, layers_per_block=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet,
-                                   scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet,
+        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -53,24 +73,33 @@ class Setup:
 def setups(pipe, intervals: list[int]) -> tuple[list[Setup], dict[str, str]]:
     out = [Setup("baseline", lambda: None, lambda: None)]
     for n in intervals:
-        out.append(Setup(f"accel DeepCache N={n}", lambda n=n: accel.apply(pipe, accel.DeepCacheConfig(interval=n, branch=0)),
-                         lambda: accel.remove(pipe)))
+        out.append(
+            Setup(
+                f"accel DeepCache N={n}",
+                lambda n=n: accel.apply(pipe, accel.DeepCacheConfig(interval=n, branch=0)),
+                lambda: accel.remove(pipe),
+            )
+        )
     notes = {}
     try:
         from DeepCache import DeepCacheSDHelper
 
         helper = DeepCacheSDHelper(pipe=pipe)
         for n in (3, 5):
+
             def on(n=n):
                 helper.set_params(cache_interval=n, cache_branch_id=0)
                 helper.enable()
+
             out.append(Setup(f"DeepCache package N={n}", on, helper.disable))
     except Exception as exc:  # not installed, or incompatible with this diffusers
         notes["DeepCache package"] = f"not run: {type(exc).__name__}: {exc}"
     try:
         import tomesd
 
-        out.append(Setup("tomesd ratio=0.5", lambda: tomesd.apply_patch(pipe, ratio=0.5), lambda: tomesd.remove_patch(pipe)))
+        out.append(
+            Setup("tomesd ratio=0.5", lambda: tomesd.apply_patch(pipe, ratio=0.5), lambda: tomesd.remove_patch(pipe))
+        )
     except Exception as exc:
         notes["tomesd"] = f"not run: {type(exc).__name__}: {exc}"
     return out, notes
@@ -87,8 +116,15 @@ def main() -> None:
 
     pipe = build_pipeline()
     embeds = torch.randn(1, 77, 768, generator=torch.Generator().manual_seed(0))
-    kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), num_inference_steps=args.steps,
-                  guidance_scale=args.guidance, height=512, width=512, output_type="latent")
+    kwargs = dict(
+        prompt_embeds=embeds,
+        negative_prompt_embeds=torch.zeros_like(embeds),
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        height=512,
+        width=512,
+        output_type="latent",
+    )
     run_setups, notes = setups(pipe, args.intervals)
     results = {}
     outputs = {}
@@ -101,6 +137,7 @@ def main() -> None:
                     outputs[setup.name] = pipe(generator=torch.Generator().manual_seed(0), **kwargs).images
             finally:
                 setup.detach()
+
         return run
 
     for setup in run_setups:  # FLOPs, counted once per setup (not during timing)
@@ -125,19 +162,32 @@ def main() -> None:
         r["fraction_of_flop_ideal"] = r["wall_speedup"] / r["flop_speedup"]
         r["max_abs_diff_to_baseline"] = float((outputs[setup.name] - outputs["baseline"]).abs().max())
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    meta = {"steps": args.steps, "repeats": args.repeats, "guidance": args.guidance, "device": platform.processor() or "cpu",
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "notes": notes,
-            "time": time.strftime("%Y-%m-%d %H:%M")}
+    meta = {
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "guidance": args.guidance,
+        "device": platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "notes": notes,
+        "time": time.strftime("%Y-%m-%d %H:%M"),
+    }
     with open(args.out + ".json", "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=2)
-    lines = [f"DeepCache on an SD 1.5 U-Net (random weights, 64x64 latents, {args.steps} DDIM steps, guidance {args.guidance:g}, "
-             f"fp32, {torch.get_num_threads()} CPU threads, median of {args.repeats} interleaved runs).", "",
-             "| setup | U-Net calls | FLOP speedup | wall-clock speedup | fraction of FLOP ideal | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"DeepCache on an SD 1.5 U-Net (random weights, 64x64 latents, {args.steps} DDIM steps, guidance "
+        f"{args.guidance:g}, "
+        f"fp32, {torch.get_num_threads()} CPU threads, median of {args.repeats} interleaved runs).",
+        "",
+        "| setup | U-Net calls | FLOP speedup | wall-clock speedup | fraction of FLOP ideal | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for setup in timed:
         r = results[setup.name]
-        lines.append(f"| {setup.name} | {r['unet_calls']} | {r['flop_speedup']:.2f}x | {r['wall_speedup']:.2f}x | "
-                     f"{r['fraction_of_flop_ideal']:.2f} | {r['seconds_median']:.1f} |")
+        lines.append(
+            f"| {setup.name} | {r['unet_calls']} | {r['flop_speedup']:.2f}x | {r['wall_speedup']:.2f}x | "
+            f"{r['fraction_of_flop_ideal']:.2f} | {r['seconds_median']:.1f} |"
+        )
     for name, note in notes.items():
         lines.append(f"\n{name}: {note}")
     with open(args.out + ".md", "w") as f:

@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 import torch
-from diffusers.hooks import HookRegistry
 
 import accel
 from accel.evaluation.prompts import builtin_prompts
@@ -53,8 +52,16 @@ class Setup:
     """One way of running the pipeline; ``fresh_pipe`` (a loader) for peers that patch the pipeline so
     deeply that they need one nobody else touched."""
 
-    def __init__(self, name: str, family: str, attach=None, detach=None, steps: int | None = None,
-                 fresh_pipe=None, whole_pipeline_flops: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        family: str,
+        attach=None,
+        detach=None,
+        steps: int | None = None,
+        fresh_pipe=None,
+        whole_pipeline_flops: bool = False,
+    ) -> None:
         self.name, self.family, self.steps, self.fresh_pipe = name, family, steps, fresh_pipe
         # count FLOPs over the whole pipeline call (then minus the text encoder and VAE share): for
         # peers whose patched forward recurses when a module hook is added
@@ -72,6 +79,7 @@ def diffusers_hook(name: str, family: str, apply_fn) -> Setup:
     def detach(pipe):
         remove_foreign_hooks(pipe.transformer)
         accel.remove(pipe)
+
     return Setup(name, family, attach, detach)
 
 
@@ -97,38 +105,101 @@ def calibrate_mag_ratios(pipe, call: dict, prompt: str) -> list[float]:
 
 
 def peer_setups(pipe, call: dict, prompt: str, model: str) -> tuple[list[Setup], dict[str, str]]:
-    from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig,
-                                 TaylorSeerCacheConfig, apply_faster_cache, apply_first_block_cache, apply_mag_cache,
-                                 apply_pyramid_attention_broadcast, apply_taylorseer_cache)
+    from diffusers.hooks import (
+        FasterCacheConfig,
+        FirstBlockCacheConfig,
+        MagCacheConfig,
+        PyramidAttentionBroadcastConfig,
+        TaylorSeerCacheConfig,
+        apply_faster_cache,
+        apply_first_block_cache,
+        apply_mag_cache,
+        apply_pyramid_attention_broadcast,
+        apply_taylorseer_cache,
+    )
 
     setups, notes = [], {}
     for t in (0.05, 0.1, 0.2, 0.3):
-        setups.append(diffusers_hook(f"FirstBlockCache t={t}", "FirstBlockCache",
-                                     lambda p, t=t: apply_first_block_cache(p.transformer, FirstBlockCacheConfig(threshold=t))))
+        setups.append(
+            diffusers_hook(
+                f"FirstBlockCache t={t}",
+                "FirstBlockCache",
+                lambda p, t=t: apply_first_block_cache(p.transformer, FirstBlockCacheConfig(threshold=t)),
+            )
+        )
     for skip in (2, 3):
-        setups.append(diffusers_hook(f"PAB skip={skip}", "PAB", lambda p, skip=skip: apply_pyramid_attention_broadcast(
-            p.transformer, PyramidAttentionBroadcastConfig(
-                spatial_attention_block_skip_range=skip, cross_attention_block_skip_range=skip + 1,
-                spatial_attention_timestep_skip_range=(100, 950), cross_attention_timestep_skip_range=(100, 950),
-                current_timestep_callback=lambda: current_timestep(p)))))
-    setups.append(diffusers_hook("FasterCache", "FasterCache", lambda p: apply_faster_cache(p.transformer, FasterCacheConfig(
-        spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(-1, 900),
-        unconditional_batch_skip_range=2, unconditional_batch_timestep_skip_range=(-1, 900),
-        attention_weight_callback=lambda _: 0.5, tensor_format="BCHW", is_guidance_distilled=False,
-        current_timestep_callback=lambda: current_timestep(p)))))
+        setups.append(
+            diffusers_hook(
+                f"PAB skip={skip}",
+                "PAB",
+                lambda p, skip=skip: apply_pyramid_attention_broadcast(
+                    p.transformer,
+                    PyramidAttentionBroadcastConfig(
+                        spatial_attention_block_skip_range=skip,
+                        cross_attention_block_skip_range=skip + 1,
+                        spatial_attention_timestep_skip_range=(100, 950),
+                        cross_attention_timestep_skip_range=(100, 950),
+                        current_timestep_callback=lambda: current_timestep(p),
+                    ),
+                ),
+            )
+        )
+    setups.append(
+        diffusers_hook(
+            "FasterCache",
+            "FasterCache",
+            lambda p: apply_faster_cache(
+                p.transformer,
+                FasterCacheConfig(
+                    spatial_attention_block_skip_range=2,
+                    spatial_attention_timestep_skip_range=(-1, 900),
+                    unconditional_batch_skip_range=2,
+                    unconditional_batch_timestep_skip_range=(-1, 900),
+                    attention_weight_callback=lambda _: 0.5,
+                    tensor_format="BCHW",
+                    is_guidance_distilled=False,
+                    current_timestep_callback=lambda: current_timestep(p),
+                ),
+            ),
+        )
+    )
     for interval in (2, 3):
-        setups.append(diffusers_hook(f"TaylorSeer N={interval}", "TaylorSeer", lambda p, n=interval: apply_taylorseer_cache(
-            p.transformer, TaylorSeerCacheConfig(cache_interval=n, disable_cache_before_step=2, max_order=1,
-                                                 taylor_factors_dtype=torch.float32,
-                                                 cache_identifiers=[r"^transformer_blocks\.\d+\.(attn1|attn2|ff)$"]))))
+        setups.append(
+            diffusers_hook(
+                f"TaylorSeer N={interval}",
+                "TaylorSeer",
+                lambda p, n=interval: apply_taylorseer_cache(
+                    p.transformer,
+                    TaylorSeerCacheConfig(
+                        cache_interval=n,
+                        disable_cache_before_step=2,
+                        max_order=1,
+                        taylor_factors_dtype=torch.float32,
+                        cache_identifiers=[r"^transformer_blocks\.\d+\.(attn1|attn2|ff)$"],
+                    ),
+                ),
+            )
+        )
     try:
         ratios = calibrate_mag_ratios(pipe, call, prompt)
         if not ratios:
             raise RuntimeError("MagCache calibration printed no ratios")
         for t in (0.04, 0.1, 0.2):
-            setups.append(diffusers_hook(f"MagCache t={t}", "MagCache", lambda p, t=t: apply_mag_cache(
-                p.transformer, MagCacheConfig(threshold=t, num_inference_steps=call["num_inference_steps"],
-                                              mag_ratios=ratios, max_skip_steps=3))))
+            setups.append(
+                diffusers_hook(
+                    f"MagCache t={t}",
+                    "MagCache",
+                    lambda p, t=t: apply_mag_cache(
+                        p.transformer,
+                        MagCacheConfig(
+                            threshold=t,
+                            num_inference_steps=call["num_inference_steps"],
+                            mag_ratios=ratios,
+                            max_skip_steps=3,
+                        ),
+                    ),
+                )
+            )
     except Exception as exc:
         notes["MagCache"] = f"not run: {type(exc).__name__}: {exc}"
     try:
@@ -136,12 +207,21 @@ def peer_setups(pipe, call: dict, prompt: str, model: str) -> tuple[list[Setup],
         from cache_dit import DBCacheConfig
 
         for t in (0.08, 0.16, 0.3):
-            setups.append(Setup(f"cache-dit DBCache F1B0 t={t}", "cache-dit DBCache",
-                                lambda p, t=t: cache_dit.enable_cache(p, cache_config=DBCacheConfig(
-                                    Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=t,
-                                    max_warmup_steps=2)),
-                                lambda p: cache_dit.disable_cache(p), fresh_pipe=lambda: _fresh(model),
-                                whole_pipeline_flops=True))
+            setups.append(
+                Setup(
+                    f"cache-dit DBCache F1B0 t={t}",
+                    "cache-dit DBCache",
+                    lambda p, t=t: cache_dit.enable_cache(
+                        p,
+                        cache_config=DBCacheConfig(
+                            Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=t, max_warmup_steps=2
+                        ),
+                    ),
+                    lambda p: cache_dit.disable_cache(p),
+                    fresh_pipe=lambda: _fresh(model),
+                    whole_pipeline_flops=True,
+                )
+            )
     except Exception as exc:
         notes["cache-dit"] = f"not run: {type(exc).__name__}: {exc}"
     return setups, notes
@@ -173,13 +253,19 @@ def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dic
     images, flops, seconds = [], 0, 0.0
     try:
         for i in range(0, len(prompts), batch):
-            counter = (count_flops() if setup.whole_pipeline_flops
-                       else ModuleFlops(getattr(pipe, "unet", None) or pipe.transformer))
+            counter = (
+                count_flops()
+                if setup.whole_pipeline_flops
+                else ModuleFlops(getattr(pipe, "unet", None) or pipe.transformer)
+            )
             with counter as counted:
                 start = time.perf_counter()
-                out = pipe(prompt=prompts[i:i + batch],
-                           generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + batch]],
-                           output_type="pt", **kwargs)
+                out = pipe(
+                    prompt=prompts[i : i + batch],
+                    generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + batch]],
+                    output_type="pt",
+                    **kwargs,
+                )
                 seconds += time.perf_counter() - start
             flops += counted["total"] if setup.whole_pipeline_flops else counted.total
             images.append(out.images.float().clamp(0, 1))
@@ -191,12 +277,18 @@ def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="pixart-shapes")
-    parser.add_argument("--front", default=None, help="folder of searched schedules (accel search-cache --out DIR: DIR/front)")
+    parser.add_argument(
+        "--front", default=None, help="folder of searched schedules (accel search-cache --out DIR: DIR/front)"
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     parser.add_argument("--out", default="benchmarks/results/dit_caching")
-    parser.add_argument("--only", nargs="+", default=None,
-                        help="rerun only these families (plus baseline and fewer steps), keeping the others' rows")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="rerun only these families (plus baseline and fewer steps), keeping the others' rows",
+    )
     args = parser.parse_args()
 
     pipe = load(args.model)
@@ -212,12 +304,23 @@ def main() -> None:
     setups = [Setup("baseline", "baseline")]
     setups += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]
     for n in (2, 3, 4):
-        setups.append(Setup(f"FORA N={n}", "FORA (accel BlockCache)",
-                            lambda p, n=n: accel.apply(p, accel.BlockCacheConfig(interval=n)), lambda p: accel.remove(p)))
+        setups.append(
+            Setup(
+                f"FORA N={n}",
+                "FORA (accel BlockCache)",
+                lambda p, n=n: accel.apply(p, accel.BlockCacheConfig(interval=n)),
+                lambda p: accel.remove(p),
+            )
+        )
     for path in sorted(glob.glob(os.path.join(args.front, "*.json"))) if args.front else []:
-        setups.append(Setup(f"searched {os.path.basename(path)[:-5]}", "accel searched schedule",
-                            lambda p, path=path: accel.apply(p, accel.BlockCacheConfig(schedule=path)),
-                            lambda p: accel.remove(p)))
+        setups.append(
+            Setup(
+                f"searched {os.path.basename(path)[:-5]}",
+                "accel searched schedule",
+                lambda p, path=path: accel.apply(p, accel.BlockCacheConfig(schedule=path)),
+                lambda p: accel.remove(p),
+            )
+        )
     peers, notes = peer_setups(pipe, call, prompts[0], args.model)
     setups += peers
     if args.only:
@@ -228,16 +331,37 @@ def main() -> None:
         earlier = json.load(open(args.out + ".json"))
         fresh = {r["setup"] for r in rows}
         rows += [r for r in earlier["rows"] if r["setup"] not in fresh]
-        notes = {**{k: v for k, v in earlier["notes"].items() if k not in fresh and not any(
-            k.startswith(f) for f in args.only)}, **notes}
+        notes = {
+            **{
+                k: v
+                for k, v in earlier["notes"].items()
+                if k not in fresh and not any(k.startswith(f) for f in args.only)
+            },
+            **notes,
+        }
     compare_with_fewer_steps(rows)
-    write_report(rows, notes, args.out, f"Caching on `{args.model}` ({args.steps} steps, {len(prompts)} samples, same prompts "
-                 "and seeds; FLOPs = denoiser FLOPs counted while it runs; PSNR/SSIM to the uncached output; FID/alignment "
-                 "from the domain classifier).", {"model": args.model, "steps": args.steps, "samples": len(prompts)})
+    write_report(
+        rows,
+        notes,
+        args.out,
+        f"Caching on `{args.model}` ({args.steps} steps, {len(prompts)} samples, same prompts "
+        "and seeds; FLOPs = denoiser FLOPs counted while it runs; PSNR/SSIM to the uncached output; FID/alignment "
+        "from the domain classifier).",
+        {"model": args.model, "steps": args.steps, "samples": len(prompts)},
+    )
 
 
-def evaluate(pipe, setups: list[Setup], prompts: list[str], seeds: list[int], call: dict, domain: DomainMetrics,
-             real: torch.Tensor, notes: dict, batch: int = 30) -> list[dict]:
+def evaluate(
+    pipe,
+    setups: list[Setup],
+    prompts: list[str],
+    seeds: list[int],
+    call: dict,
+    domain: DomainMetrics,
+    real: torch.Tensor,
+    notes: dict,
+    batch: int = 30,
+) -> list[dict]:
     """Run every setup on the same prompts and seeds; the first setup is the reference."""
     rows, baseline, outside = [], None, None
     for setup in setups:
@@ -246,8 +370,9 @@ def evaluate(pipe, setups: list[Setup], prompts: list[str], seeds: list[int], ca
             whole = Setup("baseline, whole pipeline", "baseline", whole_pipeline_flops=True)
             outside = generate(pipe, whole, prompts, seeds, call, batch)[1] - baseline[1]
         try:
-            images, flops, seconds = generate(setup.fresh_pipe() if setup.fresh_pipe else pipe, setup, prompts, seeds,
-                                              call, batch)
+            images, flops, seconds = generate(
+                setup.fresh_pipe() if setup.fresh_pipe else pipe, setup, prompts, seeds, call, batch
+            )
         except Exception as exc:
             notes[setup.name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
             print(setup.name, "FAILED", exc, flush=True)
@@ -256,11 +381,18 @@ def evaluate(pipe, setups: list[Setup], prompts: list[str], seeds: list[int], ca
             flops -= outside or 0
         if baseline is None:
             baseline = (images, flops, seconds)
-        row = {"setup": setup.name, "family": setup.family, "denoiser_flops": flops,
-               "flop_speedup": baseline[1] / flops, "wall_speedup": baseline[2] / seconds, "seconds": seconds,
-               "psnr": float(psnr(images, baseline[0]).clamp(max=100).mean()),
-               "ssim": float(ssim(images, baseline[0]).mean()),
-               "fid": domain.fid(real, images), "alignment": float(domain.alignment(images, prompts).mean())}
+        row = {
+            "setup": setup.name,
+            "family": setup.family,
+            "denoiser_flops": flops,
+            "flop_speedup": baseline[1] / flops,
+            "wall_speedup": baseline[2] / seconds,
+            "seconds": seconds,
+            "psnr": float(psnr(images, baseline[0]).clamp(max=100).mean()),
+            "ssim": float(ssim(images, baseline[0]).mean()),
+            "fid": domain.fid(real, images),
+            "alignment": float(domain.alignment(images, prompts).mean()),
+        }
         rows.append(row)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return rows
@@ -289,14 +421,24 @@ def write_report(rows: list[dict], notes: dict, out: str, caption: str, meta: di
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".json", "w") as f:
         json.dump({**meta, "notes": notes, "rows": rows}, f, indent=2)
-    lines = [caption, "",
-             "| setup | family | FLOP speedup | wall speedup | PSNR dB | SSIM | FID | alignment | beats fewer steps (PSNR / FID) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        caption,
+        "",
+        "| setup | family | FLOP speedup | wall speedup | PSNR dB | SSIM | FID | alignment | beats fewer steps (PSNR "
+        "/ FID) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: (r["family"], r["flop_speedup"])):
-        beats = "" if "beats_fewer_steps_psnr" not in r else " / ".join(
-            "yes" if r[f"beats_fewer_steps_{m}"] else "no" for m in ("psnr", "fid"))
-        lines.append(f"| {r['setup']} | {r['family']} | {r['flop_speedup']:.2f}x | {r['wall_speedup']:.2f}x | {r['psnr']:.2f} | "
-                     f"{r['ssim']:.3f} | {r['fid']:.2f} | {r['alignment']:.3f} | {beats} |")
+        beats = (
+            ""
+            if "beats_fewer_steps_psnr" not in r
+            else " / ".join("yes" if r[f"beats_fewer_steps_{m}"] else "no" for m in ("psnr", "fid"))
+        )
+        lines.append(
+            f"| {r['setup']} | {r['family']} | {r['flop_speedup']:.2f}x | {r['wall_speedup']:.2f}x | {r['psnr']:.2f} "
+            "| "
+            f"{r['ssim']:.3f} | {r['fid']:.2f} | {r['alignment']:.3f} | {beats} |"
+        )
     for name, note in notes.items():
         lines.append(f"\n{name}: {note}")
     with open(out + ".md", "w") as f:
@@ -313,11 +455,19 @@ def plot(rows: list[dict], path: str, model: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     families = sorted({r["family"] for r in rows})
-    for ax, metric, label in ((axes[0], "psnr", "PSNR to uncached output (dB)"), (axes[1], "fid", "domain FID (lower is better)")):
+    for ax, metric, label in (
+        (axes[0], "psnr", "PSNR to uncached output (dB)"),
+        (axes[1], "fid", "domain FID (lower is better)"),
+    ):
         for i, family in enumerate(families):
             # a setting that never cached reproduces the baseline (PSNR capped at 100 dB): no point to plot
-            pts = sorted([(r["flop_speedup"], r[metric]) for r in rows
-                          if r["family"] == family and not (metric == "psnr" and r["psnr"] >= 100)])
+            pts = sorted(
+                [
+                    (r["flop_speedup"], r[metric])
+                    for r in rows
+                    if r["family"] == family and not (metric == "psnr" and r["psnr"] >= 100)
+                ]
+            )
             if not pts:
                 continue
             style = "--o" if family == "fewer steps" else ("-s" if "searched" in family else "o")

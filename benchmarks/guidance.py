@@ -46,13 +46,22 @@ def run(pipe, model: str, setting: dict, fold: int, steps: int, guidance: float)
     try:
         for i in range(0, len(prompts), 30):
             start = time.perf_counter()
-            out = pipe(prompt=prompts[i:i + 30], generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + 30]], **call)
+            out = pipe(
+                prompt=prompts[i : i + 30],
+                generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + 30]],
+                **call,
+            )
             seconds += time.perf_counter() - start
-            nfe += accel.summary(pipe)["last_call"]["nfe"] * len(prompts[i:i + 30])
+            nfe += accel.summary(pipe)["last_call"]["nfe"] * len(prompts[i : i + 30])
             images.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1))
     finally:
         accel.remove(pipe)
-    return {"images": torch.cat(images), "nfe": nfe / len(prompts), "seconds": seconds / len(prompts), "prompts": prompts}
+    return {
+        "images": torch.cat(images),
+        "nfe": nfe / len(prompts),
+        "seconds": seconds / len(prompts),
+        "prompts": prompts,
+    }
 
 
 def mean_std(values: list[float]) -> list[float]:
@@ -71,15 +80,23 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
     calibrate(pipe, builtin_prompts(model)[:8], cal_call, seeds=[1, 2], history=2, out=coef, model_name=model)
     settings = [{"name": "CFG", "configs": []}]
     settings += [{"name": f"AG gamma={g}", "configs": [accel.AdaptiveGuidanceConfig(threshold=g)]} for g in gammas]
-    settings += [{"name": f"LinearAG every {k}", "configs": [accel.LinearAGConfig(coefficients=coef, predict_every=k,
-                                                                                    predict_until=0.5, threshold=0.99)]}
-                 for k in (2, 3)]
+    settings += [
+        {
+            "name": f"LinearAG every {k}",
+            "configs": [accel.LinearAGConfig(coefficients=coef, predict_every=k, predict_until=0.5, threshold=0.99)],
+        }
+        for k in (2, 3)
+    ]
     for frac in (0.5, 0.65, 0.8):
         # the fixed cut-off of diffusers' SD/SDXL/SD3 CFGCutoffCallbacks (CFG on steps < k); the callbacks
         # themselves keep prompt_embeds[-1:] and so only work at batch 1, hence the same rule through accel
         k = round(steps * frac)
-        settings.append({"name": f"fixed CFG cut-off at step {k}",
-                         "configs": [accel.AdaptiveGuidanceConfig(threshold=2.0, max_step=k)]})
+        settings.append(
+            {
+                "name": f"fixed CFG cut-off at step {k}",
+                "configs": [accel.AdaptiveGuidanceConfig(threshold=2.0, max_step=k)],
+            }
+        )
     fewer = sorted({round(steps * 0.75), round(steps * 0.6), steps // 2} - {steps}, reverse=True)
     settings += [{"name": f"{k} steps", "steps": k, "configs": []} for k in fewer]
 
@@ -107,11 +124,21 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
         row["nfe_saving"] = 1 - row["nfe"][0] / base["nfe"][0]
         row["wall_speedup"] = base["seconds"][0] / row["seconds"][0]
         row["fid_within_cfg_spread"] = abs(row["fid"][0] - base["fid"][0]) <= 2 * max(base["fid"][1], 1e-9)
-        row["alignment_within_cfg_spread"] = abs(row["alignment"][0] - base["alignment"][0]) <= 2 * max(base["alignment"][1], 1e-9)
+        row["alignment_within_cfg_spread"] = abs(row["alignment"][0] - base["alignment"][0]) <= 2 * max(
+            base["alignment"][1], 1e-9
+        )
         if video:
-            row["video_fid_within_cfg_spread"] = abs(row["video_fid"][0] - base["video_fid"][0]) <= 2 * max(base["video_fid"][1], 1e-9)
-    result = {"model": model, "steps": steps, "guidance": guidance, "folds": folds, "samples_per_fold": PER_FOLD[model],
-              "rows": rows}
+            row["video_fid_within_cfg_spread"] = abs(row["video_fid"][0] - base["video_fid"][0]) <= 2 * max(
+                base["video_fid"][1], 1e-9
+            )
+    result = {
+        "model": model,
+        "steps": steps,
+        "guidance": guidance,
+        "folds": folds,
+        "samples_per_fold": PER_FOLD[model],
+        "rows": rows,
+    }
     with open(os.path.join(out, f"{model}.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -123,18 +150,26 @@ def write_markdown(results: list[dict], path: str) -> None:
     yes = lambda flag: "yes" if flag else "no"  # noqa: E731
     for r in results:
         video = "video_fid" in r["rows"][0]
-        lines += [f"## {r['model']} ({r['steps']} steps, guidance {r['guidance']:g}, {r['folds']} seed folds x "
-                  f"{r['samples_per_fold']} samples)", "",
-                  "| setting | NFEs | NFE saving | wall speedup | PSNR to CFG | SSIM to CFG | FID | "
-                  + ("video FID | " if video else "") + "alignment | within CFG spread (FID / "
-                  + ("video FID / " if video else "") + "align) |",
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if video else "")]
+        lines += [
+            f"## {r['model']} ({r['steps']} steps, guidance {r['guidance']:g}, {r['folds']} seed folds x "
+            f"{r['samples_per_fold']} samples)",
+            "",
+            "| setting | NFEs | NFE saving | wall speedup | PSNR to CFG | SSIM to CFG | FID | "
+            + ("video FID | " if video else "")
+            + "alignment | within CFG spread (FID / "
+            + ("video FID / " if video else "")
+            + "align) |",
+            "|---|---|---|---|---|---|---|---|---|" + ("---|" if video else ""),
+        ]
         for row in r["rows"]:
             spread = [yes(row["fid_within_cfg_spread"])] + ([yes(row["video_fid_within_cfg_spread"])] if video else [])
-            lines.append(f"| {row['setting']} | {row['nfe'][0]:.1f} | {row['nfe_saving']:.0%} | {row['wall_speedup']:.2f}x | "
-                         f"{f2(row['psnr']) if 'psnr' in row else '-'} | {f2(row['ssim']) if 'ssim' in row else '-'} | "
-                         f"{f2(row['fid'])} | " + (f"{f2(row['video_fid'])} | " if video else "")
-                         + f"{f2(row['alignment'])} | {' / '.join(spread + [yes(row['alignment_within_cfg_spread'])])} |")
+            lines.append(
+                f"| {row['setting']} | {row['nfe'][0]:.1f} | {row['nfe_saving']:.0%} | {row['wall_speedup']:.2f}x | "
+                f"{f2(row['psnr']) if 'psnr' in row else '-'} | {f2(row['ssim']) if 'ssim' in row else '-'} | "
+                f"{f2(row['fid'])} | "
+                + (f"{f2(row['video_fid'])} | " if video else "")
+                + f"{f2(row['alignment'])} | {' / '.join(spread + [yes(row['alignment_within_cfg_spread'])])} |"
+            )
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -142,7 +177,9 @@ def write_markdown(results: list[dict], path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["sd-digits", "sd3-shapes", "pixart-shapes", "wan-moving-shapes"])
+    parser.add_argument(
+        "--models", nargs="+", default=["sd-digits", "sd3-shapes", "pixart-shapes", "wan-moving-shapes"]
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--folds", type=int, default=3)
@@ -156,8 +193,11 @@ def main() -> None:
     results = []
     for model in args.models:
         path = os.path.join(args.out, f"{model}.json")
-        results.append(json.load(open(path)) if os.path.exists(path) else
-                       benchmark(model, args.steps, args.guidance, args.folds, args.gammas, args.out))
+        results.append(
+            json.load(open(path))
+            if os.path.exists(path)
+            else benchmark(model, args.steps, args.guidance, args.folds, args.gammas, args.out)
+        )
     write_markdown(results, os.path.join(args.out, "guidance.md"))
 
 

@@ -79,8 +79,12 @@ def settings(steps: int, guidance: float) -> list[dict]:
         {"name": f"{steps // 4} steps", "steps": steps // 4, "guidance": guidance},
         {"name": "reuse output every 2nd step", "steps": steps, "guidance": guidance, "reuse": 2},
         {"name": "reuse output every 4th step", "steps": steps, "guidance": guidance, "reuse": 4},
-        {"name": "guidance off for last 50%", "steps": steps, "guidance": guidance,
-         "configs": [accel.AdaptiveGuidanceConfig(threshold=2.0, max_step=steps // 2)]},
+        {
+            "name": "guidance off for last 50%",
+            "steps": steps,
+            "guidance": guidance,
+            "configs": [accel.AdaptiveGuidanceConfig(threshold=2.0, max_step=steps // 2)],
+        },
         {"name": "no guidance", "steps": steps, "guidance": 1.0},
         {"name": f"guidance {2 * guidance:g}", "steps": steps, "guidance": 2 * guidance},
     ]
@@ -98,9 +102,10 @@ def generate(pipe, model: str, prompts: list[str], seeds: list[int], setting: di
         for i in range(0, len(prompts), batch):
             if reuse is not None:
                 reuse.reset()
-            chunk = list(zip(prompts, seeds))[i:i + batch]
-            result = pipe(prompt=[p for p, _ in chunk], generator=[torch.Generator().manual_seed(s) for _, s in chunk],
-                          **call)
+            chunk = list(zip(prompts, seeds))[i : i + batch]
+            result = pipe(
+                prompt=[p for p, _ in chunk], generator=[torch.Generator().manual_seed(s) for _, s in chunk], **call
+            )
             out.append((result.frames if hasattr(result, "frames") else result.images).float().clamp(0, 1))
     finally:
         if reuse is not None:
@@ -116,7 +121,8 @@ def save_sample_grid(samples: torch.Tensor, path: str) -> None:
     ncol = 8 if samples.ndim == 4 else samples.shape[1]
     grid = samples[:32] if samples.ndim == 4 else samples[:6].flatten(0, 1)
     Image.fromarray(data.grid(grid * 2 - 1, nrow=ncol)).resize(
-        (ncol * 34 * 3, ((len(grid) + ncol - 1) // ncol) * 34 * 3), Image.NEAREST).save(path)
+        (ncol * 34 * 3, ((len(grid) + ncol - 1) // ncol) * 34 * 3), Image.NEAREST
+    ).save(path)
 
 
 def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
@@ -137,10 +143,12 @@ def real_sets(domain: DomainMetrics, model: str, n: int, count: int) -> tuple[to
     if dataset == "digits":
         images = torch.cat([data.digits("heldout")[0], data.digits("train")[0]])
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-        floors = [data.to_unit(images[order[i * n:(i + 1) * n]]) for i in range(count)]
-        return data.to_unit(images[order[count * n:]]), floors
-    return (domain.real_samples(REFERENCE_SIZE[dataset], seed=999),
-            [domain.real_samples(n, seed=1000 + i) for i in range(count)])
+        floors = [data.to_unit(images[order[i * n : (i + 1) * n]]) for i in range(count)]
+        return data.to_unit(images[order[count * n :]]), floors
+    return (
+        domain.real_samples(REFERENCE_SIZE[dataset], seed=999),
+        [domain.real_samples(n, seed=1000 + i) for i in range(count)],
+    )
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -155,8 +163,16 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
     reference, floor_sets = real_sets(domain, model, n, folds)
     is_video = reference.ndim == 5
     floor = [domain.fid(reference, r) for r in floor_sets]
-    result = {"model": model, "samples_per_fold": n, "folds": folds, "steps": steps, "guidance": guidance,
-              "reference_size": len(reference), "fid_floor": mean_std(floor), "rows": []}
+    result = {
+        "model": model,
+        "samples_per_fold": n,
+        "folds": folds,
+        "steps": steps,
+        "guidance": guidance,
+        "reference_size": len(reference),
+        "fid_floor": mean_std(floor),
+        "rows": [],
+    }
     if is_video:
         result["video_fid_floor"] = mean_std([domain.video_fid(reference, r) for r in floor_sets])
     partial_path = os.path.join(out, f"{model}.partial.json")
@@ -186,15 +202,20 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
                 psnrs.append(float(psnr(samples, baseline_by_fold[fold]).clamp(max=100).mean()))
             if samples.ndim == 5:
                 temporal.append(float(domain.temporal_consistency(samples).mean()))
-        row = {"setting": setting["name"], "fid": mean_std(fids), "alignment": mean_std(aligns),
-               "fid_paired_difference": mean_std([f - baseline_scores[k][0] for k, f in enumerate(fids)]),
-               "alignment_paired_difference": mean_std([a - baseline_scores[k][1] for k, a in enumerate(aligns)]),
-               "video_fid": mean_std(video_fids) if is_video else None,
-               "video_fid_paired_difference": mean_std([v - baseline_scores[k][2] for k, v in enumerate(video_fids)])
-               if is_video else None,
-               "psnr_to_baseline": mean_std(psnrs) if psnrs else None,
-               "temporal_consistency": mean_std(temporal) if temporal else None,
-               "seconds_per_sample": seconds / (folds * n)}
+        row = {
+            "setting": setting["name"],
+            "fid": mean_std(fids),
+            "alignment": mean_std(aligns),
+            "fid_paired_difference": mean_std([f - baseline_scores[k][0] for k, f in enumerate(fids)]),
+            "alignment_paired_difference": mean_std([a - baseline_scores[k][1] for k, a in enumerate(aligns)]),
+            "video_fid": mean_std(video_fids) if is_video else None,
+            "video_fid_paired_difference": mean_std([v - baseline_scores[k][2] for k, v in enumerate(video_fids)])
+            if is_video
+            else None,
+            "psnr_to_baseline": mean_std(psnrs) if psnrs else None,
+            "temporal_consistency": mean_std(temporal) if temporal else None,
+            "seconds_per_sample": seconds / (folds * n),
+        }
         done[setting["name"]] = row
         print(model, row, flush=True)
         _write_json({**result, "rows": list(done.values())}, partial_path)
@@ -212,7 +233,9 @@ def _finished_rows(partial_path: str, result: dict) -> dict[str, dict]:
         return {}
     with open(partial_path) as f:
         partial = json.load(f)
-    same = all(partial.get(k) == result[k] for k in ("samples_per_fold", "folds", "steps", "guidance", "reference_size"))
+    same = all(
+        partial.get(k) == result[k] for k in ("samples_per_fold", "folds", "steps", "guidance", "reference_size")
+    )
     if not same:
         raise SystemExit(f"{partial_path} was written with other settings; move it away to start this model afresh")
     return {row["setting"]: row for row in partial["rows"]}
@@ -228,7 +251,7 @@ def _real_alignment(domain: DomainMetrics, model: str, n: int) -> float:
     dataset = BUILTIN_MODELS[model].dataset
     if dataset == "digits":
         images, labels = data.digits("heldout")
-        captions = [data.digit_caption(int(l)) for l in labels]
+        captions = [data.digit_caption(int(label)) for label in labels]
         return float(domain.alignment(data.to_unit(images), captions).mean())
     if dataset in data.SHAPE_SETS:
         images, _, captions = data.SHAPE_SETS[dataset](n, 7, "heldout")
@@ -284,24 +307,36 @@ def write_markdown(results: list[dict], path: str, images: str = "../benchmarks/
         floors = f"floor (FID of {r['samples_per_fold']} other real samples, {r['folds']} sets): {fmt(r['fid_floor'])}"
         if video:
             floors += f"; video FID floor: {fmt(r['video_fid_floor'])}"
-        lines += [f"### {r['model']}", "", f"![{r['model']} samples]({images}{r['model']}_samples.png)", "",
-                  f"{r['samples_per_fold']} samples per fold, {r['folds']} seed folds, {r['steps']} steps, guidance {r['guidance']:g}. "
-                  f"FID reference: {r['reference_size']} real samples; {floors}; alignment of real data: "
-                  f"{r['real_alignment']:.3f}.", "",
-                  "| setting | FID | FID, paired difference | alignment | alignment, paired difference | "
-                  + ("video FID | video FID, paired difference | " if video else "")
-                  + "PSNR to baseline (dB) | temporal consistency | s/sample | moves beyond the spread (unpaired / paired) |",
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if video else "")]
+        lines += [
+            f"### {r['model']}",
+            "",
+            f"![{r['model']} samples]({images}{r['model']}_samples.png)",
+            "",
+            f"{r['samples_per_fold']} samples per fold, {r['folds']} seed folds, {r['steps']} steps, guidance "
+            f"{r['guidance']:g}. "
+            f"FID reference: {r['reference_size']} real samples; {floors}; alignment of real data: "
+            f"{r['real_alignment']:.3f}.",
+            "",
+            "| setting | FID | FID, paired difference | alignment | alignment, paired difference | "
+            + ("video FID | video FID, paired difference | " if video else "")
+            + "PSNR to baseline (dB) | temporal consistency | s/sample | moves beyond the spread (unpaired / paired) "
+            "|",
+            "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if video else ""),
+        ]
         for row in r["rows"]:
             is_base = row is base
 
-            def paired(key: str) -> str:
+            def paired(key: str, row: dict = row, is_base: bool = is_base) -> str:
                 return "-" if is_base else fmt_difference(row[f"{key}_paired_difference"])
+
             lines.append(
-                f"| {row['setting']} | {fmt(row['fid'])} | {paired('fid')} | {fmt(row['alignment'])} | {paired('alignment')} | "
+                f"| {row['setting']} | {fmt(row['fid'])} | {paired('fid')} | {fmt(row['alignment'])} | "
+                f"{paired('alignment')} | "
                 + (f"{fmt(row['video_fid'])} | {paired('video_fid')} | " if video else "")
-                + f"{fmt(row['psnr_to_baseline'])} | {fmt(row['temporal_consistency'])} | {row['seconds_per_sample']:.3f} | "
-                f"{'-' if is_base else verdict(row, base)} |")
+                + f"{fmt(row['psnr_to_baseline'])} | {fmt(row['temporal_consistency'])} | "
+                f"{row['seconds_per_sample']:.3f} | "
+                f"{'-' if is_base else verdict(row, base)} |"
+            )
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -309,7 +344,9 @@ def write_markdown(results: list[dict], path: str, images: str = "../benchmarks/
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes"])
+    parser.add_argument(
+        "--models", nargs="+", default=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes"]
+    )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0)

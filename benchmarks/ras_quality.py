@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 
-import accel
 from dit_caching import Setup, compare_with_fewer_steps, evaluate, workload, write_report
+
+import accel
 
 
 def ras_setup(ratio: float, steps: int, final: float | None = None) -> Setup:
     scale = steps / 28
-    config = accel.RASConfig(sample_ratio=ratio, final_sample_ratio=final, warmup_steps=max(1, round(4 * scale)),
-                             error_reset_steps=(round(12 * scale), round(20 * scale)))
+    config = accel.RASConfig(
+        sample_ratio=ratio,
+        final_sample_ratio=final,
+        warmup_steps=max(1, round(4 * scale)),
+        error_reset_steps=(round(12 * scale), round(20 * scale)),
+    )
     name = f"RAS ratio {ratio:g}" + (f" -> {final:g}" if final is not None else "")
     return Setup(name, "RAS (accel)", lambda p: accel.apply(p, config), lambda p: accel.remove(p))
 
@@ -42,9 +47,15 @@ def main() -> None:
     notes: dict[str, str] = {}
     rows = evaluate(pipe, setups, prompts, seeds, call, domain, real, notes, batch=1)
     compare_with_fewer_steps(rows)
-    write_report(rows, notes, args.out, f"RAS on `{args.model}` ({args.steps} steps, {len(prompts)} samples at batch 1, "
-                 "CFG on; FLOPs = denoiser FLOPs counted while it runs; PSNR/SSIM to the dense output; FID/alignment "
-                 "from the domain classifier).", {"model": args.model, "steps": args.steps, "samples": len(prompts)})
+    write_report(
+        rows,
+        notes,
+        args.out,
+        f"RAS on `{args.model}` ({args.steps} steps, {len(prompts)} samples at batch 1, "
+        "CFG on; FLOPs = denoiser FLOPs counted while it runs; PSNR/SSIM to the dense output; FID/alignment "
+        "from the domain classifier).",
+        {"model": args.model, "steps": args.steps, "samples": len(prompts)},
+    )
 
 
 if __name__ == "__main__":

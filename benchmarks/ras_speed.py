@@ -29,13 +29,33 @@ import torch
 import accel
 from accel.metrics.cost import synchronize
 
-SD3_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64,
-                  num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
-                  pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192)
+SD3_MEDIUM = dict(
+    sample_size=128,
+    patch_size=2,
+    in_channels=16,
+    num_layers=24,
+    attention_head_dim=64,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    caption_projection_dim=1536,
+    pooled_projection_dim=2048,
+    out_channels=16,
+    pos_embed_max_size=192,
+)
 # Lumina-Next-SFT 2B (Gemma-2B text features, 2048 wide); diffusers' defaults otherwise
-LUMINA_NEXT_2B = dict(sample_size=128, patch_size=2, in_channels=4, hidden_size=2304, num_layers=24,
-                      num_attention_heads=32, num_kv_heads=8, multiple_of=256, learn_sigma=True, qk_norm=True,
-                      cross_attention_dim=2048)
+LUMINA_NEXT_2B = dict(
+    sample_size=128,
+    patch_size=2,
+    in_channels=4,
+    hidden_size=2304,
+    num_layers=24,
+    num_attention_heads=32,
+    num_kv_heads=8,
+    multiple_of=256,
+    learn_sigma=True,
+    qk_norm=True,
+    cross_attention_dim=2048,
+)
 TITLES = {"sd3": "an SD3-medium-architecture", "lumina": "a Lumina-Next-SFT-2B-architecture"}
 PAPER = {"sd3": "2.36x end-to-end on SD3", "lumina": "2.51x end-to-end on Lumina-Next-T2I"}
 
@@ -43,25 +63,49 @@ PAPER = {"sd3": "2.36x end-to-end on SD3", "lumina": "2.51x end-to-end on Lumina
 def _vae(latent_channels: int):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=latent_channels, norm_num_groups=4,
-                         layers_per_block=1, shift_factor=0.0)
+    return AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=latent_channels,
+        norm_num_groups=4,
+        layers_per_block=1,
+        shift_factor=0.0,
+    )
 
 
 def build(family: str, layers: int):
-    from diffusers import (FlowMatchEulerDiscreteScheduler, LuminaNextDiT2DModel, LuminaPipeline, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        LuminaNextDiT2DModel,
+        LuminaPipeline,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
 
     torch.manual_seed(0)
     if family == "lumina":
         transformer = LuminaNextDiT2DModel(**{**LUMINA_NEXT_2B, "num_layers": layers}).eval()
-        pipe = LuminaPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(4),
-                              text_encoder=None, tokenizer=None)
+        pipe = LuminaPipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=_vae(4),
+            text_encoder=None,
+            tokenizer=None,
+        )
     else:
         transformer = SD3Transformer2DModel(**{**SD3_MEDIUM, "num_layers": layers}).eval()
-        pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-                                        vae=_vae(16), text_encoder=None, tokenizer=None, text_encoder_2=None,
-                                        tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
+        pipe = StableDiffusion3Pipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=_vae(16),
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            text_encoder_3=None,
+            tokenizer_3=None,
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -71,10 +115,17 @@ def call_kwargs(family: str, resolution: int) -> dict:
     g = torch.Generator().manual_seed(1)
     common = dict(num_inference_steps=2, guidance_scale=1.0, height=resolution, width=resolution, output_type="latent")
     if family == "lumina":
-        return dict(prompt_embeds=torch.randn(1, 256, 2048, generator=g),
-                    prompt_attention_mask=torch.ones(1, 256, dtype=torch.long), clean_caption=False, **common)
-    return dict(prompt_embeds=torch.randn(1, 333, 4096, generator=g),
-                pooled_prompt_embeds=torch.randn(1, 2048, generator=g), **common)
+        return dict(
+            prompt_embeds=torch.randn(1, 256, 2048, generator=g),
+            prompt_attention_mask=torch.ones(1, 256, dtype=torch.long),
+            clean_caption=False,
+            **common,
+        )
+    return dict(
+        prompt_embeds=torch.randn(1, 333, 4096, generator=g),
+        pooled_prompt_embeds=torch.randn(1, 2048, generator=g),
+        **common,
+    )
 
 
 def per_call(pipe, kwargs) -> list[tuple[float, int]]:
@@ -108,8 +159,12 @@ def per_call(pipe, kwargs) -> list[tuple[float, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", choices=("sd3", "lumina"), default="sd3",
-                        help="sd3: SD3-medium architecture; lumina: Lumina-Next-SFT 2B architecture")
+    parser.add_argument(
+        "--family",
+        choices=("sd3", "lumina"),
+        default="sd3",
+        help="sd3: SD3-medium architecture; lumina: Lumina-Next-SFT 2B architecture",
+    )
     parser.add_argument("--ratio", type=float, default=0.25)
     parser.add_argument("--resolution", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=24, help="24 = SD3-medium and Lumina-Next-SFT 2B")
@@ -140,12 +195,26 @@ def main() -> None:
     e2e_time = steps * t_dense / (dense_steps * t_dense + (steps - dense_steps) * t_sparse)
     e2e_flops = steps * f_dense / (dense_steps * f_dense + (steps - dense_steps) * f_sparse)
     result = {
-        "config": {"family": args.family, "layers": args.layers, "resolution": args.resolution, "tokens": stats["tokens"],
-                   "text_tokens": stats["text_tokens"], "ratio": args.ratio, "repeats": args.repeats},
-        "device": platform.processor() or "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "dense_step_seconds": t_dense, "ras_step_seconds": t_sparse, "dense_step_flops": f_dense, "ras_step_flops": f_sparse,
-        "step_wall_speedup": t_dense / t_sparse, "step_flop_speedup": f_dense / f_sparse,
-        "loop28_wall_speedup": e2e_time, "loop28_flop_speedup": e2e_flops,
+        "config": {
+            "family": args.family,
+            "layers": args.layers,
+            "resolution": args.resolution,
+            "tokens": stats["tokens"],
+            "text_tokens": stats["text_tokens"],
+            "ratio": args.ratio,
+            "repeats": args.repeats,
+        },
+        "device": platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dense_step_seconds": t_dense,
+        "ras_step_seconds": t_sparse,
+        "dense_step_flops": f_dense,
+        "ras_step_flops": f_sparse,
+        "step_wall_speedup": t_dense / t_sparse,
+        "step_flop_speedup": f_dense / f_sparse,
+        "loop28_wall_speedup": e2e_time,
+        "loop28_flop_speedup": e2e_flops,
         "tokens_recomputed_on_ras_step": stats["tokens_per_step"][-1],
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -154,12 +223,18 @@ def main() -> None:
     lines = [
         f"RAS on {TITLES[args.family]} transformer ({args.layers} layers, random weights, fp32, "
         f"{torch.get_num_threads()} CPU threads), {args.resolution}x{args.resolution} "
-        f"({stats['tokens']} image + {stats['text_tokens']} text tokens), batch 1, ratio {args.ratio}.", "",
-        "| | dense step | RAS step | speedup |", "|---|---|---|---|",
-        f"| seconds (median of {args.repeats * 2} / {args.repeats}) | {t_dense:.1f} | {t_sparse:.1f} | {t_dense / t_sparse:.2f}x |",
-        f"| denoiser TFLOPs | {f_dense / 1e12:.2f} | {f_sparse / 1e12:.2f} | {f_dense / f_sparse:.2f}x |", "",
-        f"28-step denoising loop at the paper's SD3 settings (6 dense + 22 RAS steps), composed from the measured steps: "
-        f"**{e2e_time:.2f}x wall clock, {e2e_flops:.2f}x FLOPs** (paper: {PAPER[args.family]})."]
+        f"({stats['tokens']} image + {stats['text_tokens']} text tokens), batch 1, ratio {args.ratio}.",
+        "",
+        "| | dense step | RAS step | speedup |",
+        "|---|---|---|---|",
+        f"| seconds (median of {args.repeats * 2} / {args.repeats}) | {t_dense:.1f} | {t_sparse:.1f} | "
+        f"{t_dense / t_sparse:.2f}x |",
+        f"| denoiser TFLOPs | {f_dense / 1e12:.2f} | {f_sparse / 1e12:.2f} | {f_dense / f_sparse:.2f}x |",
+        "",
+        "28-step denoising loop at the paper's SD3 settings (6 dense + 22 RAS steps), composed from the measured "
+        "steps: "
+        f"**{e2e_time:.2f}x wall clock, {e2e_flops:.2f}x FLOPs** (paper: {PAPER[args.family]}).",
+    ]
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

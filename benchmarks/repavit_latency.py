@@ -41,8 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=os.path.join("benchmarks", "results", "repavit_latency"),
-                   help="output path without extension; writes .json and .md (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default=os.path.join("benchmarks", "results", "repavit_latency"),
+        help="output path without extension; writes .json and .md (default: %(default)s)",
+    )
     return p.parse_args(argv)
 
 
@@ -58,8 +61,9 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     totals = counter.get_flop_counts()
-    ffn = sum(sum(counts.values()) for name, counts in totals.items()
-              if ".mlp" in name and name.count(".") == 3)  # "<Model>.blocks.<i>.mlp"
+    ffn = sum(
+        sum(counts.values()) for name, counts in totals.items() if ".mlp" in name and name.count(".") == 3
+    )  # "<Model>.blocks.<i>.mlp"
     return counter.get_total_flops(), ffn
 
 
@@ -71,8 +75,14 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _spread(ms: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(ms), "p25_ms": _quantile(ms, 0.25), "p75_ms": _quantile(ms, 0.75),
-            "min_ms": min(ms), "max_ms": max(ms), "samples_ms": ms}
+    return {
+        "median_ms": statistics.median(ms),
+        "p25_ms": _quantile(ms, 0.25),
+        "p75_ms": _quantile(ms, 0.75),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "samples_ms": ms,
+    }
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -107,16 +117,22 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     orig, fast = _spread(times["original"]), _spread(times["repavit"])
     paired = [a / b for a, b in zip(times["original"], times["repavit"])]
     result = {
-        "model": name, "dtype": args.dtype, "batch": args.batch, "idle_ratio": args.idle_ratio,
-        "input_size": list(size), "params_original": sum(p.numel() for p in original.parameters()),
+        "model": name,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "idle_ratio": args.idle_ratio,
+        "input_size": list(size),
+        "params_original": sum(p.numel() for p in original.parameters()),
         "params_repavit": sum(p.numel() for p in repa.parameters()),
-        "original": orig, "repavit": fast,
+        "original": orig,
+        "repavit": fast,
         "throughput_original": args.batch / orig["median_ms"] * 1e3,
         "throughput_repavit": args.batch / fast["median_ms"] * 1e3,
         "speedup": orig["median_ms"] / fast["median_ms"],
         "speedup_paired_median": statistics.median(paired),
         "speedup_paired_range": [min(paired), max(paired)],
-        "gflops_original": flops_orig / 1e9, "gflops_repavit": flops_repa / 1e9,
+        "gflops_original": flops_orig / 1e9,
+        "gflops_repavit": flops_repa / 1e9,
         "flop_ratio": flops_repa / flops_orig,
         "ffn_flop_ratio": ffn_repa / ffn_orig if ffn_orig else None,
     }
@@ -133,11 +149,17 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__, "timm": timm.__version__, "python": sys.version.split()[0],
-            "device": args.device, "cpu": cpu, "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-            "command": " ".join(sys.argv)}
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": sys.version.split()[0],
+        "device": args.device,
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        "command": " ".join(sys.argv),
+    }
 
 
 def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -148,20 +170,26 @@ def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"{env['threads']} threads | random weights | warm-up excluded, repeats interleaved",
         "",
         "| model | dtype | batch | original ms (median [p25-p75]) | RePaViT ms (median [p25-p75]) | "
-        "original img/s | RePaViT img/s | speed-up (paired range) | GFLOPs orig -> RePa | FLOP ratio | FFN FLOP ratio |",
+        "original img/s | RePaViT img/s | speed-up (paired range) | GFLOPs orig -> RePa | FLOP ratio | FFN FLOP ratio "
+        "|",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         o, f = r["original"], r["repavit"]
         lo, hi = r["speedup_paired_range"]
         lines.append(
-            f"| {r['model']} | {r['dtype']} | {r['batch']} | {o['median_ms']:.1f} [{o['p25_ms']:.1f}-{o['p75_ms']:.1f}]"
+            f"| {r['model']} | {r['dtype']} | {r['batch']} | {o['median_ms']:.1f} "
+            f"[{o['p25_ms']:.1f}-{o['p75_ms']:.1f}]"
             f" | {f['median_ms']:.1f} [{f['p25_ms']:.1f}-{f['p75_ms']:.1f}] | {r['throughput_original']:.2f} | "
             f"{r['throughput_repavit']:.2f} | {r['speedup']:.3f}x ({lo:.2f}-{hi:.2f}) | "
             f"{r['gflops_original']:.1f} -> {r['gflops_repavit']:.1f} | {r['flop_ratio']:.3f} | "
-            f"{r['ffn_flop_ratio']:.3f} |")
-    lines += ["", f"idle ratio {rows[0]['idle_ratio'] if rows else '-'}; FLOPs from FlopCounterMode "
-                  "(matmul FLOPs, 2 per MAC, one image)."]
+            f"{r['ffn_flop_ratio']:.3f} |"
+        )
+    lines += [
+        "",
+        f"idle ratio {rows[0]['idle_ratio'] if rows else '-'}; FLOPs from FlopCounterMode "
+        "(matmul FLOPs, 2 per MAC, one image).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -175,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[repavit_latency] {name} ({args.dtype}, batch {args.batch}, {args.repeats} repeats) ...", flush=True)
         row = bench_model(name, args)
         rows.append(row)
-        print(f"  original {row['original']['median_ms']:.1f} ms, RePaViT {row['repavit']['median_ms']:.1f} ms, "
-              f"speed-up {row['speedup']:.3f}x, FLOP ratio {row['flop_ratio']:.3f}", flush=True)
+        print(
+            f"  original {row['original']['median_ms']:.1f} ms, RePaViT {row['repavit']['median_ms']:.1f} ms, "
+            f"speed-up {row['speedup']:.3f}x, FLOP ratio {row['flop_ratio']:.3f}",
+            flush=True,
+        )
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"environment": env, "settings": vars(args), "results": rows}, f, indent=2)

@@ -59,16 +59,33 @@ def build(family: str, args: argparse.Namespace) -> tuple[torch.nn.Module, dict]
     text = torch.randn(1, args.text_len, text_dim, generator=g)
     if family == "wan":
         model = diffusers.WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=args.heads, attention_head_dim=args.head_dim, in_channels=latent,
-            out_channels=latent, text_dim=text_dim, freq_dim=64, ffn_dim=4 * args.heads * args.head_dim,
-            num_layers=args.layers)
+            patch_size=(1, 2, 2),
+            num_attention_heads=args.heads,
+            attention_head_dim=args.head_dim,
+            in_channels=latent,
+            out_channels=latent,
+            text_dim=text_dim,
+            freq_dim=64,
+            ffn_dim=4 * args.heads * args.head_dim,
+            num_layers=args.layers,
+        )
         x = torch.randn(1, latent, args.frames, args.height, args.width, generator=g)
         return model, {"hidden_states": x, "encoder_hidden_states": text}
     model = diffusers.CogVideoXTransformer3DModel(
-        num_attention_heads=args.heads, attention_head_dim=args.head_dim, in_channels=latent, out_channels=latent,
-        time_embed_dim=64, text_embed_dim=text_dim, num_layers=args.layers, sample_width=args.width,
-        sample_height=args.height, sample_frames=(args.frames - 1) * 4 + 1, patch_size=2,
-        max_text_seq_length=args.text_len, use_rotary_positional_embeddings=True)
+        num_attention_heads=args.heads,
+        attention_head_dim=args.head_dim,
+        in_channels=latent,
+        out_channels=latent,
+        time_embed_dim=64,
+        text_embed_dim=text_dim,
+        num_layers=args.layers,
+        sample_width=args.width,
+        sample_height=args.height,
+        sample_frames=(args.frames - 1) * 4 + 1,
+        patch_size=2,
+        max_text_seq_length=args.text_len,
+        use_rotary_positional_embeddings=True,
+    )
     x = torch.randn(1, args.frames, latent, args.height, args.width, generator=g)
     return model, {"hidden_states": x, "encoder_hidden_states": text}
 
@@ -100,20 +117,44 @@ def main(argv: list[str] | None = None) -> dict:
         accel.apply(model, config, num_inference_steps=args.steps)
         generation(model, inputs, args.steps, device)  # compile / autotune, masks for every shape
         sparse = generation(model, inputs, args.steps, device)
-        stats = accel.summary(model)["denoisers"][next(iter(accel.summary(model)["denoisers"]))]["plugins"]["sparse_attention"]
+        stats = accel.summary(model)["denoisers"][next(iter(accel.summary(model)["denoisers"]))]["plugins"][
+            "sparse_attention"
+        ]
         accel.remove(model)
         grid = model_tokens(family, args)
-        row = {"family": family, "tokens": grid, "stock_s": round(stock, 3), "sparse_s": round(sparse, 3),
-               "speedup": round(stock / sparse, 3), "mean_density": stats["mean_density"],
-               "attention_flops_saved": stats["attention_flops_saved"], "backends": stats["backends"]}
+        row = {
+            "family": family,
+            "tokens": grid,
+            "stock_s": round(stock, 3),
+            "sparse_s": round(sparse, 3),
+            "speedup": round(stock / sparse, 3),
+            "mean_density": stats["mean_density"],
+            "attention_flops_saved": stats["attention_flops_saved"],
+            "backends": stats["backends"],
+        }
         rows.append(row)
-        print(f"{family}: stock {stock:.2f} s, sparse {sparse:.2f} s, speedup {stock / sparse:.2f}x, "
-              f"mean density {stats['mean_density']}, backends {stats['backends']}")
+        print(
+            f"{family}: stock {stock:.2f} s, sparse {sparse:.2f} s, speedup {stock / sparse:.2f}x, "
+            f"mean density {stats['mean_density']}, backends {stats['backends']}"
+        )
         del model
-    device_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    result = {"benchmark": "sparse_attention_e2e", "device": device_name, "dtype": str(dtype).replace("torch.", ""),
-              "config": config.to_dict(), "steps": args.steps, "layers": args.layers, "heads": args.heads,
-              "head_dim": args.head_dim, "latent": [args.frames, args.height, args.width], "rows": rows}
+    device_name = (
+        torch.cuda.get_device_name(0)
+        if device.startswith("cuda")
+        else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    result = {
+        "benchmark": "sparse_attention_e2e",
+        "device": device_name,
+        "dtype": str(dtype).replace("torch.", ""),
+        "config": config.to_dict(),
+        "steps": args.steps,
+        "layers": args.layers,
+        "heads": args.heads,
+        "head_dim": args.head_dim,
+        "latent": [args.frames, args.height, args.width],
+        "rows": rows,
+    }
     write(result, Path(args.out), "cuda" if device.startswith("cuda") else "cpu", args.tag)
     return result
 
@@ -127,14 +168,20 @@ def write(result: dict, out: Path, device: str, tag: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"sparse_attention_e2e_{device}{('_' + tag) if tag else ''}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# Sparse attention end to end ({result['device']}, {result['dtype']})", "",
-             f"Random-weight transformers: {result['layers']} layers, {result['heads']} heads x {result['head_dim']}, "
-             f"latent {'x'.join(map(str, result['latent']))}, {result['steps']} steps, config `{result['config']}`.", "",
-             "| family | tokens | stock (s) | sparse (s) | speedup | mean density | attention FLOPs saved | backends |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sparse attention end to end ({result['device']}, {result['dtype']})",
+        "",
+        f"Random-weight transformers: {result['layers']} layers, {result['heads']} heads x {result['head_dim']}, "
+        f"latent {'x'.join(map(str, result['latent']))}, {result['steps']} steps, config `{result['config']}`.",
+        "",
+        "| family | tokens | stock (s) | sparse (s) | speedup | mean density | attention FLOPs saved | backends |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['family']} | {r['tokens']} | {r['stock_s']} | {r['sparse_s']} | {r['speedup']}x | "
-                     f"{r['mean_density']} | {r['attention_flops_saved']:.0%} | {r['backends']} |")
+        lines.append(
+            f"| {r['family']} | {r['tokens']} | {r['stock_s']} | {r['sparse_s']} | {r['speedup']}x | "
+            f"{r['mean_density']} | {r['attention_flops_saved']:.0%} | {r['backends']} |"
+        )
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / stem}.json and .md")
 

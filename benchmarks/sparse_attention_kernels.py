@@ -44,10 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--block", type=int, default=64, help="mask block size (tokens)")
     p.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
-    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
-                   help="default: bfloat16 on CUDA, float32 on CPU")
-    p.add_argument("--backends", nargs="+", default=None, choices=["triton", "flex", "torch"],
-                   help="default: triton flex on CUDA, flex torch on CPU")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "float16", "bfloat16"],
+        help="default: bfloat16 on CUDA, float32 on CPU",
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=None,
+        choices=["triton", "flex", "torch"],
+        help="default: triton flex on CUDA, flex torch on CPU",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per case (the first flex call compiles)")
@@ -98,26 +107,61 @@ def main(argv: list[str] | None = None) -> dict:
             actual = mask.density()
             for backend in backends:
                 try:
-                    seconds = timed(lambda: block_sparse_attention(q, k, v, mask, backend=backend),
-                                    args.repeats, args.warmup, device)
+                    seconds = timed(
+                        lambda mask=mask, backend=backend: block_sparse_attention(q, k, v, mask, backend=backend),
+                        args.repeats,
+                        args.warmup,
+                        device,
+                    )
                 except Exception as exc:  # a backend unavailable here: say so in the table
-                    rows.append({"backend": backend, "target_density": density, "density": actual,
-                                 "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
+                    rows.append(
+                        {
+                            "backend": backend,
+                            "target_density": density,
+                            "density": actual,
+                            "error": f"{type(exc).__name__}: {str(exc)[:160]}",
+                        }
+                    )
                     print(f"{backend:>6} density {actual:.3f}: {rows[-1]['error']}")
                     continue
                 speedup = dense_s / seconds
                 ideal = 1.0 / actual
-                rows.append({"backend": backend, "target_density": density, "density": round(actual, 4),
-                             "ms": round(seconds * 1e3, 3), "speedup": round(speedup, 3), "ideal": round(ideal, 3),
-                             "fraction_of_ideal": round(speedup / ideal, 3)})
-                print(f"{backend:>6} density {actual:.3f}: {seconds * 1e3:9.2f} ms  speedup {speedup:6.2f}x  "
-                      f"ideal {ideal:6.2f}x  ({speedup / ideal:.0%} of ideal)")
-    device_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+                rows.append(
+                    {
+                        "backend": backend,
+                        "target_density": density,
+                        "density": round(actual, 4),
+                        "ms": round(seconds * 1e3, 3),
+                        "speedup": round(speedup, 3),
+                        "ideal": round(ideal, 3),
+                        "fraction_of_ideal": round(speedup / ideal, 3),
+                    }
+                )
+                print(
+                    f"{backend:>6} density {actual:.3f}: {seconds * 1e3:9.2f} ms  speedup {speedup:6.2f}x  "
+                    f"ideal {ideal:6.2f}x  ({speedup / ideal:.0%} of ideal)"
+                )
+    device_name = (
+        torch.cuda.get_device_name(0)
+        if device.startswith("cuda")
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     result = {
-        "benchmark": "sparse_attention_kernels", "device": device_name, "dtype": str(dtype).replace("torch.", ""),
-        "shape": {"batch": args.batch, "heads": args.heads, "tokens": n, "grid": [args.frames, args.height, args.width],
-                  "head_dim": args.head_dim, "block": args.block},
-        "dense_sdpa_ms": round(dense_s * 1e3, 3), "repeats": args.repeats, "torch": torch.__version__, "rows": rows,
+        "benchmark": "sparse_attention_kernels",
+        "device": device_name,
+        "dtype": str(dtype).replace("torch.", ""),
+        "shape": {
+            "batch": args.batch,
+            "heads": args.heads,
+            "tokens": n,
+            "grid": [args.frames, args.height, args.width],
+            "head_dim": args.head_dim,
+            "block": args.block,
+        },
+        "dense_sdpa_ms": round(dense_s * 1e3, 3),
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "rows": rows,
     }
     write(result, Path(args.out), "cuda" if device.startswith("cuda") else "cpu", args.tag)
     return result
@@ -128,18 +172,24 @@ def write(result: dict, out: Path, device: str, tag: str) -> None:
     stem = f"sparse_attention_kernels_{device}{('_' + tag) if tag else ''}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     s = result["shape"]
-    lines = [f"# Block-sparse attention kernels ({result['device']}, {result['dtype']})", "",
-             f"B={s['batch']}, H={s['heads']}, N={s['tokens']} ({'x'.join(map(str, s['grid']))} tokens), "
-             f"D={s['head_dim']}, block {s['block']}. Dense SDPA: {result['dense_sdpa_ms']} ms "
-             f"(median of {result['repeats']}).", "",
-             "| backend | density | time (ms) | speedup vs SDPA | ideal (1/density) | fraction of ideal |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Block-sparse attention kernels ({result['device']}, {result['dtype']})",
+        "",
+        f"B={s['batch']}, H={s['heads']}, N={s['tokens']} ({'x'.join(map(str, s['grid']))} tokens), "
+        f"D={s['head_dim']}, block {s['block']}. Dense SDPA: {result['dense_sdpa_ms']} ms "
+        f"(median of {result['repeats']}).",
+        "",
+        "| backend | density | time (ms) | speedup vs SDPA | ideal (1/density) | fraction of ideal |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         if "error" in r:
             lines.append(f"| {r['backend']} | {r['density']:.3f} | n/a: {r['error']} | | | |")
         else:
-            lines.append(f"| {r['backend']} | {r['density']:.3f} | {r['ms']} | {r['speedup']}x | {r['ideal']}x | "
-                         f"{r['fraction_of_ideal']:.0%} |")
+            lines.append(
+                f"| {r['backend']} | {r['density']:.3f} | {r['ms']} | {r['speedup']}x | {r['ideal']}x | "
+                f"{r['fraction_of_ideal']:.0%} |"
+            )
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / stem}.json and .md")
 

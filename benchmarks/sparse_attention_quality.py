@@ -58,7 +58,11 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int, fields: dic
     try:
         for i in range(0, len(prompts), 24):
             start = time.perf_counter()
-            out = pipe(prompt=prompts[i:i + 24], generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + 24]], **call)
+            out = pipe(
+                prompt=prompts[i : i + 24],
+                generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + 24]],
+                **call,
+            )
             seconds += time.perf_counter() - start
             videos.append(out.frames.float().clamp(0, 1))
             if fields is not None:
@@ -68,16 +72,24 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int, fields: dic
     finally:
         if fields is not None:
             accel.remove(pipe)
-    return {"videos": torch.cat(videos), "density": statistics.fmean(density) if density else 1.0,
-            "skipped_flops": skipped / len(prompts), "seconds": seconds / len(prompts)}
+    return {
+        "videos": torch.cat(videos),
+        "density": statistics.fmean(density) if density else 1.0,
+        "skipped_flops": skipped / len(prompts),
+        "seconds": seconds / len(prompts),
+    }
 
 
 def dense_denoiser_flops(pipe, steps: int) -> float:
     """Denoiser FLOPs of one dense video (both guidance branches), counted by torch's FlopCounterMode."""
     prompts, seeds = fold_items(0, 1)
     with ModuleFlops(pipe.transformer) as counter, torch.no_grad():
-        pipe(prompt=prompts, generator=torch.Generator().manual_seed(seeds[0]), output_type="pt",
-             **dict(BUILTIN_MODELS[MODEL].call_defaults, num_inference_steps=steps))
+        pipe(
+            prompt=prompts,
+            generator=torch.Generator().manual_seed(seeds[0]),
+            output_type="pt",
+            **dict(BUILTIN_MODELS[MODEL].call_defaults, num_inference_steps=steps),
+        )
     return float(counter.total)
 
 
@@ -106,8 +118,11 @@ def main() -> None:
             prompts, seeds = fold_items(fold, args.per_fold)
             result = generate(pipe, prompts, seeds, steps, fields)
             videos = result["videos"]
-            values = {"fid": domain.fid(real, videos), "video_fid": domain.video_fid(real, videos),
-                      "alignment": float(domain.alignment(videos, prompts).mean())}
+            values = {
+                "fid": domain.fid(real, videos),
+                "video_fid": domain.video_fid(real, videos),
+                "alignment": float(domain.alignment(videos, prompts).mean()),
+            }
             for k, v in values.items():
                 per[k].append(v)
             per["density"].append(result["density"])
@@ -138,31 +153,49 @@ def main() -> None:
         print(rows[-1], flush=True)
     progress.close()
     for row in rows[1:]:
-        row["beyond_spread"] = [k for k in METRICS
-                                if abs(row[f"{k}_paired"][0]) > 2 * max(row[f"{k}_paired"][1], 1e-9)
-                                and not (k == "alignment" and abs(row[f"{k}_paired"][0]) < 1e-3)]
+        row["beyond_spread"] = [
+            k
+            for k in METRICS
+            if abs(row[f"{k}_paired"][0]) > 2 * max(row[f"{k}_paired"][1], 1e-9)
+            and not (k == "alignment" and abs(row[f"{k}_paired"][0]) < 1e-3)
+        ]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump({"model": MODEL, "steps": STEPS, "folds": args.folds, "per_fold": args.per_fold,
-                   "dense_denoiser_flops_per_video": dense_flops, "rows": rows}, f, indent=2)
+        json.dump(
+            {
+                "model": MODEL,
+                "steps": STEPS,
+                "folds": args.folds,
+                "per_fold": args.per_fold,
+                "dense_denoiser_flops_per_video": dense_flops,
+                "rows": rows,
+            },
+            f,
+            indent=2,
+        )
     write_markdown(rows, args, args.out + ".md")
 
 
 def write_markdown(rows: list[dict], args, path: str) -> None:
     ms = lambda v, p=3: f"{v[0]:.{p}g} ± {v[1]:.2g}"  # noqa: E731
     diff = lambda v: f"{v[0]:+.3g} ± {v[1]:.2g}"  # noqa: E731
-    lines = [f"Block-sparse attention on `{MODEL}` ({args.folds} seed folds x {args.per_fold} videos, guidance 2, "
-             "block 16; dense warm-up 20% of steps and layer 0 dense, the defaults). FID and video FID against 480 real "
-             "clips; paired = per-fold difference to dense; 'moves' = paired difference beyond twice its spread.", "",
-             "| setting | mean density | denoiser FLOPs | s/video | PSNR to dense (dB) | SSIM | FID | FID, paired | "
-             "video FID | video FID, paired | alignment | alignment, paired | moves |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Block-sparse attention on `{MODEL}` ({args.folds} seed folds x {args.per_fold} videos, guidance 2, "
+        "block 16; dense warm-up 20% of steps and layer 0 dense, the defaults). FID and video FID against 480 real "
+        "clips; paired = per-fold difference to dense; 'moves' = paired difference beyond twice its spread.",
+        "",
+        "| setting | mean density | denoiser FLOPs | s/video | PSNR to dense (dB) | SSIM | FID | FID, paired | "
+        "video FID | video FID, paired | alignment | alignment, paired | moves |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        get = lambda k, f: f(r[k]) if k in r else "-"  # noqa: E731
-        lines.append(f"| {r['setting']} | {r['density'][0]:.2f} | {r['flop_ratio'][0]:.3f} | {r['seconds'][0]:.2f} | "
-                     f"{get('psnr', ms)} | {get('ssim', ms)} | {ms(r['fid'])} | {get('fid_paired', diff)} | "
-                     f"{ms(r['video_fid'])} | {get('video_fid_paired', diff)} | {ms(r['alignment'])} | "
-                     f"{get('alignment_paired', diff)} | {', '.join(r.get('beyond_spread', [])) or '-'} |")
+        get = lambda k, f, r=r: f(r[k]) if k in r else "-"  # noqa: E731
+        lines.append(
+            f"| {r['setting']} | {r['density'][0]:.2f} | {r['flop_ratio'][0]:.3f} | {r['seconds'][0]:.2f} | "
+            f"{get('psnr', ms)} | {get('ssim', ms)} | {ms(r['fid'])} | {get('fid_paired', diff)} | "
+            f"{ms(r['video_fid'])} | {get('video_fid_paired', diff)} | {ms(r['alignment'])} | "
+            f"{get('alignment_paired', diff)} | {', '.join(r.get('beyond_spread', [])) or '-'} |"
+        )
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -6,6 +6,9 @@ try:
 
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one intra-op thread per xdist worker: `-n 2` on 2 cores would otherwise run 4 threads on 2 cores
+        torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
 

@@ -79,14 +79,17 @@ class Target:
         def run(seed: int) -> torch.Tensor:
             with torch.no_grad():
                 return tiny(**tiny.inputs(seed=seed, steps=steps, **overrides))
+
         return cls(tiny.pipe, run, steps)
 
     @classmethod
     def model(cls, model: nn.Module, make_input: Callable[[torch.Generator], Any]) -> Target:
         """A bare model called on ``make_input(generator)``."""
+
         def run(seed: int) -> torch.Tensor:
             with torch.no_grad():
                 return model(make_input(torch.Generator().manual_seed(seed)))
+
         return cls(model, run)
 
 
@@ -104,7 +107,8 @@ def fingerprint(obj: Any) -> dict[str, Any]:
             registry = getattr(sub, "_diffusers_hook", None)
             processor = sub.__dict__.get("processor")
             modules[f"{root_name}:{name}"] = dict(
-                module=(type(sub).__name__, id(sub)), training=sub.training,
+                module=(type(sub).__name__, id(sub)),
+                training=sub.training,
                 hook_registry=None if registry is None else tuple(registry.hooks),
                 instance_forward="forward" in sub.__dict__,
                 processor=None if processor is None else (type(processor).__name__, id(processor)),
@@ -118,7 +122,8 @@ def fingerprint(obj: Any) -> dict[str, Any]:
         for owner_name, owner in (("pipeline", obj), ("scheduler", getattr(obj, "scheduler", None))):
             if owner is not None:
                 overrides[owner_name] = sorted(
-                    (k, id(v)) for k, v in vars(owner).items() if callable(v) and not isinstance(v, (nn.Module, type)))
+                    (k, id(v)) for k, v in vars(owner).items() if callable(v) and not isinstance(v, (nn.Module, type))
+                )
     return dict(modules=modules, tensors=tensors, overrides=overrides)
 
 
@@ -137,14 +142,18 @@ def assert_restored(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert after["overrides"] == before["overrides"], "instance-level method overrides left on the pipeline/scheduler"
     assert after["modules"].keys() == before["modules"].keys(), (
         f"module tree changed: added {sorted(after['modules'].keys() - before['modules'].keys())[:5]}, "
-        f"removed {sorted(before['modules'].keys() - after['modules'].keys())[:5]}")
+        f"removed {sorted(before['modules'].keys() - after['modules'].keys())[:5]}"
+    )
     changed = [k for k in before["modules"] if before["modules"][k] != after["modules"][k]]
     if changed:
         first = changed[0]
         pytest.fail(f"modules not restored, e.g. {first}: {before['modules'][first]} -> {after['modules'][first]}")
     assert after["tensors"].keys() == before["tensors"].keys(), "state_dict keys changed"
-    moved = [k for k, (i, v) in before["tensors"].items()
-             if after["tensors"][k][0] != i or not torch.equal(after["tensors"][k][1], v)]
+    moved = [
+        k
+        for k, (i, v) in before["tensors"].items()
+        if after["tensors"][k][0] != i or not torch.equal(after["tensors"][k][1], v)
+    ]
     assert not moved, f"parameters/buffers replaced or changed: {moved[:5]}"
 
 
@@ -154,12 +163,24 @@ def at_apply(kwargs: dict[str, Any], expected: str, error: type[Exception] = acc
     return pytest.param(kwargs, expected, True, error, id="apply-" + _kwargs_id(kwargs))
 
 
-def known_bug(kwargs: dict[str, Any], expected: str, reason: str, raises: type[BaseException] | None = None,
-              apply: bool = False, error: type[Exception] = accel.ConfigError) -> Any:
+def known_bug(
+    kwargs: dict[str, Any],
+    expected: str,
+    reason: str,
+    raises: type[BaseException] | None = None,
+    apply: bool = False,
+    error: type[Exception] = accel.ConfigError,
+) -> Any:
     """A bad-config entry the plugin gets wrong today: a strict xfail, for the exception ``raises`` if given
     (None: the config is accepted). It turns into a failure once the plugin is fixed: then drop the mark."""
-    return pytest.param(kwargs, expected, apply, error, id=("apply-" if apply else "") + _kwargs_id(kwargs),
-                        marks=pytest.mark.xfail(strict=True, reason=reason, raises=raises or pytest.fail.Exception))
+    return pytest.param(
+        kwargs,
+        expected,
+        apply,
+        error,
+        id=("apply-" if apply else "") + _kwargs_id(kwargs),
+        marks=pytest.mark.xfail(strict=True, reason=reason, raises=raises or pytest.fail.Exception),
+    )
 
 
 def _kwargs_id(kwargs: dict[str, Any]) -> str:
@@ -212,9 +233,12 @@ class PluginTesterMixin:
 
     def pytest_generate_tests(self, metafunc):
         if "bad_kwargs" in metafunc.fixturenames:
-            entries = [e if isinstance(e, type(pytest.param(None))) else
-                       pytest.param(e[0], e[1], False, accel.ConfigError, id=_kwargs_id(e[0]))
-                       for e in self.bad_configs]
+            entries = [
+                e
+                if isinstance(e, type(pytest.param(None)))
+                else pytest.param(e[0], e[1], False, accel.ConfigError, id=_kwargs_id(e[0]))
+                for e in self.bad_configs
+            ]
             metafunc.parametrize("bad_kwargs,expected,apply_time,error", entries)
 
     def config_with(self, **changes: Any) -> accel.PluginConfig:

@@ -12,7 +12,6 @@ import torch
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import BaseState, StateManager
 
-import accel
 from accel.config import PluginConfig, check_float
 from accel.plugin import Plugin, register_plugin
 

@@ -34,10 +34,26 @@ def make_run_folder(root: str) -> str:
 
     run = os.path.join(root, "tiny-sweep")
     rows = [
-        {"config": "baseline", "kind": "baseline", "steps": STEPS, "samples": 2, "speedup": 1.0, "latency_s": 0.1,
-         "nfe": 8.0},
-        {"config": "ag_threshold-1", "kind": "method", "steps": STEPS, "samples": 2, "speedup": 1.5,
-         "latency_s": 0.066, "nfe": 5.0, "psnr": 31.5, "ssim": 0.95},
+        {
+            "config": "baseline",
+            "kind": "baseline",
+            "steps": STEPS,
+            "samples": 2,
+            "speedup": 1.0,
+            "latency_s": 0.1,
+            "nfe": 8.0,
+        },
+        {
+            "config": "ag_threshold-1",
+            "kind": "method",
+            "steps": STEPS,
+            "samples": 2,
+            "speedup": 1.5,
+            "latency_s": 0.066,
+            "nfe": 5.0,
+            "psnr": 31.5,
+            "ssim": 0.95,
+        },
     ]
     records = []
     for row in rows:
@@ -45,8 +61,16 @@ def make_run_folder(root: str) -> str:
             path = f"samples/{row['config']}/p{pid:04d}_s{pid}.png"
             os.makedirs(os.path.join(run, os.path.dirname(path)), exist_ok=True)
             Image.new("RGB", (32, 32), (40 * pid, 100, 200)).save(os.path.join(run, path))
-            records.append({"key": f"{row['config']}|p{pid:04d}|s{pid}", "config": row["config"], "prompt": prompt,
-                            "prompt_id": pid, "seed": pid, "path": path})
+            records.append(
+                {
+                    "key": f"{row['config']}|p{pid:04d}|s{pid}",
+                    "config": row["config"],
+                    "prompt": prompt,
+                    "prompt_id": pid,
+                    "seed": pid,
+                    "path": path,
+                }
+            )
     with open(os.path.join(run, "summary.json"), "w") as f:
         json.dump(rows, f)
     with open(os.path.join(run, "records.jsonl"), "w") as f:
@@ -63,12 +87,14 @@ def server(tmp_path_factory):
 
     runs_root = str(tmp_path_factory.mktemp("runs"))
     make_run_folder(runs_root)
-    models = {"tiny-unet": ModelSpec(tiny_text_pipeline("unet"), call_defaults={"height": SIZE, "width": SIZE},
-                                     examples=("a handwritten 7",)),
-              "tiny-wan": ModelSpec(tiny_text_pipeline("wan"), call_defaults={"height": 32, "width": 32, "num_frames": 5})}
+    models = {
+        "tiny-unet": ModelSpec(
+            tiny_text_pipeline("unet"), call_defaults={"height": SIZE, "width": SIZE}, examples=("a handwritten 7",)
+        ),
+        "tiny-wan": ModelSpec(tiny_text_pipeline("wan"), call_defaults={"height": 32, "width": 32, "num_frames": 5}),
+    }
     vit = VisionModels(original=tiny_denoiser("timm_vit"), finetuned=False)
-    demo = build_app(models=models, runs_root=runs_root, allow_custom_models=True, vision_models=vit,
-                     max_concurrent=2)
+    demo = build_app(models=models, runs_root=runs_root, allow_custom_models=True, vision_models=vit, max_concurrent=2)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -80,8 +106,7 @@ def generate(client, plugins=None, seed=0, prompt="a handwritten 7", steps=STEPS
     """Call the UI's "generate" endpoint; returns (metrics dict, baseline array, accelerated array, summary)."""
     from PIL import Image
 
-    out = client.predict(model, prompt, seed, steps, 2.0, SIZE, 1, 9, *plugin_inputs(plugins),
-                         api_name="/generate")
+    out = client.predict(model, prompt, seed, steps, 2.0, SIZE, 1, 9, *plugin_inputs(plugins), api_name="/generate")
     status, base_path, acc_path, _gif1, _gif2, markdown, metrics, summary = out  # (the gif row is layout)
     assert status.startswith("Done"), status
     assert "speedup" in markdown and "NFEs" in markdown
@@ -150,34 +175,57 @@ def test_concurrent_requests_do_not_leak_state(server):
 
 def test_json_endpoint(server):
     client, _ = server
-    out = client.predict("tiny-unet", "a handwritten 3", 5, STEPS, 2.0, SIZE, 1, 0,
-                         json.dumps({"adaptive_guidance": {"threshold": -1}}), api_name="/generate_json")
+    out = client.predict(
+        "tiny-unet",
+        "a handwritten 3",
+        5,
+        STEPS,
+        2.0,
+        SIZE,
+        1,
+        0,
+        json.dumps({"adaptive_guidance": {"threshold": -1}}),
+        api_name="/generate_json",
+    )
     assert out["accelerated_nfe"] == 2 + (STEPS - 1) and out["baseline_nfe"] == 2 * STEPS
     assert out["summary"]["plugins"] == ["ag_threshold-1"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (dict(prompt=""), "enter a prompt"),
-    (dict(model="no-such-model"), "unknown model"),
-    (dict(prompt="x" * 400), "limit is"),
-    (dict(plugins={"ras": {}}), "does not support"),
-    (dict(plugins={"deepcache": {"interval": 3}, "block_cache": {}}), "does not support"),
-    (dict(steps=500), "maximum"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (dict(prompt=""), "enter a prompt"),
+        (dict(model="no-such-model"), "unknown model"),
+        (dict(prompt="x" * 400), "limit is"),
+        (dict(plugins={"ras": {}}), "does not support"),
+        (dict(plugins={"deepcache": {"interval": 3}, "block_cache": {}}), "does not support"),
+        (dict(steps=500), "maximum"),
+    ],
+)
 def test_bad_input_gives_a_readable_error(server, args, message):
     client, _ = server
     with pytest.raises(gradio_client.exceptions.AppError) as info:
         generate(client, **args)
     text = str(info.value)
     assert message in text
-    assert "Traceback" not in text and "File \"" not in text
+    assert "Traceback" not in text and 'File "' not in text
 
 
 def test_bad_plugin_value_and_custom_model_errors(server):
     client, _ = server
     with pytest.raises(gradio_client.exceptions.AppError, match="interval"):
-        client.predict("tiny-unet", "a 7", 0, STEPS, 2.0, SIZE, 1, 0, json.dumps({"deepcache": {"interval": 0}}),
-                       api_name="/generate_json")
+        client.predict(
+            "tiny-unet",
+            "a 7",
+            0,
+            STEPS,
+            2.0,
+            SIZE,
+            1,
+            0,
+            json.dumps({"deepcache": {"interval": 0}}),
+            api_name="/generate_json",
+        )
     with pytest.raises(gradio_client.exceptions.AppError, match="not valid JSON"):
         client.predict("tiny-unet", "a 7", 0, STEPS, 2.0, SIZE, 1, 0, "{nope", api_name="/generate_json")
     with pytest.raises(gradio_client.exceptions.AppError, match="no such directory"):
@@ -221,8 +269,18 @@ def test_video_model_gives_frame_strips_and_gifs(server):
     from PIL import Image
 
     client, _ = server
-    out = client.predict("tiny-wan", "a red square moving up", 0, 2, 2.0, 32, 1, 5,
-                         *plugin_inputs({"block_cache": {"interval": 2, "warmup_steps": 0}}), api_name="/generate")
+    out = client.predict(
+        "tiny-wan",
+        "a red square moving up",
+        0,
+        2,
+        2.0,
+        32,
+        1,
+        5,
+        *plugin_inputs({"block_cache": {"interval": 2, "warmup_steps": 0}}),
+        api_name="/generate",
+    )
     status, base_path, acc_path, base_gif, acc_gif, markdown, metrics, summary = out
     assert metrics["kind"] == "video" and metrics["frames"] == 5 and "5 frames" in status
     strip = Image.open(base_path)
@@ -242,8 +300,9 @@ def test_vision_upload_is_treated_as_data(server, tmp_path):
     picture = Image.new("RGB", (64, 64), (255, 255, 255))
     picture.paste((0, 0, 0), (28, 8, 36, 56))  # a dark "1" on white paper
     picture.save(path)
-    preview, original, repavit, markdown, result = client.predict(gradio_client.handle_file(str(path)),
-                                                                  api_name="/classify_upload")
+    preview, original, repavit, markdown, result = client.predict(
+        gradio_client.handle_file(str(path)), api_name="/classify_upload"
+    )
     assert "inverted" in markdown and result["original"]["prediction"] in [str(d) for d in range(10)]
     with pytest.raises(gradio_client.exceptions.AppError, match="upload an image"):
         client.predict(None, api_name="/classify_upload")
@@ -282,9 +341,15 @@ def test_limits_are_enforced_without_a_browser():
     limits = Limits()
     ok = validate(GenerationRequest("m", "  a   7 ", steps=50, batch=4), entry, limits)
     assert ok.prompt == "a 7" and ok.size == 32
-    for bad, text in [(dict(steps=0), "steps"), (dict(batch=5), "batch"), (dict(size=128), "size"),
-                      (dict(size=20), "multiple of 8"), (dict(guidance=float("nan")), "guidance"),
-                      (dict(seed=-1), "seed"), (dict(plugins={"nope": {}}), "unknown plugin")]:
+    for bad, text in [
+        (dict(steps=0), "steps"),
+        (dict(batch=5), "batch"),
+        (dict(size=128), "size"),
+        (dict(size=20), "multiple of 8"),
+        (dict(guidance=float("nan")), "guidance"),
+        (dict(seed=-1), "seed"),
+        (dict(plugins={"nope": {}}), "unknown plugin"),
+    ]:
         with pytest.raises(AppError, match=text):
             validate(GenerationRequest("m", "a 7", **bad), entry, limits)
 

@@ -48,15 +48,22 @@ def test_generation_in_a_browser(browser):
     from accel.app.screenshot import free_port, run_generation, save_page, start_driver
     from accel.pipelines.testing import tiny_text_pipeline
 
-    models = {"tiny-unet": ModelSpec(tiny_text_pipeline("unet"), title="tiny random U-Net pipeline",
-                                     call_defaults={"height": 16, "width": 16}, examples=("a handwritten 7",))}
+    models = {
+        "tiny-unet": ModelSpec(
+            tiny_text_pipeline("unet"),
+            title="tiny random U-Net pipeline",
+            call_defaults={"height": 16, "width": 16},
+            examples=("a handwritten 7",),
+        )
+    }
     demo = build_app(models=models, runs_root=os.path.join(os.path.dirname(__file__), "no-runs-here"))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
     driver = start_driver(*browser)
     try:
-        text = run_generation(driver, f"http://127.0.0.1:{port}/", "a handwritten 7",
-                              plugins=("adaptive_guidance",), steps=8)
+        text = run_generation(
+            driver, f"http://127.0.0.1:{port}/", "a handwritten 7", plugins=("adaptive_guidance",), steps=8
+        )
         from selenium.webdriver.common.by import By
 
         images = driver.find_elements(By.CSS_SELECTOR, "#baseline-image img, #accelerated-image img")

@@ -22,7 +22,7 @@ def test_builtin_pipeline_generates_what_its_prompts_ask_for(name):
     pipe = load(name)
     pipe.set_progress_bar_config(disable=True)
     assert type(pipe).__name__ == spec.pipeline_class
-    prompts = builtin_prompts(name)[:SAMPLES[spec.kind]]
+    prompts = builtin_prompts(name)[: SAMPLES[spec.kind]]
     call = dict(spec.call_defaults, num_inference_steps=8, output_type="pt")
     with torch.no_grad():
         out = pipe(prompt=prompts, generator=[torch.Generator().manual_seed(i) for i in range(len(prompts))], **call)

@@ -9,10 +9,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
-import accel
 from diffusers.hooks.hooks import CacheContext, _set_cache_context
 
+import accel
 from accel.caching import BlockCacheConfig, CacheSchedule, DeepCacheConfig, fora_schedule
 from accel.context import CallInfo
 from accel.pipelines.testing import tiny_pipeline
@@ -113,7 +112,9 @@ def test_deepcache_with_controlnet_residuals():
     tiny = tiny_pipeline("unet")
     torch.manual_seed(0)
     controlnet = ControlNetModel.from_unet(tiny.pipe.unet, conditioning_embedding_out_channels=(8, 8)).eval()
-    pipe = StableDiffusionControlNetPipeline(**tiny.pipe.components, controlnet=controlnet, requires_safety_checker=False)
+    pipe = StableDiffusionControlNetPipeline(
+        **tiny.pipe.components, controlnet=controlnet, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
     kwargs = tiny.inputs(steps=6)
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -147,12 +148,20 @@ def test_block_cache_full_recompute_is_bit_identical(family):
 
 
 def test_fora_schedule_shape_warmup_and_live_blocks():
-    sched = fora_schedule(8, 6, ("attn1", "attn2", "ff"), interval=3, warmup_steps=2, live_first_blocks=1,
-                          live_last_blocks=2, cached_components=("attn1", "ff"))
+    sched = fora_schedule(
+        8,
+        6,
+        ("attn1", "attn2", "ff"),
+        interval=3,
+        warmup_steps=2,
+        live_first_blocks=1,
+        live_last_blocks=2,
+        cached_components=("attn1", "ff"),
+    )
     mask = sched.recompute
     assert mask.shape == (8, 6, 3)
     assert mask[:2].all() and mask[2].all() and mask[5].all()  # warm-up, then every 3rd step after it
-    assert mask[3, 0].all() and mask[3, 4:].all()              # live first / last blocks
+    assert mask[3, 0].all() and mask[3, 4:].all()  # live first / last blocks
     assert not mask[3, 1:4, 0].any() and mask[3, 1:4, 1].all()  # attn2 is never cached here
     assert sched.recompute_fraction() == pytest.approx(mask.mean())
 
@@ -206,8 +215,17 @@ def test_block_cache_separate_uncond_schedule():
     reference = copy.deepcopy(attn)
     handle = accel.apply(tiny.pipe, BlockCacheConfig(interval=1, uncond_interval=1000))
     _set_cache_context(tiny.pipe.transformer, CacheContext("cond_uncond"))
-    info = CallInfo(generation=1, step_index=0, num_inference_steps=4, eval_index=0, call_index=0,
-                    branch="cond_uncond", batch_size=4, samples=2, cfg_stacked=True)
+    info = CallInfo(
+        generation=1,
+        step_index=0,
+        num_inference_steps=4,
+        eval_index=0,
+        call_index=0,
+        branch="cond_uncond",
+        batch_size=4,
+        samples=2,
+        cfg_stacked=True,
+    )
     x0, x1 = torch.randn(4, 16, 16), torch.randn(4, 16, 16)
     with torch.no_grad():
         handle.context.current = info
@@ -232,9 +250,9 @@ def test_block_cache_rejects_bad_settings():
 
 # --------------------------------------------------------------------------------- schedule search
 def _search(tmp, generations, family="pixart"):
+    from accel.pipelines.testing import tiny_text_pipeline
     from accel.tuning.cache_search import CalibrationSet, ScheduleSearch, SearchSettings
     from accel.tuning.cache_search_spaces import BlockScheduleSpace, DeepCacheStepSpace
-    from accel.pipelines.testing import tiny_text_pipeline
 
     pipe = tiny_text_pipeline(family)
     call = dict(num_inference_steps=5, guidance_scale=3.0, height=16, width=16)
@@ -283,8 +301,16 @@ class TestDeepCachePlugin(PluginTesterMixin):
 
     config_cls = DeepCacheConfig
     plugin_name = "deep_cache"
-    summary_keys = ("interval", "branch", "full_steps", "cached_steps", "schedule", "deep_layers",
-                    "skipped_layer_calls", "cache_bytes")
+    summary_keys = (
+        "interval",
+        "branch",
+        "full_steps",
+        "cached_steps",
+        "schedule",
+        "deep_layers",
+        "skipped_layer_calls",
+        "cache_bytes",
+    )
     unsupported_family = "pixart"
     bad_configs = [
         ({"interval": 0}, "DeepCacheConfig.interval must be an integer in [1, 1000], got 0"),
@@ -315,8 +341,16 @@ class TestBlockCachePlugin(PluginTesterMixin):
 
     config_cls = BlockCacheConfig
     plugin_name = "block_cache"
-    summary_keys = ("schedule", "blocks", "components", "component_calls", "component_calls_computed",
-                    "recompute_fraction", "recompute_fraction_per_step", "cache_bytes")
+    summary_keys = (
+        "schedule",
+        "blocks",
+        "components",
+        "component_calls",
+        "component_calls_computed",
+        "recompute_fraction",
+        "recompute_fraction_per_step",
+        "cache_bytes",
+    )
     unsupported_family = "unet"
     bad_configs = [
         ({"interval": 0}, "BlockCacheConfig.interval must be an integer in [1, 1000], got 0"),

@@ -25,8 +25,15 @@ def _snapshot(tiny):
         if isinstance(module, nn.Module):
             for sub_name, sub in module.named_modules():
                 registry = getattr(sub, "_diffusers_hook", None)
-                marks.append((name, sub_name, registry is not None, tuple(registry.hooks) if registry else (),
-                              "forward" in sub.__dict__))
+                marks.append(
+                    (
+                        name,
+                        sub_name,
+                        registry is not None,
+                        tuple(registry.hooks) if registry else (),
+                        "forward" in sub.__dict__,
+                    )
+                )
     return marks
 
 
@@ -72,9 +79,18 @@ def test_summary_counts_match_a_counting_wrapper(family):
     seen_batches = []
     handle = tiny.denoiser.register_forward_pre_hook(
         lambda module, args, kwargs: seen_batches.append(
-            int((kwargs.get("hidden_states") if kwargs.get("hidden_states") is not None else
-                 kwargs.get("sample") if kwargs.get("sample") is not None else args[0]).shape[0])),
-        with_kwargs=True)
+            int(
+                (
+                    kwargs.get("hidden_states")
+                    if kwargs.get("hidden_states") is not None
+                    else kwargs.get("sample")
+                    if kwargs.get("sample") is not None
+                    else args[0]
+                ).shape[0]
+            )
+        ),
+        with_kwargs=True,
+    )
     accel.apply(tiny.pipe, ProbeConfig())
     _run(tiny, steps=3, batch=2)
     handle.remove()
@@ -84,7 +100,9 @@ def test_summary_counts_match_a_counting_wrapper(family):
     assert last["steps"] == 3
     assert last["samples"] == 2
     assert last["nfe"] == pytest.approx(sum(seen_batches) / 2)
-    assert summary["denoisers"][next(iter(summary["denoisers"]))]["plugins"]["probe"]["calls_seen"] == len(seen_batches)
+    assert summary["denoisers"][next(iter(summary["denoisers"]))]["plugins"]["probe"]["calls_seen"] == len(
+        seen_batches
+    )
     assert "probe" in str(summary)
     accel.remove(tiny.pipe)
 
@@ -108,7 +126,11 @@ def test_cfg_layout_and_branches():
     _run(separate, steps=2)
     infos = _probe(handle).seen
     assert [(i.step_index, i.call_index, i.branch) for i in infos] == [
-        (0, 0, "cond"), (0, 1, "uncond"), (1, 0, "cond"), (1, 1, "uncond")]
+        (0, 0, "cond"),
+        (0, 1, "uncond"),
+        (1, 0, "cond"),
+        (1, 1, "uncond"),
+    ]
     accel.remove(separate.pipe)
 
     dit = tiny_pipeline("dit")
@@ -196,8 +218,19 @@ def test_timm_vit_apply_remove():
 def test_unsupported_model_names_supported_families():
     with pytest.raises(accel.UnsupportedModelError) as err:
         accel.apply(nn.Linear(2, 2), ProbeConfig())
-    for family in ("unet", "pixart", "sd3", "flux", "dit", "lumina", "wan", "cogvideox", "hunyuan_video",
-                   "ltx_video", "timm_vit"):
+    for family in (
+        "unet",
+        "pixart",
+        "sd3",
+        "flux",
+        "dit",
+        "lumina",
+        "wan",
+        "cogvideox",
+        "hunyuan_video",
+        "ltx_video",
+        "timm_vit",
+    ):
         assert family in str(err.value)
     with pytest.raises(accel.UnsupportedModelError):
         accel.apply("not a model", ProbeConfig())

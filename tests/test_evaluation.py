@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from accel.evaluation import SweepSpec, evaluate, format_table
 from accel.evaluation.records import read_records
@@ -33,9 +32,16 @@ def tiny_model(tmp_path_factory):
 def _spec_file(directory, model, name="sweep", seeds=3):
     prompts = directory / "prompts.txt"
     prompts.write_text("a handwritten 1\na red circle\n")
-    spec = {"model": model, "name": name, "steps": 4, "prompts": str(prompts), "seeds_per_prompt": seeds,
-            "fewer_steps": [2], "call": {"height": 16, "width": 16, "guidance_scale": 3.0},
-            "configs": ["none", {"type": "DeepCacheConfig", "interval": 2}]}
+    spec = {
+        "model": model,
+        "name": name,
+        "steps": 4,
+        "prompts": str(prompts),
+        "seeds_per_prompt": seeds,
+        "fewer_steps": [2],
+        "call": {"height": 16, "width": 16, "guidance_scale": 3.0},
+        "configs": ["none", {"type": "DeepCacheConfig", "interval": 2}],
+    }
     path = directory / "spec.json"
     path.write_text(json.dumps(spec))
     return str(path)
@@ -57,8 +63,12 @@ def test_sweep_killed_midway_resumes_without_loss_or_duplicates(tmp_path, tiny_m
     spec = _spec_file(tmp_path, tiny_model)
     out = tmp_path / "runs"
     run_dir = out / "sweep"
-    proc = subprocess.Popen(_cli("eval", spec, "--out", str(out), "--no-progress"), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli("eval", spec, "--out", str(out), "--no-progress"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         if len(read_records(str(run_dir))) >= 5 if run_dir.exists() else False:
@@ -68,8 +78,13 @@ def test_sweep_killed_midway_resumes_without_loss_or_duplicates(tmp_path, tiny_m
     proc.wait()
     before = _digests(str(run_dir))
     assert 5 <= len(before) < 18, "the run was killed midway"
-    subprocess.run(_cli("eval", spec, "--out", str(out), "--no-progress"), env=ENV, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _cli("eval", spec, "--out", str(out), "--no-progress"),
+        env=ENV,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lines = [json.loads(line) for line in open(run_dir / "records.jsonl")]
     keys = [r["key"] for r in lines]
     assert len(keys) == len(set(keys)) == 18  # 3 entries x 2 prompts x 3 seeds, each exactly once
@@ -85,26 +100,54 @@ def test_two_processes_give_the_same_records_as_one(tmp_path, tiny_model):
     spec = _spec_file(tmp_path, tiny_model, seeds=2)
     single = evaluate(spec, out=str(tmp_path / "one"), progress=False)
     run_one = next(iter(single))
-    cmd = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "accel.cli", "eval", spec, "--out", str(tmp_path / "two"), "--no-progress"]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        "-m",
+        "accel.cli",
+        "eval",
+        spec,
+        "--out",
+        str(tmp_path / "two"),
+        "--no-progress",
+    ]
     subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     run_two = str(tmp_path / "two" / "sweep")
     records = [json.loads(line) for line in open(os.path.join(run_two, "records.jsonl"))]
     assert {r["rank"] for r in records} == {0, 1}  # both processes generated samples
     one, two = read_records(run_one), read_records(run_two)
     fields = ("config", "prompt_id", "prompt", "seed", "steps", "path", "nfe")
-    assert {k: tuple(r[f] for f in fields) for k, r in one.items()} == {k: tuple(r[f] for f in fields) for k, r in two.items()}
-    for key, record in one.items():  # the same samples; float reduction order may move a pixel by one level
+    assert {k: tuple(r[f] for f in fields) for k, r in one.items()} == {
+        k: tuple(r[f] for f in fields) for k, r in two.items()
+    }
+    for record in one.values():  # the same samples; float reduction order may move a pixel by one level
         a = load_sample(os.path.join(run_one, record["path"]))
         b = load_sample(os.path.join(run_two, record["path"]))
         assert (a - b).abs().max() <= 1 / 255 + 1e-6
 
 
 def test_summary_numbers_and_table(tmp_path, tiny_model):
-    spec = SweepSpec(model=tiny_model, name="s", steps=4, prompts=_prompt_file(tmp_path), seeds_per_prompt=1,
-                     fewer_steps=[2], call={"height": 16, "width": 16, "guidance_scale": 3.0},
-                     configs=["none", {"type": "AdaptiveGuidanceConfig", "threshold": -1.0}])
+    spec = SweepSpec(
+        model=tiny_model,
+        name="s",
+        steps=4,
+        prompts=_prompt_file(tmp_path),
+        seeds_per_prompt=1,
+        fewer_steps=[2],
+        call={"height": 16, "width": 16, "guidance_scale": 3.0},
+        configs=["none", {"type": "AdaptiveGuidanceConfig", "threshold": -1.0}],
+    )
     result = next(iter(evaluate(spec, out=str(tmp_path / "runs"), progress=False).values()))
     rows = {r["config"]: r for r in result["rows"]}
     assert rows["baseline"]["nfe"] == 8 and rows["steps2"]["nfe"] == 4 and rows["ag_threshold-1"]["nfe"] == 5
@@ -140,10 +183,24 @@ def test_spec_validation(tmp_path):
 
 
 def test_finished_run_is_never_overwritten_by_a_different_sweep(tmp_path, tiny_model):
-    spec = SweepSpec(model=tiny_model, name="same", steps=2, prompts=_prompt_file(tmp_path), seeds_per_prompt=1,
-                     fewer_steps=[1], call={"height": 16, "width": 16})
+    spec = SweepSpec(
+        model=tiny_model,
+        name="same",
+        steps=2,
+        prompts=_prompt_file(tmp_path),
+        seeds_per_prompt=1,
+        fewer_steps=[1],
+        call={"height": 16, "width": 16},
+    )
     evaluate(spec, out=str(tmp_path / "runs"), progress=False)
-    other = SweepSpec(model=tiny_model, name="same", steps=3, prompts=_prompt_file(tmp_path), seeds_per_prompt=1,
-                      fewer_steps=[1], call={"height": 16, "width": 16})
+    other = SweepSpec(
+        model=tiny_model,
+        name="same",
+        steps=3,
+        prompts=_prompt_file(tmp_path),
+        seeds_per_prompt=1,
+        fewer_steps=[1],
+        call={"height": 16, "width": 16},
+    )
     with pytest.raises(ValueError, match="holds a different sweep"):
         evaluate(other, out=str(tmp_path / "runs"), progress=False)

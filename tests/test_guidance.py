@@ -14,7 +14,19 @@ from accel.tuning.linear_ag_fit import calibrate, fit_coefficients
 
 from .plugin_mixin import PluginTesterMixin, Target, at_apply, known_bug
 
-CFG_FAMILIES = ["unet", "sdxl", "pixart", "dit", "sd3", "lumina", "cogvideox", "ltx_video", "wan", "flux", "hunyuan_video"]
+CFG_FAMILIES = [
+    "unet",
+    "sdxl",
+    "pixart",
+    "dit",
+    "sd3",
+    "lumina",
+    "cogvideox",
+    "ltx_video",
+    "wan",
+    "flux",
+    "hunyuan_video",
+]
 
 
 def _run(tiny, **kw):
@@ -132,7 +144,11 @@ def test_linear_ag_calibrate_and_apply(tmp_path):
     path = str(tmp_path / "coef.json")
     data = calibrate(pipe, ["a handwritten 1", "a handwritten 2"], call, seeds=[0, 1], history=2, out=path)
     assert data["num_inference_steps"] == 8 and len(data["coefficients"]) == 6
-    gen = lambda: pipe(prompt="a handwritten 3", generator=torch.Generator().manual_seed(5), output_type="pt", **call).images  # noqa: E731
+
+    def gen() -> torch.Tensor:
+        generator = torch.Generator().manual_seed(5)
+        return pipe(prompt="a handwritten 3", generator=generator, output_type="pt", **call).images
+
     with torch.no_grad():
         baseline = gen()
         accel.apply(pipe, accel.LinearAGConfig(coefficients=path, predict_every=2, predict_until=0.75, threshold=1.5))
@@ -206,8 +222,16 @@ def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/1"):
     """A hand-written LinearAG file for 4 steps, history 1: u_t = 0.5 c_t + 0.5 u_{t-1} at steps 1-3."""
     path = test.tmp_path / name
     if not path.exists():
-        path.write_text(json.dumps({"format": fmt, "history": 1, "num_inference_steps": 4,
-                                    "coefficients": {str(s): [0.5, 0.0, 0.5, 0.0] for s in (1, 2, 3)}}))
+        path.write_text(
+            json.dumps(
+                {
+                    "format": fmt,
+                    "history": 1,
+                    "num_inference_steps": 4,
+                    "coefficients": {str(s): [0.5, 0.0, 0.5, 0.0] for s in (1, 2, 3)},
+                }
+            )
+        )
     return str(path)
 
 
@@ -238,11 +262,21 @@ class TestLinearAGPlugin(PluginTesterMixin):
         ({"threshold": 3.0}, "threshold must be a number in [-1.0, 2.0], got 3.0"),
         ({"coefficients": "missing.json"}, "LinearAGConfig.coefficients must be the path of a coefficients JSON file"),
         at_apply({"coefficients": _wrong_format}, "is not a LinearAG coefficients file (format 'something-else/1'"),
-        known_bug({"coefficients": _not_json}, "LinearAG", apply=True, raises=json.JSONDecodeError,
-                  reason="load_coefficients lets json.JSONDecodeError through instead of a ConfigError"),
-        known_bug({"coefficients": _directory}, "LinearAG", apply=True, raises=IsADirectoryError,
-                  error=accel.AccelError,  # ConfigError or NotFoundError would both do
-                  reason="a directory passes the os.path.exists check; apply raises IsADirectoryError"),
+        known_bug(
+            {"coefficients": _not_json},
+            "LinearAG",
+            apply=True,
+            raises=json.JSONDecodeError,
+            reason="load_coefficients lets json.JSONDecodeError through instead of a ConfigError",
+        ),
+        known_bug(
+            {"coefficients": _directory},
+            "LinearAG",
+            apply=True,
+            raises=IsADirectoryError,
+            error=accel.AccelError,  # ConfigError or NotFoundError would both do
+            reason="a directory passes the os.path.exists check; apply raises IsADirectoryError",
+        ),
     ]
     identity_stats = {"predicted_steps": [], "cfg_dropped_at_step": None}
 
@@ -250,8 +284,9 @@ class TestLinearAGPlugin(PluginTesterMixin):
         return Target.pipeline("unet", steps=4)
 
     def config(self):
-        return accel.LinearAGConfig(coefficients=_coefficients(self), predict_every=1, predict_until=1.0,
-                                    threshold=1.5)
+        return accel.LinearAGConfig(
+            coefficients=_coefficients(self), predict_every=1, predict_until=1.0, threshold=1.5
+        )
 
     def identity_config(self):
         return accel.LinearAGConfig(coefficients=_coefficients(self), predict_until=0.0, threshold=1.5)

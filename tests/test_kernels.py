@@ -14,18 +14,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from accel.kernels import BackendUnavailableError, backend_status, block_sparse_attention, dense_reference, gather_block_sparse
+from accel.kernels import (
+    BackendUnavailableError,
+    backend_status,
+    block_sparse_attention,
+    dense_reference,
+    gather_block_sparse,
+)
 from accel.kernels.block_mask import BlockSparseMask
 from accel.sparse_attention.builders.combine import dense_text
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-needs_triton = pytest.mark.skipif(not (torch.cuda.is_available() or INTERPRETED),
-                                  reason="needs CUDA or TRITON_INTERPRET=1 set before triton is imported")
+needs_triton = pytest.mark.skipif(
+    not (torch.cuda.is_available() or INTERPRETED),
+    reason="needs CUDA or TRITON_INTERPRET=1 set before triton is imported",
+)
 
 
-def random_mask(b: int, h: int, n: int, block: int, density: float, seed: int = 0, empty_rows: int = 1,
-                kv_len: int | None = None) -> BlockSparseMask:
+def random_mask(
+    b: int, h: int, n: int, block: int, density: float, seed: int = 0, empty_rows: int = 1, kv_len: int | None = None
+) -> BlockSparseMask:
     """Random block mask; ``empty_rows`` query blocks of head 0 get no key block at all."""
     kv_len = n if kv_len is None else kv_len
     g = torch.Generator().manual_seed(seed)
@@ -146,8 +155,11 @@ def test_triton_rejects_small_blocks_with_reason():
         block_sparse_attention(q, k, v, mask, backend="triton")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU-only: autotuned Triton kernel in bf16 on CUDA "
-                    "(the CPU path is covered by the interpreter tests above)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="GPU-only: autotuned Triton kernel in bf16 on CUDA "
+    "(the CPU path is covered by the interpreter tests above)",
+)
 def test_triton_gpu_bf16_video_shape():  # pragma: no cover - GPU only
     q, k, v = qkv(1, 4, 1000, 128, torch.bfloat16, seed=8)
     mask = random_mask(1, 4, 1000, 64, 0.3, seed=9)

@@ -73,9 +73,12 @@ def accel_imports(path: Path) -> set[str]:
             else:
                 target = node.module or ""
             found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names
-                         if (ROOT.parent / f"{target}.{alias.name}".replace(".", "/")).exists()
-                         or (ROOT.parent / (f"{target}.{alias.name}".replace(".", "/") + ".py")).exists())
+            found.update(
+                f"{target}.{alias.name}"
+                for alias in node.names
+                if (ROOT.parent / f"{target}.{alias.name}".replace(".", "/")).exists()
+                or (ROOT.parent / (f"{target}.{alias.name}".replace(".", "/") + ".py")).exists()
+            )
     return {name for name in found if name == "accel" or name.startswith("accel.")}
 
 

@@ -59,8 +59,11 @@ def test_recomputed_tokens_follow_the_schedule(family):
     tiny = tiny_pipeline(family)
     lengths = []
     handle = _image_block(tiny.denoiser).register_forward_pre_hook(
-        lambda m, args, kwargs: lengths.append(int((kwargs.get("hidden_states") if "hidden_states" in kwargs else args[0]).shape[1])),
-        with_kwargs=True)
+        lambda m, args, kwargs: lengths.append(
+            int((kwargs.get("hidden_states") if "hidden_states" in kwargs else args[0]).shape[1])
+        ),
+        with_kwargs=True,
+    )
     config = accel.RASConfig(sample_ratio=0.5, final_sample_ratio=0.25, warmup_steps=2, error_reset_steps=(5,))
     accel.apply(tiny.pipe, config)
     _run(tiny, steps=8)
@@ -90,8 +93,15 @@ def test_kv_cache_refreshes_on_dense_steps_and_updates_active_rows():
         before = hook.state.get_state().full
         before = None if before is None else before.clone()
         result = original(module, output)
-        seen.append((plugin.session.context.current.step_index, plugin.active, output, before,
-                     result if plugin.active is None else result.clone()))
+        seen.append(
+            (
+                plugin.session.context.current.step_index,
+                plugin.active,
+                output,
+                before,
+                result if plugin.active is None else result.clone(),
+            )
+        )
         return result
 
     hook.fn_ref.post_forward = spy
@@ -126,9 +136,12 @@ def test_sparse_step_on_unchanged_input_reproduces_the_dense_step(family):
             scheduler.set_begin_index(0)
         inputs.append((kwargs["hidden_states"], kwargs["timestep"]))
 
-    hooks = [tiny.denoiser.register_forward_pre_hook(start_at_first_sigma, with_kwargs=True),
-             tiny.denoiser.register_forward_hook(
-                 lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out.sample))]
+    hooks = [
+        tiny.denoiser.register_forward_pre_hook(start_at_first_sigma, with_kwargs=True),
+        tiny.denoiser.register_forward_hook(
+            lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out.sample)
+        ),
+    ]
     kwargs = tiny.inputs(steps=3, batch=2, output_type="latent")
     kwargs["sigmas"] = [0.8, 0.8, 0.4]
     if family == "lumina2":
@@ -148,9 +161,9 @@ def test_sparse_step_on_unchanged_input_reproduces_the_dense_step(family):
     dropped = torch.ones(n, dtype=torch.bool)
     dropped[active] = False
     calls = len(outputs) // 3  # denoiser calls per step (2 for separate CFG)
-    for (x0, t0), (x1, t1) in zip(inputs[:calls], inputs[calls:2 * calls]):
+    for (x0, t0), (x1, t1) in zip(inputs[:calls], inputs[calls : 2 * calls]):
         assert torch.equal(x0, x1) and torch.equal(t0, t1)  # the premise: step 1 repeats step 0's input
-    for dense, sparse in zip(outputs[:calls], outputs[calls:2 * calls]):
+    for dense, sparse in zip(outputs[:calls], outputs[calls : 2 * calls]):
         dense, sparse = to_tokens(dense, patch), to_tokens(sparse, patch)
         torch.testing.assert_close(sparse[:, active], dense[:, active], rtol=1e-5, atol=1e-5)
         assert not sparse[:, dropped].any()  # dropped tokens: zeros until the step wrapper fills them
@@ -174,8 +187,16 @@ def test_lumina_kv_tables_refresh_on_dense_steps_and_update_active_rows(family):
         before = processor.cache.get(branch)
         before = None if before is None else before[0].clone()
         full_k, full_v = original(key, value, text_lengths)
-        seen.append((plugin.session.context.current.step_index, plugin.active, key, before, full_k.clone(),
-                     processor.cache[branch][0]))
+        seen.append(
+            (
+                plugin.session.context.current.step_index,
+                plugin.active,
+                key,
+                before,
+                full_k.clone(),
+                processor.cache[branch][0],
+            )
+        )
         return full_k, full_v
 
     processor.full_kv = spy
@@ -262,7 +283,9 @@ def test_starvation_brings_long_skipped_tokens_back():
     assert seen == {0, 1, 2, 3}
     # keep="low" recomputes the small-update tokens; starvation still pulls the others back
     assert select(scores, torch.zeros(4), 2, 0.0, "low").tolist() == [2, 3]
-    assert 0 in select(scores, torch.tensor([0.0, 0.0, 0.0, 0.0]) + torch.tensor([5.0, 0, 0, 0]), 2, 1.0, "low").tolist()
+    assert (
+        0 in select(scores, torch.tensor([0.0, 0.0, 0.0, 0.0]) + torch.tensor([5.0, 0, 0, 0]), 2, 1.0, "low").tolist()
+    )
     assert select(scores, torch.zeros(4), 2, 0.0, "high", always=torch.tensor([3])).tolist() == [0, 3]
 
 
@@ -273,8 +296,10 @@ def test_ras_errors():
         accel.RASConfig(warmup_steps=0)
     with pytest.raises(accel.UnsupportedModelError, match=r"does not support Wan.*\(wan\); it supports: .*lumina2"):
         accel.apply(tiny_pipeline("wan").pipe, accel.RASConfig())  # a video DiT: not an image_dit
-    with pytest.raises(accel.UnsupportedModelError,
-                       match="does not support the 'hunyuan_dit' family yet; supported: dit, flux, lumina, lumina2, pixart, sd3"):
+    with pytest.raises(
+        accel.UnsupportedModelError,
+        match="does not support the 'hunyuan_dit' family yet; supported: dit, flux, lumina, lumina2, pixart, sd3",
+    ):
         layout_for("hunyuan_dit")
     with pytest.raises(accel.UnsupportedModelError, match="apply it to the pipeline"):
         accel.apply(tiny_denoiser("sd3"), accel.RASConfig())
@@ -288,8 +313,16 @@ class TestRASPlugin(PluginTesterMixin):
 
     config_cls = accel.RASConfig
     plugin_name = "ras"
-    summary_keys = ("tokens", "text_tokens", "tokens_per_step", "sparse_steps", "token_fraction",
-                    "attention_flops_fraction", "attention_flops_saved", "cache_bytes")
+    summary_keys = (
+        "tokens",
+        "text_tokens",
+        "tokens_per_step",
+        "sparse_steps",
+        "token_fraction",
+        "attention_flops_fraction",
+        "attention_flops_saved",
+        "cache_bytes",
+    )
     unsupported_family = "wan"
     bad_configs = [
         ({"sample_ratio": 0.0}, "RASConfig.sample_ratio must be a number in (0.0, 1.0], got 0.0"),

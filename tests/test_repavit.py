@@ -12,9 +12,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import accel
-from accel.reparam import (ChannelIdleMlp, RePaBlock, RePaFFN, ResidualFFN, TokenBatchNorm, calibrate_batchnorm,
-                           load_official_checkpoint, load_reparameterized, reparameterize, save_reparameterized,
-                           to_repavit)
+from accel.reparam import (
+    ChannelIdleMlp,
+    RePaBlock,
+    RePaFFN,
+    ResidualFFN,
+    TokenBatchNorm,
+    calibrate_batchnorm,
+    load_official_checkpoint,
+    load_reparameterized,
+    reparameterize,
+    save_reparameterized,
+    to_repavit,
+)
 from accel.tuning import repavit_finetune as ft
 
 from .plugin_mixin import PluginTesterMixin, Target, at_apply
@@ -22,10 +32,12 @@ from .plugin_mixin import PluginTesterMixin, Target, at_apply
 timm = pytest.importorskip("timm")
 
 TINY = dict(pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10)
-VARIANTS = ("vit_tiny_patch16_224",             # plain ViT
-            "deit_tiny_distilled_patch16_224",  # VisionTransformerDistilled (two heads, two prefix tokens)
-            "deit3_small_patch16_224",          # LayerScale
-            "vit_base_patch16_reg4_gap_256")    # register tokens, average pooling, fc_norm
+VARIANTS = (
+    "vit_tiny_patch16_224",  # plain ViT
+    "deit_tiny_distilled_patch16_224",  # VisionTransformerDistilled (two heads, two prefix tokens)
+    "deit3_small_patch16_224",  # LayerScale
+    "vit_base_patch16_reg4_gap_256",
+)  # register tokens, average pooling, fc_norm
 D, H = 32, 128  # width and FFN hidden width of the tiny models
 
 
@@ -188,20 +200,42 @@ def _official_state(depth=2, classes=10, patch=8, img=32, a=32, seed=0) -> dict[
         return torch.randn(*shape, generator=g) * scale
 
     def bn(n):
-        return {"weight": 1 + r(n), "bias": r(n), "running_mean": r(n, scale=0.5),
-                "running_var": torch.rand(n, generator=g) + 0.5, "num_batches_tracked": torch.tensor(7)}
+        return {
+            "weight": 1 + r(n),
+            "bias": r(n),
+            "running_mean": r(n, scale=0.5),
+            "running_var": torch.rand(n, generator=g) + 0.5,
+            "num_batches_tracked": torch.tensor(7),
+        }
 
     n = (img // patch) ** 2
-    sd = {"cls_token": r(1, 1, D), "pos_embed": r(1, n + 1, D), "patch_embed.proj.weight": r(D, 3, patch, patch),
-          "norm_pre.weight": 1 + r(D), "norm_pre.bias": r(D), "norm.weight": 1 + r(D), "norm.bias": r(D),
-          "head.weight": r(classes, D), "head.bias": r(classes)}
+    sd = {
+        "cls_token": r(1, 1, D),
+        "pos_embed": r(1, n + 1, D),
+        "patch_embed.proj.weight": r(D, 3, patch, patch),
+        "norm_pre.weight": 1 + r(D),
+        "norm_pre.bias": r(D),
+        "norm.weight": 1 + r(D),
+        "norm.bias": r(D),
+        "head.weight": r(classes, D),
+        "head.bias": r(classes),
+    }
     for i in range(depth):
         p = f"blocks.{i}."
-        sd.update({p + "attn.norm.weight": 1 + r(D), p + "attn.norm.bias": r(D),
-                   p + "attn.qkv.weight": r(3 * D, D), p + "attn.qkv.bias": r(3 * D),
-                   p + "attn.proj.weight": r(D, D), p + "attn.proj.bias": r(D),
-                   p + "mlp.fc1.weight": r(H, D), p + "mlp.fc1.bias": r(H),
-                   p + "mlp.fc2.weight": r(D, H), p + "mlp.fc2.bias": r(D)})
+        sd.update(
+            {
+                p + "attn.norm.weight": 1 + r(D),
+                p + "attn.norm.bias": r(D),
+                p + "attn.qkv.weight": r(3 * D, D),
+                p + "attn.qkv.bias": r(3 * D),
+                p + "attn.proj.weight": r(D, D),
+                p + "attn.proj.bias": r(D),
+                p + "mlp.fc1.weight": r(H, D),
+                p + "mlp.fc1.bias": r(H),
+                p + "mlp.fc2.weight": r(D, H),
+                p + "mlp.fc2.bias": r(D),
+            }
+        )
         sd.update({p + "mlp.norm1." + k: v for k, v in bn(D).items()})
         sd.update({p + "mlp.norm2." + k: v for k, v in bn(H).items()})
     return sd
@@ -209,8 +243,11 @@ def _official_state(depth=2, classes=10, patch=8, img=32, a=32, seed=0) -> dict[
 
 def _official_reference(sd, x, depth=2, heads=2, patch=8, a=32):
     """The upstream forward, written from its description (LN eps 1e-5 in attention, 1e-6 elsewhere)."""
+
     def bn(t, p):
-        return (t - sd[p + "running_mean"]) / torch.sqrt(sd[p + "running_var"] + 1e-5) * sd[p + "weight"] + sd[p + "bias"]
+        return (t - sd[p + "running_mean"]) / torch.sqrt(sd[p + "running_var"] + 1e-5) * sd[p + "weight"] + sd[
+            p + "bias"
+        ]
 
     t = F.conv2d(x, sd["patch_embed.proj.weight"], stride=patch).flatten(2).transpose(1, 2)
     t = torch.cat([sd["cls_token"].expand(len(t), -1, -1), t], 1) + sd["pos_embed"]
@@ -219,8 +256,11 @@ def _official_reference(sd, x, depth=2, heads=2, patch=8, a=32):
     for i in range(depth):
         p = f"blocks.{i}."
         h = F.layer_norm(t, (D,), sd[p + "attn.norm.weight"], sd[p + "attn.norm.bias"], 1e-5)
-        q, k, v = F.linear(h, sd[p + "attn.qkv.weight"], sd[p + "attn.qkv.bias"]) \
-            .reshape(b, n, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            F.linear(h, sd[p + "attn.qkv.weight"], sd[p + "attn.qkv.bias"])
+            .reshape(b, n, 3, heads, D // heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         att = torch.softmax(q @ k.transpose(-1, -2) * (D // heads) ** -0.5, -1) @ v
         t = t + F.linear(att.transpose(1, 2).reshape(b, n, D), sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"])
         h = F.linear(bn(t, p + "mlp.norm1."), sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])
@@ -234,8 +274,9 @@ def test_official_checkpoint_loader_on_synthetic_state_dict():
     sd = _official_state()
     x = _x()
     arch = dict(embed_dim=D, depth=2, num_heads=2)
-    model = load_official_checkpoint({"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3},
-                                     idle_ratio=0.75, arch=arch)
+    model = load_official_checkpoint(
+        {"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, idle_ratio=0.75, arch=arch
+    )
     with torch.no_grad():
         ref = _official_reference(sd, x)
         assert (model(x) - ref).abs().max() < 1e-4
@@ -247,8 +288,9 @@ def test_official_checkpoint_loader_on_synthetic_state_dict():
     for key, value in folded.state_dict().items():
         parts = key.split(".", 2)
         if parts[0] == "blocks":
-            rest = next((new + parts[2][len(old):] for old, new in rename.items() if parts[2].startswith(old)),
-                        parts[2])
+            rest = next(
+                (new + parts[2][len(old) :] for old, new in rename.items() if parts[2].startswith(old)), parts[2]
+            )
             key = f"blocks.{parts[1]}.{rest}"
         upstream_folded[key] = value
     assert "blocks.0.mlp.fc3.weight" in upstream_folded
@@ -299,7 +341,9 @@ def test_apply_then_remove_restores_the_original_exactly():
     assert stats["ffn_mac_ratio"] == pytest.approx(0.375)
     assert accel.remove(vit)
     assert all(a is b for a, b in zip(vit.blocks, blocks))
-    assert all(torch.equal(v, state[k]) for k, v in vit.state_dict().items()) and vit.state_dict().keys() == state.keys()
+    assert (
+        all(torch.equal(v, state[k]) for k, v in vit.state_dict().items()) and vit.state_dict().keys() == state.keys()
+    )
     with torch.no_grad():
         assert torch.equal(vit(x), baseline)
     assert accel.get_handle(vit) is None
@@ -335,8 +379,9 @@ def test_apply_refuses_unsupported_models_and_rolls_back():
 
     with pytest.raises(accel.UnsupportedModelError):
         accel.apply(timm.create_model("convnext_atto", pretrained=False), accel.RePaViTConfig())
-    swiglu = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=10,
-                               mlp_layer=SwiGLUPacked).eval()
+    swiglu = VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=10, mlp_layer=SwiGLUPacked
+    ).eval()
     blocks = list(swiglu.blocks)
     with pytest.raises(accel.UnsupportedModelError, match="not a timm Mlp"):
         accel.apply(swiglu, accel.RePaViTConfig())
@@ -369,8 +414,9 @@ def test_finetune_one_epoch_checkpoints_and_resumes(tmp_path):
     assert student.blocks[0].mlp.norm1.running_var.sub(1).abs().max() > 1e-3, "calibration must set BN stats"
     before = {k: v.clone() for k, v in student.state_dict().items()}
     out = str(tmp_path / "run")
-    result = ft.finetune(student, teacher, (images, labels), epochs=1, lr=1e-3, batch_size=16, out_dir=out,
-                         progress=False)
+    result = ft.finetune(
+        student, teacher, (images, labels), epochs=1, lr=1e-3, batch_size=16, out_dir=out, progress=False
+    )
     assert result["steps"] == 2 and len(result["history"]) == 1 and result["resumed_from"] is None
     assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items() if v.is_floating_point())
     assert sorted(os.listdir(out)) == ["optimizer.safetensors", "student", "trainer_state.json"]
@@ -381,8 +427,9 @@ def test_finetune_one_epoch_checkpoints_and_resumes(tmp_path):
     assert state["epoch"] == 0 and state["step"] == 2
     assert all(torch.equal(v, student.state_dict()[k]) for k, v in fresh.state_dict().items())
     assert len(optimizer.state) == sum(1 for p in fresh.parameters() if p.requires_grad)
-    resumed = ft.finetune(fresh, teacher, (images, labels), epochs=2, lr=1e-3, batch_size=16, out_dir=out,
-                          progress=False)
+    resumed = ft.finetune(
+        fresh, teacher, (images, labels), epochs=2, lr=1e-3, batch_size=16, out_dir=out, progress=False
+    )
     assert resumed["resumed_from"] == 0 and resumed["steps"] == 4 and len(resumed["history"]) == 2
     with torch.no_grad():
         x = images[:4]
@@ -408,12 +455,28 @@ def test_cli_main_on_a_tiny_teacher(tmp_path, capsys):
     teacher_dir = tmp_path / "teacher"
     teacher_dir.mkdir()
     torch.manual_seed(0)
-    save_file({k: v.contiguous() for k, v in build_vit(**small).state_dict().items()},
-              str(teacher_dir / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in build_vit(**small).state_dict().items()}, str(teacher_dir / "model.safetensors")
+    )
     (teacher_dir / "config.json").write_text(json.dumps({"model_kwargs": small}))
     out = tmp_path / "out"
-    code = ft.main(["--model-dir", str(teacher_dir), "--out-dir", str(out), "--epochs", "1", "--train-limit", "64",
-                    "--batch-size", "32", "--calibration-batches", "1", "--no-progress"])
+    code = ft.main(
+        [
+            "--model-dir",
+            str(teacher_dir),
+            "--out-dir",
+            str(out),
+            "--epochs",
+            "1",
+            "--train-limit",
+            "64",
+            "--batch-size",
+            "32",
+            "--calibration-batches",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     assert result["fold_max_abs_logit_diff"] < 1e-4 and 0 <= result["folded_accuracy"] <= 1
@@ -430,8 +493,16 @@ class TestRePaViTPlugin(PluginTesterMixin):
 
     config_cls = accel.RePaViTConfig
     plugin_name = "repavit"
-    summary_keys = ("blocks_converted", "idle_ratio", "active_channels", "reparameterized", "checkpoint",
-                    "ffn_macs_per_token_before", "ffn_macs_per_token_after", "ffn_mac_ratio")
+    summary_keys = (
+        "blocks_converted",
+        "idle_ratio",
+        "active_channels",
+        "reparameterized",
+        "checkpoint",
+        "ffn_macs_per_token_before",
+        "ffn_macs_per_token_after",
+        "ffn_mac_ratio",
+    )
     unsupported_family = "unet"
     bad_configs = [
         ({"idle_ratio": 1.5}, "RePaViTConfig.idle_ratio must be a number in [0.0, 1.0], got 1.5"),

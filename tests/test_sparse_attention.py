@@ -13,16 +13,32 @@ import accel
 from accel.kernels import block_sparse_attention, dense_reference
 from accel.pipelines.testing import tiny_pipeline
 from accel.sparse_attention import (
-    BlockSparseMask, PatternSpec, SequenceLayout, SparseAttentionConfig, SparsePlan,
-    dense_text, force_diagonal, pattern_mask, tile_permutation, to_model_order, to_working_order, union,
+    BlockSparseMask,
+    PatternSpec,
+    SequenceLayout,
+    SparseAttentionConfig,
+    SparsePlan,
+    dense_text,
+    force_diagonal,
+    pattern_mask,
+    tile_permutation,
+    to_model_order,
+    to_working_order,
+    union,
 )
-from accel.tuning.sparse_calibration import calibrate_plan
-from accel.tuning.sparse_plan_search import PlanSearch
 from accel.sparse_attention.builders import (
-    band_blocks, block_scores, dynamic_mask, keep_by_threshold, multi_diagonal_blocks, stripe_blocks,
-    temporal_blocks, window_blocks,
+    band_blocks,
+    block_scores,
+    dynamic_mask,
+    keep_by_threshold,
+    multi_diagonal_blocks,
+    stripe_blocks,
+    temporal_blocks,
+    window_blocks,
 )
 from accel.sparse_attention.plugin import _model_order, _working, suffix_lengths
+from accel.tuning.sparse_calibration import calibrate_plan
+from accel.tuning.sparse_plan_search import PlanSearch
 
 from .plugin_mixin import PluginTesterMixin, Target, known_bug
 
@@ -125,8 +141,15 @@ def test_working_order_attention_equals_model_order_reference():
         layout = SequenceLayout(2, 4, 4, text_len=5, text_position=position, tile=(1, 2, 2))
         g = torch.Generator().manual_seed(1)
         q, k, v = (torch.randn(2, layout.seq_len, 3, 8, generator=g) for _ in range(3))  # [B,N,H,D]
-        mask = dense_text(force_diagonal(BlockSparseMask.from_block_bool(
-            torch.rand(2, 3, 5, 5, generator=g) < 0.3, 8, 8, layout.seq_len, layout.seq_len)), 5, "last")
+        mask = dense_text(
+            force_diagonal(
+                BlockSparseMask.from_block_bool(
+                    torch.rand(2, 3, 5, 5, generator=g) < 0.3, 8, 8, layout.seq_len, layout.seq_len
+                )
+            ),
+            5,
+            "last",
+        )
         out, _ = block_sparse_attention(*(_working(t, layout, 1) for t in (q, k, v)), mask, backend="torch")
         out = _model_order(out, layout, 1)
         _, inv = layout.permutation()
@@ -203,16 +226,23 @@ def _plan_inputs():
     coords = layout.token_coords()
     frame = F.one_hot(coords[:, 0], 8).float()
     g = torch.Generator().manual_seed(0)
-    q = torch.stack([frame * 12.0, frame, torch.zeros(64, 8)])[None]      # [1,3,64,8]
+    q = torch.stack([frame * 12.0, frame, torch.zeros(64, 8)])[None]  # [1,3,64,8]
     v = torch.randn(1, 3, 64, 8, generator=g)
-    v[0, 1] = 0.0                                                          # head 1 outputs nothing
+    v[0, 1] = 0.0  # head 1 outputs nothing
     return layout, q, q.clone(), v
 
 
 def test_plan_search_picks_cheapest_pattern_within_bound(tmp_path):
     layout, q, k, v = _plan_inputs()
-    search = PlanSearch(["diagonal:1", "temporal:0", "window:1,3,3"], error_bound=0.05, block_size=4,
-                        tile=(1, 2, 2), allow_skip=True, skip_bound=0.01, sample_rows=64)
+    search = PlanSearch(
+        ["diagonal:1", "temporal:0", "window:1,3,3"],
+        error_bound=0.05,
+        block_size=4,
+        tile=(1, 2, 2),
+        allow_skip=True,
+        skip_bound=0.01,
+        sample_rows=64,
+    )
     search.observe(0, q, k, v, layout, scale=1.0)
     plan = search.result(meta={"model": "synthetic"})
     # head 0 attends within its frame: temporal:0 is enough and cheaper than the window;
@@ -271,10 +301,26 @@ def _run(tiny, **kw):
         return tiny(**tiny.inputs(**kwargs))
 
 
-FULL = dict(tau=1.0, min_keep=1.0, max_keep=1.0, dense_warmup_fraction=0.0, dense_layers=(), block_size=8,
-            tile=(1, 2, 2), backend="torch")
-SPARSE = dict(tau=0.5, min_keep=0.0, max_keep=0.5, dense_warmup_fraction=0.0, dense_layers=(), block_size=8,
-              tile=(1, 2, 2), backend="torch")
+FULL = dict(
+    tau=1.0,
+    min_keep=1.0,
+    max_keep=1.0,
+    dense_warmup_fraction=0.0,
+    dense_layers=(),
+    block_size=8,
+    tile=(1, 2, 2),
+    backend="torch",
+)
+SPARSE = dict(
+    tau=0.5,
+    min_keep=0.0,
+    max_keep=0.5,
+    dense_warmup_fraction=0.0,
+    dense_layers=(),
+    block_size=8,
+    tile=(1, 2, 2),
+    backend="torch",
+)
 
 
 def _plugin(handle):
@@ -308,7 +354,11 @@ def test_sparse_path_with_full_mask_matches_stock(family, monkeypatch):
     handle = accel.apply(tiny.pipe, SparseAttentionConfig(**FULL))
     out = _run(tiny, steps=2)
     stats = _plugin(handle).stats()
-    assert stats["sparse_calls"] > 0 and stats["dense_calls"] == 0 and stats["backends"] == {"torch": stats["sparse_calls"]}
+    assert (
+        stats["sparse_calls"] > 0
+        and stats["dense_calls"] == 0
+        and stats["backends"] == {"torch": stats["sparse_calls"]}
+    )
     torch.testing.assert_close(out, stock, atol=1e-4, rtol=1e-4)
     accel.remove(tiny.pipe)
 
@@ -353,7 +403,7 @@ def test_masks_reused_across_steps_per_branch():
     handle = accel.apply(tiny.pipe, SparseAttentionConfig(**dict(SPARSE, mask_reuse_steps=2)))
     _run(tiny, steps=4)
     stats = _plugin(handle).stats()
-    assert stats["masks_built"] == 3 * 2 * 2   # 3 layers x 2 branches x steps {0, 2}
+    assert stats["masks_built"] == 3 * 2 * 2  # 3 layers x 2 branches x steps {0, 2}
     assert stats["masks_reused"] == 3 * 2 * 2  # steps {1, 3}
     accel.remove(tiny.pipe)
 
@@ -373,9 +423,18 @@ def test_hunyuan_padded_text_keys_match_stock(monkeypatch):
 
 def test_window_pattern_and_alias():
     tiny = tiny_pipeline("ltx_video")
-    handle = accel.apply_sparse_attention(tiny.pipe, SparseAttentionConfig(
-        pattern="window", window=(0, 2, 2), block_size=8, tile=(1, 2, 4), dense_warmup_fraction=0.0, dense_layers=(),
-        backend="torch"))
+    handle = accel.apply_sparse_attention(
+        tiny.pipe,
+        SparseAttentionConfig(
+            pattern="window",
+            window=(0, 2, 2),
+            block_size=8,
+            tile=(1, 2, 4),
+            dense_warmup_fraction=0.0,
+            dense_layers=(),
+            backend="torch",
+        ),
+    )
     out = _run(tiny, steps=2)
     stats = _plugin(handle).stats()
     assert torch.isfinite(out).all() and stats["sparse_calls"] > 0
@@ -388,15 +447,26 @@ def test_window_pattern_and_alias():
 def test_calibrate_plan_then_apply_plan(tmp_path):
     tiny = tiny_pipeline("cogvideox")
     stock = _run(tiny, steps=2)
-    plan = calibrate_plan(tiny.pipe, lambda: _run(tiny, steps=2), candidates=["diagonal:1", "temporal:0"],
-                          error_bound=0.5, block_size=8, tile=(1, 2, 2), sample_rows=32)
+    plan = calibrate_plan(
+        tiny.pipe,
+        lambda: _run(tiny, steps=2),
+        candidates=["diagonal:1", "temporal:0"],
+        error_bound=0.5,
+        block_size=8,
+        tile=(1, 2, 2),
+        sample_rows=32,
+    )
     assert accel.get_handle(tiny.pipe) is None
     assert sorted(plan.layers) == [0, 1, 2] and all(len(h) == 2 for h in plan.layers.values())
     assert plan.meta["observations"] > 0
     path = plan.save(tmp_path / "cog.json")
     assert torch.equal(_run(tiny, steps=2), stock)  # calibration left nothing behind
-    handle = accel.apply(tiny.pipe, SparseAttentionConfig(pattern="plan", plan_path=str(path), dense_warmup_fraction=0.0,
-                                                          dense_layers=(), backend="torch"))
+    handle = accel.apply(
+        tiny.pipe,
+        SparseAttentionConfig(
+            pattern="plan", plan_path=str(path), dense_warmup_fraction=0.0, dense_layers=(), backend="torch"
+        ),
+    )
     out = _run(tiny, steps=2)
     stats = _plugin(handle).stats()
     sparse_layers = [layer for layer, heads in plan.layers.items() if any(h != "dense" for h in heads)]
@@ -421,9 +491,23 @@ class TestSparseAttentionPlugin(PluginTesterMixin):
 
     config_cls = SparseAttentionConfig
     plugin_name = "sparse_attention"
-    summary_keys = ("pattern", "mean_density", "density_by_step", "density_by_layer", "density_by_layer_step", "steps",
-                    "attention_flops_dense", "attention_flops_computed", "attention_flops_saved", "sparse_calls",
-                    "dense_calls", "backends", "masks_built", "masks_reused", "layout_fallbacks")
+    summary_keys = (
+        "pattern",
+        "mean_density",
+        "density_by_step",
+        "density_by_layer",
+        "density_by_layer_step",
+        "steps",
+        "attention_flops_dense",
+        "attention_flops_computed",
+        "attention_flops_saved",
+        "sparse_calls",
+        "dense_calls",
+        "backends",
+        "masks_built",
+        "masks_reused",
+        "layout_fallbacks",
+    )
     unsupported_family = "pixart"
     bad_configs = [
         ({"pattern": "radial"}, "SparseAttentionConfig.pattern must be one of ['dynamic', 'window', 'plan']"),
@@ -435,11 +519,19 @@ class TestSparseAttentionPlugin(PluginTesterMixin):
         ({"window": (1, 2)}, "SparseAttentionConfig.window must be three integers"),
         ({"mask_reuse_steps": 0}, "SparseAttentionConfig.mask_reuse_steps must be an integer in [1, inf], got 0"),
         ({"backend": "cuda"}, "SparseAttentionConfig.backend must be one of ['auto', 'triton', 'flex', 'torch']"),
-        known_bug({"block_size": 64.0}, "block_size must be one of",
-                  reason="check_choice compares with ==, so 64.0 passes; the first sparse call then fails in F.pad"),
-        known_bug({"pattern": "plan", "plan_path": "missing_plan.json"}, "missing_plan.json", apply=True,
-                  raises=FileNotFoundError, error=accel.AccelError,  # ConfigError or NotFoundError would both do
-                  reason="a missing plan file is not checked (BlockCache/LinearAG check theirs): FileNotFoundError"),
+        known_bug(
+            {"block_size": 64.0},
+            "block_size must be one of",
+            reason="check_choice compares with ==, so 64.0 passes; the first sparse call then fails in F.pad",
+        ),
+        known_bug(
+            {"pattern": "plan", "plan_path": "missing_plan.json"},
+            "missing_plan.json",
+            apply=True,
+            raises=FileNotFoundError,
+            error=accel.AccelError,  # ConfigError or NotFoundError would both do
+            reason="a missing plan file is not checked (BlockCache/LinearAG check theirs): FileNotFoundError",
+        ),
     ]
     identity_stats = {"sparse_calls": 0, "mean_density": 1.0, "attention_flops_saved": 0.0}
 

@@ -41,10 +41,18 @@ fidelity. Curves of whole `accel eval` sweeps are in **Curves**; RePaViT on a Vi
 
 
 # ------------------------------------------------------------------------------ the app
-def build_app(models: dict[str, Any] | None = None, runs_root: str = "runs", *, limits: Limits | None = None,
-              allow_custom_models: bool = True, runs_root_editable: bool = True, max_concurrent: int = 2,
-              queue_size: int = 32, vision_models: vision.VisionModels | None = None,
-              registry: ModelRegistry | None = None) -> gr.Blocks:
+def build_app(
+    models: dict[str, Any] | None = None,
+    runs_root: str = "runs",
+    *,
+    limits: Limits | None = None,
+    allow_custom_models: bool = True,
+    runs_root_editable: bool = True,
+    max_concurrent: int = 2,
+    queue_size: int = 32,
+    vision_models: vision.VisionModels | None = None,
+    registry: ModelRegistry | None = None,
+) -> gr.Blocks:
     """The demo as a ``gr.Blocks`` (queued, not launched).
 
     Args:

@@ -13,12 +13,28 @@ import math
 import os
 from typing import Any
 
-from ..evaluation.records import read_records
 from ..errors import ConfigError
+from ..evaluation.records import read_records
 
 #: Table columns, in order, when present in the summary.
-COLUMNS = ("config", "kind", "steps", "samples", "speedup", "latency_s", "flop_ratio", "nfe", "psnr", "ssim",
-           "lpips", "fid", "alignment", "temporal_consistency", "clip_score", "beats_fewer_steps")
+COLUMNS = (
+    "config",
+    "kind",
+    "steps",
+    "samples",
+    "speedup",
+    "latency_s",
+    "flop_ratio",
+    "nfe",
+    "psnr",
+    "ssim",
+    "lpips",
+    "fid",
+    "alignment",
+    "temporal_consistency",
+    "clip_score",
+    "beats_fewer_steps",
+)
 MAX_DEPTH = 2
 MAX_SAMPLES = 48
 

@@ -30,21 +30,31 @@ class CurvesTab:
 
 def build_curves_tab(runs_root: str, runs_root_editable: bool) -> CurvesTab:
     """Lay out the tab's components inside the current ``gr.Tab`` (events: :func:`wire_curves_tab`)."""
-    gr.Markdown("Quality-speed curves of finished `accel eval` runs. Click a row of the table (or pick "
-                "a config) to see its samples.")
+    gr.Markdown(
+        "Quality-speed curves of finished `accel eval` runs. Click a row of the table (or pick "
+        "a config) to see its samples."
+    )
     with gr.Row():
-        runs_root_box = gr.Textbox(value=runs_root, label="Runs root (accel eval --out)", max_lines=1,
-                                   interactive=runs_root_editable, scale=4)
+        runs_root_box = gr.Textbox(
+            value=runs_root, label="Runs root (accel eval --out)", max_lines=1, interactive=runs_root_editable, scale=4
+        )
         refresh_button = gr.Button("Refresh", scale=1)
         run_choice = gr.Dropdown(label="Run", choices=[], value=None, scale=4)
     curves_note = gr.Markdown()
     pareto = gr.Image(label="Pareto plot (pareto.png)", type="pil", interactive=False, format="png")
     summary_table = gr.Dataframe(label="summary.json (click a row)", interactive=False, wrap=True)
     config_choice = gr.Dropdown(label="Config", choices=[], value=None)
-    gallery = gr.Gallery(label="Samples of the config (prompt and seed as captions)", columns=8,
-                         height="auto", object_fit="contain", elem_classes=["accel-sample"], format="png")
-    return CurvesTab(runs_root_box, refresh_button, run_choice, curves_note, pareto, summary_table, config_choice,
-                     gallery)
+    gallery = gr.Gallery(
+        label="Samples of the config (prompt and seed as captions)",
+        columns=8,
+        height="auto",
+        object_fit="contain",
+        elem_classes=["accel-sample"],
+        format="png",
+    )
+    return CurvesTab(
+        runs_root_box, refresh_button, run_choice, curves_note, pareto, summary_table, config_choice, gallery
+    )
 
 
 def wire_curves_tab(demo: gr.Blocks, tab: CurvesTab) -> None:
@@ -53,19 +63,26 @@ def wire_curves_tab(demo: gr.Blocks, tab: CurvesTab) -> None:
     tab.refresh_button.click(handler(refresh_runs), tab.runs_root_box, runs, api_name="list_runs")
     tab.runs_root_box.submit(handler(refresh_runs), tab.runs_root_box, runs, api_visibility="private")
     demo.load(handler(refresh_runs), tab.runs_root_box, runs, api_visibility="private")
-    tab.run_choice.change(handler(open_run), [tab.runs_root_box, tab.run_choice],
-                          [tab.pareto, tab.summary_table, tab.config_choice, tab.curves_note], api_name="open_run")
+    tab.run_choice.change(
+        handler(open_run),
+        [tab.runs_root_box, tab.run_choice],
+        [tab.pareto, tab.summary_table, tab.config_choice, tab.curves_note],
+        api_name="open_run",
+    )
     tab.summary_table.select(select_row, tab.summary_table, tab.config_choice, api_visibility="private")
-    tab.config_choice.change(handler(show_samples), [tab.runs_root_box, tab.run_choice, tab.config_choice],
-                             tab.gallery, api_name="samples")
+    tab.config_choice.change(
+        handler(show_samples), [tab.runs_root_box, tab.run_choice, tab.config_choice], tab.gallery, api_name="samples"
+    )
 
 
 def refresh_runs(root: str) -> tuple[Any, str]:
     """The run dropdown (first run selected) and a note on what was found under ``root``."""
     runs = curves.list_runs(root)
     if not runs:
-        note = (f"No finished `accel eval` runs under `{root}` (folders with a summary.json). "
-                "Make one with `accel eval --out " + (root or "runs") + "`.")
+        note = (
+            f"No finished `accel eval` runs under `{root}` (folders with a summary.json). "
+            "Make one with `accel eval --out " + (root or "runs") + "`."
+        )
     else:
         note = f"{len(runs)} run(s) under `{root}`."
     return gr.update(choices=runs, value=runs[0] if runs else None), note

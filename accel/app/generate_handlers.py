@@ -43,8 +43,11 @@ def model_changed(name: str, *, registry: ModelRegistry) -> list[Any]:
         gr.update(maximum=entry.max_size, value=entry.default_size()) if loaded else gr.update(),
         gr.update(visible=True, value=entry.default_frames()) if video else gr.update(visible=False),
     ]
-    support = presets.support(entry.adapter()) if loaded else {
-        spec.key: "the model is not available" for spec in presets.PLUGINS}
+    support = (
+        presets.support(entry.adapter())
+        if loaded
+        else {spec.key: "the model is not available" for spec in presets.PLUGINS}
+    )
     return updates + panel_support_updates(support)
 
 
@@ -54,31 +57,69 @@ def load_custom(source: str, *, registry: ModelRegistry) -> tuple[Any, str]:
     return gr.update(choices=registry.choices(), value=entry.name), ""
 
 
-def run_generation(model: str, prompt: str, seed: float | None, steps: int, guidance: float, size: int | None,
-                   batch: int, frames: int | None, *plugin_values: Any, registry: ModelRegistry,
-                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
+def run_generation(
+    model: str,
+    prompt: str,
+    seed: float | None,
+    steps: int,
+    guidance: float,
+    size: int | None,
+    batch: int,
+    frames: int | None,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's idiom; positional, or Gradio never fills it in)
+    *plugin_values: Any,
+    registry: ModelRegistry,
+) -> tuple[Any, ...]:
     """Baseline vs accelerated generation for the UI: status, images, GIFs, metrics and the accel summary."""
     plugins = split_plugin_values(list(plugin_values))
-    request = GenerationRequest(model=model, prompt=prompt, seed=_none_or(seed), steps=steps, guidance=guidance,
-                                size=size or None, batch=batch, frames=frames or None, plugins=plugins)
+    request = GenerationRequest(
+        model=model,
+        prompt=prompt,
+        seed=_none_or(seed),
+        steps=steps,
+        guidance=guidance,
+        size=size or None,
+        batch=batch,
+        frames=frames or None,
+        plugins=plugins,
+    )
     result = generate(registry, request, progress=lambda f, text: progress(f, desc=text))
     metrics = result.metrics()
     summary = result.accelerated.summary or {"attached": False}
     gifs = (to_gif(result.baseline.output), to_gif(result.accelerated.output))
     video = result.kind == "video"
-    status = (f"Done: {metrics['model']}, {metrics['steps']} steps, seed {metrics['seed']}, "
-              f"{metrics['size']} px, batch {metrics['batch']}"
-              + (f", {metrics['frames']} frames (each row of the strip is one video)" if video else ""))
-    return (status, to_display(result.baseline.output), to_display(result.accelerated.output),
-            gr.update(visible=video), gifs[0], gifs[1], metrics_markdown(result), metrics,
-            json.dumps(summary, indent=2, default=str))
+    status = (
+        f"Done: {metrics['model']}, {metrics['steps']} steps, seed {metrics['seed']}, "
+        f"{metrics['size']} px, batch {metrics['batch']}"
+        + (f", {metrics['frames']} frames (each row of the strip is one video)" if video else "")
+    )
+    return (
+        status,
+        to_display(result.baseline.output),
+        to_display(result.accelerated.output),
+        gr.update(visible=video),
+        gifs[0],
+        gifs[1],
+        metrics_markdown(result),
+        metrics,
+        json.dumps(summary, indent=2, default=str),
+    )
 
 
 def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
     """The ``generate_json`` API function on ``registry`` (a closure: ``gr.api`` reads its signature and hints)."""
 
-    def generate_json(model: str, prompt: str, seed: int = 0, steps: int = 20, guidance: float = 2.0,
-                      size: int = 0, batch: int = 1, frames: int = 0, plugins: str = "{}") -> dict:
+    def generate_json(
+        model: str,
+        prompt: str,
+        seed: int = 0,
+        steps: int = 20,
+        guidance: float = 2.0,
+        size: int = 0,
+        batch: int = 1,
+        frames: int = 0,
+        plugins: str = "{}",
+    ) -> dict:
         """Baseline vs accelerated generation; returns the numbers and the accel summary as JSON.
 
         ``plugins``: a JSON object ``{"adaptive_guidance": {"threshold": 0.99}, ...}`` (keys: deepcache,
@@ -88,8 +129,17 @@ def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
             parsed = json.loads(plugins) if isinstance(plugins, str) and plugins.strip() else (plugins or {})
         except json.JSONDecodeError as exc:
             raise AppError(f"plugins is not valid JSON: {exc}") from None
-        request = GenerationRequest(model=model, prompt=prompt, seed=seed, steps=steps, guidance=guidance,
-                                    size=size or None, batch=batch, frames=frames or None, plugins=parsed)
+        request = GenerationRequest(
+            model=model,
+            prompt=prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            size=size or None,
+            batch=batch,
+            frames=frames or None,
+            plugins=parsed,
+        )
         result = generate(registry, request)
         return {**result.metrics(), "summary": json.loads(json.dumps(result.accelerated.summary, default=str))}
 
@@ -117,18 +167,22 @@ def metrics_markdown(result: GenerationResult) -> str:
     ssim = "n/a" if m["ssim"] is None else f"{m['ssim']:.4f}"
     speedup = "n/a" if m["speedup"] is None else f"**{m['speedup']:.2f}×**"
     plugins = ", ".join(f"`{p}`" for p in m["plugins"]) or "none (accelerated = baseline)"
-    return "\n".join([
-        f"**plugins:** {plugins}",
-        "",
-        "| | baseline | accelerated |",
-        "|---|---|---|",
-        f"| wall time | {_fmt_seconds(result.baseline.seconds)} | {_fmt_seconds(result.accelerated.seconds)} |",
-        f"| speedup | 1.00× | {speedup} |",
-        (f"| NFEs (denoiser evaluations per sample) | {_fmt_nfe(m['baseline_nfe'])} "
-         f"| {_fmt_nfe(m['accelerated_nfe'])} |"),
-        f"| PSNR to baseline | – | {psnr_text} |",
-        f"| SSIM to baseline | – | {ssim} |",
-    ])
+    return "\n".join(
+        [
+            f"**plugins:** {plugins}",
+            "",
+            "| | baseline | accelerated |",
+            "|---|---|---|",
+            f"| wall time | {_fmt_seconds(result.baseline.seconds)} | {_fmt_seconds(result.accelerated.seconds)} |",
+            f"| speedup | 1.00× | {speedup} |",
+            (
+                f"| NFEs (denoiser evaluations per sample) | {_fmt_nfe(m['baseline_nfe'])} "
+                f"| {_fmt_nfe(m['accelerated_nfe'])} |"
+            ),
+            f"| PSNR to baseline | – | {psnr_text} |",
+            f"| SSIM to baseline | – | {ssim} |",
+        ]
+    )
 
 
 def _model_markdown(entry: ModelEntry, adapter_error: str | None) -> str:
@@ -139,8 +193,9 @@ def _model_markdown(entry: ModelEntry, adapter_error: str | None) -> str:
     text = f"**{entry.name}** ({where.get(entry.source, entry.source)}): {entry.title}"
     if entry.loaded:
         adapter = entry.adapter()
-        family = (f"accel family `{adapter.family}` ({adapter.kind})" if adapter
-                  else f"no accel adapter: {adapter_error}")
+        family = (
+            f"accel family `{adapter.family}` ({adapter.kind})" if adapter else f"no accel adapter: {adapter_error}"
+        )
         text += f"  \n{type(entry.pipe).__name__}, {entry.kind}, {family}"
     return text
 

@@ -24,7 +24,8 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ class GenerationRequest:
 
 @dataclasses.dataclass
 class RunOutput:
-    output: torch.Tensor          # (N, 3, H, W) or (N, F, 3, H, W) in [0, 1]
+    output: torch.Tensor  # (N, 3, H, W) or (N, F, 3, H, W) in [0, 1]
     seconds: float
     nfe: float | None
     summary: dict[str, Any]
@@ -67,7 +68,7 @@ class RunOutput:
 @dataclasses.dataclass
 class GenerationResult:
     request: GenerationRequest
-    kind: str                     # "image" or "video"
+    kind: str  # "image" or "video"
     configs: list[str]
     baseline: RunOutput
     accelerated: RunOutput
@@ -82,13 +83,25 @@ class GenerationResult:
         """JSON-compatible numbers (PSNR of identical outputs is the string "inf")."""
         r = self.request
         return {
-            "model": r.model, "prompt": r.prompt, "seed": r.seed, "steps": r.steps, "guidance": r.guidance,
-            "size": r.size, "batch": r.batch, "frames": r.frames if self.kind == "video" else None,
-            "kind": self.kind, "plugins": self.configs,
-            "baseline_s": round(self.baseline.seconds, 4), "accelerated_s": round(self.accelerated.seconds, 4),
-            "speedup": round(self.baseline.seconds / self.accelerated.seconds, 4) if self.accelerated.seconds else None,
-            "baseline_nfe": self.baseline.nfe, "accelerated_nfe": self.accelerated.nfe,
-            "psnr": _json_float(self.psnr), "ssim": _json_float(self.ssim),
+            "model": r.model,
+            "prompt": r.prompt,
+            "seed": r.seed,
+            "steps": r.steps,
+            "guidance": r.guidance,
+            "size": r.size,
+            "batch": r.batch,
+            "frames": r.frames if self.kind == "video" else None,
+            "kind": self.kind,
+            "plugins": self.configs,
+            "baseline_s": round(self.baseline.seconds, 4),
+            "accelerated_s": round(self.accelerated.seconds, 4),
+            "speedup": round(self.baseline.seconds / self.accelerated.seconds, 4)
+            if self.accelerated.seconds
+            else None,
+            "baseline_nfe": self.baseline.nfe,
+            "accelerated_nfe": self.accelerated.nfe,
+            "psnr": _json_float(self.psnr),
+            "ssim": _json_float(self.ssim),
             "identical": bool(torch.equal(self.baseline.output, self.accelerated.output)),
         }
 
@@ -138,16 +151,28 @@ def validate(request: GenerationRequest, entry: ModelEntry, limits: Limits) -> G
         raise AppError(f"size must be a multiple of 8 pixels, got {size}")
     frames = None
     if entry.kind == "video":
-        frames = entry.default_frames() if request.frames in (None, 0, "") else _int(
-            "frames", request.frames, 1, limits.max_frames)
+        frames = (
+            entry.default_frames()
+            if request.frames in (None, 0, "")
+            else _int("frames", request.frames, 1, limits.max_frames)
+        )
     if not isinstance(request.plugins, dict):
         raise AppError("plugins must be a mapping {plugin: settings}")
     try:
         presets.build_configs(request.plugins)
     except ValueError as exc:
         raise AppError(str(exc)) from None
-    return dataclasses.replace(request, prompt=prompt, seed=seed, steps=steps, guidance=guidance, size=size,
-                               batch=batch, frames=frames, plugins=dict(request.plugins))
+    return dataclasses.replace(
+        request,
+        prompt=prompt,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        size=size,
+        batch=batch,
+        frames=frames,
+        plugins=dict(request.plugins),
+    )
 
 
 def call_kwargs(entry: ModelEntry, request: GenerationRequest) -> dict[str, Any]:
@@ -172,7 +197,7 @@ def call_kwargs(entry: ModelEntry, request: GenerationRequest) -> dict[str, Any]
     if "use_resolution_binning" in params:
         kwargs.setdefault("use_resolution_binning", False)  # the size asked for, not the nearest bin
     if "clean_caption" in params:
-        kwargs.setdefault("clean_caption", False)            # needs ftfy/bs4, changes nothing for plain prompts
+        kwargs.setdefault("clean_caption", False)  # needs ftfy/bs4, changes nothing for plain prompts
     if "max_sequence_length" in params and "max_sequence_length" not in kwargs:
         limit = getattr(getattr(pipe, "tokenizer", None), "model_max_length", None)
         default = _default(pipe, "max_sequence_length")
@@ -197,9 +222,11 @@ def _synchronize() -> None:
 def _progress_kwargs(entry: ModelEntry, report: Callable[[int], None]) -> dict[str, Any]:
     params = entry.call_parameters()
     if "callback_on_step_end" in params:
+
         def on_step_end(pipe: Any, i: int, t: Any, callback_kwargs: dict) -> dict:
             report(i + 1)
             return callback_kwargs
+
         return {"callback_on_step_end": on_step_end}
     if "callback" in params and "callback_steps" in params:
         return {"callback": lambda i, t, latents: report(i + 1), "callback_steps": 1}
@@ -215,8 +242,14 @@ def _output(out: Any) -> torch.Tensor:
     return tensor.detach().float().cpu().clamp(0, 1)
 
 
-def _run(entry: ModelEntry, kwargs: dict[str, Any], seed: int, configs: list, count: bool,
-         report: Callable[[int], None] | None) -> RunOutput:
+def _run(
+    entry: ModelEntry,
+    kwargs: dict[str, Any],
+    seed: int,
+    configs: list,
+    count: bool,
+    report: Callable[[int], None] | None,
+) -> RunOutput:
     """One timed generation with ``configs`` attached (and removed again, whatever happens)."""
     pipe = entry.pipe
     call = dict(kwargs)
@@ -242,7 +275,9 @@ def _run(entry: ModelEntry, kwargs: dict[str, Any], seed: int, configs: list, co
     return RunOutput(_output(out), seconds, nfe, summary)
 
 
-def generate(registry: ModelRegistry, request: GenerationRequest, progress: Progress | None = None) -> GenerationResult:
+def generate(
+    registry: ModelRegistry, request: GenerationRequest, progress: Progress | None = None
+) -> GenerationResult:
     """Run the baseline and the accelerated generation of ``request``; see the module docstring.
 
     Raises :class:`AppError` for anything the user can fix (bad input, unsupported plugin, model
@@ -276,10 +311,22 @@ def generate(registry: ModelRegistry, request: GenerationRequest, progress: Prog
                 progress(0.0, "warming up ...")
                 _run(entry, {**kwargs, "num_inference_steps": min(2, steps)}, request.seed, [], False, None)
                 entry.warmed = True
-            base = _run(entry, kwargs, request.seed, [], count,
-                        lambda i: progress(0.5 * i / steps, f"baseline: step {i}/{steps}"))
-            acc = _run(entry, kwargs, request.seed, configs, count,
-                       lambda i: progress(0.5 + 0.5 * i / steps, f"accelerated: step {i}/{steps}"))
+            base = _run(
+                entry,
+                kwargs,
+                request.seed,
+                [],
+                count,
+                lambda i: progress(0.5 * i / steps, f"baseline: step {i}/{steps}"),
+            )
+            acc = _run(
+                entry,
+                kwargs,
+                request.seed,
+                configs,
+                count,
+                lambda i: progress(0.5 + 0.5 * i / steps, f"accelerated: step {i}/{steps}"),
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. a size or frame count the model rejects
             log.warning("generation on %s failed", entry.name, exc_info=True)
             raise AppError(f"{entry.name} could not run these settings: {one_line(exc)}") from None
@@ -307,7 +354,7 @@ def fidelity(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------ display helpers
-def to_display(output: torch.Tensor, min_height: int = 192, max_width: int = 1600) -> "Image.Image":  # noqa: F821
+def to_display(output: torch.Tensor, min_height: int = 192, max_width: int = 1600) -> Image.Image:  # noqa: F821
     """A PIL image: a row of images, or one row of frames per video; upscaled (nearest) for viewing."""
     from PIL import Image
 
@@ -328,7 +375,7 @@ def to_display(output: torch.Tensor, min_height: int = 192, max_width: int = 160
     return canvas
 
 
-def _pil(tensor: torch.Tensor) -> "Image.Image":  # noqa: F821
+def _pil(tensor: torch.Tensor) -> Image.Image:  # noqa: F821
     from PIL import Image
 
     array = (tensor.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -34,6 +34,7 @@ def errors_readable(fn: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"unexpected error: {one_line(exc)}", title="Error") from None
+
     return wrapper
 
 

@@ -21,7 +21,8 @@ import inspect
 import os
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -40,12 +41,12 @@ class Limits:
     max_steps: int = 50
     max_batch: int = 4
     max_prompt_chars: int = 300
-    max_size_builtin: int = 64       # built-in models were trained at 32 px
+    max_size_builtin: int = 64  # built-in models were trained at 32 px
     max_size_custom: int = 1024
     max_frames: int = 33
     max_guidance: float = 20.0
     max_seed: int = 2**31 - 1
-    max_source_chars: int = 300      # hub id / path of a user model
+    max_source_chars: int = 300  # hub id / path of a user model
 
 
 @dataclasses.dataclass
@@ -66,12 +67,23 @@ class ModelSpec:
 class ModelEntry:
     """One selectable model: where it comes from, whether it can run, and its locks."""
 
-    def __init__(self, name: str, title: str, source: str, *, loader: Callable[[], Any] | None = None,
-                 pipe: Any = None, call_defaults: dict[str, Any] | None = None, examples: tuple[str, ...] = (),
-                 max_size: int = 64, available: bool = True, reason: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        source: str,
+        *,
+        loader: Callable[[], Any] | None = None,
+        pipe: Any = None,
+        call_defaults: dict[str, Any] | None = None,
+        examples: tuple[str, ...] = (),
+        max_size: int = 64,
+        available: bool = True,
+        reason: str = "",
+    ) -> None:
         self.name = name
         self.title = title
-        self.source = source                 # "builtin", "injected" or "custom"
+        self.source = source  # "builtin", "injected" or "custom"
         self.loader = loader
         self.pipe = pipe
         self.call_defaults = dict(call_defaults or {})
@@ -111,7 +123,7 @@ class ModelEntry:
 
     @property
     def kind(self) -> str:
-        """"video" or "image" (needs the pipeline, or a built-in spec)."""
+        """ "video" or "image" (needs the pipeline, or a built-in spec)."""
         spec = BUILTIN_MODELS.get(self.name)
         if self.source == "builtin" and spec is not None:
             return spec.kind
@@ -148,15 +160,22 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 class ModelRegistry:
     """Built-in, injected and user-loaded models; safe to use from many request threads."""
 
-    def __init__(self, models: dict[str, Any] | None = None, *, limits: Limits | None = None,
-                 allow_custom: bool = True, max_custom: int = 2, device: str | None = None) -> None:
+    def __init__(
+        self,
+        models: dict[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        allow_custom: bool = True,
+        max_custom: int = 2,
+        device: str | None = None,
+    ) -> None:
         self.limits = limits or Limits()
         self.allow_custom = allow_custom
         self.max_custom = max_custom
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._lock = threading.RLock()
-        self._entries: "collections.OrderedDict[str, ModelEntry]" = collections.OrderedDict()
-        self._custom: "collections.OrderedDict[str, None]" = collections.OrderedDict()
+        self._entries: collections.OrderedDict[str, ModelEntry] = collections.OrderedDict()
+        self._custom: collections.OrderedDict[str, None] = collections.OrderedDict()
         if models is None:
             self._add_builtins()
         else:
@@ -171,18 +190,29 @@ class ModelRegistry:
             if spec.kind not in ("image", "video"):
                 continue
             trained = spec.is_trained()
-            reason = "" if trained else (
-                f"no weights at {os.path.relpath(spec.path)}; train them with `accel train {name}`")
+            reason = (
+                ""
+                if trained
+                else (f"no weights at {os.path.relpath(spec.path)}; train them with `accel train {name}`")
+            )
             self._entries[name] = ModelEntry(
-                name, spec.title, "builtin", loader=self._builtin_loader(name),
-                call_defaults=spec.call_defaults, examples=tuple(builtin_prompts(name)[:12]),
-                max_size=self.limits.max_size_builtin, available=trained, reason=reason)
+                name,
+                spec.title,
+                "builtin",
+                loader=self._builtin_loader(name),
+                call_defaults=spec.call_defaults,
+                examples=tuple(builtin_prompts(name)[:12]),
+                max_size=self.limits.max_size_builtin,
+                available=trained,
+                reason=reason,
+            )
 
     def _builtin_loader(self, name: str) -> Callable[[], Any]:
         def load() -> Any:
             from ..pipelines.loading import load as load_pipeline
 
             return load_pipeline(name, device=self.device)
+
         return load
 
     def _injected(self, name: str, value: Any) -> ModelEntry:
@@ -190,9 +220,15 @@ class ModelRegistry:
         pipe = getattr(spec.pipe, "pipe", spec.pipe)  # a TinyPipeline wraps its pipeline
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
-        return ModelEntry(name, spec.title or type(pipe).__name__, "injected", pipe=pipe,
-                          call_defaults=spec.call_defaults, examples=spec.examples,
-                          max_size=spec.max_size or self.limits.max_size_builtin)
+        return ModelEntry(
+            name,
+            spec.title or type(pipe).__name__,
+            "injected",
+            pipe=pipe,
+            call_defaults=spec.call_defaults,
+            examples=spec.examples,
+            max_size=spec.max_size or self.limits.max_size_builtin,
+        )
 
     # ------------------------------------------------------------------ queries
     def names(self) -> list[str]:
@@ -264,8 +300,9 @@ class ModelRegistry:
             if os.path.sep in source or source.startswith("."):
                 raise AppError(f"no such directory: {source!r}")
             raise AppError(f"{source!r} is neither a local pipeline directory nor a hub id of the form org/name")
-        entry = ModelEntry(source, source, "custom", loader=lambda: self._load_custom(source),
-                           max_size=self.limits.max_size_custom)
+        entry = ModelEntry(
+            source, source, "custom", loader=lambda: self._load_custom(source), max_size=self.limits.max_size_custom
+        )
         with self._lock:
             entry = self._entries.setdefault(source, entry)
             self._custom[source] = None

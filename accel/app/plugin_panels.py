@@ -16,8 +16,9 @@ from . import presets
 from .models import AppError
 
 
-def plugin_inputs(plugins: dict[str, dict[str, Any]] | None = None,
-                  presets_: dict[str, str] | None = None) -> list[Any]:
+def plugin_inputs(
+    plugins: dict[str, dict[str, Any]] | None = None, presets_: dict[str, str] | None = None
+) -> list[Any]:
     """The plugin-panel part of the "generate" endpoint's inputs, for API clients.
 
     ``plugins``: ``{key: field values}`` of the enabled plugins (missing fields: the preset's);
@@ -40,7 +41,7 @@ def split_plugin_values(values: list[Any]) -> dict[str, dict[str, Any]]:
     i = 0
     for spec in presets.PLUGINS:
         on, _preset = values[i], values[i + 1]
-        fields = values[i + 2:i + 2 + len(spec.fields)]
+        fields = values[i + 2 : i + 2 + len(spec.fields)]
         i += 2 + len(spec.fields)
         if on:
             enabled[spec.key] = {f.name: v for f, v in zip(spec.fields, fields)}
@@ -69,13 +70,14 @@ def _plugin_panel(spec: presets.PluginSpec) -> tuple[list[Any], list[Any]]:
         note = gr.Markdown(spec.blurb)
         with gr.Row(equal_height=True):
             enabled = gr.Checkbox(label="enable", value=False, elem_id=f"use-{spec.key}", scale=2, min_width=160)
-            preset = gr.Radio(list(presets.PRESET_NAMES) + [presets.CUSTOM], value="balanced", label="preset",
-                              scale=5, min_width=300)
+            preset = gr.Radio(
+                list(presets.PRESET_NAMES) + [presets.CUSTOM], value="balanced", label="preset", scale=5, min_width=300
+            )
         widgets = []
         values = spec.defaults()
         for start in range(0, len(spec.fields), 2):  # two settings per row
             with gr.Row(equal_height=True):
-                for field in spec.fields[start:start + 2]:
+                for field in spec.fields[start : start + 2]:
                     widgets.append(_field_widget(field, values[field.name]))
     preset.input(functools.partial(_preset_values, spec), inputs=preset, outputs=widgets, api_visibility="private")
     for widget in widgets:
@@ -89,22 +91,33 @@ def panel_support_updates(support: dict[str, str | None]) -> list[Any]:
     for spec in presets.PLUGINS:
         reason = support[spec.key]
         if reason is None:
-            updates += [gr.update(label=f"{spec.title}: available for this model"),
-                        f"{spec.blurb}", gr.update(interactive=True)]
+            updates += [
+                gr.update(label=f"{spec.title}: available for this model"),
+                f"{spec.blurb}",
+                gr.update(interactive=True),
+            ]
         else:
-            updates += [gr.update(label=f"{spec.title}: not for this model"),
-                        f"{spec.blurb}  \n*Not available for this model:* {reason}",
-                        gr.update(interactive=False, value=False)]
+            updates += [
+                gr.update(label=f"{spec.title}: not for this model"),
+                f"{spec.blurb}  \n*Not available for this model:* {reason}",
+                gr.update(interactive=False, value=False),
+            ]
     return updates
 
 
 def _field_widget(field: presets.Field, value: Any) -> Any:
     """A dropdown (choice fields) or a slider for one plugin setting."""
     if field.kind == "choice":
-        return gr.Dropdown(list(field.choices), value=value, label=field.label, info=field.info or None,
-                           min_width=200)
-    return gr.Slider(field.minimum, field.maximum, value=value, step=field.step, label=field.label,
-                     info=field.info or None, min_width=200)
+        return gr.Dropdown(list(field.choices), value=value, label=field.label, info=field.info or None, min_width=200)
+    return gr.Slider(
+        field.minimum,
+        field.maximum,
+        value=value,
+        step=field.step,
+        label=field.label,
+        info=field.info or None,
+        min_width=200,
+    )
 
 
 def _preset_values(spec: presets.PluginSpec, preset: str) -> list[Any]:

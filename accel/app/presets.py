@@ -43,8 +43,9 @@ class Field:
             if value not in self.choices:
                 # numbers may arrive as strings or floats from a client
                 for choice in self.choices:
-                    if str(choice) == str(value) or (isinstance(choice, int) and _is_number(value)
-                                                      and float(value) == choice):
+                    if str(choice) == str(value) or (
+                        isinstance(choice, int) and _is_number(value) and float(value) == choice
+                    ):
                         return choice
                 raise ConfigError(f"{self.label}: {value!r} is not one of {', '.join(map(str, self.choices))}")
             return value
@@ -60,7 +61,9 @@ class Field:
             if number != int(number):
                 raise ConfigError(f"{self.label}: {value!r} must be a whole number")
             number = int(number)
-        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+        if (self.minimum is not None and number < self.minimum) or (
+            self.maximum is not None and number > self.maximum
+        ):
             raise ConfigError(f"{self.label}: {value} is outside [{self.minimum:g}, {self.maximum:g}]")
         return number
 
@@ -97,8 +100,10 @@ class PluginSpec:
         merged = self.defaults()
         unknown = sorted(set(values) - {f.name for f in self.fields})
         if unknown:
-            raise ConfigError(f"{self.title}: unknown setting(s) {', '.join(unknown)}; "
-                             f"settings are {', '.join(f.name for f in self.fields)}")
+            raise ConfigError(
+                f"{self.title}: unknown setting(s) {', '.join(unknown)}; "
+                f"settings are {', '.join(f.name for f in self.fields)}"
+            )
         merged.update(values)
         kwargs = {f.name: f.coerce(merged[f.name]) for f in self.fields}
         try:
@@ -109,67 +114,119 @@ class PluginSpec:
 
 PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec(
-        "deepcache", "DeepCache", DeepCacheConfig,
+        "deepcache",
+        "DeepCache",
+        DeepCacheConfig,
         "U-Nets: reuse the deep U-Net features for N-1 of every N steps; only the shallow branch runs in between.",
-        (Field("interval", "interval N", "int", 1, 10, 1, info="a full U-Net step every N steps; 1 = off"),
-         Field("branch", "branch", "int", 0, 11, 1, info="live skip branch; 0 = shallowest, fastest"),
-         Field("schedule", "schedule", "choice", choices=("uniform", "quadratic")),
-         Field("full_steps_start", "full steps at start", "int", 0, 20, 1),
-         Field("full_steps_end", "full steps at end", "int", 0, 20, 1)),
-        {"safe": dict(interval=2, branch=0, schedule="uniform", full_steps_start=1, full_steps_end=1),
-         "balanced": dict(interval=3, branch=0, schedule="uniform", full_steps_start=0, full_steps_end=0),
-         "fast": dict(interval=5, branch=0, schedule="quadratic", full_steps_start=0, full_steps_end=0)},
-        dict(interval=1, branch=0, schedule="uniform", full_steps_start=0, full_steps_end=0)),
+        (
+            Field("interval", "interval N", "int", 1, 10, 1, info="a full U-Net step every N steps; 1 = off"),
+            Field("branch", "branch", "int", 0, 11, 1, info="live skip branch; 0 = shallowest, fastest"),
+            Field("schedule", "schedule", "choice", choices=("uniform", "quadratic")),
+            Field("full_steps_start", "full steps at start", "int", 0, 20, 1),
+            Field("full_steps_end", "full steps at end", "int", 0, 20, 1),
+        ),
+        {
+            "safe": dict(interval=2, branch=0, schedule="uniform", full_steps_start=1, full_steps_end=1),
+            "balanced": dict(interval=3, branch=0, schedule="uniform", full_steps_start=0, full_steps_end=0),
+            "fast": dict(interval=5, branch=0, schedule="quadratic", full_steps_start=0, full_steps_end=0),
+        },
+        dict(interval=1, branch=0, schedule="uniform", full_steps_start=0, full_steps_end=0),
+    ),
     PluginSpec(
-        "block_cache", "BlockCache (FORA)", BlockCacheConfig,
+        "block_cache",
+        "BlockCache (FORA)",
+        BlockCacheConfig,
         "DiTs: recompute attention/FFN outputs of each block every N steps and reuse them in between.",
-        (Field("interval", "interval N", "int", 1, 8, 1, info="recompute every N steps; 1 = off"),
-         Field("warmup_steps", "dense warm-up steps", "int", 0, 20, 1),
-         Field("live_first_blocks", "never-cached first blocks", "int", 0, 8, 1),
-         Field("live_last_blocks", "never-cached last blocks", "int", 0, 8, 1)),
-        {"safe": dict(interval=2, warmup_steps=4, live_first_blocks=1, live_last_blocks=1),
-         "balanced": dict(interval=2, warmup_steps=2, live_first_blocks=0, live_last_blocks=0),
-         "fast": dict(interval=3, warmup_steps=1, live_first_blocks=0, live_last_blocks=0)},
-        dict(interval=1, warmup_steps=0, live_first_blocks=0, live_last_blocks=0)),
+        (
+            Field("interval", "interval N", "int", 1, 8, 1, info="recompute every N steps; 1 = off"),
+            Field("warmup_steps", "dense warm-up steps", "int", 0, 20, 1),
+            Field("live_first_blocks", "never-cached first blocks", "int", 0, 8, 1),
+            Field("live_last_blocks", "never-cached last blocks", "int", 0, 8, 1),
+        ),
+        {
+            "safe": dict(interval=2, warmup_steps=4, live_first_blocks=1, live_last_blocks=1),
+            "balanced": dict(interval=2, warmup_steps=2, live_first_blocks=0, live_last_blocks=0),
+            "fast": dict(interval=3, warmup_steps=1, live_first_blocks=0, live_last_blocks=0),
+        },
+        dict(interval=1, warmup_steps=0, live_first_blocks=0, live_last_blocks=0),
+    ),
     PluginSpec(
-        "adaptive_guidance", "Adaptive guidance", AdaptiveGuidanceConfig,
+        "adaptive_guidance",
+        "Adaptive guidance",
+        AdaptiveGuidanceConfig,
         "Classifier-free guidance models: drop the unconditional branch once it agrees with the conditional one.",
-        (Field("threshold", "threshold γ", "float", -1.0, 1.01, 0.001,
-               info="drop CFG once cos(cond, uncond) ≥ γ; above 1 = off, -1 = after step 1"),
-         Field("min_steps", "steps before testing", "int", 0, 50, 1),
-         Field("reduction", "decision per", "choice", choices=("batch", "sample"))),
-        {"safe": dict(threshold=0.999, min_steps=2, reduction="batch"),
-         "balanced": dict(threshold=0.99, min_steps=0, reduction="batch"),
-         "fast": dict(threshold=0.95, min_steps=0, reduction="batch")},
-        dict(threshold=1.01, min_steps=0, reduction="batch")),
+        (
+            Field(
+                "threshold",
+                "threshold γ",
+                "float",
+                -1.0,
+                1.01,
+                0.001,
+                info="drop CFG once cos(cond, uncond) ≥ γ; above 1 = off, -1 = after step 1",
+            ),
+            Field("min_steps", "steps before testing", "int", 0, 50, 1),
+            Field("reduction", "decision per", "choice", choices=("batch", "sample")),
+        ),
+        {
+            "safe": dict(threshold=0.999, min_steps=2, reduction="batch"),
+            "balanced": dict(threshold=0.99, min_steps=0, reduction="batch"),
+            "fast": dict(threshold=0.95, min_steps=0, reduction="batch"),
+        },
+        dict(threshold=1.01, min_steps=0, reduction="batch"),
+    ),
     PluginSpec(
-        "ras", "RAS (region-adaptive sampling)", RASConfig,
+        "ras",
+        "RAS (region-adaptive sampling)",
+        RASConfig,
         "Image DiTs (SD3, PixArt, Flux, ...): on sparse steps recompute only the image tokens that change most.",
-        (Field("sample_ratio", "recomputed tokens", "float", 0.05, 1.0, 0.05, info="fraction per sparse step; 1 = off"),
-         Field("warmup_steps", "dense warm-up steps", "int", 1, 20, 1),
-         Field("metric", "importance metric", "choice", choices=("std", "l2")),
-         Field("keep", "recompute tokens with", "choice", choices=("high", "low")),
-         Field("starvation_scale", "starvation scale", "float", 0.0, 1.0, 0.05)),
-        {"safe": dict(sample_ratio=0.75, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
-         "balanced": dict(sample_ratio=0.5, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
-         "fast": dict(sample_ratio=0.25, warmup_steps=2, metric="std", keep="high", starvation_scale=0.1)},
-        dict(sample_ratio=1.0, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1)),
+        (
+            Field(
+                "sample_ratio", "recomputed tokens", "float", 0.05, 1.0, 0.05, info="fraction per sparse step; 1 = off"
+            ),
+            Field("warmup_steps", "dense warm-up steps", "int", 1, 20, 1),
+            Field("metric", "importance metric", "choice", choices=("std", "l2")),
+            Field("keep", "recompute tokens with", "choice", choices=("high", "low")),
+            Field("starvation_scale", "starvation scale", "float", 0.0, 1.0, 0.05),
+        ),
+        {
+            "safe": dict(sample_ratio=0.75, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
+            "balanced": dict(sample_ratio=0.5, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
+            "fast": dict(sample_ratio=0.25, warmup_steps=2, metric="std", keep="high", starvation_scale=0.1),
+        },
+        dict(sample_ratio=1.0, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
+    ),
     PluginSpec(
-        "sparse_attention", "Sparse attention (video)", SparseAttentionConfig,
+        "sparse_attention",
+        "Sparse attention (video)",
+        SparseAttentionConfig,
         "Video DiTs (Wan, CogVideoX, HunyuanVideo, LTX): block-sparse self-attention chosen per head and step.",
-        (Field("pattern", "pattern", "choice", choices=("dynamic", "window")),
-         Field("tau", "kept score mass tau", "float", 0.05, 1.0, 0.01),
-         Field("max_keep", "max kept key blocks", "float", 0.05, 1.0, 0.05),
-         Field("block_size", "block size (tokens)", "choice", choices=(4, 8, 16, 32, 64, 128)),
-         Field("dense_warmup_fraction", "dense warm-up fraction", "float", 0.0, 1.0, 0.05),
-         Field("mask_reuse_steps", "mask reuse steps", "int", 1, 10, 1)),
-        {"safe": dict(pattern="dynamic", tau=0.95, max_keep=0.75, block_size=64, dense_warmup_fraction=0.3,
-                      mask_reuse_steps=1),
-         "balanced": dict(pattern="dynamic", tau=0.9, max_keep=0.5, block_size=64, dense_warmup_fraction=0.2,
-                          mask_reuse_steps=1),
-         "fast": dict(pattern="dynamic", tau=0.8, max_keep=0.3, block_size=64, dense_warmup_fraction=0.1,
-                      mask_reuse_steps=2)},
-        dict(pattern="dynamic", tau=1.0, max_keep=1.0, block_size=64, dense_warmup_fraction=1.0, mask_reuse_steps=1)),
+        (
+            Field("pattern", "pattern", "choice", choices=("dynamic", "window")),
+            Field("tau", "kept score mass tau", "float", 0.05, 1.0, 0.01),
+            Field("max_keep", "max kept key blocks", "float", 0.05, 1.0, 0.05),
+            Field("block_size", "block size (tokens)", "choice", choices=(4, 8, 16, 32, 64, 128)),
+            Field("dense_warmup_fraction", "dense warm-up fraction", "float", 0.0, 1.0, 0.05),
+            Field("mask_reuse_steps", "mask reuse steps", "int", 1, 10, 1),
+        ),
+        {
+            "safe": dict(
+                pattern="dynamic",
+                tau=0.95,
+                max_keep=0.75,
+                block_size=64,
+                dense_warmup_fraction=0.3,
+                mask_reuse_steps=1,
+            ),
+            "balanced": dict(
+                pattern="dynamic", tau=0.9, max_keep=0.5, block_size=64, dense_warmup_fraction=0.2, mask_reuse_steps=1
+            ),
+            "fast": dict(
+                pattern="dynamic", tau=0.8, max_keep=0.3, block_size=64, dense_warmup_fraction=0.1, mask_reuse_steps=2
+            ),
+        },
+        dict(pattern="dynamic", tau=1.0, max_keep=1.0, block_size=64, dense_warmup_fraction=1.0, mask_reuse_steps=1),
+    ),
 )
 
 BY_KEY: dict[str, PluginSpec] = {spec.key: spec for spec in PLUGINS}

@@ -28,8 +28,10 @@ import torch.nn as nn
 from ..pipelines.builtin import BUILTIN_MODELS, WEIGHTS_DIR
 from .models import AppError, one_line
 
-FINETUNED_DIRS = (os.path.join(WEIGHTS_DIR, "vit-digits-repavit"),
-                  os.path.join("runs", "repavit-vit-digits", "folded"))
+FINETUNED_DIRS = (
+    os.path.join(WEIGHTS_DIR, "vit-digits-repavit"),
+    os.path.join("runs", "repavit-vit-digits", "folded"),
+)
 CLASS_NAMES = tuple(str(d) for d in range(10))
 CALIBRATION_IMAGES = 512
 
@@ -44,8 +46,13 @@ class VisionModels:
         idle_ratio: idle ratio of the on-the-fly conversion.
     """
 
-    def __init__(self, original: nn.Module | None = None, finetuned: str | bool | None = None,
-                 idle_ratio: float = 0.75, class_names: tuple[str, ...] = CLASS_NAMES) -> None:
+    def __init__(
+        self,
+        original: nn.Module | None = None,
+        finetuned: str | bool | None = None,
+        idle_ratio: float = 0.75,
+        class_names: tuple[str, ...] = CLASS_NAMES,
+    ) -> None:
         self._given = original
         self._finetuned = finetuned
         self.idle_ratio = idle_ratio
@@ -62,8 +69,10 @@ class VisionModels:
             return True, "a ViT handed to the app"
         spec = BUILTIN_MODELS["vit-digits"]
         if not os.path.isfile(os.path.join(spec.path, "model.safetensors")):
-            return False, (f"the built-in ViT `vit-digits` has no weights yet (expected in "
-                           f"{os.path.relpath(spec.path)}); train it with `accel train vit-digits`")
+            return False, (
+                f"the built-in ViT `vit-digits` has no weights yet (expected in "
+                f"{os.path.relpath(spec.path)}); train it with `accel train vit-digits`"
+            )
         return True, spec.title
 
     def checkpoint(self) -> str | None:
@@ -119,10 +128,16 @@ class VisionModels:
             images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
         calibrate_batchnorm(student, images, max_batches=8, batch_size=64)
         folded = reparameterize(student, inplace=True)
-        return folded, (f"**not fine-tuned**: converted on the fly (idle ratio {self.idle_ratio}), BatchNorms "
-                        f"calibrated on {len(images)} training digits, folded. Fine-tune it with "
-                        "`accel reparam finetune` and copy `runs/repavit-vit-digits/folded` to "
-                        f"`{os.path.relpath(FINETUNED_DIRS[0])}`"), False
+        return (
+            folded,
+            (
+                f"**not fine-tuned**: converted on the fly (idle ratio {self.idle_ratio}), BatchNorms "
+                f"calibrated on {len(images)} training digits, folded. Fine-tune it with "
+                "`accel reparam finetune` and copy `runs/repavit-vit-digits/folded` to "
+                f"`{os.path.relpath(FINETUNED_DIRS[0])}`"
+            ),
+            False,
+        )
 
     # ------------------------------------------------------------------ inference
     def input_size(self) -> int:

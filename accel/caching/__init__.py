@@ -4,4 +4,11 @@ from .block_cache import BlockCacheConfig, apply_block_cache
 from .deepcache import DeepCacheConfig, apply_deep_cache
 from .schedule import CacheSchedule, fora_schedule
 
-__all__ = ["BlockCacheConfig", "CacheSchedule", "DeepCacheConfig", "apply_block_cache", "apply_deep_cache", "fora_schedule"]
+__all__ = [
+    "BlockCacheConfig",
+    "CacheSchedule",
+    "DeepCacheConfig",
+    "apply_block_cache",
+    "apply_deep_cache",
+    "fora_schedule",
+]

@@ -25,7 +25,7 @@ from diffusers.hooks.hooks import StateManager
 from ..config import PluginConfig, check_int
 from ..errors import ConfigError
 from ..plugin import Plugin, register_plugin
-from ..tensors import fit_batch, leading_batch, map_tensors, slice_batch, tensor_bytes
+from ..tensors import fit_batch, leading_batch, slice_batch, tensor_bytes
 from .common import CachedOutput
 from .schedule import CacheSchedule, fora_schedule
 
@@ -57,8 +57,9 @@ class BlockCacheConfig(PluginConfig):
     def __post_init__(self) -> None:
         if self.schedule != "fora":
             if not isinstance(self.schedule, str) or not self.schedule.endswith(".json"):
-                raise ConfigError("BlockCacheConfig.schedule must be 'fora' or the path of a .json schedule, "
-                                  f"got {self.schedule!r}")
+                raise ConfigError(
+                    f"BlockCacheConfig.schedule must be 'fora' or the path of a .json schedule, got {self.schedule!r}"
+                )
             if not os.path.exists(self.schedule):
                 raise ConfigError(f"BlockCacheConfig.schedule: no such file {self.schedule!r}")
         check_int("BlockCacheConfig", "interval", self.interval, 1, 1000)
@@ -66,8 +67,11 @@ class BlockCacheConfig(PluginConfig):
         check_int("BlockCacheConfig", "live_first_blocks", self.live_first_blocks, 0, 10000)
         check_int("BlockCacheConfig", "live_last_blocks", self.live_last_blocks, 0, 10000)
         check_int("BlockCacheConfig", "uncond_interval", self.uncond_interval, 1, 1000, allow_none=True)
-        if self.components is not None and (not isinstance(self.components, tuple) or not self.components
-                                            or not all(isinstance(c, str) for c in self.components)):
+        if self.components is not None and (
+            not isinstance(self.components, tuple)
+            or not self.components
+            or not all(isinstance(c, str) for c in self.components)
+        ):
             raise ConfigError("BlockCacheConfig.components must be None or a non-empty tuple of component names")
 
     def __str__(self) -> str:
@@ -81,7 +85,7 @@ class ComponentCacheHook(ModelHook):
 
     _is_stateful = True
 
-    def __init__(self, plugin: "BlockCachePlugin", block: int, component: int) -> None:
+    def __init__(self, plugin: BlockCachePlugin, block: int, component: int) -> None:
         super().__init__()
         self.plugin = plugin
         self.block = block
@@ -106,8 +110,16 @@ class ComponentCacheHook(ModelHook):
         self.plugin.note_bytes((id(self), self.state.context.name), output)
         return output
 
-    def _split(self, module: nn.Module, state: CachedOutput, batch: int, info: Any, run_uncond: bool,
-               args: tuple, kwargs: dict) -> Any:
+    def _split(
+        self,
+        module: nn.Module,
+        state: CachedOutput,
+        batch: int,
+        info: Any,
+        run_uncond: bool,
+        args: tuple,
+        kwargs: dict,
+    ) -> Any:
         """Stacked CFG batch with different schedules per half: compute only the half that must run."""
         rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
         fresh = self.fn_ref.original_forward(*slice_batch(args, rows, batch), **slice_batch(kwargs, rows, batch))
@@ -154,13 +166,19 @@ class BlockCachePlugin(Plugin):
         if self.config.components is not None:
             unknown = sorted(set(self.config.components) - set(self.components))
             if unknown:
-                raise ConfigError(f"BlockCacheConfig.components: {unknown} are not components of {adapter.family}; "
-                                  f"its components are {list(self.components)}")
+                raise ConfigError(
+                    f"BlockCacheConfig.components: {unknown} are not components of {adapter.family}; "
+                    f"its components are {list(self.components)}"
+                )
         if self.loaded is not None and self.loaded.family and self.loaded.family != adapter.family:
-            raise ConfigError(f"this schedule was made for the {self.loaded.family!r} family, the model is {adapter.family!r}")
+            raise ConfigError(
+                f"this schedule was made for the {self.loaded.family!r} family, the model is {adapter.family!r}"
+            )
         if self.loaded is not None and tuple(self.loaded.components) != self.components:
-            raise ConfigError(f"the schedule's components {list(self.loaded.components)} do not match "
-                              f"{adapter.family}'s {list(self.components)}")
+            raise ConfigError(
+                f"the schedule's components {list(self.loaded.components)} do not match "
+                f"{adapter.family}'s {list(self.components)}"
+            )
         self.blocks = adapter.blocks(self.session.denoiser)
         for b, (_, block) in enumerate(self.blocks):
             for attr, (module, _kind) in adapter.components(block).items():
@@ -173,11 +191,28 @@ class BlockCachePlugin(Plugin):
             self.loaded.check(num_steps, len(self.blocks), self.components, self.session.adapter.family)
             return self.loaded
         c = self.config
-        cond = fora_schedule(num_steps, len(self.blocks), self.components, c.interval, c.warmup_steps,
-                             c.live_first_blocks, c.live_last_blocks, c.components, self.session.adapter.family)
+        cond = fora_schedule(
+            num_steps,
+            len(self.blocks),
+            self.components,
+            c.interval,
+            c.warmup_steps,
+            c.live_first_blocks,
+            c.live_last_blocks,
+            c.components,
+            self.session.adapter.family,
+        )
         if c.uncond_interval is not None:
-            uncond = fora_schedule(num_steps, len(self.blocks), self.components, c.uncond_interval, c.warmup_steps,
-                                   c.live_first_blocks, c.live_last_blocks, c.components)
+            uncond = fora_schedule(
+                num_steps,
+                len(self.blocks),
+                self.components,
+                c.uncond_interval,
+                c.warmup_steps,
+                c.live_first_blocks,
+                c.live_last_blocks,
+                c.components,
+            )
             cond.uncond_recompute = uncond.recompute
         return cond
 
@@ -188,7 +223,9 @@ class BlockCachePlugin(Plugin):
             self._masks[total] = self.schedule_for(total)
         schedule = self._masks[total]
         if info.cfg_stacked:
-            return bool(schedule.recompute[step, block, component]), bool(schedule.mask_for("uncond")[step, block, component])
+            return bool(schedule.recompute[step, block, component]), bool(
+                schedule.mask_for("uncond")[step, block, component]
+            )
         run = bool(schedule.mask_for(info.branch)[step, block, component])
         return run, run
 
@@ -213,8 +250,10 @@ class BlockCachePlugin(Plugin):
         calls = sum(self.per_step[s][1] for s in steps)
         return {
             "schedule": self.config.schedule if self.loaded is None else os.path.basename(self.config.schedule),
-            "blocks": len(getattr(self, "blocks", [])), "components": list(getattr(self, "components", ())),
-            "component_calls": calls, "component_calls_computed": computed,
+            "blocks": len(getattr(self, "blocks", [])),
+            "components": list(getattr(self, "components", ())),
+            "component_calls": calls,
+            "component_calls_computed": computed,
             "recompute_fraction": round(computed / calls, 4) if calls else None,
             "recompute_fraction_per_step": [round(self.per_step[s][0] / self.per_step[s][1], 3) for s in steps],
             "cache_bytes": self.peak_cache_bytes,

@@ -65,7 +65,9 @@ class DeepCacheConfig(PluginConfig):
         check_int("DeepCacheConfig", "full_steps_end", self.full_steps_end, 0, 10000)
         if self.full_step_mask is not None:
             if not isinstance(self.full_step_mask, tuple) or not all(isinstance(b, bool) for b in self.full_step_mask):
-                raise ConfigError("DeepCacheConfig.full_step_mask must be a tuple of booleans (True = full step) or None")
+                raise ConfigError(
+                    "DeepCacheConfig.full_step_mask must be a tuple of booleans (True = full step) or None"
+                )
             if not self.full_step_mask or not self.full_step_mask[0]:
                 raise ConfigError("DeepCacheConfig.full_step_mask must start with a full step (True)")
 
@@ -73,8 +75,10 @@ class DeepCacheConfig(PluginConfig):
         """Per step, whether the whole U-Net runs."""
         if self.full_step_mask is not None:
             if len(self.full_step_mask) != num_steps:
-                raise ConfigError(f"DeepCacheConfig.full_step_mask has {len(self.full_step_mask)} entries but the "
-                                  f"pipeline runs {num_steps} steps")
+                raise ConfigError(
+                    f"DeepCacheConfig.full_step_mask has {len(self.full_step_mask)} entries but the "
+                    f"pipeline runs {num_steps} steps"
+                )
             return list(self.full_step_mask)
         full = [False] * num_steps
         if self.schedule == "uniform":
@@ -97,7 +101,7 @@ class DeepLayerHook(ModelHook):
 
     _is_stateful = True
 
-    def __init__(self, plugin: "DeepCachePlugin") -> None:
+    def __init__(self, plugin: DeepCachePlugin) -> None:
         super().__init__()
         self.plugin = plugin
         self.state = StateManager(CachedOutput)
@@ -126,8 +130,10 @@ class _RefuseAdapterHook(ModelHook):
 
     def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         if kwargs.get("down_intrablock_additional_residuals") is not None:
-            raise UnsupportedModelError("DeepCache does not support T2I-Adapter residuals "
-                                        "(down_intrablock_additional_residuals); remove DeepCache or the adapter")
+            raise UnsupportedModelError(
+                "DeepCache does not support T2I-Adapter residuals "
+                "(down_intrablock_additional_residuals); remove DeepCache or the adapter"
+            )
         return args, kwargs
 
 
@@ -149,15 +155,17 @@ class DeepCachePlugin(Plugin):
         layout = self.session.adapter.skip_layout(unet)
         branches = layout.num_skips - 1
         if self.config.branch >= branches:
-            raise ConfigError(f"DeepCacheConfig.branch must be in [0, {branches - 1}] for this U-Net "
-                              f"(it has {branches} skip branches), got {self.config.branch}")
+            raise ConfigError(
+                f"DeepCacheConfig.branch must be in [0, {branches - 1}] for this U-Net "
+                f"(it has {branches} skip branches), got {self.config.branch}"
+            )
         skip = self.config.branch + 1
         deep = [u for u in layout.down if u.skip > skip] + [u for u in layout.up if u.skip > skip]
         deep += [u for u in layout.upsamplers if u.skip > skip]
         modules: list[tuple[str, nn.Module]] = [(f"{u.name}.{i}", m) for u in deep for i, m in enumerate(u.modules)]
         if layout.mid is not None:
             modules.append(("mid_block", layout.mid))
-        for name, module in modules:
+        for _name, module in modules:
             self.session.register_hook(module, DeepLayerHook(self), self.hook_name())
         self.deep_layers = [name for name, _ in modules]
         self.session.register_hook(unet, _RefuseAdapterHook(), self.hook_name("guard"))
@@ -184,9 +192,13 @@ class DeepCachePlugin(Plugin):
     def stats(self) -> dict[str, Any]:
         steps = [self.steps_seen[s] for s in sorted(self.steps_seen)]
         return {
-            "interval": self.config.interval, "branch": self.config.branch,
-            "full_steps": sum(steps), "cached_steps": len(steps) - sum(steps), "schedule": step_pattern(steps),
-            "deep_layers": len(self.deep_layers), "skipped_layer_calls": self.skipped_layer_calls,
+            "interval": self.config.interval,
+            "branch": self.config.branch,
+            "full_steps": sum(steps),
+            "cached_steps": len(steps) - sum(steps),
+            "schedule": step_pattern(steps),
+            "deep_layers": len(self.deep_layers),
+            "skipped_layer_calls": self.skipped_layer_calls,
             "cache_bytes": self.peak_cache_bytes,
         }
 

@@ -25,7 +25,7 @@ class CacheSchedule:
     """A per-step, per-block, per-component recompute mask (plus an optional one for the uncond branch)."""
 
     components: tuple[str, ...]
-    recompute: np.ndarray                      # bool [steps, blocks, components]
+    recompute: np.ndarray  # bool [steps, blocks, components]
     uncond_recompute: np.ndarray | None = None  # same shape; None = same as recompute
     family: str | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -33,8 +33,10 @@ class CacheSchedule:
     def __post_init__(self) -> None:
         self.recompute = np.asarray(self.recompute, dtype=bool)
         if self.recompute.ndim != 3 or self.recompute.shape[2] != len(self.components):
-            raise ConfigError(f"a schedule must be bool[steps, blocks, {len(self.components)} components], "
-                              f"got shape {self.recompute.shape}")
+            raise ConfigError(
+                f"a schedule must be bool[steps, blocks, {len(self.components)} components], "
+                f"got shape {self.recompute.shape}"
+            )
         if self.uncond_recompute is not None:
             self.uncond_recompute = np.asarray(self.uncond_recompute, dtype=bool)
             if self.uncond_recompute.shape != self.recompute.shape:
@@ -64,14 +66,19 @@ class CacheSchedule:
             raise ConfigError(f"this schedule was made for the {self.family!r} family, the model is {family!r}")
         if (self.num_steps, self.num_blocks) != (num_steps, num_blocks) or tuple(self.components) != tuple(components):
             raise ConfigError(
-                f"schedule shape (steps={self.num_steps}, blocks={self.num_blocks}, components={list(self.components)}) "
-                f"does not match the run (steps={num_steps}, blocks={num_blocks}, components={list(components)})")
+                f"schedule shape (steps={self.num_steps}, blocks={self.num_blocks}, "
+                f"components={list(self.components)}) "
+                f"does not match the run (steps={num_steps}, blocks={num_blocks}, components={list(components)})"
+            )
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "format": FORMAT, "family": self.family, "components": list(self.components),
-            "num_steps": self.num_steps, "num_blocks": self.num_blocks,
+            "format": FORMAT,
+            "family": self.family,
+            "components": list(self.components),
+            "num_steps": self.num_steps,
+            "num_blocks": self.num_blocks,
             "cache_schedule": {"schedule": self.recompute.tolist()},
             "metadata": self.metadata,
         }
@@ -87,23 +94,37 @@ class CacheSchedule:
         return path
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "CacheSchedule":
+    def from_json(cls, data: dict[str, Any]) -> CacheSchedule:
         if data.get("format") != FORMAT:
-            raise ConfigError(f"not an accel block-cache schedule (format {data.get('format')!r}, expected {FORMAT!r})")
+            raise ConfigError(
+                f"not an accel block-cache schedule (format {data.get('format')!r}, expected {FORMAT!r})"
+            )
         sched = data["cache_schedule"]
-        return cls(components=tuple(data["components"]), recompute=np.array(sched["schedule"], dtype=bool),
-                   uncond_recompute=np.array(sched["uncond_schedule"], dtype=bool) if "uncond_schedule" in sched else None,
-                   family=data.get("family"), metadata=data.get("metadata", {}))
+        return cls(
+            components=tuple(data["components"]),
+            recompute=np.array(sched["schedule"], dtype=bool),
+            uncond_recompute=np.array(sched["uncond_schedule"], dtype=bool) if "uncond_schedule" in sched else None,
+            family=data.get("family"),
+            metadata=data.get("metadata", {}),
+        )
 
     @classmethod
-    def load(cls, path: str) -> "CacheSchedule":
+    def load(cls, path: str) -> CacheSchedule:
         with open(path) as f:
             return cls.from_json(json.load(f))
 
 
-def fora_schedule(num_steps: int, num_blocks: int, components: tuple[str, ...], interval: int,
-                  warmup_steps: int = 0, live_first_blocks: int = 0, live_last_blocks: int = 0,
-                  cached_components: tuple[str, ...] | None = None, family: str | None = None) -> CacheSchedule:
+def fora_schedule(
+    num_steps: int,
+    num_blocks: int,
+    components: tuple[str, ...],
+    interval: int,
+    warmup_steps: int = 0,
+    live_first_blocks: int = 0,
+    live_last_blocks: int = 0,
+    cached_components: tuple[str, ...] | None = None,
+    family: str | None = None,
+) -> CacheSchedule:
     """FORA-style every-N schedule with dense warm-up steps and always-live first/last blocks.
 
     Every ``interval``-th step recomputes everything; on the others, the ``cached_components``
@@ -117,6 +138,15 @@ def fora_schedule(num_steps: int, num_blocks: int, components: tuple[str, ...], 
         for block in range(live_first_blocks, num_blocks - live_last_blocks):
             mask[step, block, cacheable] = False
     mask[0] = True
-    return CacheSchedule(components, mask, family=family,
-                         metadata={"kind": "fora", "interval": interval, "warmup_steps": warmup_steps,
-                                   "live_first_blocks": live_first_blocks, "live_last_blocks": live_last_blocks})
+    return CacheSchedule(
+        components,
+        mask,
+        family=family,
+        metadata={
+            "kind": "fora",
+            "interval": interval,
+            "warmup_steps": warmup_steps,
+            "live_first_blocks": live_first_blocks,
+            "live_last_blocks": live_last_blocks,
+        },
+    )

@@ -20,8 +20,12 @@ from .scoring import format_table, score_run
 from .spec import SweepSpec, load_specs, specs_from_data
 
 
-def evaluate(specs: str | SweepSpec | list[SweepSpec] | dict | None = None, out: str = "runs",
-             max_samples: int | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
+def evaluate(
+    specs: str | SweepSpec | list[SweepSpec] | dict | None = None,
+    out: str = "runs",
+    max_samples: int | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
     """Run (or resume) every sweep; returns ``{run_dir: {"rows": [...], "png": path, "html": path}}``.
 
     Under ``accelerate launch --num_processes N`` (add ``--multi_gpu``, which on a CPU-only machine

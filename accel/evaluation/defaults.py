@@ -10,14 +10,21 @@ from .spec import SweepSpec
 #: Per model, the grid entries to try when their config class exists (name -> list of grid entries).
 CANDIDATES: dict[str, dict[str, list]] = {
     "sd-digits": {
-        "DeepCacheConfig": [{"type": "DeepCacheConfig", "interval": 2}, {"type": "DeepCacheConfig", "interval": 3},
-                            {"type": "DeepCacheConfig", "interval": 5}],
-        "AdaptiveGuidanceConfig": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99},
-                                   {"type": "AdaptiveGuidanceConfig", "threshold": 0.95}],
+        "DeepCacheConfig": [
+            {"type": "DeepCacheConfig", "interval": 2},
+            {"type": "DeepCacheConfig", "interval": 3},
+            {"type": "DeepCacheConfig", "interval": 5},
+        ],
+        "AdaptiveGuidanceConfig": [
+            {"type": "AdaptiveGuidanceConfig", "threshold": 0.99},
+            {"type": "AdaptiveGuidanceConfig", "threshold": 0.95},
+        ],
     },
     "pixart-shapes": {
-        "BlockCacheConfig": [{"type": "BlockCacheConfig", "schedule": "fora", "interval": 2},
-                             {"type": "BlockCacheConfig", "schedule": "fora", "interval": 3}],
+        "BlockCacheConfig": [
+            {"type": "BlockCacheConfig", "schedule": "fora", "interval": 2},
+            {"type": "BlockCacheConfig", "schedule": "fora", "interval": 3},
+        ],
         "AdaptiveGuidanceConfig": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
     },
     "sd3-shapes": {
@@ -45,6 +52,15 @@ def default_specs() -> list[SweepSpec]:
             if config_name in available:
                 configs.extend(entries)
         prompts, seeds = SAMPLES[model]
-        specs.append(SweepSpec(model=model, steps=20, num_prompts=prompts, seeds_per_prompt=seeds,
-                               fewer_steps=[5, 8, 10, 14], configs=configs, name=model))
+        specs.append(
+            SweepSpec(
+                model=model,
+                steps=20,
+                num_prompts=prompts,
+                seeds_per_prompt=seeds,
+                fewer_steps=[5, 8, 10, 14],
+                configs=configs,
+                name=model,
+            )
+        )
     return specs

@@ -14,30 +14,44 @@ from typing import Any
 
 from .scoring import FIDELITY, QUALITY
 
-LABELS = {"psnr": "PSNR to baseline (dB, higher is better)", "ssim": "SSIM to baseline (higher is better)",
-          "lpips": "LPIPS to baseline (lower is better)", "fid": "domain FID (lower is better)",
-          "alignment": "prompt alignment (higher is better)", "clip_score": "CLIP score (higher is better)",
-          "temporal_consistency": "temporal consistency (higher is better)",
-          "image_reward": "ImageReward (higher is better)"}
+LABELS = {
+    "psnr": "PSNR to baseline (dB, higher is better)",
+    "ssim": "SSIM to baseline (higher is better)",
+    "lpips": "LPIPS to baseline (lower is better)",
+    "fid": "domain FID (lower is better)",
+    "alignment": "prompt alignment (higher is better)",
+    "clip_score": "CLIP score (higher is better)",
+    "temporal_consistency": "temporal consistency (higher is better)",
+    "image_reward": "ImageReward (higher is better)",
+}
 
 
 def pareto_front(rows: list[dict[str, Any]], metric: str) -> set[str]:
     """Config names not dominated in (speedup, metric) by any other row."""
     higher = QUALITY[metric]
-    points = [(r["config"], r["speedup"], r[metric]) for r in rows
-              if r.get(metric) is not None and math.isfinite(r.get(metric, float("nan"))) and math.isfinite(r["speedup"])]
+    points = [
+        (r["config"], r["speedup"], r[metric])
+        for r in rows
+        if r.get(metric) is not None and math.isfinite(r.get(metric, float("nan"))) and math.isfinite(r["speedup"])
+    ]
     front = set()
     for name, s, q in points:
-        dominated = any((s2 >= s and (q2 >= q if higher else q2 <= q)) and (s2 > s or q2 != q)
-                        for n2, s2, q2 in points if n2 != name)
+        dominated = any(
+            (s2 >= s and (q2 >= q if higher else q2 <= q)) and (s2 > s or q2 != q)
+            for n2, s2, q2 in points
+            if n2 != name
+        )
         if not dominated:
             front.add(name)
     return front
 
 
 def plot_metrics(rows: list[dict[str, Any]]) -> list[str]:
-    return [m for m in ("psnr", "ssim", "fid", "alignment", "temporal_consistency", "clip_score", "lpips")
-            if any(_ok(r, m) for r in rows)]
+    return [
+        m
+        for m in ("psnr", "ssim", "fid", "alignment", "temporal_consistency", "clip_score", "lpips")
+        if any(_ok(r, m) for r in rows)
+    ]
 
 
 def _family(name: str) -> str:
@@ -56,28 +70,59 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
     colours = {f: plt.cm.tab10(i % 10) for i, f in enumerate(families)}
     for ax, metric in zip(axes[0], metrics):
         front = pareto_front(rows, metric)
-        curve = sorted([r for r in rows if r["kind"] in ("baseline", "fewer_steps") and _ok(r, metric)],
-                       key=lambda r: r["speedup"])
+        curve = sorted(
+            [r for r in rows if r["kind"] in ("baseline", "fewer_steps") and _ok(r, metric)],
+            key=lambda r: r["speedup"],
+        )
         if curve:
-            ax.plot([r["speedup"] for r in curve], [r[metric] for r in curve], "--o", color="0.45", ms=4,
-                    label="fewer sampling steps", zorder=1)
+            ax.plot(
+                [r["speedup"] for r in curve],
+                [r[metric] for r in curve],
+                "--o",
+                color="0.45",
+                ms=4,
+                label="fewer sampling steps",
+                zorder=1,
+            )
             for r in curve:
                 if r["kind"] == "fewer_steps":
-                    ax.annotate(f"{r['steps']} st", (r["speedup"], r[metric]), fontsize=7, color="0.35",
-                                textcoords="offset points", xytext=(3, -9))
+                    ax.annotate(
+                        f"{r['steps']} st",
+                        (r["speedup"], r[metric]),
+                        fontsize=7,
+                        color="0.35",
+                        textcoords="offset points",
+                        xytext=(3, -9),
+                    )
         for r in rows:
             if not _ok(r, metric):
                 continue
             if r["kind"] == "baseline":
-                ax.scatter([r["speedup"]], [r[metric]], marker="*", s=220, color="gold", edgecolor="black",
-                           zorder=4, label=f"baseline ({r['steps']} steps)")
+                ax.scatter(
+                    [r["speedup"]],
+                    [r[metric]],
+                    marker="*",
+                    s=220,
+                    color="gold",
+                    edgecolor="black",
+                    zorder=4,
+                    label=f"baseline ({r['steps']} steps)",
+                )
             elif r["kind"] == "method":
                 on_front = r["config"] in front
-                ax.scatter([r["speedup"]], [r[metric]], s=60, color=colours[_family(r["config"])],
-                           edgecolor="black" if on_front else "none", linewidth=1.4, zorder=3,
-                           label=_family(r["config"]))
-                ax.annotate(r["config"], (r["speedup"], r[metric]), fontsize=6.5, textcoords="offset points",
-                            xytext=(4, 4))
+                ax.scatter(
+                    [r["speedup"]],
+                    [r[metric]],
+                    s=60,
+                    color=colours[_family(r["config"])],
+                    edgecolor="black" if on_front else "none",
+                    linewidth=1.4,
+                    zorder=3,
+                    label=_family(r["config"]),
+                )
+                ax.annotate(
+                    r["config"], (r["speedup"], r[metric]), fontsize=6.5, textcoords="offset points", xytext=(4, 4)
+                )
         ax.set_xlabel("speedup over baseline (wall clock, x)")
         ax.set_ylabel(LABELS[metric])
         ax.grid(alpha=0.3)
@@ -103,13 +148,26 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
             pts = sorted([r for r in rows if r["kind"] == kind and _ok(r, metric)], key=lambda r: r["speedup"])
             if not pts:
                 continue
-            fig.add_trace(go.Scatter(
-                x=[r["speedup"] for r in pts], y=[r[metric] for r in pts], mode="markers+lines" if kind == "fewer_steps" else "markers",
-                name=kind, legendgroup=kind, showlegend=col == 1,
-                marker=dict(symbol=symbol, size=[14 if r["config"] in front else 9 for r in pts],
-                            line=dict(width=[2 if r["config"] in front else 0 for r in pts], color="black")),
-                text=[r["config"] for r in pts], customdata=[r["config"] for r in pts],
-                hovertemplate="%{text}<br>speedup %{x:.2f}x<br>" + metric + " %{y:.4g}<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["speedup"] for r in pts],
+                    y=[r[metric] for r in pts],
+                    mode="markers+lines" if kind == "fewer_steps" else "markers",
+                    name=kind,
+                    legendgroup=kind,
+                    showlegend=col == 1,
+                    marker=dict(
+                        symbol=symbol,
+                        size=[14 if r["config"] in front else 9 for r in pts],
+                        line=dict(width=[2 if r["config"] in front else 0 for r in pts], color="black"),
+                    ),
+                    text=[r["config"] for r in pts],
+                    customdata=[r["config"] for r in pts],
+                    hovertemplate="%{text}<br>speedup %{x:.2f}x<br>" + metric + " %{y:.4g}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="speedup over baseline (x)", row=1, col=col)
     fig.update_layout(title=title, height=480, width=420 * len(metrics))
     fig.write_html(path, include_plotlyjs=True)
@@ -118,7 +176,12 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
 
 def _ok(row: dict[str, Any], metric: str) -> bool:
     value = row.get(metric)
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value) or not math.isfinite(row["speedup"]):
+    if (
+        value is None
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not math.isfinite(row["speedup"])
+    ):
         return False
     return not (row["kind"] == "baseline" and metric in FIDELITY)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import csv
 import os
 
-from ..pipelines.builtin import BUILTIN_MODELS, data
 from ..errors import ConfigError, NotFoundError
+from ..pipelines.builtin import BUILTIN_MODELS, data
 
 
 def builtin_prompts(model: str) -> list[str]:
     """Every class of the model's dataset once, in a fixed (shuffled) order."""
     spec = BUILTIN_MODELS.get(model)
     if spec is None:
-        raise ConfigError(f"no built-in prompt set for {model!r}; built-in models: {', '.join(BUILTIN_MODELS)}; "
-                         "pass a prompt file (.txt, one per line, or .csv with a 'prompt' column)")
+        raise ConfigError(
+            f"no built-in prompt set for {model!r}; built-in models: {', '.join(BUILTIN_MODELS)}; "
+            "pass a prompt file (.txt, one per line, or .csv with a 'prompt' column)"
+        )
     if spec.dataset == "digits":
         return [data.digit_caption(d) for d in range(10)]
     if spec.dataset in data.SHAPE_SETS:

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from .. import api
+from ..errors import ConfigError
 from ..metrics.cost import DenoiserTimer, count_flops, synchronize
 from .prompts import load_prompts
 from .records import RecordWriter, merge, read_records, record_key
 from .spec import SweepSpec
-from ..errors import ConfigError
 
 BASELINE = "baseline"
 
@@ -66,10 +66,18 @@ def environment() -> dict[str, Any]:
     import accel
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
-    return {"accel": accel.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version(), "device": device,
-            "cuda": torch.cuda.is_available(), "threads": torch.get_num_threads(), "dtype": "float32",
-            "compile": False}
+    return {
+        "accel": accel.__version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "cuda": torch.cuda.is_available(),
+        "threads": torch.get_num_threads(),
+        "dtype": "float32",
+        "compile": False,
+    }
 
 
 def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
@@ -77,15 +85,22 @@ def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
     run_dir = os.path.join(out_root, spec.run_name)
     os.makedirs(run_dir, exist_ok=True)
     config_path = os.path.join(run_dir, "config.json")
-    payload = {"spec": spec.to_dict(), "environment": environment(),
-               "entries": [{"name": e.name, "kind": e.kind, "steps": e.steps,
-                            "configs": [c.to_dict() for c in e.configs]} for e in run_entries(spec)]}
+    payload = {
+        "spec": spec.to_dict(),
+        "environment": environment(),
+        "entries": [
+            {"name": e.name, "kind": e.kind, "steps": e.steps, "configs": [c.to_dict() for c in e.configs]}
+            for e in run_entries(spec)
+        ],
+    }
     if os.path.exists(config_path):
         with open(config_path) as f:
             old = json.load(f)
         if old.get("spec") != json.loads(json.dumps(spec.to_dict())):
-            raise ConfigError(f"{run_dir} holds a different sweep (its config.json differs); pass another --out "
-                             "or name the sweep differently: finished results are never overwritten")
+            raise ConfigError(
+                f"{run_dir} holds a different sweep (its config.json differs); pass another --out "
+                "or name the sweep differently: finished results are never overwritten"
+            )
     else:
         with open(config_path + ".tmp", "w") as f:
             json.dump(payload, f, indent=2, default=str)
@@ -121,8 +136,12 @@ def _denoiser(pipe) -> torch.nn.Module:
 
 def generate(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> tuple[torch.Tensor, float, float]:
     """One sample: ``(image (3,H,W) or video (F,3,H,W) in [0,1], seconds, denoiser seconds)``."""
-    kwargs = {**call, "num_inference_steps": steps, "generator": torch.Generator("cpu").manual_seed(seed),
-              "output_type": "pt"}
+    kwargs = {
+        **call,
+        "num_inference_steps": steps,
+        "generator": torch.Generator("cpu").manual_seed(seed),
+        "output_type": "pt",
+    }
     with torch.no_grad(), DenoiserTimer(_denoiser(pipe)) as timer:
         synchronize()
         start = time.perf_counter()
@@ -161,15 +180,24 @@ def load_sample(path: str, frames: int = 1) -> torch.Tensor:
 
 
 def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> int:
-    kwargs = {**call, "num_inference_steps": steps, "generator": torch.Generator("cpu").manual_seed(seed),
-              "output_type": "pt"}
+    kwargs = {
+        **call,
+        "num_inference_steps": steps,
+        "generator": torch.Generator("cpu").manual_seed(seed),
+        "output_type": "pt",
+    }
     with torch.no_grad(), count_flops() as flops:
         pipe(prompt=prompt, **kwargs)
     return flops["total"]
 
 
-def run_generation(spec: SweepSpec, out_root: str = "runs", max_samples: int | None = None,
-                   progress: bool = True, measure_flops: bool = True) -> str:
+def run_generation(
+    spec: SweepSpec,
+    out_root: str = "runs",
+    max_samples: int | None = None,
+    progress: bool = True,
+    measure_flops: bool = True,
+) -> str:
     """Generate every missing sample of ``spec``; returns the run folder."""
     from tqdm.auto import tqdm
 
@@ -178,22 +206,29 @@ def run_generation(spec: SweepSpec, out_root: str = "runs", max_samples: int | N
     state.wait_for_everyone()
     prompts = load_prompts(spec.prompts, spec.model)
     if spec.num_prompts:
-        prompts = prompts[:spec.num_prompts]
+        prompts = prompts[: spec.num_prompts]
     pairs = [(pid, sample_seed(spec, pid, j)) for j in range(spec.seeds_per_prompt) for pid in range(len(prompts))]
     if max_samples:
         pairs = pairs[:max_samples]
     entries = run_entries(spec)
     done = read_records(run_dir)
-    todo = [(entry, pid, seed) for entry in entries for pid, seed in pairs
-            if record_key(entry.name, pid, seed) not in done]
+    todo = [
+        (entry, pid, seed) for entry in entries for pid, seed in pairs if record_key(entry.name, pid, seed) not in done
+    ]
     flops_path = os.path.join(run_dir, "flops.json")
     flops = json.load(open(flops_path)) if os.path.exists(flops_path) else {}
     pipe = load_pipeline(spec, state.device if spec.device == "auto" else spec.device)
     call = spec.call_kwargs()
     with state.split_between_processes(todo) as mine:
         writer = RecordWriter(run_dir, state.process_index)
-        bar = tqdm(total=len(mine), desc=f"eval {spec.run_name}", unit="sample", disable=not progress,
-                   position=state.process_index, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(mine),
+            desc=f"eval {spec.run_name}",
+            unit="sample",
+            disable=not progress,
+            position=state.process_index,
+            dynamic_ncols=True,
+        )
         current: str | None = None
         try:
             for entry, pid, seed in mine:
@@ -210,18 +245,34 @@ def run_generation(spec: SweepSpec, out_root: str = "runs", max_samples: int | N
                 sample, seconds, denoiser_seconds = generate(pipe, prompts[pid], seed, call, entry.steps)
                 summary = api.summary(pipe)
                 path = sample_path(entry.name, pid, seed)
-                meta = {"prompt": prompts[pid], "config": entry.name, "seed": str(seed), "steps": str(entry.steps),
-                        "model": spec.model}
+                meta = {
+                    "prompt": prompts[pid],
+                    "config": entry.name,
+                    "seed": str(seed),
+                    "steps": str(entry.steps),
+                    "model": spec.model,
+                }
                 save_sample(sample, os.path.join(run_dir, path), meta)
-                writer.write({
-                    "key": record_key(entry.name, pid, seed), "config": entry.name, "kind": entry.kind,
-                    "prompt_id": pid, "prompt": prompts[pid], "seed": seed, "steps": entry.steps, "path": path,
-                    "frames": int(sample.shape[0]) if sample.ndim == 4 else 1, "latency_s": seconds,
-                    "denoiser_s": denoiser_seconds, "nfe": summary["last_call"].get("nfe"),
-                    "denoiser_calls": summary["last_call"].get("denoiser_calls"),
-                    "plugin_stats": {name: d["plugins"] for name, d in summary["denoisers"].items()},
-                    "rank": state.process_index, "time": time.time(),
-                })
+                writer.write(
+                    {
+                        "key": record_key(entry.name, pid, seed),
+                        "config": entry.name,
+                        "kind": entry.kind,
+                        "prompt_id": pid,
+                        "prompt": prompts[pid],
+                        "seed": seed,
+                        "steps": entry.steps,
+                        "path": path,
+                        "frames": int(sample.shape[0]) if sample.ndim == 4 else 1,
+                        "latency_s": seconds,
+                        "denoiser_s": denoiser_seconds,
+                        "nfe": summary["last_call"].get("nfe"),
+                        "denoiser_calls": summary["last_call"].get("denoiser_calls"),
+                        "plugin_stats": {name: d["plugins"] for name, d in summary["denoisers"].items()},
+                        "rank": state.process_index,
+                        "time": time.time(),
+                    }
+                )
                 bar.update(1)
         finally:
             bar.close()

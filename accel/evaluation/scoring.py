@@ -21,17 +21,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .records import read_records
 from .runner import BASELINE, load_sample
 from .spec import SweepSpec
-from ..errors import ConfigError
 
 #: Metrics measured against the baseline itself (undefined for the baseline row).
 FIDELITY = ("psnr", "ssim", "lpips")
 
 #: Quality columns, and whether higher is better.
-QUALITY = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "alignment": True, "clip_score": True,
-           "temporal_consistency": True, "image_reward": True}
+QUALITY = {
+    "psnr": True,
+    "ssim": True,
+    "lpips": False,
+    "fid": False,
+    "alignment": True,
+    "clip_score": True,
+    "temporal_consistency": True,
+    "image_reward": True,
+}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -80,8 +88,10 @@ def score_run(run_dir: str, spec: SweepSpec) -> list[dict[str, Any]]:
     flops = _load_flops(run_dir)
     baseline = _load_baseline(run_dir, by_entry[BASELINE])
     scorers = _make_scorers(spec)
-    rows = [_score_entry(run_dir, name, entry_records, entry_meta.get(name, {}), flops, baseline, scorers)
-            for name, entry_records in by_entry.items()]
+    rows = [
+        _score_entry(run_dir, name, entry_records, entry_meta.get(name, {}), flops, baseline, scorers)
+        for name, entry_records in by_entry.items()
+    ]
     _mark_fewer_steps(rows)
     rows.sort(key=_row_order)
     write_summary(run_dir, rows)
@@ -120,9 +130,11 @@ def _load_samples(run_dir: str, records: list[dict[str, Any]]) -> dict[str, torc
 
 def _load_baseline(run_dir: str, records: list[dict[str, Any]]) -> _Baseline:
     """The baseline entry's samples, wall-clock and denoiser seconds."""
-    return _Baseline(samples=_load_samples(run_dir, records),
-                     latency={_sample_id(r): r["latency_s"] for r in records},
-                     denoiser={_sample_id(r): r["denoiser_s"] for r in records})
+    return _Baseline(
+        samples=_load_samples(run_dir, records),
+        latency={_sample_id(r): r["latency_s"] for r in records},
+        denoiser={_sample_id(r): r["denoiser_s"] for r in records},
+    )
 
 
 def _make_scorers(spec: SweepSpec) -> _Scorers:
@@ -145,8 +157,15 @@ def _make_scorers(spec: SweepSpec) -> _Scorers:
     return scorers
 
 
-def _score_entry(run_dir: str, name: str, records: list[dict[str, Any]], meta: dict[str, Any],
-                 flops: dict[str, Any], baseline: _Baseline, scorers: _Scorers) -> dict[str, Any]:
+def _score_entry(
+    run_dir: str,
+    name: str,
+    records: list[dict[str, Any]],
+    meta: dict[str, Any],
+    flops: dict[str, Any],
+    baseline: _Baseline,
+    scorers: _Scorers,
+) -> dict[str, Any]:
     """The summary row of one grid entry."""
     samples = _load_samples(run_dir, records)
     row = _cost_columns(name, records, meta, flops, baseline, len(samples))
@@ -163,17 +182,30 @@ def _score_entry(run_dir: str, name: str, records: list[dict[str, Any]], meta: d
     return row
 
 
-def _cost_columns(name: str, records: list[dict[str, Any]], meta: dict[str, Any], flops: dict[str, Any],
-                  baseline: _Baseline, n_samples: int) -> dict[str, Any]:
+def _cost_columns(
+    name: str,
+    records: list[dict[str, Any]],
+    meta: dict[str, Any],
+    flops: dict[str, Any],
+    baseline: _Baseline,
+    n_samples: int,
+) -> dict[str, Any]:
     """The entry's description, latency, speedup, FLOP-ratio, NFE and cache-size columns."""
     latency = {_sample_id(r): r["latency_s"] for r in records}
     denoiser = {_sample_id(r): r["denoiser_s"] for r in records}
     speedup, speedup_p10, speedup_p90 = _ratio_stats(baseline.latency, latency)
     dn_speedup, _, _ = _ratio_stats(baseline.denoiser, denoiser)
     return {
-        "config": name, "kind": meta.get("kind", "method"), "steps": meta.get("steps"), "samples": n_samples,
-        "latency_s": statistics.median(latency.values()), "speedup": speedup, "speedup_p10": speedup_p10,
-        "speedup_p90": speedup_p90, "denoiser_speedup": dn_speedup, "flop_ratio": _flop_ratio(flops, name),
+        "config": name,
+        "kind": meta.get("kind", "method"),
+        "steps": meta.get("steps"),
+        "samples": n_samples,
+        "latency_s": statistics.median(latency.values()),
+        "speedup": speedup,
+        "speedup_p10": speedup_p10,
+        "speedup_p90": speedup_p90,
+        "denoiser_speedup": dn_speedup,
+        "flop_ratio": _flop_ratio(flops, name),
         "nfe": _mean_std([r.get("nfe") or float("nan") for r in records])[0],
         "cache_bytes": max((_cache_bytes(r) for r in records), default=0),
     }
@@ -184,8 +216,9 @@ def _flop_ratio(flops: dict[str, Any], name: str) -> float:
     return (flops[BASELINE] / flops[name]) if flops.get(name) and flops.get(BASELINE) else float("nan")
 
 
-def _fidelity_columns(samples: dict[str, torch.Tensor], base_samples: dict[str, torch.Tensor],
-                      lpips: Any) -> dict[str, float]:
+def _fidelity_columns(
+    samples: dict[str, torch.Tensor], base_samples: dict[str, torch.Tensor], lpips: Any
+) -> dict[str, float]:
     """PSNR, SSIM and (with an LPIPS scorer) LPIPS to the baseline sample of the same prompt and seed."""
     from ..metrics.fidelity import psnr, ssim
 
@@ -200,8 +233,9 @@ def _fidelity_columns(samples: dict[str, torch.Tensor], base_samples: dict[str, 
     return row
 
 
-def _domain_columns(domain: Any, real: torch.Tensor, tensor: torch.Tensor, ids: list[str],
-                    prompts: list[str]) -> dict[str, float]:
+def _domain_columns(
+    domain: Any, real: torch.Tensor, tensor: torch.Tensor, ids: list[str], prompts: list[str]
+) -> dict[str, float]:
     """FID (and its spread over seed folds), alignment and, for videos, temporal consistency."""
     row: dict[str, float] = {"fid": domain.fid(real, tensor), "fid_std": _fold_std(domain, real, tensor, ids)}
     row["alignment"], row["alignment_std"] = _mean_std(domain.alignment(tensor, prompts).tolist())
@@ -254,8 +288,13 @@ def _mark_fewer_steps(rows: list[dict[str, Any]]) -> None:
             continue
         beats = []
         for metric, higher in QUALITY.items():
-            points = [(r["speedup"], r.get(metric)) for r in curve if r.get(metric) is not None and math.isfinite(r[metric])
-                      and not (r["kind"] == "baseline" and metric in FIDELITY)]
+            points = [
+                (r["speedup"], r.get(metric))
+                for r in curve
+                if r.get(metric) is not None
+                and math.isfinite(r[metric])
+                and not (r["kind"] == "baseline" and metric in FIDELITY)
+            ]
             value = row.get(metric)
             if len(points) < 2 or value is None or not math.isfinite(value) or not math.isfinite(row["speedup"]):
                 continue
@@ -265,10 +304,34 @@ def _mark_fewer_steps(rows: list[dict[str, Any]]) -> None:
         row["beats_fewer_steps"] = ",".join(beats)
 
 
-COLUMNS = ["config", "kind", "steps", "samples", "speedup", "speedup_p10", "speedup_p90", "denoiser_speedup",
-           "flop_ratio", "nfe", "latency_s", "psnr", "psnr_std", "ssim", "ssim_std", "lpips", "lpips_std", "fid",
-           "fid_std", "alignment", "alignment_std", "temporal_consistency", "clip_score", "clip_score_std",
-           "cache_bytes", "beats_fewer_steps"]
+COLUMNS = [
+    "config",
+    "kind",
+    "steps",
+    "samples",
+    "speedup",
+    "speedup_p10",
+    "speedup_p90",
+    "denoiser_speedup",
+    "flop_ratio",
+    "nfe",
+    "latency_s",
+    "psnr",
+    "psnr_std",
+    "ssim",
+    "ssim_std",
+    "lpips",
+    "lpips_std",
+    "fid",
+    "fid_std",
+    "alignment",
+    "alignment_std",
+    "temporal_consistency",
+    "clip_score",
+    "clip_score_std",
+    "cache_bytes",
+    "beats_fewer_steps",
+]
 
 
 def write_summary(run_dir: str, rows: list[dict[str, Any]]) -> None:
@@ -290,8 +353,23 @@ def _fmt(value: Any) -> Any:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table of the main columns (for the terminal)."""
-    cols = [c for c in ("config", "speedup", "flop_ratio", "nfe", "psnr", "ssim", "fid", "alignment",
-                        "temporal_consistency", "clip_score", "beats_fewer_steps") if any(c in r for r in rows)]
+    cols = [
+        c
+        for c in (
+            "config",
+            "speedup",
+            "flop_ratio",
+            "nfe",
+            "psnr",
+            "ssim",
+            "fid",
+            "alignment",
+            "temporal_consistency",
+            "clip_score",
+            "beats_fewer_steps",
+        )
+        if any(c in r for r in rows)
+    ]
     header = {c: c.replace("temporal_consistency", "temporal") for c in cols}
     table = [[header[c] for c in cols]] + [[str(_fmt(r.get(c, ""))) for c in cols] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]

@@ -61,8 +61,10 @@ class SweepSpec:
         for metric in self.metric_names():
             if metric not in METRICS:
                 raise ConfigError(f"unknown metric {metric!r}; allowed: {list(METRICS)}")
-        if self.fewer_steps != "auto" and not (isinstance(self.fewer_steps, list) and all(
-                isinstance(s, int) and 1 <= s < self.steps for s in self.fewer_steps)):
+        if self.fewer_steps != "auto" and not (
+            isinstance(self.fewer_steps, list)
+            and all(isinstance(s, int) and 1 <= s < self.steps for s in self.fewer_steps)
+        ):
             raise ConfigError(f"sweep.fewer_steps must be 'auto' or a list of step counts in [1, {self.steps - 1}]")
         self.plugin_sets()  # validates every config now, before any generation
 

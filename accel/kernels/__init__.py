@@ -7,5 +7,11 @@ Triton is imported only when the Triton backend is used.
 from .dispatch import BACKENDS, BackendUnavailableError, backend_status, block_sparse_attention
 from .reference import dense_reference, gather_block_sparse
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "backend_status", "block_sparse_attention", "dense_reference",
-           "gather_block_sparse"]
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "backend_status",
+    "block_sparse_attention",
+    "dense_reference",
+    "gather_block_sparse",
+]

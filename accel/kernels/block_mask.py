@@ -49,17 +49,27 @@ class BlockSparseMask:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"BlockSparseMask.{name} must be a positive integer, got {value!r}")
         if self.kv_idx.dtype != torch.int32 or self.kv_num.dtype != torch.int32:
-            raise ConfigError(f"BlockSparseMask needs int32 kv_idx and kv_num, got {self.kv_idx.dtype} and {self.kv_num.dtype}")
+            raise ConfigError(
+                f"BlockSparseMask needs int32 kv_idx and kv_num, got {self.kv_idx.dtype} and {self.kv_num.dtype}"
+            )
         if self.kv_idx.ndim != 4 or self.kv_num.ndim != 3:
-            raise ConfigError(f"BlockSparseMask needs kv_idx [B,H,Mb,MAXK] and kv_num [B,H,Mb], got shapes "
-                             f"{tuple(self.kv_idx.shape)} and {tuple(self.kv_num.shape)}")
+            raise ConfigError(
+                f"BlockSparseMask needs kv_idx [B,H,Mb,MAXK] and kv_num [B,H,Mb], got shapes "
+                f"{tuple(self.kv_idx.shape)} and {tuple(self.kv_num.shape)}"
+            )
         if tuple(self.kv_idx.shape[:3]) != tuple(self.kv_num.shape):
-            raise ConfigError(f"kv_idx {tuple(self.kv_idx.shape)} and kv_num {tuple(self.kv_num.shape)} disagree on [B,H,Mb]")
+            raise ConfigError(
+                f"kv_idx {tuple(self.kv_idx.shape)} and kv_num {tuple(self.kv_num.shape)} disagree on [B,H,Mb]"
+            )
         if self.kv_idx.shape[2] != self.num_q_blocks:
-            raise ConfigError(f"kv_idx has {self.kv_idx.shape[2]} query blocks; q_len={self.q_len} with "
-                             f"block_m={self.block_m} needs {self.num_q_blocks}")
+            raise ConfigError(
+                f"kv_idx has {self.kv_idx.shape[2]} query blocks; q_len={self.q_len} with "
+                f"block_m={self.block_m} needs {self.num_q_blocks}"
+            )
         if self.kv_idx.shape[3] > self.num_kv_blocks or self.kv_idx.shape[3] < 1:
-            raise ConfigError(f"kv_idx lists {self.kv_idx.shape[3]} slots per row; must be in [1, {self.num_kv_blocks}]")
+            raise ConfigError(
+                f"kv_idx lists {self.kv_idx.shape[3]} slots per row; must be in [1, {self.num_kv_blocks}]"
+            )
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -84,7 +94,9 @@ class BlockSparseMask:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_block_bool(cls, blocks: torch.Tensor, block_m: int, block_n: int, q_len: int, kv_len: int) -> "BlockSparseMask":
+    def from_block_bool(
+        cls, blocks: torch.Tensor, block_m: int, block_n: int, q_len: int, kv_len: int
+    ) -> BlockSparseMask:
         """From a boolean block map ``[B, H, Mb, Nb]`` (``[Mb, Nb]`` is taken as B = H = 1)."""
         if blocks.ndim == 2:
             blocks = blocks[None, None]
@@ -92,8 +104,10 @@ class BlockSparseMask:
             raise ConfigError(f"block map must be a bool tensor [B,H,Mb,Nb], got {blocks.dtype} {tuple(blocks.shape)}")
         nb = blocks.shape[-1]
         if nb != math.ceil(kv_len / block_n):
-            raise ConfigError(f"block map has {nb} key blocks; kv_len={kv_len} with block_n={block_n} needs "
-                             f"{math.ceil(kv_len / block_n)}")
+            raise ConfigError(
+                f"block map has {nb} key blocks; kv_len={kv_len} with block_n={block_n} needs "
+                f"{math.ceil(kv_len / block_n)}"
+            )
         kv_num = blocks.sum(-1, dtype=torch.int32)
         order = torch.argsort((~blocks).to(torch.int8), dim=-1, stable=True)
         maxk = max(int(kv_num.max()) if kv_num.numel() else 1, 1)
@@ -101,8 +115,16 @@ class BlockSparseMask:
         return cls(kv_idx, kv_num.contiguous(), block_m, block_n, q_len, kv_len)
 
     @classmethod
-    def full(cls, q_len: int, kv_len: int, block_m: int, block_n: int | None = None, batch: int = 1,
-             heads: int = 1, device: torch.device | str = "cpu") -> "BlockSparseMask":
+    def full(
+        cls,
+        q_len: int,
+        kv_len: int,
+        block_m: int,
+        block_n: int | None = None,
+        batch: int = 1,
+        heads: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> BlockSparseMask:
         """Every query block attends to every key block."""
         block_n = block_m if block_n is None else block_n
         mb, nb = math.ceil(q_len / block_m), math.ceil(kv_len / block_n)
@@ -149,7 +171,7 @@ class BlockSparseMask:
         return bool((self.kv_num == self.num_kv_blocks).all())
 
     # ------------------------------------------------------------------ reshaping
-    def expand(self, batch: int, heads: int) -> "BlockSparseMask":
+    def expand(self, batch: int, heads: int) -> BlockSparseMask:
         """Broadcast size-1 batch/head dimensions (views, no copy)."""
         if (self.batch, self.heads) == (batch, heads):
             return self
@@ -160,12 +182,12 @@ class BlockSparseMask:
         num = self.kv_num.expand(batch, heads, self.kv_num.shape[2])
         return dataclasses.replace(self, kv_idx=idx, kv_num=num)
 
-    def select_batch(self, index: int) -> "BlockSparseMask":
+    def select_batch(self, index: int) -> BlockSparseMask:
         """The mask of one batch element (kept as a batch of one)."""
         index = 0 if self.batch == 1 else index
-        return dataclasses.replace(self, kv_idx=self.kv_idx[index:index + 1], kv_num=self.kv_num[index:index + 1])
+        return dataclasses.replace(self, kv_idx=self.kv_idx[index : index + 1], kv_num=self.kv_num[index : index + 1])
 
-    def truncate_kv(self, kv_len: int) -> "BlockSparseMask":
+    def truncate_kv(self, kv_len: int) -> BlockSparseMask:
         """The same mask over the first ``kv_len`` keys (e.g. without trailing padded text tokens)."""
         if kv_len == self.kv_len:
             return self
@@ -174,7 +196,7 @@ class BlockSparseMask:
         blocks = self.to_block_bool()[..., : math.ceil(kv_len / self.block_n)]
         return BlockSparseMask.from_block_bool(blocks, self.block_m, self.block_n, self.q_len, kv_len)
 
-    def to(self, device: torch.device | str) -> "BlockSparseMask":
+    def to(self, device: torch.device | str) -> BlockSparseMask:
         return dataclasses.replace(self, kv_idx=self.kv_idx.to(device), kv_num=self.kv_num.to(device))
 
     # ------------------------------------------------------------------ moved (until accel 0.3.0)
@@ -182,14 +204,22 @@ class BlockSparseMask:
         """Deprecated: use :func:`accel.kernels.flex.to_flex_block_mask`."""
         from .flex import to_flex_block_mask
 
-        warnings.warn("BlockSparseMask.to_flex() moved to accel.kernels.flex.to_flex_block_mask(mask); the method "
-                      "goes away in accel 0.3.0", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "BlockSparseMask.to_flex() moved to accel.kernels.flex.to_flex_block_mask(mask); the method "
+            "goes away in accel 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return to_flex_block_mask(self, batch, heads)
 
     def to_image(self, path: str | Path, **kwargs: Any) -> Path:
         """Deprecated: use :func:`accel.sparse_attention.plotting.save_mask_image`."""
         from ..sparse_attention.plotting import save_mask_image
 
-        warnings.warn("BlockSparseMask.to_image() moved to accel.sparse_attention.plotting.save_mask_image(mask, "
-                      "path); the method goes away in accel 0.3.0", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "BlockSparseMask.to_image() moved to accel.sparse_attention.plotting.save_mask_image(mask, "
+            "path); the method goes away in accel 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return save_mask_image(self, path, **kwargs)

@@ -21,9 +21,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from ..errors import AccelError, ConfigError
 from .block_mask import BlockSparseMask
 from .reference import gather_block_sparse
-from ..errors import AccelError, ConfigError
 
 BACKENDS = ("auto", "triton", "flex", "torch")
 
@@ -36,17 +36,25 @@ class BackendUnavailableError(AccelError, RuntimeError):
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask) -> None:
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ConfigError(f"q, k, v must be [B, H, N, D]; got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ConfigError(
+            f"q, k, v must be [B, H, N, D]; got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
-        raise ConfigError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} must share B, H and D "
-                         "(and k, v their length)")
+        raise ConfigError(
+            f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} must share B, H and D "
+            "(and k, v their length)"
+        )
     if q.dtype != k.dtype or q.dtype != v.dtype:
         raise ConfigError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if (mask.q_len, mask.kv_len) != (q.shape[2], k.shape[2]):
-        raise ConfigError(f"mask covers {mask.q_len} queries x {mask.kv_len} keys, inputs have {q.shape[2]} x {k.shape[2]}")
+        raise ConfigError(
+            f"mask covers {mask.q_len} queries x {mask.kv_len} keys, inputs have {q.shape[2]} x {k.shape[2]}"
+        )
     b, h = q.shape[:2]
     if mask.batch not in (1, b) or mask.heads not in (1, h):
-        raise ConfigError(f"mask has batch={mask.batch}, heads={mask.heads}; inputs have B={b}, H={h} (mask dims must be 1 or equal)")
+        raise ConfigError(
+            f"mask has batch={mask.batch}, heads={mask.heads}; inputs have B={b}, H={h} (mask dims must be 1 or equal)"
+        )
 
 
 def _triton_reason(q: torch.Tensor, mask: BlockSparseMask) -> str | None:
@@ -76,8 +84,9 @@ def backend_status(q: torch.Tensor, mask: BlockSparseMask) -> dict[str, str | No
     return {"triton": _triton_reason(q, mask), "flex": _flex_reason(q, mask), "torch": None}
 
 
-def _run(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask,
-         scale: float | None) -> torch.Tensor:
+def _run(
+    name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask, scale: float | None
+) -> torch.Tensor:
     if name == "triton":
         from .triton_block_sparse import triton_block_sparse_attention
 
@@ -89,8 +98,15 @@ def _run(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Blo
     return gather_block_sparse(q, k, v, mask, scale)
 
 
-def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask, *,
-                           scale: float | None = None, backend: str = "auto") -> tuple[torch.Tensor, str]:
+def block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: BlockSparseMask,
+    *,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, str]:
     """Attention of ``q`` ``[B,H,Nq,D]`` over ``k``/``v`` ``[B,H,Nk,D]`` restricted to ``mask``'s blocks.
 
     Returns ``(out [B,H,Nq,D] in q's dtype, backend_used)``; ``backend_used`` is one of
@@ -115,6 +131,10 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
             return _run("flex", q, k, v, mask, scale), "flex"
         except Exception as exc:  # Inductor/compiler failures: remember and fall back
             _FLEX_FAILED[q.device.type] = f"{type(exc).__name__}: {str(exc)[:200]}"
-            warnings.warn(f"compiled FlexAttention failed on {q.device.type} ({_FLEX_FAILED[q.device.type]}); "
-                          "using the PyTorch block-sparse implementation from now on", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"compiled FlexAttention failed on {q.device.type} ({_FLEX_FAILED[q.device.type]}); "
+                "using the PyTorch block-sparse implementation from now on",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return _run("torch", q, k, v, mask, scale), "torch"

@@ -8,7 +8,8 @@ one kernel per input shape (about 10 s on CPU the first time, milliseconds after
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -63,8 +64,9 @@ def to_flex_block_mask(mask: BlockSparseMask, batch: int | None = None, heads: i
 
     p_num, p_idx = _counts_and_indices(partial)
     f_num, f_idx = _counts_and_indices(full)
-    return BlockMask.from_kv_blocks(p_num, p_idx, f_num, f_idx, BLOCK_SIZE=(bm, bn), mask_mod=mask_mod,
-                                    seq_lengths=(mask.q_len, mask.kv_len))
+    return BlockMask.from_kv_blocks(
+        p_num, p_idx, f_num, f_idx, BLOCK_SIZE=(bm, bn), mask_mod=mask_mod, seq_lengths=(mask.q_len, mask.kv_len)
+    )
 
 
 def _counts_and_indices(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +75,14 @@ def _counts_and_indices(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return num.contiguous(), idx.contiguous()
 
 
-def flex_block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask,
-                                scale: float | None = None, compiled: bool = True) -> torch.Tensor:
+def flex_block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: BlockSparseMask,
+    scale: float | None = None,
+    compiled: bool = True,
+) -> torch.Tensor:
     """``[B,H,Nq,D]`` attention of ``q`` over ``k``/``v`` restricted to ``mask``'s active blocks.
 
     Rows with no active key give zeros. ``compiled=False`` runs eager FlexAttention, which is

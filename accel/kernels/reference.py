@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from .block_mask import BlockSparseMask
 
 
-def dense_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask,
-                    scale: float | None = None) -> torch.Tensor:
+def dense_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask, scale: float | None = None
+) -> torch.Tensor:
     """SDPA with the expanded boolean mask (``mask.to_dense()``); empty rows give zeros.
 
     Memory is O(B * H * Nq * Nk): for tests and small shapes only.
@@ -37,8 +38,14 @@ def _pad_to_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
     return x.reshape(*x.shape[:2], nb, block, x.shape[-1])
 
 
-def gather_block_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask,
-                        scale: float | None = None, max_elements: int = 1 << 25) -> torch.Tensor:
+def gather_block_sparse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: BlockSparseMask,
+    scale: float | None = None,
+    max_elements: int = 1 << 25,
+) -> torch.Tensor:
     """Block-sparse attention by gathering each query block's active key/value blocks.
 
     For each query block: gather its ``kv_num`` key and value blocks (padded to ``MAXK``), mask
@@ -50,10 +57,10 @@ def gather_block_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
     nk = k.shape[2]
     m = mask.expand(b, h)
     bm, bn = m.block_m, m.block_n
-    scale = d ** -0.5 if scale is None else scale
+    scale = d**-0.5 if scale is None else scale
     maxk = m.kv_idx.shape[-1]
-    qb = _pad_to_blocks(q.float(), bm)                                   # [B,H,Mb,bm,D]
-    kb = _pad_to_blocks(k.float(), bn).flatten(3)                        # [B,H,Nb,bn*D]
+    qb = _pad_to_blocks(q.float(), bm)  # [B,H,Mb,bm,D]
+    kb = _pad_to_blocks(k.float(), bn).flatten(3)  # [B,H,Nb,bn*D]
     vb = _pad_to_blocks(v.float(), bn).flatten(3)
     token_ok = (torch.arange(m.num_kv_blocks * bn, device=q.device) < nk).view(m.num_kv_blocks, bn)
     kv_idx = m.kv_idx.to(q.device).long()
@@ -64,15 +71,15 @@ def gather_block_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
     for start in range(0, m.num_q_blocks, chunk):
         stop = min(start + chunk, m.num_q_blocks)
         c = stop - start
-        idx = kv_idx[:, :, start:stop]                                   # [B,H,c,K]
+        idx = kv_idx[:, :, start:stop]  # [B,H,c,K]
         flat = idx.reshape(b, h, c * maxk, 1).expand(-1, -1, -1, bn * d)
         keys = torch.gather(kb, 2, flat).view(b, h, c, maxk * bn, d)
         values = torch.gather(vb, 2, flat).view(b, h, c, maxk * bn, d)
-        valid = (slots < kv_num[:, :, start:stop, None])[..., None] & token_ok[idx]   # [B,H,c,K,bn]
+        valid = (slots < kv_num[:, :, start:stop, None])[..., None] & token_ok[idx]  # [B,H,c,K,bn]
         valid = valid.view(b, h, c, 1, maxk * bn)
         scores = (qb[:, :, start:stop] @ keys.transpose(-1, -2)) * scale  # [B,H,c,bm,K*bn]
         scores = scores.masked_fill(~valid, float("-inf"))
-        probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)           # empty rows: all -inf -> zeros
-        outs.append(probs @ values)                                      # [B,H,c,bm,D]
+        probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # empty rows: all -inf -> zeros
+        outs.append(probs @ values)  # [B,H,c,bm,D]
     out = torch.cat(outs, dim=2).reshape(b, h, m.num_q_blocks * bm, d)[:, :, :nq]
     return out.to(q.dtype)

@@ -24,25 +24,53 @@ import torch
 import triton
 import triton.language as tl
 
-from .block_mask import BlockSparseMask
 from ..errors import StateError
+from .block_mask import BlockSparseMask
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
 def _block_sparse_fwd(
-    Q, K, V, O, KV_IDX, KV_NUM, sm_scale,
-    s_qb, s_qh, s_qn, s_qd,
-    s_kb, s_kh, s_kn, s_kd,
-    s_vb, s_vh, s_vn, s_vd,
-    s_ob, s_oh, s_on, s_od,
-    s_ib, s_ih, s_im,
-    s_nb, s_nh,
-    H, N_Q, N_KV, HEAD_D,
-    MASK_M: tl.constexpr, MASK_N: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-    UPCAST: tl.constexpr, IEEE: tl.constexpr,
+    Q,
+    K,
+    V,
+    Out,
+    KV_IDX,
+    KV_NUM,
+    sm_scale,
+    s_qb,
+    s_qh,
+    s_qn,
+    s_qd,
+    s_kb,
+    s_kh,
+    s_kn,
+    s_kd,
+    s_vb,
+    s_vh,
+    s_vn,
+    s_vd,
+    s_ob,
+    s_oh,
+    s_on,
+    s_od,
+    s_ib,
+    s_ih,
+    s_im,
+    s_nb,
+    s_nh,
+    H,
+    N_Q,
+    N_KV,
+    HEAD_D,
+    MASK_M: tl.constexpr,
+    MASK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -55,8 +83,11 @@ def _block_sparse_fwd(
     offs_d = tl.arange(0, HEAD_DIM)
     d_ok = offs_d < HEAD_D
 
-    q = tl.load(Q + b * s_qb + h * s_qh + offs_m[:, None] * s_qn + offs_d[None, :] * s_qd,
-                mask=(offs_m[:, None] < N_Q) & d_ok[None, :], other=0.0)
+    q = tl.load(
+        Q + b * s_qb + h * s_qh + offs_m[:, None] * s_qn + offs_d[None, :] * s_qd,
+        mask=(offs_m[:, None] < N_Q) & d_ok[None, :],
+        other=0.0,
+    )
     if UPCAST:
         q = q.to(tl.float32)
     qk_scale = sm_scale * 1.4426950408889634
@@ -74,10 +105,12 @@ def _block_sparse_fwd(
         for sub in tl.static_range(MASK_N // BLOCK_N):
             cols = kb * MASK_N + sub * BLOCK_N + offs_n
             c_ok = cols < N_KV
-            k = tl.load(k_base + cols[None, :] * s_kn + offs_d[:, None] * s_kd,
-                        mask=c_ok[None, :] & d_ok[:, None], other=0.0)
-            v = tl.load(v_base + cols[:, None] * s_vn + offs_d[None, :] * s_vd,
-                        mask=c_ok[:, None] & d_ok[None, :], other=0.0)
+            k = tl.load(
+                k_base + cols[None, :] * s_kn + offs_d[:, None] * s_kd, mask=c_ok[None, :] & d_ok[:, None], other=0.0
+            )
+            v = tl.load(
+                v_base + cols[:, None] * s_vn + offs_d[None, :] * s_vd, mask=c_ok[:, None] & d_ok[None, :], other=0.0
+            )
             if UPCAST:
                 k = k.to(tl.float32)
                 v = v.to(tl.float32)
@@ -99,15 +132,24 @@ def _block_sparse_fwd(
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
     out = acc / l_safe[:, None]
-    tl.store(O + b * s_ob + h * s_oh + offs_m[:, None] * s_on + offs_d[None, :] * s_od,
-             out.to(O.dtype.element_ty), mask=(offs_m[:, None] < N_Q) & d_ok[None, :])
+    tl.store(
+        Out + b * s_ob + h * s_oh + offs_m[:, None] * s_on + offs_d[None, :] * s_od,
+        out.to(Out.dtype.element_ty),
+        mask=(offs_m[:, None] < N_Q) & d_ok[None, :],
+    )
 
 
 def _prune(configs, named_args, **kwargs):  # pragma: no cover - GPU only
     mask_m = kwargs.get("MASK_M", named_args.get("MASK_M"))
     mask_n = kwargs.get("MASK_N", named_args.get("MASK_N"))
-    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= mask_m and mask_m % c.kwargs["BLOCK_M"] == 0
-            and c.kwargs["BLOCK_N"] <= mask_n and mask_n % c.kwargs["BLOCK_N"] == 0]
+    kept = [
+        c
+        for c in configs
+        if c.kwargs["BLOCK_M"] <= mask_m
+        and mask_m % c.kwargs["BLOCK_M"] == 0
+        and c.kwargs["BLOCK_N"] <= mask_n
+        and mask_n % c.kwargs["BLOCK_N"] == 0
+    ]
     if kept:
         return kept
     return [triton.Config({"BLOCK_M": mask_m, "BLOCK_N": mask_n}, num_warps=4, num_stages=2)]
@@ -115,12 +157,16 @@ def _prune(configs, named_args, **kwargs):  # pragma: no cover - GPU only
 
 _CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-    for bm in (64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)
+    for bm in (64, 128)
+    for bn in (32, 64, 128)
+    for w in (4, 8)
+    for s in (2, 3, 4)
     if not (bm == 128 and bn == 128 and s == 4)
 ]
 
 _block_sparse_fwd_tuned = triton.autotune(
-    configs=_CONFIGS, key=["MASK_M", "MASK_N", "HEAD_DIM", "UPCAST", "IEEE"],
+    configs=_CONFIGS,
+    key=["MASK_M", "MASK_N", "HEAD_DIM", "UPCAST", "IEEE"],
     prune_configs_by={"early_config_prune": _prune},
 )(_block_sparse_fwd)
 
@@ -139,8 +185,9 @@ def unsupported_reason(q: torch.Tensor, mask: BlockSparseMask) -> str | None:
     return None
 
 
-def triton_block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask,
-                                  scale: float | None = None) -> torch.Tensor:
+def triton_block_sparse_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask, scale: float | None = None
+) -> torch.Tensor:
     """``[B,H,Nq,D]`` block-sparse attention; inputs ``[B,H,N,D]`` of one dtype on one device."""
     reason = unsupported_reason(q, mask)
     if reason is not None:
@@ -152,20 +199,46 @@ def triton_block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     kv_num = m.kv_num.contiguous()
     out = torch.empty_like(q)
     head_dim = max(16, triton.next_power_of_2(d))
-    scale = d ** -0.5 if scale is None else float(scale)
+    scale = d**-0.5 if scale is None else float(scale)
     upcast = INTERPRET
     ieee = q.dtype == torch.float32
-    args = (q, k, v, out, kv_idx, kv_num, scale,
-            *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-            kv_idx.stride(0), kv_idx.stride(1), kv_idx.stride(2),
-            kv_num.stride(0), kv_num.stride(1),
-            h, nq, nk, d)
+    args = (
+        q,
+        k,
+        v,
+        out,
+        kv_idx,
+        kv_num,
+        scale,
+        *q.stride(),
+        *k.stride(),
+        *v.stride(),
+        *out.stride(),
+        kv_idx.stride(0),
+        kv_idx.stride(1),
+        kv_idx.stride(2),
+        kv_num.stride(0),
+        kv_num.stride(1),
+        h,
+        nq,
+        nk,
+        d,
+    )
     if INTERPRET or not q.is_cuda:
         grid = (triton.cdiv(nq, m.block_m), b * h)
-        _block_sparse_fwd[grid](*args, MASK_M=m.block_m, MASK_N=m.block_n, BLOCK_M=m.block_m, BLOCK_N=m.block_n,
-                                HEAD_DIM=head_dim, UPCAST=upcast, IEEE=ieee)
+        _block_sparse_fwd[grid](
+            *args,
+            MASK_M=m.block_m,
+            MASK_N=m.block_n,
+            BLOCK_M=m.block_m,
+            BLOCK_N=m.block_n,
+            HEAD_DIM=head_dim,
+            UPCAST=upcast,
+            IEEE=ieee,
+        )
     else:  # pragma: no cover - GPU only
         grid = lambda meta: (triton.cdiv(nq, meta["BLOCK_M"]), b * h)  # noqa: E731
-        _block_sparse_fwd_tuned[grid](*args, MASK_M=m.block_m, MASK_N=m.block_n, HEAD_DIM=head_dim,
-                                      UPCAST=upcast, IEEE=ieee)
+        _block_sparse_fwd_tuned[grid](
+            *args, MASK_M=m.block_m, MASK_N=m.block_n, HEAD_DIM=head_dim, UPCAST=upcast, IEEE=ieee
+        )
     return out

@@ -10,7 +10,16 @@ the proving ground's :class:`DomainMetrics`. Cost: :func:`measure_latency`,
 
 from .classification import accuracy, top1_agreement
 from .clip import ClipScorer, clip_loader
-from .cost import DenoiserTimer, Latency, ModuleFlops, cache_bytes, count_flops, measure_interleaved, measure_latency, peak_memory
+from .cost import (
+    DenoiserTimer,
+    Latency,
+    ModuleFlops,
+    cache_bytes,
+    count_flops,
+    measure_interleaved,
+    measure_latency,
+    peak_memory,
+)
 from .domain import DomainMetrics, parse_prompt
 from .features import feature_network
 from .fid import frechet_distance, kernel_distance
@@ -18,7 +27,25 @@ from .fidelity import LPIPS, psnr, ssim
 from .image_reward import ImageRewardScorer
 
 __all__ = [
-    "ClipScorer", "DenoiserTimer", "DomainMetrics", "ImageRewardScorer", "LPIPS", "Latency", "ModuleFlops", "accuracy", "cache_bytes",
-    "clip_loader", "count_flops", "feature_network", "frechet_distance", "kernel_distance", "measure_interleaved",
-    "measure_latency", "parse_prompt", "peak_memory", "psnr", "ssim", "top1_agreement",
+    "ClipScorer",
+    "DenoiserTimer",
+    "DomainMetrics",
+    "ImageRewardScorer",
+    "LPIPS",
+    "Latency",
+    "ModuleFlops",
+    "accuracy",
+    "cache_bytes",
+    "clip_loader",
+    "count_flops",
+    "feature_network",
+    "frechet_distance",
+    "kernel_distance",
+    "measure_interleaved",
+    "measure_latency",
+    "parse_prompt",
+    "peak_memory",
+    "psnr",
+    "ssim",
+    "top1_agreement",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
 from ..errors import NotFoundError
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
@@ -49,6 +50,7 @@ def clip_loader(name_or_path: str = DEFAULT_CLIP, local_files_only: bool | None 
         model = CLIPModel.from_pretrained(name_or_path, local_files_only=local_files_only).eval()
         processor = CLIPProcessor.from_pretrained(name_or_path, local_files_only=local_files_only)
         return _TensorFeatures(model), processor
+
     return load
 
 
@@ -64,7 +66,8 @@ class ClipScorer:
         except OSError as exc:
             raise NotFoundError(
                 f"could not load CLIP from {name_or_path!r}: pass a local directory saved with "
-                "CLIPModel.save_pretrained / CLIPProcessor.save_pretrained, or run online once to fill the hub cache") from exc
+                "CLIPModel.save_pretrained / CLIPProcessor.save_pretrained, or run online once to fill the hub cache"
+            ) from exc
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, captions: list[str]) -> torch.Tensor:

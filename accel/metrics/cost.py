@@ -8,7 +8,8 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -40,8 +41,15 @@ def summarize_times(times: list[float]) -> Latency:
 
     def q(p: float) -> float:
         return ordered[min(n - 1, max(0, round(p * (n - 1))))]
-    return Latency(median=statistics.median(ordered), p10=q(0.1), p90=q(0.9), mean=statistics.fmean(ordered),
-                   stdev=statistics.stdev(ordered) if n > 1 else 0.0, runs=list(times))
+
+    return Latency(
+        median=statistics.median(ordered),
+        p10=q(0.1),
+        p90=q(0.9),
+        mean=statistics.fmean(ordered),
+        stdev=statistics.stdev(ordered) if n > 1 else 0.0,
+        runs=list(times),
+    )
 
 
 def measure_latency(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5) -> Latency:
@@ -83,7 +91,10 @@ class _AroundForward:
         self._handles: list[Any] = []
 
     def __enter__(self):
-        self._handles = [self.module.register_forward_pre_hook(self._pre), self.module.register_forward_hook(self._post)]
+        self._handles = [
+            self.module.register_forward_pre_hook(self._pre),
+            self.module.register_forward_hook(self._post),
+        ]
         return self
 
     def __exit__(self, *exc: Any) -> None:

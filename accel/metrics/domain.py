@@ -15,9 +15,9 @@ import re
 
 import torch
 
+from ..errors import ConfigError
 from ..pipelines.builtin import data
 from .features import feature_network
-from ..errors import ConfigError
 
 DATASETS = ("digits", "shapes", "varied_shapes", "moving_shapes")
 
@@ -50,7 +50,10 @@ def parse_prompt(dataset: str, prompt: str) -> dict[str, int]:
 
 
 class DomainMetrics:
-    """Classifier-based metrics for one built-in dataset (``digits``, ``shapes``, ``varied_shapes``, ``moving_shapes``)."""
+    """Classifier-based metrics for one built-in dataset.
+
+    The datasets are ``digits``, ``shapes``, ``varied_shapes`` and ``moving_shapes``.
+    """
 
     def __init__(self, dataset: str) -> None:
         if dataset not in DATASETS:
@@ -89,10 +92,10 @@ class DomainMetrics:
             parts = []
             for name, label in wanted.items():
                 if name == "direction":
-                    moved = data.direction_index(data.motion_direction(samples[i:i + 1] * 2 - 1))
+                    moved = data.direction_index(data.motion_direction(samples[i : i + 1] * 2 - 1))
                     parts.append(float(moved[0] == label))
                 elif name in probs:
-                    parts.append(float(probs[name][i * per_frame:(i + 1) * per_frame, label].mean()))
+                    parts.append(float(probs[name][i * per_frame : (i + 1) * per_frame, label].mean()))
             scores.append(sum(parts) / len(parts) if parts else float("nan"))
         return torch.tensor(scores)
 
@@ -106,10 +109,10 @@ class DomainMetrics:
         for i, prompt in enumerate(prompts):
             for name, label in parse_prompt(self.dataset, prompt).items():
                 if name == "direction":
-                    moved = data.direction_index(data.motion_direction(samples[i:i + 1] * 2 - 1))
+                    moved = data.direction_index(data.motion_direction(samples[i : i + 1] * 2 - 1))
                     hits.setdefault(name, []).append(float(moved[0] == label))
                 elif name in probs:
-                    votes = probs[name][i * per_frame:(i + 1) * per_frame].mean(0)
+                    votes = probs[name][i * per_frame : (i + 1) * per_frame].mean(0)
                     hits.setdefault(name, []).append(float(votes.argmax() == label))
         return {k: sum(v) / len(v) for k, v in hits.items()}
 

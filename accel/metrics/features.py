@@ -4,8 +4,9 @@
 torchmetrics does (install ``accel[inception]``); the weights file is
 ``weights-inception-2015-12-05-6726825d.pth`` from the torch-fidelity v0.2.0 release, which is
 downloaded into the torch hub cache when the machine is online, or read from ``weights_path``.
-``feature_network("digits")`` / ``("shapes")`` / ``("varied_shapes")`` returns the proving-ground classifier (``"moving_shapes"``:
-the shapes classifier, applied per frame); ``"moving_shapes_video"`` the 3D-CNN clip classifier.
+``feature_network("digits")`` / ``("shapes")`` / ``("varied_shapes")`` returns the proving-ground classifier
+(``"moving_shapes"``: the shapes classifier, applied per frame); ``"moving_shapes_video"`` the 3D-CNN clip
+classifier.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def feature_network(spec: str | nn.Module, weights_path: str | None = None) -> n
         try:
             import torch_fidelity  # noqa: F401
         except ImportError as exc:
-            raise ConfigError("Inception features need torch-fidelity: pip install 'accel[inception]' "
-                              "(or pass a feature network module)") from exc
+            raise ConfigError(
+                "Inception features need torch-fidelity: pip install 'accel[inception]' "
+                "(or pass a feature network module)"
+            ) from exc
         if weights_path is not None and not os.path.exists(weights_path):
             raise ConfigError(f"Inception weights not found at {weights_path!r}; download {INCEPTION_URL}")
         return 2048
@@ -44,10 +47,16 @@ def feature_network(spec: str | nn.Module, weights_path: str | None = None) -> n
         from ..pipelines.builtin import CLASSIFIER_DIRS
         from ..pipelines.builtin.classifier import load_classifier
 
-        directory = CLASSIFIER_DIRS[{"moving_shapes": "shapes", "moving_shapes_video": "moving_shapes"}.get(spec, spec)]
+        directory = CLASSIFIER_DIRS[
+            {"moving_shapes": "shapes", "moving_shapes_video": "moving_shapes"}.get(spec, spec)
+        ]
         if not os.path.isdir(directory):
-            raise ConfigError(f"the {spec} classifier has no weights at {directory}; train it with "
-                              "`python -m accel.pipelines.builtin.train_classifiers`")
+            raise ConfigError(
+                f"the {spec} classifier has no weights at {directory}; train it with "
+                "`python -m accel.pipelines.builtin.train_classifiers`"
+            )
         return load_classifier(directory)
-    raise ConfigError(f"unknown feature network {spec!r}; use 'inception', 'digits', 'shapes', 'varied_shapes', "
-                      "'moving_shapes', 'moving_shapes_video' or an nn.Module with a num_features attribute")
+    raise ConfigError(
+        f"unknown feature network {spec!r}; use 'inception', 'digits', 'shapes', 'varied_shapes', "
+        "'moving_shapes', 'moving_shapes_video' or an nn.Module with a num_features attribute"
+    )

@@ -14,12 +14,17 @@ from .features import feature_network
 
 def _batches(images: torch.Tensor, batch_size: int):
     for i in range(0, len(images), batch_size):
-        yield images[i:i + batch_size]
+        yield images[i : i + batch_size]
 
 
 @torch.no_grad()
-def frechet_distance(real: torch.Tensor, fake: torch.Tensor, feature: str | nn.Module = "inception",
-                     weights_path: str | None = None, batch_size: int = 256) -> float:
+def frechet_distance(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    feature: str | nn.Module = "inception",
+    weights_path: str | None = None,
+    batch_size: int = 256,
+) -> float:
     """FID between ``real`` and ``fake`` (both ``(N, 3, H, W)`` in [0, 1])."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -34,8 +39,14 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, feature: str | nn.M
 
 
 @torch.no_grad()
-def kernel_distance(real: torch.Tensor, fake: torch.Tensor, feature: str | nn.Module = "inception",
-                    weights_path: str | None = None, subset_size: int | None = None, batch_size: int = 256) -> tuple[float, float]:
+def kernel_distance(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    feature: str | nn.Module = "inception",
+    weights_path: str | None = None,
+    subset_size: int | None = None,
+    batch_size: int = 256,
+) -> tuple[float, float]:
     """KID (mean, std over subsets) between ``real`` and ``fake``."""
     from torchmetrics.image.kid import KernelInceptionDistance
 

@@ -7,6 +7,7 @@ scored per frame and averaged per video. Each function returns one value per sam
 from __future__ import annotations
 
 import torch
+
 from ..errors import NotFoundError
 
 
@@ -22,7 +23,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     p, frames = _flatten_video(pred.float())
     t, _ = _flatten_video(target.float())
     mse = ((p - t) ** 2).flatten(1).mean(1)
-    values = 10 * torch.log10(data_range ** 2 / mse)
+    values = 10 * torch.log10(data_range**2 / mse)
     return values.view(-1, frames).mean(1) if frames > 1 else values
 
 
@@ -44,7 +45,11 @@ class LPIPS:
     torchvision's model zoo. Offline, put its file in ``$TORCH_HOME/hub/checkpoints`` first.
     """
 
-    BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+    BACKBONE_FILES = {
+        "alex": "alexnet-owt-7be5be79.pth",
+        "vgg": "vgg16-397923af.pth",
+        "squeeze": "squeezenet1_1-b8a52dc0.pth",
+    }
 
     def __init__(self, net: str = "alex") -> None:
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
@@ -54,10 +59,14 @@ class LPIPS:
         except Exception as exc:  # urllib errors offline
             import os
 
-            hub = os.path.join(os.environ.get("TORCH_HOME", os.path.expanduser("~/.cache/torch")), "hub", "checkpoints")
+            hub = os.path.join(
+                os.environ.get("TORCH_HOME", os.path.expanduser("~/.cache/torch")), "hub", "checkpoints"
+            )
             raise NotFoundError(
-                f"LPIPS needs the torchvision {net} backbone weights ({self.BACKBONE_FILES.get(net)}); this machine could "
-                f"not download them ({type(exc).__name__}). Copy the file into {hub} and retry.") from exc
+                f"LPIPS needs the torchvision {net} backbone weights ({self.BACKBONE_FILES.get(net)}); this machine "
+                "could "
+                f"not download them ({type(exc).__name__}). Copy the file into {hub} and retry."
+            ) from exc
 
     @torch.no_grad()
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

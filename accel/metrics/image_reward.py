@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from ..errors import NotFoundError
 
 
@@ -13,7 +14,9 @@ class ImageRewardScorer:
     fetches ``med_config.json`` from the hub otherwise).
     """
 
-    def __init__(self, weights: str = "ImageReward-v1.0", download_root: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, weights: str = "ImageReward-v1.0", download_root: str | None = None, device: str = "cpu"
+    ) -> None:
         try:
             import ImageReward as RM  # type: ignore[import-not-found]
         except ImportError as exc:

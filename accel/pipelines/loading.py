@@ -12,8 +12,13 @@ from ..errors import NotFoundError, UnsupportedModelError
 from .builtin import BUILTIN_MODELS, DEFAULT_MODEL
 
 
-def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.float32, device: str | None = None,
-         **kwargs: Any) -> Any:
+def load(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    torch_dtype: torch.dtype = torch.float32,
+    device: str | None = None,
+    **kwargs: Any,
+) -> Any:
     """A ready pipeline (or timm model) for a built-in name, a hub id or a local directory.
 
     Built-in names: ``sd-digits``, ``pixart-shapes``, ``sd3-shapes``, ``wan-moving-shapes``
@@ -26,7 +31,8 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
         if not spec.is_trained():
             raise NotFoundError(
                 f"built-in model {name_or_path!r} has no weights at {spec.path}; train it with "
-                f"`accel train {name_or_path}`")
+                f"`accel train {name_or_path}`"
+            )
         if spec.kind == "classifier":
             from .builtin.vit import load_vit
 
@@ -37,8 +43,10 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
         path = name_or_path
         looks_local = os.path.isabs(name_or_path) or name_or_path.startswith(("./", "../", "~"))
         if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
-            raise NotFoundError(f"no such directory: {name_or_path!r} (built-in models: {', '.join(BUILTIN_MODELS)}; "
-                                    "hub ids look like 'org/name')")
+            raise NotFoundError(
+                f"no such directory: {name_or_path!r} (built-in models: {', '.join(BUILTIN_MODELS)}; "
+                "hub ids look like 'org/name')"
+            )
         path = os.path.expanduser(name_or_path)
     from diffusers import DiffusionPipeline
 
@@ -49,7 +57,8 @@ def load(name_or_path: str = DEFAULT_MODEL, *, torch_dtype: torch.dtype = torch.
     except OSError as exc:
         raise UnsupportedModelError(
             f"could not load {name_or_path!r}: not a built-in model ({', '.join(BUILTIN_MODELS)}), and loading it "
-            f"as a diffusers pipeline failed: {exc}") from exc
+            f"as a diffusers pipeline failed: {exc}"
+        ) from exc
     if device:
         pipe = pipe.to(device)
     return pipe

@@ -9,7 +9,7 @@ supported family.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch.nn as nn
 
@@ -116,7 +116,9 @@ class Adapter:
                     names.append(comp.attr)
         return tuple(names)
 
-    def attention_modules(self, model: nn.Module, kinds: Iterable[str] = ("self_attn", "joint_attn")) -> list[tuple[str, nn.Module, str]]:
+    def attention_modules(
+        self, model: nn.Module, kinds: Iterable[str] = ("self_attn", "joint_attn")
+    ) -> list[tuple[str, nn.Module, str]]:
         """``(qualified name, attention module, kind)`` for attention components of the given kinds."""
         kinds = tuple(kinds)
         out = []
@@ -141,7 +143,11 @@ def unwrap(model: nn.Module) -> nn.Module:
     seen = set()
     while id(model) not in seen:
         seen.add(id(model))
-        inner = getattr(model, "_orig_mod", None) or (getattr(model, "module", None) if type(model).__name__ in ("DistributedDataParallel", "DataParallel") else None)
+        inner = getattr(model, "_orig_mod", None) or (
+            getattr(model, "module", None)
+            if type(model).__name__ in ("DistributedDataParallel", "DataParallel")
+            else None
+        )
         if inner is None:
             break
         model = inner

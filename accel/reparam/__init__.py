@@ -23,8 +23,23 @@ from .serialization import load_reparameterized, read_checkpoint, save_reparamet
 # The distillation fine-tune is an offline tool: accel.tuning.repavit_finetune (CLI: accel reparam finetune).
 
 __all__ = [
-    "ChannelIdleMlp", "RePaBlock", "RePaFFN", "RePaViTConfig", "RePaViTPlugin", "ResidualFFN", "TokenBatchNorm",
-    "apply_repavit", "build_official_model", "calibrate_batchnorm", "ffn_macs_per_token", "fold_mlp",
-    "load_official_checkpoint", "load_reparameterized", "official_to_accel_keys", "read_checkpoint",
-    "reparameterize", "save_reparameterized", "to_repavit",
+    "ChannelIdleMlp",
+    "RePaBlock",
+    "RePaFFN",
+    "RePaViTConfig",
+    "RePaViTPlugin",
+    "ResidualFFN",
+    "TokenBatchNorm",
+    "apply_repavit",
+    "build_official_model",
+    "calibrate_batchnorm",
+    "ffn_macs_per_token",
+    "fold_mlp",
+    "load_official_checkpoint",
+    "load_reparameterized",
+    "official_to_accel_keys",
+    "read_checkpoint",
+    "reparameterize",
+    "save_reparameterized",
+    "to_repavit",
 ]

@@ -6,36 +6,42 @@ over a few batches of data, with the rest of the model in eval mode and no gradi
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.nn as nn
+
 from ..errors import ConfigError, InvalidInputError
 
 Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
 
-def iterate_batches(data: Any, batch_size: int = 64, shuffle: bool = False,
-                    generator: torch.Generator | None = None) -> Iterator[Batch]:
+def iterate_batches(
+    data: Any, batch_size: int = 64, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[Batch]:
     """``(images, labels or None)`` batches from a tensor, an ``(images, labels)`` pair or an iterable.
 
     Tensors (and pairs of tensors) are split into batches of ``batch_size`` (shuffled with
     ``generator`` if ``shuffle``); an iterable (e.g. a ``DataLoader``) is used as it is and may yield
     tensors, ``(images, labels)`` pairs or dicts with ``"images"``/``"pixel_values"`` and ``"labels"``.
     """
-    if isinstance(data, torch.Tensor) or (isinstance(data, (tuple, list)) and len(data) == 2
-                                          and all(isinstance(d, torch.Tensor) for d in data)):
+    if isinstance(data, torch.Tensor) or (
+        isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data)
+    ):
         images, labels = (data, None) if isinstance(data, torch.Tensor) else (data[0], data[1])
         if labels is not None and len(labels) != len(images):
             raise ConfigError(f"{len(images)} images but {len(labels)} labels")
         order = torch.randperm(len(images), generator=generator) if shuffle else torch.arange(len(images))
         for start in range(0, len(images), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield images[idx], (labels[idx] if labels is not None else None)
         return
     if not isinstance(data, Iterable):
-        raise InvalidInputError(f"expected images (a tensor), an (images, labels) pair or an iterable of batches, "
-                        f"got {type(data).__name__}")
+        raise InvalidInputError(
+            f"expected images (a tensor), an (images, labels) pair or an iterable of batches, "
+            f"got {type(data).__name__}"
+        )
     for item in data:
         yield split_batch(item)
 
@@ -68,8 +74,13 @@ def num_batches(data: Any, batch_size: int) -> int | None:
 
 
 @torch.no_grad()
-def calibrate_batchnorm(model: nn.Module, data: Any, max_batches: int | None = 20, batch_size: int = 64,
-                        device: str | torch.device | None = None) -> nn.Module:
+def calibrate_batchnorm(
+    model: nn.Module,
+    data: Any,
+    max_batches: int | None = 20,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> nn.Module:
     """Re-estimate every BatchNorm's running statistics of ``model`` on ``data`` (in place).
 
     Use it right after :func:`accel.reparam.to_repavit`, whose BatchNorms start with placeholder

@@ -12,9 +12,9 @@ import copy
 import torch
 import torch.nn as nn
 
+from ..errors import InvalidInputError
 from .modules import ChannelIdleMlp, RePaFFN, ResidualFFN, TokenBatchNorm, is_folded
 from .repavit import repa_blocks
-from ..errors import InvalidInputError
 
 
 def _bn_affine(bn: nn.Module, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +84,9 @@ def folded_shell(mlp: ChannelIdleMlp) -> nn.Module:
         return ResidualFFN(nn.Linear(dim, hidden, **factory), act, nn.Linear(hidden, dim, **factory))
     if a == 0:
         return nn.Linear(dim, dim, **factory)
-    return RePaFFN(nn.Linear(dim, dim, **factory), nn.Linear(dim, a, **factory), act,
-                   nn.Linear(a, dim, bias=False, **factory))
+    return RePaFFN(
+        nn.Linear(dim, dim, **factory), nn.Linear(dim, a, **factory), act, nn.Linear(a, dim, bias=False, **factory)
+    )
 
 
 def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:

@@ -12,10 +12,9 @@ its shortcut) returns ``mlp(x)`` instead of ``x + mlp(norm2(x))``.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn as nn
+
 from ..errors import ConfigError
 
 
@@ -39,9 +38,18 @@ class ChannelIdleMlp(nn.Module):
     optional BatchNorm after the activation and ``ls`` the block's LayerScale (Identity when absent).
     """
 
-    def __init__(self, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear, act_channels: int, act_norm: bool = True,
-                 drop1: Optional[nn.Module] = None, drop2: Optional[nn.Module] = None,
-                 ls: Optional[nn.Module] = None, drop_path: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self,
+        fc1: nn.Linear,
+        act: nn.Module,
+        fc2: nn.Linear,
+        act_channels: int,
+        act_norm: bool = True,
+        drop1: nn.Module | None = None,
+        drop2: nn.Module | None = None,
+        ls: nn.Module | None = None,
+        drop_path: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         dim, hidden = fc1.in_features, fc1.out_features
         if not 0 <= act_channels <= hidden:
@@ -66,7 +74,7 @@ class ChannelIdleMlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(self.norm1(x))
-        h = torch.cat([self.act(h[..., :self.act_channels]), h[..., self.act_channels:]], dim=-1)
+        h = torch.cat([self.act(h[..., : self.act_channels]), h[..., self.act_channels :]], dim=-1)
         h = self.fc2(self.norm2(self.drop1(h)))
         return x + self.drop_path(self.ls(self.drop2(h)))
 
@@ -110,8 +118,16 @@ class RePaBlock(nn.Module):
     folded form.
     """
 
-    def __init__(self, norm1: nn.Module, attn: nn.Module, ls1: nn.Module, drop_path1: nn.Module,
-                 mlp: nn.Module, idle_ratio: float, act_norm: bool = True) -> None:
+    def __init__(
+        self,
+        norm1: nn.Module,
+        attn: nn.Module,
+        ls1: nn.Module,
+        drop_path1: nn.Module,
+        mlp: nn.Module,
+        idle_ratio: float,
+        act_norm: bool = True,
+    ) -> None:
         super().__init__()
         #: The conversion settings, kept for saving and summaries (the folded ``mlp`` forgets them).
         self.idle_ratio = float(idle_ratio)
@@ -124,8 +140,7 @@ class RePaBlock(nn.Module):
         self.drop_path1 = drop_path1
         self.mlp = mlp
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
-                is_causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal)))
         return self.mlp(x)
 

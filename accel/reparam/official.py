@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -40,17 +41,27 @@ OFFICIAL_ARCHS: dict[str, dict[str, int]] = {
     "RePaViT_Large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
     "RePaViT_Huge": {"embed_dim": 1280, "depth": 32, "num_heads": 16},
 }
-COMMON_KWARGS: dict[str, Any] = {"img_size": 224, "patch_size": 16, "in_chans": 3, "num_classes": 1000,
-                                 "mlp_ratio": 4.0, "qkv_bias": True, "pre_norm": True, "fc_norm": False,
-                                 "class_token": True, "global_pool": "token"}
+COMMON_KWARGS: dict[str, Any] = {
+    "img_size": 224,
+    "patch_size": 16,
+    "in_chans": 3,
+    "num_classes": 1000,
+    "mlp_ratio": 4.0,
+    "qkv_bias": True,
+    "pre_norm": True,
+    "fc_norm": False,
+    "class_token": True,
+    "global_pool": "token",
+}
 #: Upstream's attention pre-norm is ``nn.LayerNorm(dim)`` with PyTorch's default eps.
 ATTN_NORM_EPS = 1e-5
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def build_official_model(arch: str | Mapping[str, Any] = "RePaViT_Base", idle_ratio: float = 0.75,
-                         **overrides: Any) -> nn.Module:
+def build_official_model(
+    arch: str | Mapping[str, Any] = "RePaViT_Base", idle_ratio: float = 0.75, **overrides: Any
+) -> nn.Module:
     """A random-initialised timm ViT in converted RePaViT form with the layout of an upstream model.
 
     Args:
@@ -85,7 +96,8 @@ def _unwrap_state(source: Any) -> dict[str, torch.Tensor]:
                 raise UnsupportedModelError(
                     f"cannot read {source} with torch.load(weights_only=True) ({type(exc).__name__}); upstream "
                     "checkpoints also pickle their training arguments. In an environment you trust, save "
-                    "checkpoint['model'] with safetensors and pass that file (or the dict) instead") from None
+                    "checkpoint['model'] with safetensors and pass that file (or the dict) instead"
+                ) from None
     if not isinstance(source, Mapping):
         raise UnsupportedModelError(f"expected a state dict, a checkpoint dict or a path, got {type(source).__name__}")
     if "model" in source and isinstance(source["model"], Mapping):
@@ -94,7 +106,7 @@ def _unwrap_state(source: Any) -> dict[str, torch.Tensor]:
     for key, value in source.items():
         if not isinstance(value, torch.Tensor):
             continue
-        state[key[len("module."):] if key.startswith("module.") else key] = value
+        state[key[len("module.") :] if key.startswith("module.") else key] = value
     return state
 
 
@@ -118,9 +130,13 @@ def official_to_accel_keys(state_dict: Mapping[str, Any]) -> tuple[dict[str, tor
         if "mlp.norm.weight" in keys:
             raise UnsupportedModelError(
                 f"blocks.{i} has a LayerNorm FFN norm (upstream --feature_norm=LayerNorm): such checkpoints "
-                "cannot be structurally reparameterized; use one trained with --feature_norm=BatchNorm")
-        is_folded = "mlp.norm1.running_mean" not in keys and "mlp.fc1.weight" in keys \
+                "cannot be structurally reparameterized; use one trained with --feature_norm=BatchNorm"
+            )
+        is_folded = (
+            "mlp.norm1.running_mean" not in keys
+            and "mlp.fc1.weight" in keys
             and keys["mlp.fc1.weight"].shape[0] == keys["mlp.fc1.weight"].shape[1]
+        )
         if is_folded:
             folded[i] = keys["mlp.fc2.weight"].shape[0] if "mlp.fc3.weight" in keys else 0
         for rest, value in keys.items():
@@ -130,13 +146,13 @@ def official_to_accel_keys(state_dict: Mapping[str, Any]) -> tuple[dict[str, tor
 
 def _rename(rest: str, folded: bool, collapsed: bool) -> str:
     if rest.startswith("attn.norm."):
-        return "norm1." + rest[len("attn.norm."):]
+        return "norm1." + rest[len("attn.norm.") :]
     if folded:
         if collapsed and rest.startswith("mlp.fc1."):
-            return "mlp." + rest[len("mlp.fc1."):]
+            return "mlp." + rest[len("mlp.fc1.") :]
         for old, new in (("mlp.fc1.", "mlp.linear."), ("mlp.fc2.", "mlp.fc1."), ("mlp.fc3.", "mlp.fc2.")):
             if rest.startswith(old):
-                return new + rest[len(old):]
+                return new + rest[len(old) :]
     return rest
 
 
@@ -149,24 +165,37 @@ def _infer_sizes(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     except KeyError as exc:
         raise UnsupportedModelError(f"not a RePaViT state dict: missing {exc.args[0]!r}") from None
     depth = 1 + max((int(m.group(1)) for m in map(_BLOCK_KEY.match, state) if m), default=-1)
-    return {"embed_dim": embed_dim, "depth": depth, "patch_size": patch, "img_size": math.isqrt(tokens) * patch,
-            "num_classes": num_classes}
+    return {
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "patch_size": patch,
+        "img_size": math.isqrt(tokens) * patch,
+        "num_classes": num_classes,
+    }
 
 
 def infer_arch(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """``VisionTransformer`` kwargs read from a (renamed) upstream state dict; heads come from the known sizes."""
     sizes = _infer_sizes(state)
-    heads = next((a["num_heads"] for a in OFFICIAL_ARCHS.values()
-                  if a["embed_dim"] == sizes["embed_dim"] and a["depth"] == sizes["depth"]), None)
+    heads = next(
+        (
+            a["num_heads"]
+            for a in OFFICIAL_ARCHS.values()
+            if a["embed_dim"] == sizes["embed_dim"] and a["depth"] == sizes["depth"]
+        ),
+        None,
+    )
     if heads is None:
         raise UnsupportedModelError(
             f"no upstream RePaViT model has embed_dim={sizes['embed_dim']}, depth={sizes['depth']}; pass "
-            "arch=dict(embed_dim=..., depth=..., num_heads=...) or a converted model=")
+            "arch=dict(embed_dim=..., depth=..., num_heads=...) or a converted model="
+        )
     return {**sizes, "num_heads": heads}
 
 
-def load_official_checkpoint(source: Any, idle_ratio: float = 0.75, arch: str | Mapping[str, Any] | None = None,
-                             model: nn.Module | None = None) -> nn.Module:
+def load_official_checkpoint(
+    source: Any, idle_ratio: float = 0.75, arch: str | Mapping[str, Any] | None = None, model: nn.Module | None = None
+) -> nn.Module:
     """Load an upstream RePaViT checkpoint into a converted timm ViT (built unless ``model`` is given).
 
     Args:
@@ -203,18 +232,22 @@ def load_official_checkpoint(source: Any, idle_ratio: float = 0.75, arch: str | 
         if block.mlp.act_channels != act_channels and act_channels != 0:
             raise ConfigError(
                 f"blocks.{i} of the checkpoint has {act_channels} active channels, idle_ratio={idle_ratio} gives "
-                f"{block.mlp.act_channels}; pass the idle_ratio the checkpoint was trained with")
+                f"{block.mlp.act_channels}; pass the idle_ratio the checkpoint was trained with"
+            )
         block.mlp = folded_shell(block.mlp)
         if act_channels == 0 and not isinstance(block.mlp, nn.Linear):
-            raise ConfigError(f"blocks.{i} of the checkpoint is a single linear (idle_ratio 1); "
-                              f"idle_ratio={idle_ratio} does not match")
+            raise ConfigError(
+                f"blocks.{i} of the checkpoint is a single linear (idle_ratio 1); "
+                f"idle_ratio={idle_ratio} does not match"
+            )
     inner = _unwrap(model)
     _fix_all_active(inner, state, folded)
     result = inner.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise UnsupportedModelError(
             "the checkpoint does not match the RePaViT model: missing keys "
-            f"{result.missing_keys[:8]}, unexpected keys {result.unexpected_keys[:8]}")
+            f"{result.missing_keys[:8]}, unexpected keys {result.unexpected_keys[:8]}"
+        )
     return model.eval()
 
 
@@ -225,8 +258,9 @@ def _fix_all_active(model: nn.Module, state: dict[str, torch.Tensor], folded: di
         if isinstance(block, RePaBlock) and isinstance(block.mlp, ResidualFFN):
             eye = state.pop(f"blocks.{i}.mlp.linear.weight")
             if not torch.allclose(eye.float(), torch.eye(eye.shape[0]), atol=1e-6):
-                raise UnsupportedModelError(f"blocks.{i}: a folded FFN with every channel active must have an "
-                                            "identity linear path")
+                raise UnsupportedModelError(
+                    f"blocks.{i}: a folded FFN with every channel active must have an identity linear path"
+                )
             state[f"blocks.{i}.mlp.fc2.bias"] = state.pop(f"blocks.{i}.mlp.linear.bias")
         elif isinstance(block, RePaBlock) and not isinstance(block.mlp, (RePaFFN, nn.Linear)):
             raise UnsupportedModelError(f"blocks.{i}: unexpected folded structure {type(block.mlp).__name__}")

@@ -59,13 +59,20 @@ class RePaViTConfig(PluginConfig):
         for name in ("reparameterize", "act_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"RePaViTConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.checkpoint is not None and not (isinstance(self.checkpoint, str) and self.checkpoint
-                                                and (self.checkpoint.endswith(".safetensors")
-                                                     or not os.path.splitext(self.checkpoint)[1]
-                                                     or os.path.isdir(self.checkpoint))):
-            raise ConfigError("RePaViTConfig.checkpoint must be None or the path of a model saved by "
-                              "accel.reparam.save_reparameterized (a directory or a .safetensors file), "
-                              f"got {self.checkpoint!r}")
+        if self.checkpoint is not None and not (
+            isinstance(self.checkpoint, str)
+            and self.checkpoint
+            and (
+                self.checkpoint.endswith(".safetensors")
+                or not os.path.splitext(self.checkpoint)[1]
+                or os.path.isdir(self.checkpoint)
+            )
+        ):
+            raise ConfigError(
+                "RePaViTConfig.checkpoint must be None or the path of a model saved by "
+                "accel.reparam.save_reparameterized (a directory or a .safetensors file), "
+                f"got {self.checkpoint!r}"
+            )
 
 
 @register_plugin
@@ -113,20 +120,33 @@ class RePaViTPlugin(Plugin):
 
     def _layout(self, model: nn.Module, cfg: RePaViTConfig) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
         if cfg.checkpoint is None:
-            warnings.warn("RePaViTConfig without a checkpoint changes the model's outputs (BatchNorm FFNs, idle "
-                          "channels): fine-tune the converted model first (accel reparam finetune) and pass "
-                          "checkpoint=...", stacklevel=4)
-            return None, {"blocks": [
-                {"hidden": b.mlp.fc1.out_features, "idle_ratio": cfg.idle_ratio, "act_norm": cfg.act_norm,
-                 "act_channels": act_channels_for(b.mlp.fc1.out_features, cfg.idle_ratio), "folded": False}
-                for b in model.blocks]}
+            warnings.warn(
+                "RePaViTConfig without a checkpoint changes the model's outputs (BatchNorm FFNs, idle "
+                "channels): fine-tune the converted model first (accel reparam finetune) and pass "
+                "checkpoint=...",
+                stacklevel=4,
+            )
+            return None, {
+                "blocks": [
+                    {
+                        "hidden": b.mlp.fc1.out_features,
+                        "idle_ratio": cfg.idle_ratio,
+                        "act_norm": cfg.act_norm,
+                        "act_channels": act_channels_for(b.mlp.fc1.out_features, cfg.idle_ratio),
+                        "folded": False,
+                    }
+                    for b in model.blocks
+                ]
+            }
         if not os.path.exists(cfg.checkpoint):
             raise ConfigError(f"RePaViTConfig.checkpoint {cfg.checkpoint!r} does not exist")
         device = next(model.parameters()).device
         state, layout = read_checkpoint(cfg.checkpoint, device)
         if not math.isclose(layout["idle_ratio"], cfg.idle_ratio, abs_tol=1e-9):
-            raise ConfigError(f"RePaViTConfig.idle_ratio={cfg.idle_ratio} but {cfg.checkpoint} was trained with "
-                              f"idle_ratio={layout['idle_ratio']}; use the checkpoint's value")
+            raise ConfigError(
+                f"RePaViTConfig.idle_ratio={cfg.idle_ratio} but {cfg.checkpoint} was trained with "
+                f"idle_ratio={layout['idle_ratio']}; use the checkpoint's value"
+            )
         if not cfg.reparameterize and any(b["folded"] for b in layout["blocks"]):
             raise ConfigError(f"{cfg.checkpoint} holds a folded model; use RePaViTConfig(reparameterize=True)")
         return state, layout
@@ -149,13 +169,14 @@ class RePaViTPlugin(Plugin):
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise UnsupportedModelError(
-                f"{self.config.checkpoint} does not fit this {type(model).__name__}: {exc}") from None
+                f"{self.config.checkpoint} does not fit this {type(model).__name__}: {exc}"
+            ) from None
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
 
 
-def apply_repavit(model: nn.Module, config: RePaViTConfig | None = None, **kwargs: Any) -> "AccelHandle":
+def apply_repavit(model: nn.Module, config: RePaViTConfig | None = None, **kwargs: Any) -> AccelHandle:
     """diffusers-style alias of ``accel.apply(model, RePaViTConfig(...))``; undo with ``accel.remove(model)``."""
     from ..api import apply
 

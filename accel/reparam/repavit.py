@@ -17,16 +17,24 @@ import torch.nn as nn
 from ..errors import ConfigError, UnsupportedModelError
 from .modules import ChannelIdleMlp, RePaBlock
 
-SUPPORTED = ("timm VisionTransformer models (ViT, DeiT and DeiT distilled, DeiT-III, ViT with registers, ...) "
-             "whose blocks are timm `Block`s (pre-norm) with a LayerNorm before a timm `Mlp` FFN (fc1 -> act -> fc2)")
+SUPPORTED = (
+    "timm VisionTransformer models (ViT, DeiT and DeiT distilled, DeiT-III, ViT with registers, ...) "
+    "whose blocks are timm `Block`s (pre-norm) with a LayerNorm before a timm `Mlp` FFN (fc1 -> act -> fc2)"
+)
 
 
 def check_idle_ratio(idle_ratio: Any, owner: str = "idle_ratio") -> float:
     """Return ``idle_ratio`` as a float or raise :class:`ConfigError` naming the allowed range [0, 1]."""
-    if isinstance(idle_ratio, bool) or not isinstance(idle_ratio, (int, float)) or not math.isfinite(idle_ratio) \
-            or not 0.0 <= idle_ratio <= 1.0:
-        raise ConfigError(f"{owner} must be a number in [0, 1] (the fraction of FFN hidden channels left without "
-                          f"activation), got {idle_ratio!r}")
+    if (
+        isinstance(idle_ratio, bool)
+        or not isinstance(idle_ratio, (int, float))
+        or not math.isfinite(idle_ratio)
+        or not 0.0 <= idle_ratio <= 1.0
+    ):
+        raise ConfigError(
+            f"{owner} must be a number in [0, 1] (the fraction of FFN hidden channels left without "
+            f"activation), got {idle_ratio!r}"
+        )
     return float(idle_ratio)
 
 
@@ -69,23 +77,28 @@ def check_convertible(model: Any) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 
     if not isinstance(model, nn.Module):
-        raise UnsupportedModelError(f"RePaViT needs a torch model, got {type(model).__name__}; it supports {SUPPORTED}")
+        raise UnsupportedModelError(
+            f"RePaViT needs a torch model, got {type(model).__name__}; it supports {SUPPORTED}"
+        )
     inner = _unwrap(model)
     if not isinstance(inner, VisionTransformer):
         raise UnsupportedModelError(
-            f"RePaViT does not support {type(inner).__module__}.{type(inner).__name__}; it supports {SUPPORTED}")
+            f"RePaViT does not support {type(inner).__module__}.{type(inner).__name__}; it supports {SUPPORTED}"
+        )
     if len(inner.blocks) == 0:
         raise UnsupportedModelError(f"{type(inner).__name__} has no blocks; RePaViT supports {SUPPORTED}")
     for i, block in enumerate(inner.blocks):
         problem = _block_problem(block)
         if problem:
-            raise UnsupportedModelError(f"cannot convert blocks.{i} of {type(inner).__name__}: {problem}. "
-                                        f"RePaViT supports {SUPPORTED}")
+            raise UnsupportedModelError(
+                f"cannot convert blocks.{i} of {type(inner).__name__}: {problem}. RePaViT supports {SUPPORTED}"
+            )
     return inner
 
 
-def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool = True,
-                  act_channels: int | None = None) -> RePaBlock:
+def convert_block(
+    block: nn.Module, idle_ratio: float, act_norm: bool = True, act_channels: int | None = None
+) -> RePaBlock:
     """The channel-idle :class:`RePaBlock` of a timm ``Block``; ``block`` itself is left unchanged.
 
     The attention half is shared with ``block``; fc1, fc2 and the activation are copied; the
@@ -98,9 +111,17 @@ def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool = True,
     if act_channels is None:
         act_channels = act_channels_for(fc1.out_features, idle_ratio)
     ls = copy.deepcopy(block.ls2) if not isinstance(block.ls2, nn.Identity) else None
-    ffn = ChannelIdleMlp(fc1, copy.deepcopy(mlp.act), fc2, act_channels, act_norm=act_norm,
-                         drop1=copy.deepcopy(mlp.drop1), drop2=copy.deepcopy(mlp.drop2), ls=ls,
-                         drop_path=copy.deepcopy(block.drop_path2))
+    ffn = ChannelIdleMlp(
+        fc1,
+        copy.deepcopy(mlp.act),
+        fc2,
+        act_channels,
+        act_norm=act_norm,
+        drop1=copy.deepcopy(mlp.drop1),
+        drop2=copy.deepcopy(mlp.drop2),
+        ls=ls,
+        drop_path=copy.deepcopy(block.drop_path2),
+    )
     ln = block.norm2
     with torch.no_grad():
         if getattr(ln, "weight", None) is not None:
@@ -111,8 +132,7 @@ def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool = True,
     return RePaBlock(block.norm1, block.attn, block.ls1, block.drop_path1, ffn, idle_ratio, act_norm)
 
 
-def to_repavit(model: nn.Module, idle_ratio: float = 0.75, inplace: bool = False,
-               act_norm: bool = True) -> nn.Module:
+def to_repavit(model: nn.Module, idle_ratio: float = 0.75, inplace: bool = False, act_norm: bool = True) -> nn.Module:
     """Convert a timm ViT into RePaViT's channel-idle training form (arXiv 2505.21847).
 
     Each ``Block`` becomes a :class:`~accel.reparam.modules.RePaBlock`: its pre-FFN LayerNorm turns
@@ -155,5 +175,6 @@ def repa_blocks(model: nn.Module) -> list[tuple[int, RePaBlock]]:
     if not found:
         raise UnsupportedModelError(
             f"{type(inner).__name__} has no RePaViT blocks; convert it first with accel.reparam.to_repavit "
-            f"(which supports {SUPPORTED})")
+            f"(which supports {SUPPORTED})"
+        )
     return found

@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -80,8 +81,16 @@ def describe(model: nn.Module) -> dict[str, Any]:
         "version": VERSION,
         "idle_ratio": blocks[0][1].idle_ratio,
         "act_norm": blocks[0][1].act_norm,
-        "blocks": [{"act_channels": b.act_channels, "hidden": b.hidden_features, "idle_ratio": b.idle_ratio,
-                    "act_norm": b.act_norm, "folded": is_folded(b.mlp)} for _, b in blocks],
+        "blocks": [
+            {
+                "act_channels": b.act_channels,
+                "hidden": b.hidden_features,
+                "idle_ratio": b.idle_ratio,
+                "act_norm": b.act_norm,
+                "folded": is_folded(b.mlp),
+            }
+            for _, b in blocks
+        ],
         "timm_class": f"{cls.__module__}.{cls.__qualname__}",
         "architecture": arch.get("architecture"),
         "model_kwargs": _architecture(inner),
@@ -119,8 +128,9 @@ def _files(path: str) -> tuple[str, str | None]:
         return weights, config if os.path.exists(config) else None
     if path.endswith(".safetensors"):
         return path, None
-    raise ConfigError(f"a RePaViT checkpoint must be a directory holding {MODEL_FILE} or a .safetensors file, "
-                      f"got {path!r}")
+    raise ConfigError(
+        f"a RePaViT checkpoint must be a directory holding {MODEL_FILE} or a .safetensors file, got {path!r}"
+    )
 
 
 def read_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -138,12 +148,16 @@ def read_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[dict
         with safe_open(weights, framework="pt") as f:
             text = (f.metadata() or {}).get(METADATA_KEY)
         if text is None:
-            raise ConfigError(f"{weights} has no RePaViT config (metadata key {METADATA_KEY!r}) and no "
-                              f"{CONFIG_FILE} beside it; save models with accel.reparam.save_reparameterized")
+            raise ConfigError(
+                f"{weights} has no RePaViT config (metadata key {METADATA_KEY!r}) and no "
+                f"{CONFIG_FILE} beside it; save models with accel.reparam.save_reparameterized"
+            )
         config = json.loads(text)
     if config.get("format") != FORMAT or config.get("version") != VERSION:
-        raise ConfigError(f"{path} is not an {FORMAT} v{VERSION} checkpoint (format={config.get('format')!r}, "
-                          f"version={config.get('version')!r})")
+        raise ConfigError(
+            f"{path} is not an {FORMAT} v{VERSION} checkpoint (format={config.get('format')!r}, "
+            f"version={config.get('version')!r})"
+        )
     return load_file(weights, device=str(device)), config
 
 
@@ -154,8 +168,10 @@ def build_base(config: dict[str, Any]) -> nn.Module:
 
     module_name, _, class_name = config["timm_class"].rpartition(".")
     if not module_name.startswith("timm."):
-        raise UnsupportedModelError(f"cannot rebuild {config['timm_class']}: only timm classes are rebuilt; "
-                                    "pass model= (a timm model of the same architecture) instead")
+        raise UnsupportedModelError(
+            f"cannot rebuild {config['timm_class']}: only timm classes are rebuilt; "
+            "pass model= (a timm model of the same architecture) instead"
+        )
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, VisionTransformer)):
         raise UnsupportedModelError(f"{config['timm_class']} is not a timm VisionTransformer")
@@ -168,8 +184,9 @@ def build_base(config: dict[str, Any]) -> nn.Module:
     return cls(**kwargs)
 
 
-def restructure(model: nn.Module, config: dict[str, Any],
-                replace: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+def restructure(
+    model: nn.Module, config: dict[str, Any], replace: Callable[[int, nn.Module], None] | None = None
+) -> nn.Module:
     """Give an unconverted timm ViT the block structure described by ``config`` (weights not loaded).
 
     ``replace(i, new_block)`` installs a block (default: ``model.blocks[i] = new_block``).
@@ -179,13 +196,16 @@ def restructure(model: nn.Module, config: dict[str, Any],
     if len(specs) != len(inner.blocks):
         raise UnsupportedModelError(f"the checkpoint has {len(specs)} blocks, the model {len(inner.blocks)}")
     if replace is None:
+
         def replace(i: int, new: nn.Module) -> None:
             inner.blocks[i] = new
+
     for i, spec in enumerate(specs):
         hidden = inner.blocks[i].mlp.fc1.out_features
         if hidden != spec["hidden"]:
-            raise UnsupportedModelError(f"blocks.{i}: the checkpoint's FFN has {spec['hidden']} hidden channels, "
-                                        f"the model's {hidden}")
+            raise UnsupportedModelError(
+                f"blocks.{i}: the checkpoint's FFN has {spec['hidden']} hidden channels, the model's {hidden}"
+            )
         block = convert_block(inner.blocks[i], spec["idle_ratio"], spec["act_norm"], spec["act_channels"])
         if spec["folded"]:
             assert isinstance(block.mlp, ChannelIdleMlp)
@@ -206,8 +226,7 @@ def set_layernorm_eps(model: nn.Module, eps: dict[str, float]) -> dict[str, floa
     return old
 
 
-def load_reparameterized(path: str, model: nn.Module | None = None,
-                         device: str | torch.device = "cpu") -> nn.Module:
+def load_reparameterized(path: str, model: nn.Module | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model saved by :func:`save_reparameterized` (training form or folded), in eval mode.
 
     Args:
@@ -227,5 +246,6 @@ def load_reparameterized(path: str, model: nn.Module | None = None,
     except RuntimeError as exc:
         raise UnsupportedModelError(
             f"the weights in {path} do not fit the rebuilt {config['timm_class']} ({exc}); pass model= "
-            "(a freshly created timm model of the saved architecture) to load_reparameterized") from None
+            "(a freshly created timm model of the saved architecture) to load_reparameterized"
+        ) from None
     return model.eval()

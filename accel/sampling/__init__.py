@@ -1,12 +1,19 @@
 """Sampling-side plugins: adaptive guidance (AG, LinearAG, a diffusers guider) and region-adaptive sampling."""
 
+from ..deprecation import moved_names
 from .adaptive_guidance import AdaptiveGuidanceConfig, apply_adaptive_guidance
 from .guider import AdaptiveClassifierFreeGuidance
-from ..deprecation import moved_names
 from .linear_ag import LinearAGConfig, apply_linear_ag
 from .ras import RASConfig, apply_ras
 
-__all__ = ["AdaptiveClassifierFreeGuidance", "AdaptiveGuidanceConfig", "LinearAGConfig", "apply_adaptive_guidance",
-           "apply_linear_ag", "apply_ras", "RASConfig"]
+__all__ = [
+    "AdaptiveClassifierFreeGuidance",
+    "AdaptiveGuidanceConfig",
+    "LinearAGConfig",
+    "apply_adaptive_guidance",
+    "apply_linear_ag",
+    "apply_ras",
+    "RASConfig",
+]
 
 __getattr__ = moved_names(__name__, {"calibrate": "accel.tuning.linear_ag_fit"})

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from ..config import PluginConfig, check_choice, check_float, check_int
+from ..errors import StateError
 from ..plugin import Plugin, register_plugin
 from .cfg_batch import cosine_per_sample, cosine_whole
 from .guidance_hook import GuidanceHook
-from ..errors import StateError
 
 REDUCTIONS = ("batch", "sample")
 
@@ -54,11 +54,11 @@ class GuidanceState:
     """Per-generation state of a guidance plugin."""
 
     def __init__(self) -> None:
-        self.dropped_at: dict[int, int] = {}      # sample -> first step without CFG
+        self.dropped_at: dict[int, int] = {}  # sample -> first step without CFG
         self.similarities: dict[int, float] = {}  # step -> mean cosine similarity seen
         self.last_cond: tuple[int, torch.Tensor, Any] | None = None
         self.history: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # step -> (cond, uncond), LinearAG
-        self.first_drop: dict[int, int] = {}      # sample -> first step that did not evaluate the uncond branch
+        self.first_drop: dict[int, int] = {}  # sample -> first step that did not evaluate the uncond branch
         self.predicted_steps: list[int] = []
 
 
@@ -105,7 +105,10 @@ class AdaptiveGuidancePlugin(Plugin):
         if step < self.config.min_steps:
             return
         if self.config.reduction == "batch":
-            if 0 not in self.state.dropped_at and float(cosine_whole(cond[rows], uncond[rows])) >= self.config.threshold:
+            if (
+                0 not in self.state.dropped_at
+                and float(cosine_whole(cond[rows], uncond[rows])) >= self.config.threshold
+            ):
                 self.state.dropped_at[0] = step + 1
         else:
             for row, sim in zip(rows.tolist(), per_sample.tolist()):
@@ -122,7 +125,8 @@ class AdaptiveGuidancePlugin(Plugin):
         first = self.state.first_drop
         return {
             "threshold": self.config.threshold,
-            "cfg_dropped_at_step": (min(first.values()) if first else None) if self.config.reduction == "batch"
+            "cfg_dropped_at_step": (min(first.values()) if first else None)
+            if self.config.reduction == "batch"
             else dict(sorted(first.items())),
             "similarities": [self.state.similarities[s] for s in sorted(self.state.similarities)],
         }

@@ -14,19 +14,28 @@ from typing import Any
 
 import torch
 
-from ..tensors import map_tensors
 from ..errors import InvalidInputError
+from ..tensors import map_tensors
 
 
-def select_rows(args: tuple, kwargs: dict, index: torch.Tensor, batch: int, unbatched: frozenset[str],
-                signature: inspect.Signature | None = None) -> tuple[tuple, dict]:
+def select_rows(
+    args: tuple,
+    kwargs: dict,
+    index: torch.Tensor,
+    batch: int,
+    unbatched: frozenset[str],
+    signature: inspect.Signature | None = None,
+) -> tuple[tuple, dict]:
     """Keep batch rows ``index`` of every tensor whose leading dimension is the batch.
 
     Arguments named in ``unbatched`` (RoPE tables, position ids) are left alone, as are tensors
     whose leading dimension is not the batch (scalar timesteps, shared masks).
     """
+
     def take(value: Any) -> Any:
-        return map_tensors(value, lambda t: t.index_select(0, index.to(t.device)) if t.ndim and t.shape[0] == batch else t)
+        return map_tensors(
+            value, lambda t: t.index_select(0, index.to(t.device)) if t.ndim and t.shape[0] == batch else t
+        )
 
     names = list(signature.parameters)[1:] if signature is not None else []
     new_args = tuple(arg if (i < len(names) and names[i] in unbatched) else take(arg) for i, arg in enumerate(args))

@@ -73,8 +73,9 @@ class GuidanceHook(ModelHook):
                 uncond = prediction_of(output)
             else:
                 index = torch.tensor(run)
-                sub_args, sub_kwargs = select_rows(args, kwargs, index, cond.shape[0],
-                                                   self.policy.session.adapter.unbatched_inputs, self.signature)
+                sub_args, sub_kwargs = select_rows(
+                    args, kwargs, index, cond.shape[0], self.policy.session.adapter.unbatched_inputs, self.signature
+                )
                 uncond[index] = prediction_of(self.fn_ref.original_forward(*sub_args, **sub_kwargs)).to(uncond.dtype)
         self._fill(uncond, cond, modes, info.step_index)
         self.policy.observe(info.step_index, cond, uncond, [m == "cfg" for m in modes])
@@ -95,8 +96,9 @@ class GuidanceHook(ModelHook):
             self.policy.observe(info.step_index, pred[cond_rows], pred[uncond_rows], [True] * samples)
             return output
         keep = torch.sort(torch.cat([uncond_rows[run_uncond], cond_rows])).values
-        sub_args, sub_kwargs = select_rows(args, kwargs, keep, batch, self.policy.session.adapter.unbatched_inputs,
-                                           self.signature)
+        sub_args, sub_kwargs = select_rows(
+            args, kwargs, keep, batch, self.policy.session.adapter.unbatched_inputs, self.signature
+        )
         output = self.fn_ref.original_forward(*sub_args, **sub_kwargs)
         sub = prediction_of(output)
         position = {int(row): i for i, row in enumerate(keep)}

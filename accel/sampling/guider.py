@@ -13,17 +13,26 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput
 
-from .cfg_batch import cosine_whole
 from ..errors import ConfigError
+from .cfg_batch import cosine_whole
 
 
 class AdaptiveClassifierFreeGuidance(ClassifierFreeGuidance):
     """``ClassifierFreeGuidance`` that stops evaluating the unconditional branch once it is redundant."""
 
     @register_to_config
-    def __init__(self, guidance_scale: float = 7.5, threshold: float = 0.99, min_steps: int = 0,
-                 max_step: int | None = None, guidance_rescale: float = 0.0, use_original_formulation: bool = False,
-                 start: float = 0.0, stop: float = 1.0, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        guidance_scale: float = 7.5,
+        threshold: float = 0.99,
+        min_steps: int = 0,
+        max_step: int | None = None,
+        guidance_rescale: float = 0.0,
+        use_original_formulation: bool = False,
+        start: float = 0.0,
+        stop: float = 1.0,
+        enabled: bool = True,
+    ) -> None:
         BaseGuidance.__init__(self, start, stop, enabled)
         if not -1.0 <= threshold <= 2.0:
             raise ConfigError(f"threshold must be in [-1, 2], got {threshold}")

@@ -44,8 +44,10 @@ class LinearAGConfig(AdaptiveGuidanceConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.coefficients or not os.path.exists(self.coefficients):
-            raise ConfigError("LinearAGConfig.coefficients must be the path of a coefficients JSON file made by "
-                              f"`accel calibrate-linear-ag`; got {self.coefficients!r}")
+            raise ConfigError(
+                "LinearAGConfig.coefficients must be the path of a coefficients JSON file made by "
+                f"`accel calibrate-linear-ag`; got {self.coefficients!r}"
+            )
         check_int("LinearAGConfig", "predict_every", self.predict_every, 1, 1000)
         check_float("LinearAGConfig", "predict_until", self.predict_until, 0.0, 1.0)
 
@@ -57,7 +59,9 @@ def load_coefficients(path: str) -> dict[str, Any]:
     with open(path) as f:
         data = json.load(f)
     if data.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a LinearAG coefficients file (format {data.get('format')!r}, expected {FORMAT!r})")
+        raise ConfigError(
+            f"{path} is not a LinearAG coefficients file (format {data.get('format')!r}, expected {FORMAT!r})"
+        )
     return data
 
 
@@ -75,8 +79,10 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
 
     def predicted(self, step: int, total: int) -> bool:
         if total != self.fitted_steps:
-            raise ConfigError(f"the LinearAG coefficients were fitted for {self.fitted_steps} steps, the pipeline runs "
-                              f"{total}; calibrate again for this step count")
+            raise ConfigError(
+                f"the LinearAG coefficients were fitted for {self.fitted_steps} steps, the pipeline runs "
+                f"{total}; calibrate again for this step count"
+            )
         start = self.history_len
         if step < start or step >= self.config.predict_until * total or step not in self.weights:
             return False
@@ -112,7 +118,9 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
 
 
 # ------------------------------------------------------------------------------- prediction
-def features(step: int, conds: dict[int, torch.Tensor], unconds: dict[int, torch.Tensor], history: int) -> torch.Tensor:
+def features(
+    step: int, conds: dict[int, torch.Tensor], unconds: dict[int, torch.Tensor], history: int
+) -> torch.Tensor:
     """Regression design matrix for one step: columns ``c_t, c_{t-1}, u_{t-1}, ..., 1`` over all elements."""
     cols = [conds[step].flatten()]
     for k in range(1, history + 1):
@@ -128,5 +136,6 @@ def apply_linear_ag(module: Any, config: LinearAGConfig, **kwargs: Any):
     return apply(module, config, **kwargs)
 
 
-__getattr__ = moved_names(__name__, {name: "accel.tuning.linear_ag_fit"
-                                     for name in ("calibrate", "fit_coefficients", "record_trajectories")})
+__getattr__ = moved_names(
+    __name__, {name: "accel.tuning.linear_ag_fit" for name in ("calibrate", "fit_coefficients", "record_trajectories")}
+)

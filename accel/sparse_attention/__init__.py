@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..deprecation import moved_names
-from .builders import PatternSpec, SparsePlan, dynamic_mask, pattern_mask
-from .config import SparseAttentionConfig
 from ..kernels.block_mask import BlockSparseMask
+from .builders import PatternSpec, SparsePlan, dynamic_mask, pattern_mask
 from .builders.combine import dense_text, force_diagonal, union
+from .config import SparseAttentionConfig
 from .plugin import SparseAttentionPlugin
 from .reorder import SequenceLayout, tile_permutation, to_model_order, to_working_order
 
@@ -28,11 +28,28 @@ def apply_sparse_attention(target: Any, config: SparseAttentionConfig | None = N
 
 
 __all__ = [
-    "BlockSparseMask", "PatternSpec", "SequenceLayout", "SparseAttentionConfig",
-    "SparseAttentionPlugin", "SparsePlan", "apply_sparse_attention", "dense_text", "dynamic_mask",
-    "force_diagonal", "pattern_mask", "tile_permutation", "to_model_order", "to_working_order", "union",
+    "BlockSparseMask",
+    "PatternSpec",
+    "SequenceLayout",
+    "SparseAttentionConfig",
+    "SparseAttentionPlugin",
+    "SparsePlan",
+    "apply_sparse_attention",
+    "dense_text",
+    "dynamic_mask",
+    "force_diagonal",
+    "pattern_mask",
+    "tile_permutation",
+    "to_model_order",
+    "to_working_order",
+    "union",
 ]
 
-__getattr__ = moved_names(__name__, {"DEFAULT_CANDIDATES": "accel.tuning.sparse_plan_search",
-                                     "PlanSearch": "accel.tuning.sparse_plan_search",
-                                     "calibrate_plan": "accel.tuning.sparse_calibration"})
+__getattr__ = moved_names(
+    __name__,
+    {
+        "DEFAULT_CANDIDATES": "accel.tuning.sparse_plan_search",
+        "PlanSearch": "accel.tuning.sparse_plan_search",
+        "calibrate_plan": "accel.tuning.sparse_calibration",
+    },
+)

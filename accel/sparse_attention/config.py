@@ -74,7 +74,9 @@ class SparseAttentionConfig(PluginConfig):
         if self.plan_path is not None and not isinstance(self.plan_path, str):
             raise ConfigError(f"{name}.plan_path must be a path string or None, got {self.plan_path!r}")
         if self.pattern == "plan" and not self.plan_path:
-            raise ConfigError(f"{name}.pattern='plan' needs plan_path (a JSON file from SparsePlan.save or calibrate_plan)")
+            raise ConfigError(
+                f"{name}.pattern='plan' needs plan_path (a JSON file from SparsePlan.save or calibrate_plan)"
+            )
         check_float(name, "dense_warmup_fraction", self.dense_warmup_fraction, 0.0, 1.0)
         check_int_tuple(name, "dense_layers", self.dense_layers, 0)
         check_int(name, "mask_reuse_steps", self.mask_reuse_steps, 1)

@@ -42,7 +42,7 @@ def video_grid(family: str, model: torch.nn.Module, args: tuple, kwargs: dict) -
     if family == "ltx_video":
         names = ("num_frames", "height", "width")
         values = [kwargs.get(n) for n in names]
-        for i, n in enumerate(names):  # positional: (hidden, encoder_hidden, timestep, encoder_mask, F, H, W)
+        for i, _name in enumerate(names):  # positional: (hidden, encoder_hidden, timestep, encoder_mask, F, H, W)
             if values[i] is None and len(args) > 4 + i:
                 values[i] = args[4 + i]
         if any(v is None for v in values):

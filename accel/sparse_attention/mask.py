@@ -3,9 +3,14 @@
 
 from ..deprecation import moved_names
 
-__getattr__ = moved_names(__name__, {
-    "BlockSparseMask": "accel.kernels.block_mask",
-    "TEXT_POSITIONS": "accel.sparse_attention.reorder",
-    **{name: "accel.sparse_attention.builders.combine"
-       for name in ("union", "diagonal_blocks", "force_diagonal", "text_blocks", "dense_text")},
-})
+__getattr__ = moved_names(
+    __name__,
+    {
+        "BlockSparseMask": "accel.kernels.block_mask",
+        "TEXT_POSITIONS": "accel.sparse_attention.reorder",
+        **{
+            name: "accel.sparse_attention.builders.combine"
+            for name in ("union", "diagonal_blocks", "force_diagonal", "text_blocks", "dense_text")
+        },
+    },
+)

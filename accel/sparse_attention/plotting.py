@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..kernels.block_mask import BlockSparseMask
 
 
-def save_mask_image(mask: BlockSparseMask, path: str | Path, batch: int = 0, heads: Sequence[int] | None = None,
-                    dpi: int = 100) -> Path:
+def save_mask_image(
+    mask: BlockSparseMask, path: str | Path, batch: int = 0, heads: Sequence[int] | None = None, dpi: int = 100
+) -> Path:
     """Save the block map of ``heads`` (default: up to 8) of one batch element as a heat-map PNG."""
     import matplotlib
 

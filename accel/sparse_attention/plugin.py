@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from diffusers.hooks import ModelHook
 
 from ..errors import UnsupportedModelError
+from ..kernels.block_mask import BlockSparseMask
 from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
 from .builders.dynamic import block_scores, keep_by_threshold
@@ -24,7 +26,6 @@ from .builders.plan import SparsePlan
 from .builders.window import window_blocks
 from .config import SparseAttentionConfig
 from .grid import SUPPORTED_FAMILIES, video_grid
-from ..kernels.block_mask import BlockSparseMask
 from .processors import PROCESSORS, SparseProcessor
 from .reorder import SequenceLayout
 
@@ -35,7 +36,7 @@ Observer = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, SequenceLayo
 class _GridHook(ModelHook):
     """Reads the video token grid from each denoiser call's inputs."""
 
-    def __init__(self, plugin: "SparseAttentionPlugin") -> None:
+    def __init__(self, plugin: SparseAttentionPlugin) -> None:
         super().__init__()
         self.plugin = plugin
 
@@ -52,7 +53,11 @@ def suffix_lengths(key_padding: torch.Tensor | None, seq_len: int) -> list[int] 
     """
     if key_padding is None:
         return None
-    if key_padding.dtype != torch.bool or key_padding.shape[-1] != seq_len or key_padding.numel() != key_padding.shape[0] * seq_len:
+    if (
+        key_padding.dtype != torch.bool
+        or key_padding.shape[-1] != seq_len
+        or key_padding.numel() != key_padding.shape[0] * seq_len
+    ):
         return False
     valid = key_padding.reshape(key_padding.shape[0], seq_len)
     if bool(valid.all()):
@@ -91,7 +96,8 @@ class SparseAttentionPlugin(Plugin):
         if adapter.family not in PROCESSORS:
             raise UnsupportedModelError(
                 f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}); "
-                f"it supports: {', '.join(SUPPORTED_FAMILIES)}")
+                f"it supports: {', '.join(SUPPORTED_FAMILIES)}"
+            )
 
     def attach(self) -> None:
         config: SparseAttentionConfig = self.config
@@ -103,13 +109,14 @@ class SparseAttentionPlugin(Plugin):
         if not modules:
             raise UnsupportedModelError(f"{adapter.title}: found no self/joint attention modules to make sparse")
         proc_cls = PROCESSORS[adapter.family]
-        for index, (name, module, _kind) in enumerate(modules):
+        for name, module, _kind in modules:
             stock = module.processor
             if type(stock).__name__ not in proc_cls.stock_classes:
                 raise UnsupportedModelError(
                     f"{name} uses {type(stock).__name__}; SparseAttentionConfig replaces only the stock "
                     f"{' / '.join(proc_cls.stock_classes)} processor of {adapter.title}. Reset the model's processors "
-                    "or remove the other attention customisation first.")
+                    "or remove the other attention customisation first."
+                )
         for index, (name, module, _kind) in enumerate(modules):
             stock = module.processor
             processor = proc_cls(self, index, name, stock)
@@ -117,8 +124,10 @@ class SparseAttentionPlugin(Plugin):
             self.session.add_restorer(lambda m=module, s=stock: m.set_processor(s))
             self.processors.append(processor)
         if self.plan is not None and self.plan.layers and max(self.plan.layers) >= len(modules):
-            raise UnsupportedModelError(f"plan {config.plan_path} names layer {max(self.plan.layers)}, but the model "
-                                        f"has {len(modules)} attention layers")
+            raise UnsupportedModelError(
+                f"plan {config.plan_path} names layer {max(self.plan.layers)}, but the model "
+                f"has {len(modules)} attention layers"
+            )
         self.session.register_hook(self.session.denoiser, _GridHook(self), self.hook_name("grid"))
 
     def detach(self) -> None:
@@ -157,7 +166,8 @@ class SparseAttentionPlugin(Plugin):
             values = [x for s in per for x in per[s]]
             by_layer[names.get(layer, str(layer))] = round(sum(values) / len(values), 4)
             by_layer_step[names.get(layer, str(layer))] = [
-                round(sum(per[s]) / len(per[s]), 4) if per.get(s) else None for s in steps]
+                round(sum(per[s]) / len(per[s]), 4) if per.get(s) else None for s in steps
+            ]
             for s in per:
                 per_step[s].extend(per[s])
             every.extend(values)
@@ -165,7 +175,10 @@ class SparseAttentionPlugin(Plugin):
         return {
             "pattern": self.config.pattern,
             "mean_density": round(sum(every) / len(every), 4) if every else None,
-            "density_by_step": {s: round(sum(v) / len(v), 4) for s, v in sorted(per_step.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))},
+            "density_by_step": {
+                s: round(sum(v) / len(v), 4)
+                for s, v in sorted(per_step.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))
+            },
             "density_by_layer": by_layer,
             "density_by_layer_step": by_layer_step,
             "steps": steps,
@@ -200,7 +213,9 @@ class SparseAttentionPlugin(Plugin):
     def block_size(self) -> int:
         return self.plan.block_size if self.plan is not None else self.config.block_size
 
-    def _build_mask(self, layer: int, q: torch.Tensor, k: torch.Tensor, layout: SequenceLayout) -> BlockSparseMask | None:
+    def _build_mask(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, layout: SequenceLayout
+    ) -> BlockSparseMask | None:
         config, bs = self.config, self.block_size
         heads = q.shape[1]
         if config.pattern == "plan":
@@ -220,16 +235,22 @@ class SparseAttentionPlugin(Plugin):
         self._masks_built += 1
         return finalize(keep, layout, bs, config.force_diagonal)
 
-    def _mask(self, layer: int, branch: str, step: int | None, q: torch.Tensor, k: torch.Tensor,
-              layout: SequenceLayout) -> BlockSparseMask | None:
+    def _mask(
+        self, layer: int, branch: str, step: int | None, q: torch.Tensor, k: torch.Tensor, layout: SequenceLayout
+    ) -> BlockSparseMask | None:
         if self.config.pattern != "dynamic":
             return self._build_mask(layer, q, k, layout)
         key = (layer, branch)
         shape = (layout, tuple(q.shape), str(q.device))
         cached = self._masks.get(key)
         reuse = self.config.mask_reuse_steps
-        if (cached is not None and cached[2] == shape and step is not None and cached[1] is not None
-                and 0 <= step - cached[1] < reuse):
+        if (
+            cached is not None
+            and cached[2] == shape
+            and step is not None
+            and cached[1] is not None
+            and 0 <= step - cached[1] < reuse
+        ):
             self._masks_reused += 1
             return cached[0]
         mask = self._build_mask(layer, q, k, layout)
@@ -238,9 +259,19 @@ class SparseAttentionPlugin(Plugin):
         return mask
 
     # ------------------------------------------------------------------ the attention call
-    def attend(self, processor: SparseProcessor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, seq_dim: int,
-               text_len: int, text_position: str, key_padding: torch.Tensor | None,
-               dense: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def attend(
+        self,
+        processor: SparseProcessor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        seq_dim: int,
+        text_len: int,
+        text_position: str,
+        key_padding: torch.Tensor | None,
+        dense: Callable[[], torch.Tensor],
+    ) -> torch.Tensor:
         """Attention for one processor call. ``q, k, v`` are ``[B,N,H,D]`` (``seq_dim=1``) or
         ``[B,H,N,D]`` (``seq_dim=2``); the result has the same layout. ``dense()`` is the stock call."""
         info = self.session.context.current
@@ -255,8 +286,13 @@ class SparseAttentionPlugin(Plugin):
         lengths = suffix_lengths(key_padding, n)
         if lengths is not None and text_position != "last":
             lengths = False
-        if (self.force_dense or layer in self.config.dense_layers or processor._parallel_config is not None
-                or lengths is False or self._dense_step(info)):
+        if (
+            self.force_dense
+            or layer in self.config.dense_layers
+            or processor._parallel_config is not None
+            or lengths is False
+            or self._dense_step(info)
+        ):
             if self.observer is not None:
                 layout = self._layout(n - text_len, text_len, text_position)
                 qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
@@ -280,8 +316,9 @@ class SparseAttentionPlugin(Plugin):
             parts = []
             for i, length in enumerate(lengths):
                 m = mask.select_batch(i).truncate_kv(length)
-                part, used = block_sparse_attention(qw[i:i + 1], kw[i:i + 1, :, :length], vw[i:i + 1, :, :length], m,
-                                                    backend=self.config.backend)
+                part, used = block_sparse_attention(
+                    qw[i : i + 1], kw[i : i + 1, :, :length], vw[i : i + 1, :, :length], m, backend=self.config.backend
+                )
                 self._backends[used] += 1
                 parts.append(part)
             out = torch.cat(parts, dim=0)

@@ -8,7 +8,8 @@ fused projections it does not know) go to the stock processor unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ class SparseProcessor:
     #: class names of the stock processors this processor replaces
     stock_classes: tuple[str, ...] = ()
 
-    def __init__(self, plugin: "SparseAttentionPlugin", layer_index: int, layer_name: str, stock: Any) -> None:
+    def __init__(self, plugin: SparseAttentionPlugin, layer_index: int, layer_name: str, stock: Any) -> None:
         self.plugin = plugin
         self.layer_index = layer_index
         self.layer_name = layer_name
@@ -32,10 +33,21 @@ class SparseProcessor:
         self._attention_backend = getattr(stock, "_attention_backend", None)
         self._parallel_config = getattr(stock, "_parallel_config", None)
 
-    def _dispatch(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> Callable[[], torch.Tensor]:
+    def _dispatch(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> Callable[[], torch.Tensor]:
         def dense() -> torch.Tensor:
-            return dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False,
-                                         backend=self._attention_backend, parallel_config=self._parallel_config)
+            return dispatch_attention_fn(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=0.0,
+                is_causal=False,
+                backend=self._attention_backend,
+                parallel_config=self._parallel_config,
+            )
+
         return dense
 
 
@@ -54,8 +66,14 @@ class WanSparseProcessor(SparseProcessor):
 
     stock_classes = ("WanAttnProcessor",)
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         if encoder_hidden_states is not None or attn.add_k_proj is not None or attention_mask is not None:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         if attn.fused_projections:
@@ -68,8 +86,17 @@ class WanSparseProcessor(SparseProcessor):
         if rotary_emb is not None:
             q = _wan_rope(q, *rotary_emb)
             k = _wan_rope(k, *rotary_emb)
-        out = self.plugin.attend(self, q, k, v, seq_dim=1, text_len=0, text_position="last", key_padding=None,
-                                 dense=self._dispatch(q, k, v, None))
+        out = self.plugin.attend(
+            self,
+            q,
+            k,
+            v,
+            seq_dim=1,
+            text_len=0,
+            text_position="last",
+            key_padding=None,
+            dense=self._dispatch(q, k, v, None),
+        )
         out = out.flatten(2, 3).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))
 
@@ -80,8 +107,14 @@ class HunyuanVideoSparseProcessor(SparseProcessor):
 
     stock_classes = ("HunyuanVideoAttnProcessor2_0",)
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, image_rotary_emb: Any = None) -> Any:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: Any = None,
+    ) -> Any:
         from diffusers.models.embeddings import apply_rotary_emb
 
         single = attn.add_q_proj is None and encoder_hidden_states is not None
@@ -112,8 +145,17 @@ class HunyuanVideoSparseProcessor(SparseProcessor):
                 ek = attn.norm_added_k(ek)
             q, k, v = torch.cat([q, eq], dim=1), torch.cat([k, ek], dim=1), torch.cat([v, ev], dim=1)
         text_len = encoder_hidden_states.shape[1] if encoder_hidden_states is not None else 0
-        out = self.plugin.attend(self, q, k, v, seq_dim=1, text_len=text_len, text_position="last",
-                                 key_padding=attention_mask, dense=self._dispatch(q, k, v, attention_mask))
+        out = self.plugin.attend(
+            self,
+            q,
+            k,
+            v,
+            seq_dim=1,
+            text_len=text_len,
+            text_position="last",
+            key_padding=attention_mask,
+            dense=self._dispatch(q, k, v, attention_mask),
+        )
         out = out.flatten(2, 3).to(q.dtype)
         if encoder_hidden_states is not None:
             out, encoder_hidden_states = out[:, :-text_len], out[:, -text_len:]
@@ -129,8 +171,14 @@ class CogVideoXSparseProcessor(SparseProcessor):
 
     stock_classes = ("CogVideoXAttnProcessor2_0",)
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, image_rotary_emb: Any = None) -> Any:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: Any = None,
+    ) -> Any:
         from diffusers.models.embeddings import apply_rotary_emb
 
         if attention_mask is not None:
@@ -155,8 +203,9 @@ class CogVideoXSparseProcessor(SparseProcessor):
         def dense() -> torch.Tensor:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False)
 
-        out = self.plugin.attend(self, q, k, v, seq_dim=2, text_len=text_len, text_position="first",
-                                 key_padding=None, dense=dense)
+        out = self.plugin.attend(
+            self, q, k, v, seq_dim=2, text_len=text_len, text_position="first", key_padding=None, dense=dense
+        )
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
         out = attn.to_out[1](attn.to_out[0](out))
         encoder_hidden_states, out = out.split([text_len, out.size(1) - text_len], dim=1)
@@ -168,8 +217,14 @@ class LTXVideoSparseProcessor(SparseProcessor):
 
     stock_classes = ("LTXVideoAttnProcessor",)
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, image_rotary_emb: Any = None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: Any = None,
+    ) -> torch.Tensor:
         from diffusers.models.transformers.transformer_ltx import apply_rotary_emb
 
         if encoder_hidden_states is not None or attention_mask is not None:
@@ -183,8 +238,17 @@ class LTXVideoSparseProcessor(SparseProcessor):
         q = q.unflatten(2, (attn.heads, -1))
         k = k.unflatten(2, (attn.heads, -1))
         v = v.unflatten(2, (attn.heads, -1))
-        out = self.plugin.attend(self, q, k, v, seq_dim=1, text_len=0, text_position="last", key_padding=None,
-                                 dense=self._dispatch(q, k, v, None))
+        out = self.plugin.attend(
+            self,
+            q,
+            k,
+            v,
+            seq_dim=1,
+            text_len=0,
+            text_position="last",
+            key_padding=None,
+            dense=self._dispatch(q, k, v, None),
+        )
         out = out.flatten(2, 3).to(q.dtype)
         return attn.to_out[1](attn.to_out[0](out))
 

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 
 import torch
+
 from ..errors import ConfigError
 
 #: Where text tokens sit in a joint (video + text) sequence.
@@ -23,7 +24,9 @@ TEXT_POSITIONS = ("first", "last")
 
 
 @functools.lru_cache(maxsize=64)
-def _tile_permutation_cpu(frames: int, height: int, width: int, tile: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _tile_permutation_cpu(
+    frames: int, height: int, width: int, tile: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     tt, th, tw = tile
     t = torch.arange(frames).view(-1, 1, 1).expand(frames, height, width)
     h = torch.arange(height).view(1, -1, 1).expand(frames, height, width)
@@ -41,8 +44,9 @@ def _tile_permutation_cpu(frames: int, height: int, width: int, tile: tuple[int,
 _DEVICE_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def tile_permutation(frames: int, height: int, width: int, tile: tuple[int, int, int],
-                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def tile_permutation(
+    frames: int, height: int, width: int, tile: tuple[int, int, int], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(perm, inv)`` with ``tiled = raster[perm]`` and ``raster = tiled[inv]`` (int64 index tensors).
 
     ``perm[i]`` is the raster index of the i-th token in tile order.

@@ -3,7 +3,7 @@
 | module | what it does |
 |---|---|
 | :mod:`.cache_search`, :mod:`.cache_search_spaces` | NSGA-II search of caching schedules (``accel search-cache``) |
-| :mod:`.sparse_plan_search`, :mod:`.sparse_calibration` | per-head sparse-attention plans from dense calibration runs |
+| :mod:`.sparse_plan_search`, :mod:`.sparse_calibration` | per-head sparse-attention plans from dense runs |
 | :mod:`.linear_ag_fit` | LinearAG coefficients from CFG trajectories (``accel calibrate-linear-ag``) |
 | :mod:`.repavit_finetune` | RePaViT distillation fine-tune (``accel reparam finetune``) |
 

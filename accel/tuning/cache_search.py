@@ -16,15 +16,16 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import api
-from ..metrics.fidelity import psnr, ssim
 from ..errors import ConfigError
+from ..metrics.fidelity import psnr, ssim
 
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
 
@@ -35,15 +36,22 @@ class SearchSettings:
     generations: int = 30
     seed: int = 0
     minutes: float | None = None
-    mutation: float | None = None   # per-bit flip probability (default 1 / n_var * 4)
+    mutation: float | None = None  # per-bit flip probability (default 1 / n_var * 4)
     metric: str = "psnr"
 
 
 class CalibrationSet:
     """Calibration prompts and seeds, the baseline outputs, and candidate scoring."""
 
-    def __init__(self, pipe: Any, prompts: list[str], seeds: list[int], call: dict[str, Any], metric: str = "psnr",
-                 dataset: str | None = None) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        prompts: list[str],
+        seeds: list[int],
+        call: dict[str, Any],
+        metric: str = "psnr",
+        dataset: str | None = None,
+    ) -> None:
         if metric not in QUALITY_METRICS:
             raise ConfigError(f"metric must be one of {QUALITY_METRICS}, got {metric!r}")
         if metric == "alignment" and dataset is None:
@@ -64,9 +72,12 @@ class CalibrationSet:
         api.remove(self.pipe)
         api.apply(self.pipe, *configs)
         try:
-            out = self.pipe(prompt=[p for p, _ in self.items],
-                            generator=[torch.Generator("cpu").manual_seed(s) for _, s in self.items],
-                            output_type="pt", **self.call)
+            out = self.pipe(
+                prompt=[p for p, _ in self.items],
+                generator=[torch.Generator("cpu").manual_seed(s) for _, s in self.items],
+                output_type="pt",
+                **self.call,
+            )
         finally:
             api.remove(self.pipe)
         return (out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1)
@@ -108,10 +119,15 @@ class ScheduleSearch:
 
     # ------------------------------------------------------------------ checkpoint
     def save(self, generation: int, population: np.ndarray) -> None:
-        data = {"format": "accel-cache-search/1", "generation": generation, "settings": dataclasses.asdict(self.settings),
-                "space": self.space.kind, "n_var": self.space.n_var,
-                "population": [p.astype(int).tolist() for p in population],
-                "evaluated": {k: list(v) for k, v in self.evaluated.items()}}
+        data = {
+            "format": "accel-cache-search/1",
+            "generation": generation,
+            "settings": dataclasses.asdict(self.settings),
+            "space": self.space.kind,
+            "n_var": self.space.n_var,
+            "population": [p.astype(int).tolist() for p in population],
+            "evaluated": {k: list(v) for k, v in self.evaluated.items()},
+        }
         with open(self.checkpoint_path + ".tmp", "w") as f:
             json.dump(data, f)
         os.replace(self.checkpoint_path + ".tmp", self.checkpoint_path)
@@ -122,8 +138,9 @@ class ScheduleSearch:
         with open(self.checkpoint_path) as f:
             data = json.load(f)
         if data.get("n_var") != self.space.n_var or data.get("space") != self.space.kind:
-            raise ConfigError(f"{self.checkpoint_path} belongs to a different search (space or size differs); "
-                             "use another --out")
+            raise ConfigError(
+                f"{self.checkpoint_path} belongs to a different search (space or size differs); use another --out"
+            )
         self.evaluated = {k: tuple(v) for k, v in data["evaluated"].items()}
         return int(data["generation"]), np.array(data["population"], dtype=bool)
 
@@ -143,14 +160,19 @@ class ScheduleSearch:
         s = self.settings
         problem = Problem(n_var=self.space.n_var, n_obj=2, xl=0, xu=1, vtype=bool)
         flip = s.mutation if s.mutation is not None else min(0.5, 4.0 / self.space.n_var)
-        mating = Mating(TournamentSelection(func_comp=binary_tournament), PointCrossover(n_points=4, prob=0.9),
-                        BitflipMutation(prob=1.0, prob_var=flip), eliminate_duplicates=DefaultDuplicateElimination())
+        mating = Mating(
+            TournamentSelection(func_comp=binary_tournament),
+            PointCrossover(n_points=4, prob=0.9),
+            BitflipMutation(prob=1.0, prob_var=flip),
+            eliminate_duplicates=DefaultDuplicateElimination(),
+        )
         survival = RankAndCrowding()
 
         def to_population(x: np.ndarray) -> Any:
             pop = Population.new(X=x.astype(bool))
-            pop.set("F", np.array([self.evaluate(b) for b in x]), "G", np.zeros((len(x), 0)),
-                    "H", np.zeros((len(x), 0)))
+            pop.set(
+                "F", np.array([self.evaluate(b) for b in x]), "G", np.zeros((len(x), 0)), "H", np.zeros((len(x), 0))
+            )
             return pop
 
         resumed = self.load()
@@ -160,12 +182,21 @@ class ScheduleSearch:
             seeds = [b for b in self.space.seeds()][: s.population]
             while len(seeds) < s.population:
                 seeds.append(rng.random(self.space.n_var) < rng.uniform(0.3, 0.9))
-            pop = survival.do(problem, to_population(np.array(seeds)), n_survive=s.population,
-                              random_state=np.random.default_rng([s.seed, 0, 1]))
+            pop = survival.do(
+                problem,
+                to_population(np.array(seeds)),
+                n_survive=s.population,
+                random_state=np.random.default_rng([s.seed, 0, 1]),
+            )
             self.save(generation, pop.get("X"))
         else:
             generation, x = resumed
-            pop = survival.do(problem, to_population(x), n_survive=len(x), random_state=np.random.default_rng([s.seed, generation, 1]))
+            pop = survival.do(
+                problem,
+                to_population(x),
+                n_survive=len(x),
+                random_state=np.random.default_rng([s.seed, generation, 1]),
+            )
         start = time.perf_counter()
         bar = tqdm(total=s.generations, initial=generation, desc="search-cache", unit="gen", disable=not progress)
         while generation < s.generations:
@@ -175,8 +206,12 @@ class ScheduleSearch:
             tournament = SimpleNamespace(tournament_type="comp_by_dom_and_crowding", random_state=rng)
             offspring = mating.do(problem, pop, s.population, random_state=rng, algorithm=tournament)
             offspring = to_population(offspring.get("X"))
-            pop = survival.do(problem, Population.merge(pop, offspring), n_survive=s.population,
-                              random_state=np.random.default_rng([s.seed, generation + 1, 1]))
+            pop = survival.do(
+                problem,
+                Population.merge(pop, offspring),
+                n_survive=s.population,
+                random_state=np.random.default_rng([s.seed, generation + 1, 1]),
+            )
             generation += 1
             self.save(generation, pop.get("X"))
             front = self.front(pop.get("X"))
@@ -209,9 +244,13 @@ class ScheduleSearch:
             path = os.path.join(front_dir, f"{i:02d}.json")
             config = self.space.config(bits, path)
             measured = self._measure_flops([config]) / base_flops if measure else None
-            row = {"path": path, "flops_ratio_predicted": round(cost, 5),
-                   "flops_ratio_measured": None if measured is None else round(measured, 5),
-                   "speedup_flops": round(1 / cost, 4), self.settings.metric: round(-loss, 5)}
+            row = {
+                "path": path,
+                "flops_ratio_predicted": round(cost, 5),
+                "flops_ratio_measured": None if measured is None else round(measured, 5),
+                "speedup_flops": round(1 / cost, 4),
+                self.settings.metric: round(-loss, 5),
+            }
             rows.append(row)
             self._embed(path, row)
         with open(os.path.join(self.out_dir, "front.json"), "w") as f:
@@ -222,10 +261,15 @@ class ScheduleSearch:
         with open(path) as f:
             data = json.load(f)
         data.setdefault("metadata", {}).update(
-            {"cost": {k: row[k] for k in ("flops_ratio_predicted", "flops_ratio_measured", "speedup_flops")},
-             "quality": {self.settings.metric: row[self.settings.metric],
-                         "reference": "uncached output, same prompts and seeds",
-                         "calibration_samples": len(self.calibration.items)}})
+            {
+                "cost": {k: row[k] for k in ("flops_ratio_predicted", "flops_ratio_measured", "speedup_flops")},
+                "quality": {
+                    self.settings.metric: row[self.settings.metric],
+                    "reference": "uncached output, same prompts and seeds",
+                    "calibration_samples": len(self.calibration.items),
+                },
+            }
+        )
         with open(path, "w") as f:
             json.dump(data, f)
 
@@ -238,8 +282,12 @@ class ScheduleSearch:
         api.apply(pipe, *configs)
         try:
             with torch.no_grad(), ModuleFlops(getattr(pipe, "unet", None) or pipe.transformer) as flops:
-                pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), output_type="latent",
-                     **self.calibration.call)
+                pipe(
+                    prompt=prompt,
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    output_type="latent",
+                    **self.calibration.call,
+                )
         finally:
             api.remove(pipe)
         return float(flops.total)
@@ -256,7 +304,9 @@ def plot_front(rows: list[dict[str, Any]], metric: str, path: str) -> str:
     ys = [r[metric] for r in rows]
     ax.plot(xs, ys, "-o", color="tab:blue", label="searched schedules (Pareto front)")
     for r, x, y in zip(rows, xs, ys):
-        ax.annotate(os.path.basename(r["path"]).split(".")[0], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            os.path.basename(r["path"]).split(".")[0], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     ax.set_xlabel("FLOP speedup over no caching (x)")
     ax.set_ylabel(f"{metric} to uncached output (higher is better)")
     ax.grid(alpha=0.3)
@@ -267,9 +317,18 @@ def plot_front(rows: list[dict[str, Any]], metric: str, path: str) -> str:
     return path
 
 
-def search_cache(model: str | Any, out_dir: str, steps: int = 20, kind: str = "auto", prompts: list[str] | None = None,
-                 seeds: tuple[int, ...] = (0,), call: dict[str, Any] | None = None, settings: SearchSettings | None = None,
-                 branch: int = 0, progress: bool = True) -> list[dict[str, Any]]:
+def search_cache(
+    model: str | Any,
+    out_dir: str,
+    steps: int = 20,
+    kind: str = "auto",
+    prompts: list[str] | None = None,
+    seeds: tuple[int, ...] = (0,),
+    call: dict[str, Any] | None = None,
+    settings: SearchSettings | None = None,
+    branch: int = 0,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Search caching schedules for ``model`` (a built-in name, a path, or a pipeline) and export the front.
 
     ``kind`` is ``"block"`` (DiTs), ``"deepcache"`` (U-Nets) or ``"auto"`` (from the denoiser's family).
@@ -301,9 +360,19 @@ def search_cache(model: str | Any, out_dir: str, steps: int = 20, kind: str = "a
     calibration = CalibrationSet(pipe, prompts, list(seeds), base_call, settings.metric, dataset)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "search.json"), "w") as f:
-        json.dump({"model": name, "kind": kind, "steps": steps, "prompts": prompts, "seeds": list(seeds),
-                   "call": {k: v for k, v in base_call.items() if isinstance(v, (int, float, str, bool))},
-                   "settings": dataclasses.asdict(settings)}, f, indent=2)
+        json.dump(
+            {
+                "model": name,
+                "kind": kind,
+                "steps": steps,
+                "prompts": prompts,
+                "seeds": list(seeds),
+                "call": {k: v for k, v in base_call.items() if isinstance(v, (int, float, str, bool))},
+                "settings": dataclasses.asdict(settings),
+            },
+            f,
+            indent=2,
+        )
     search = ScheduleSearch(space, calibration, out_dir, settings)
     population = search.run(progress=progress)
     rows = search.export_front(population)

@@ -22,8 +22,9 @@ from ..caching.deepcache import DeepCacheConfig
 from ..caching.schedule import CacheSchedule, fora_schedule
 
 
-def _one_call_flops(pipe: Any, call: dict[str, Any], prompt: str,
-                    modules: dict[str, torch.nn.Module] | None = None) -> tuple[int, dict[str, int]]:
+def _one_call_flops(
+    pipe: Any, call: dict[str, Any], prompt: str, modules: dict[str, torch.nn.Module] | None = None
+) -> tuple[int, dict[str, int]]:
     """FLOPs of the first denoiser call of a short generation: in total, and inside each of ``modules``."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -42,6 +43,7 @@ def _one_call_flops(pipe: Any, call: dict[str, Any], prompt: str,
             if name in state and state["calls"] == 1:
                 state[name].__exit__(None, None, None)
                 per_module[name] = int(state.pop(name).get_total_flops())
+
         return pre, post
 
     def root_pre(module: Any, args: Any) -> None:
@@ -61,8 +63,12 @@ def _one_call_flops(pipe: Any, call: dict[str, Any], prompt: str,
         handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     try:
         with torch.no_grad():
-            pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
-                 **{**call, "num_inference_steps": 2})
+            pipe(
+                prompt=prompt,
+                generator=torch.Generator("cpu").manual_seed(0),
+                output_type="latent",
+                **{**call, "num_inference_steps": 2},
+            )
     finally:
         for h in handles:
             h.remove()
@@ -80,14 +86,14 @@ class BlockScheduleSpace:
     components: tuple[str, ...]
     num_steps: int
     num_blocks: int
-    component_flops: np.ndarray   # [blocks, components] FLOPs per call
-    call_flops: int               # FLOPs of one dense denoiser call
-    present: np.ndarray           # [blocks, components] whether the block has the component
+    component_flops: np.ndarray  # [blocks, components] FLOPs per call
+    call_flops: int  # FLOPs of one dense denoiser call
+    present: np.ndarray  # [blocks, components] whether the block has the component
 
     kind = "block"
 
     @classmethod
-    def measure(cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int) -> "BlockScheduleSpace":
+    def measure(cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int) -> BlockScheduleSpace:
         handle = api.apply(pipe)
         adapter = handle.sessions[0].adapter
         denoiser = handle.sessions[0].denoiser
@@ -144,8 +150,16 @@ class BlockScheduleSpace:
             for warmup in (0, 2):
                 for live in (0, 1):
                     for cached in (None, tuple(c for c in self.components if "attn" in c)):
-                        sched = fora_schedule(self.num_steps, self.num_blocks, self.components, interval, warmup,
-                                              live, live, cached or None)
+                        sched = fora_schedule(
+                            self.num_steps,
+                            self.num_blocks,
+                            self.components,
+                            interval,
+                            warmup,
+                            live,
+                            live,
+                            cached or None,
+                        )
                         out.append(self.from_mask(sched.recompute))
         return out
 
@@ -162,13 +176,17 @@ class DeepCacheStepSpace:
     kind = "deepcache"
 
     @classmethod
-    def measure(cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int, branch: int) -> "DeepCacheStepSpace":
+    def measure(cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int, branch: int) -> DeepCacheStepSpace:
         from torch.utils.flop_counter import FlopCounterMode
 
         def two_steps() -> int:
             with torch.no_grad(), FlopCounterMode(display=False) as mode:
-                pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
-                     **{**call, "num_inference_steps": 2})
+                pipe(
+                    prompt=prompt,
+                    generator=torch.Generator("cpu").manual_seed(0),
+                    output_type="latent",
+                    **{**call, "num_inference_steps": 2},
+                )
             return int(mode.get_total_flops())
 
         full, _ = _one_call_flops(pipe, call, prompt)
@@ -189,8 +207,10 @@ class DeepCacheStepSpace:
 
     def cost(self, bits: np.ndarray) -> float:
         full = 1 + int(np.sum(bits))
-        return float((full * self.full_flops + (self.num_steps - full) * self.shallow_flops)
-                     / (self.num_steps * self.full_flops))
+        return float(
+            (full * self.full_flops + (self.num_steps - full) * self.shallow_flops)
+            / (self.num_steps * self.full_flops)
+        )
 
     def config(self, bits: np.ndarray, path: str) -> DeepCacheConfig:
         import json

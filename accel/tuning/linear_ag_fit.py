@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from .. import api
+from ..errors import StateError
 from ..sampling.cfg_batch import prediction_of
 from ..sampling.linear_ag import FORMAT, features
-from ..errors import StateError
 
 
 @torch.no_grad()
@@ -72,17 +72,31 @@ def fit_coefficients(trajectories: list[dict], history: int = 2) -> tuple[dict[i
     return coefficients, r2
 
 
-def calibrate(pipe: Any, prompts: list[str], call: dict[str, Any], seeds: list[int], history: int = 2,
-              out: str | None = None, model_name: str = "") -> dict[str, Any]:
+def calibrate(
+    pipe: Any,
+    prompts: list[str],
+    call: dict[str, Any],
+    seeds: list[int],
+    history: int = 2,
+    out: str | None = None,
+    model_name: str = "",
+) -> dict[str, Any]:
     """Record trajectories, fit the coefficients, and write the JSON (if ``out``)."""
     trajectories = record_trajectories(pipe, prompts, call, seeds)
     coefficients, r2 = fit_coefficients(trajectories, history)
     data = {
-        "format": FORMAT, "model": model_name, "scheduler": type(pipe.scheduler).__name__,
-        "num_inference_steps": int(call["num_inference_steps"]), "guidance_scale": call.get("guidance_scale"),
-        "history": history, "trajectories": len(trajectories),
-        "form": "u_t = w0 c_t + sum_k (a_k c_{t-k} + b_k u_{t-k}) + d; coefficients listed as [w0, a1, b1, ..., aK, bK, d]",
-        "coefficients": {str(k): v for k, v in coefficients.items()}, "r2": {str(k): v for k, v in r2.items()},
+        "format": FORMAT,
+        "model": model_name,
+        "scheduler": type(pipe.scheduler).__name__,
+        "num_inference_steps": int(call["num_inference_steps"]),
+        "guidance_scale": call.get("guidance_scale"),
+        "history": history,
+        "trajectories": len(trajectories),
+        "form": (
+            "u_t = w0 c_t + sum_k (a_k c_{t-k} + b_k u_{t-k}) + d; coefficients listed as [w0, a1, b1, ..., aK, bK, d]"
+        ),
+        "coefficients": {str(k): v for k, v in coefficients.items()},
+        "r2": {str(k): v for k, v in r2.items()},
     }
     if out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

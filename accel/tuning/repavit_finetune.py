@@ -20,23 +20,30 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ..reparam.calibrate import calibrate_batchnorm, iterate_batches, num_batches
 from ..reparam.serialization import read_checkpoint, save_reparameterized
-from ..errors import ConfigError
 
 STUDENT_DIR = "student"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "trainer_state.json"
 
 
-def distillation_loss(student_out: Any, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
-                      temperature: float = 1.0, kd_weight: float = 1.0, ce_weight: float = 1.0) -> torch.Tensor:
+def distillation_loss(
+    student_out: Any,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float = 1.0,
+    kd_weight: float = 1.0,
+    ce_weight: float = 1.0,
+) -> torch.Tensor:
     """``kd_weight * T^2 * KL(teacher_T || student_T) + ce_weight * CE(student, labels)`` (CE only with labels).
 
     A ``(cls_logits, dist_logits)`` pair (DeiT distilled students in distilled-training mode) takes
@@ -44,8 +51,12 @@ def distillation_loss(student_out: Any, teacher_logits: torch.Tensor, labels: to
     """
     cls_logits, dist_logits = student_out if isinstance(student_out, (tuple, list)) else (student_out, student_out)
     t = temperature
-    kd = F.kl_div(F.log_softmax(dist_logits.float() / t, dim=-1), F.log_softmax(teacher_logits.float() / t, dim=-1),
-                  reduction="batchmean", log_target=True) * (t * t)
+    kd = F.kl_div(
+        F.log_softmax(dist_logits.float() / t, dim=-1),
+        F.log_softmax(teacher_logits.float() / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
     loss = kd_weight * kd
     if labels is not None and ce_weight > 0:
         loss = loss + ce_weight * F.cross_entropy(cls_logits.float(), labels)
@@ -69,8 +80,9 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def save_training_state(out_dir: str, student: nn.Module, optimizer: torch.optim.Optimizer,
-                        state: dict[str, Any]) -> None:
+def save_training_state(
+    out_dir: str, student: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     """Write the student (safetensors + JSON), the optimizer (safetensors + JSON) and the trainer state."""
     from safetensors.torch import save_file
 
@@ -125,13 +137,29 @@ def load_training_state(out_dir: str, student: nn.Module, optimizer: torch.optim
 
 
 # ------------------------------------------------------------------------------ the loop
-def finetune(student: nn.Module, teacher: nn.Module, data: Any, epochs: int = 1, lr: float = 5e-4, *,
-             batch_size: int = 64, weight_decay: float = 0.05, temperature: float = 1.0, kd_weight: float = 1.0,
-             ce_weight: float = 1.0, warmup_steps: int = 0, min_lr: float = 0.0, grad_clip: float | None = 1.0,
-             augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-             out_dir: str | None = None, resume: bool = True, seed: int = 0,
-             steps_per_epoch: int | None = None, device: str | torch.device | None = None,
-             progress: bool = True) -> dict[str, Any]:
+def finetune(
+    student: nn.Module,
+    teacher: nn.Module,
+    data: Any,
+    epochs: int = 1,
+    lr: float = 5e-4,
+    *,
+    batch_size: int = 64,
+    weight_decay: float = 0.05,
+    temperature: float = 1.0,
+    kd_weight: float = 1.0,
+    ce_weight: float = 1.0,
+    warmup_steps: int = 0,
+    min_lr: float = 0.0,
+    grad_clip: float | None = 1.0,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    out_dir: str | None = None,
+    resume: bool = True,
+    seed: int = 0,
+    steps_per_epoch: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fine-tune a converted RePaViT ``student`` by distillation from ``teacher`` (arXiv 2505.21847).
 
     Loss: ``kd_weight * T^2 * KL(teacher || student)`` at temperature ``temperature``, plus
@@ -176,8 +204,13 @@ def finetune(student: nn.Module, teacher: nn.Module, data: Any, epochs: int = 1,
     for epoch in range(start_epoch, epochs):
         student.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        bar = tqdm(total=per_epoch, desc=f"repavit finetune {epoch + 1}/{epochs}", unit="step",
-                   dynamic_ncols=True, disable=not progress)
+        bar = tqdm(
+            total=per_epoch,
+            desc=f"repavit finetune {epoch + 1}/{epochs}",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not progress,
+        )
         losses, started = [], time.time()
         for i, (images, labels) in enumerate(iterate_batches(data, batch_size, shuffle=True, generator=generator)):
             if i >= per_epoch:
@@ -202,17 +235,40 @@ def finetune(student: nn.Module, teacher: nn.Module, data: Any, epochs: int = 1,
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{current_lr:.2e}")
             bar.update(1)
         bar.close()
-        history.append({"epoch": epoch, "loss": sum(losses) / max(1, len(losses)), "steps": len(losses),
-                        "lr_end": cosine_lr(max(0, step - 1), total, lr, warmup_steps, min_lr),
-                        "seconds": round(time.time() - started, 2)})
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": sum(losses) / max(1, len(losses)),
+                "steps": len(losses),
+                "lr_end": cosine_lr(max(0, step - 1), total, lr, warmup_steps, min_lr),
+                "seconds": round(time.time() - started, 2),
+            }
+        )
         if out_dir is not None:
-            save_training_state(out_dir, student, optimizer, {
-                "epoch": epoch, "step": step, "history": history, "epochs": epochs, "lr": lr,
-                "batch_size": batch_size, "temperature": temperature, "kd_weight": kd_weight,
-                "ce_weight": ce_weight, "seed": seed})
+            save_training_state(
+                out_dir,
+                student,
+                optimizer,
+                {
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                    "epochs": epochs,
+                    "lr": lr,
+                    "batch_size": batch_size,
+                    "temperature": temperature,
+                    "kd_weight": kd_weight,
+                    "ce_weight": ce_weight,
+                    "seed": seed,
+                },
+            )
     student.eval()
-    return {"history": history, "epochs_run": len(history) - (resumed_from + 1 if resumed_from is not None else 0),
-            "resumed_from": resumed_from, "steps": step}
+    return {
+        "history": history,
+        "epochs_run": len(history) - (resumed_from + 1 if resumed_from is not None else 0),
+        "resumed_from": resumed_from,
+        "steps": step,
+    }
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -223,8 +279,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     device = next(model.parameters()).device
     correct = 0
     for start in range(0, len(images), batch_size):
-        logits = model(images[start:start + batch_size].to(device))
-        correct += int((logits.argmax(-1).cpu() == labels[start:start + batch_size]).sum())
+        logits = model(images[start : start + batch_size].to(device))
+        correct += int((logits.argmax(-1).cpu() == labels[start : start + batch_size]).sum())
     return correct / max(1, len(images))
 
 
@@ -234,11 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="accel reparam finetune",
         description="Convert the built-in timm ViT (vit-digits) to RePaViT, fine-tune it by distillation from "
-                    "the original, fold it, and report held-out accuracy at each stage (arXiv 2505.21847).")
-    p.add_argument("--model-dir", default=BUILTIN_MODELS["vit-digits"].path,
-                   help="teacher weights directory (config.json + model.safetensors); default: built-in vit-digits")
-    p.add_argument("--out-dir", default=os.path.join("runs", "repavit-vit-digits"),
-                   help="checkpoints, folded model and result.json (default: %(default)s)")
+        "the original, fold it, and report held-out accuracy at each stage (arXiv 2505.21847).",
+    )
+    p.add_argument(
+        "--model-dir",
+        default=BUILTIN_MODELS["vit-digits"].path,
+        help="teacher weights directory (config.json + model.safetensors); default: built-in vit-digits",
+    )
+    p.add_argument(
+        "--out-dir",
+        default=os.path.join("runs", "repavit-vit-digits"),
+        help="checkpoints, folded model and result.json (default: %(default)s)",
+    )
     p.add_argument("--idle-ratio", type=float, default=0.75, help="fraction of idle FFN channels, in [0, 1]")
     p.add_argument("--no-act-norm", action="store_true", help="no BatchNorm after the activation")
     p.add_argument("--epochs", type=int, default=20)
@@ -269,34 +332,54 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if not os.path.exists(os.path.join(args.model_dir, "model.safetensors")):
-        print(f"error: no teacher weights in {args.model_dir}; train the built-in ViT first "
-              "(python -m accel.pipelines.builtin.vit) or pass --model-dir", file=sys.stderr)
+        print(
+            f"error: no teacher weights in {args.model_dir}; train the built-in ViT first "
+            "(python -m accel.pipelines.builtin.vit) or pass --model-dir",
+            file=sys.stderr,
+        )
         return 2
     torch.manual_seed(args.seed)
     teacher = load_vit(args.model_dir).to(args.device)
     train_images, train_labels = builtin_data.digits("train")
     if args.train_limit is not None:
-        train_images, train_labels = train_images[:args.train_limit], train_labels[:args.train_limit]
+        train_images, train_labels = train_images[: args.train_limit], train_labels[: args.train_limit]
     test_images, test_labels = builtin_data.digits("heldout")
     try:
         student = to_repavit(teacher, args.idle_ratio, act_norm=not args.no_act_norm)
     except AccelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result: dict[str, Any] = {"idle_ratio": args.idle_ratio, "act_norm": not args.no_act_norm,
-                              "teacher_accuracy": accuracy(teacher, test_images, test_labels),
-                              "converted_accuracy": accuracy(student, test_images, test_labels)}
+    result: dict[str, Any] = {
+        "idle_ratio": args.idle_ratio,
+        "act_norm": not args.no_act_norm,
+        "teacher_accuracy": accuracy(teacher, test_images, test_labels),
+        "converted_accuracy": accuracy(student, test_images, test_labels),
+    }
     resuming = not args.no_resume and os.path.exists(os.path.join(args.out_dir, STATE_FILE))
     if args.calibration_batches > 0 and not resuming:
         calibrate_batchnorm(student, train_images, args.calibration_batches, args.batch_size)
         result["calibrated_accuracy"] = accuracy(student, test_images, test_labels)
     data = (train_images, train_labels) if args.ce_weight > 0 else train_images
-    run = finetune(student, teacher, data, args.epochs, args.lr, batch_size=args.batch_size,
-                   weight_decay=args.weight_decay, temperature=args.temperature, kd_weight=args.kd_weight,
-                   ce_weight=args.ce_weight, warmup_steps=args.warmup_steps, min_lr=args.min_lr,
-                   augment=builtin_data.augment_digits,
-                   out_dir=args.out_dir, resume=not args.no_resume, seed=args.seed, device=args.device,
-                   progress=not args.no_progress)
+    run = finetune(
+        student,
+        teacher,
+        data,
+        args.epochs,
+        args.lr,
+        batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+        temperature=args.temperature,
+        kd_weight=args.kd_weight,
+        ce_weight=args.ce_weight,
+        warmup_steps=args.warmup_steps,
+        min_lr=args.min_lr,
+        augment=builtin_data.augment_digits,
+        out_dir=args.out_dir,
+        resume=not args.no_resume,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     result["finetuned_accuracy"] = accuracy(student, test_images, test_labels)
     folded = reparameterize(student)
     result["folded_accuracy"] = accuracy(folded, test_images, test_labels)

@@ -8,20 +8,31 @@ attention layer's q/k/v, and pick per-head patterns (Sparse-vDiT, arXiv 2506.030
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..api import apply, get_handle, remove
+from ..errors import StateError
 from ..sparse_attention.builders.plan import SparsePlan
 from ..sparse_attention.config import SparseAttentionConfig
 from .sparse_plan_search import DEFAULT_CANDIDATES, PlanSearch
-from ..errors import StateError
 
 
-def calibrate_plan(target: Any, run: Callable[[], Any], *, candidates: Sequence[str] = DEFAULT_CANDIDATES,
-                   error_bound: float = 0.05, block_size: int = 64, tile: tuple[int, int, int] = (4, 4, 4),
-                   allow_skip: bool = False, skip_bound: float = 0.02, sample_rows: int = 256,
-                   steps: Sequence[int] | None = None, num_inference_steps: int | None = None,
-                   meta: dict[str, Any] | None = None) -> SparsePlan:
+def calibrate_plan(
+    target: Any,
+    run: Callable[[], Any],
+    *,
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    error_bound: float = 0.05,
+    block_size: int = 64,
+    tile: tuple[int, int, int] = (4, 4, 4),
+    allow_skip: bool = False,
+    skip_bound: float = 0.02,
+    sample_rows: int = 256,
+    steps: Sequence[int] | None = None,
+    num_inference_steps: int | None = None,
+    meta: dict[str, Any] | None = None,
+) -> SparsePlan:
     """Search a :class:`SparsePlan` for ``target`` (a pipeline or video-DiT denoiser).
 
     ``run()`` must call the pipeline/denoiser on calibration inputs; attention stays dense during
@@ -38,10 +49,12 @@ def calibrate_plan(target: Any, run: Callable[[], Any], *, candidates: Sequence[
         wanted = set(steps) if steps is not None else None
         for session in handle.sessions:
             for plugin in session.plugins:
+
                 def observe(layer, q, k, v, layout, _plugin=plugin):
                     info = _plugin.session.context.current
                     if wanted is None or (info is not None and info.step_index in wanted):
                         search.observe(layer, q, k, v, layout)
+
                 plugin.force_dense = True
                 plugin.observer = observe
         run()

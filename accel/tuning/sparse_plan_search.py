@@ -9,17 +9,25 @@ share of the layer's attention output.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from ..errors import ConfigError, StateError
 from ..sparse_attention.builders.patterns import PatternSpec, pattern_mask
 from ..sparse_attention.builders.plan import SparsePlan
 from ..sparse_attention.reorder import SequenceLayout
-from ..errors import ConfigError, StateError
 
-DEFAULT_CANDIDATES = ("diagonal:1", "temporal:0", "multi_diagonal:2,2", "vertical_stripe:1,1", "window:1,3,3",
-                      "window:2,6,6", "temporal:2")
+DEFAULT_CANDIDATES = (
+    "diagonal:1",
+    "temporal:0",
+    "multi_diagonal:2,2",
+    "vertical_stripe:1,1",
+    "window:1,3,3",
+    "window:2,6,6",
+    "temporal:2",
+)
 
 
 class PlanSearch:
@@ -36,9 +44,17 @@ class PlanSearch:
         force_diagonal: as at run time, every pattern keeps the diagonal blocks.
     """
 
-    def __init__(self, candidates: Sequence[str] = DEFAULT_CANDIDATES, error_bound: float = 0.05, block_size: int = 64,
-                 tile: tuple[int, int, int] = (4, 4, 4), allow_skip: bool = False, skip_bound: float = 0.02,
-                 sample_rows: int = 256, force_diagonal: bool = True) -> None:
+    def __init__(
+        self,
+        candidates: Sequence[str] = DEFAULT_CANDIDATES,
+        error_bound: float = 0.05,
+        block_size: int = 64,
+        tile: tuple[int, int, int] = (4, 4, 4),
+        allow_skip: bool = False,
+        skip_bound: float = 0.02,
+        sample_rows: int = 256,
+        force_diagonal: bool = True,
+    ) -> None:
         self.candidates = tuple(str(PatternSpec.parse(c)) for c in candidates)
         if not self.candidates:
             raise ConfigError("PlanSearch needs at least one candidate pattern")
@@ -64,26 +80,36 @@ class PlanSearch:
         self.observations = 0
 
     @torch.no_grad()
-    def observe(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: SequenceLayout,
-                scale: float | None = None) -> None:
-        """Record one attention call of ``layer``: ``q``, ``k``, ``v`` ``[B, H, N, D]`` in the working order of ``layout``."""
+    def observe(
+        self,
+        layer: int,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layout: SequenceLayout,
+        scale: float | None = None,
+    ) -> None:
+        """Record one attention call of ``layer``.
+
+        ``q``, ``k``, ``v`` are ``[B, H, N, D]`` in the working order of ``layout``.
+        """
         if tuple(layout.tile) != self.tile:
             raise ConfigError(f"layout tile {layout.tile} differs from the search tile {self.tile}")
         b, h, n, d = q.shape
         if n != layout.seq_len:
             raise ConfigError(f"q has {n} tokens, layout {layout} has {layout.seq_len}")
-        scale = d ** -0.5 if scale is None else scale
+        scale = d**-0.5 if scale is None else scale
         rows = torch.linspace(0, n - 1, min(self.sample_rows, n), device=q.device).round().long().unique()
-        scores = (q[:, :, rows].float() @ k.float().transpose(-1, -2)) * scale      # [B,H,S,N]
+        scores = (q[:, :, rows].float() @ k.float().transpose(-1, -2)) * scale  # [B,H,S,N]
         vf = v.float()
-        dense_out = torch.softmax(scores, -1) @ vf                                   # [B,H,S,D]
-        dense_norm = dense_out.pow(2).sum((0, 2, 3)).sqrt()                          # [H]
+        dense_out = torch.softmax(scores, -1) @ vf  # [B,H,S,D]
+        dense_norm = dense_out.pow(2).sum((0, 2, 3)).sqrt()  # [H]
         errors = self._errors.setdefault(layer, {})
         densities = self._densities.setdefault(layer, {})
         for spec in self.candidates:
             mask = pattern_mask([spec], layout, self.block_size, q.device, self.force_diagonal)
-            row_blocks = mask.to_block_bool()[0, 0][rows // self.block_size]          # [S, Nb]
-            allowed = row_blocks.repeat_interleave(self.block_size, -1)[:, :n]        # [S, N]
+            row_blocks = mask.to_block_bool()[0, 0][rows // self.block_size]  # [S, Nb]
+            allowed = row_blocks.repeat_interleave(self.block_size, -1)[:, :n]  # [S, N]
             probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1).nan_to_num(0.0)
             err = (probs @ vf - dense_out).pow(2).sum((0, 2, 3)).sqrt() / dense_norm.clamp_min(1e-12)
             errors[spec] = torch.maximum(errors[spec], err.cpu()) if spec in errors else err.cpu()
@@ -96,7 +122,9 @@ class PlanSearch:
     def result(self, meta: dict[str, Any] | None = None) -> SparsePlan:
         """The plan: per layer and head, the cheapest pattern within the bound (or skip / dense)."""
         if not self._errors:
-            raise StateError("PlanSearch.result: no attention call was observed; run the model on calibration inputs first")
+            raise StateError(
+                "PlanSearch.result: no attention call was observed; run the model on calibration inputs first"
+            )
         layers, errors, densities = {}, {}, {}
         for layer in sorted(self._errors):
             per_spec = self._errors[layer]
@@ -108,23 +136,35 @@ class PlanSearch:
                     pick = ("skip", float(self._share[layer][head]), 0.0)
                 else:
                     ok = [s for s in ranked if float(per_spec[s][head]) <= self.error_bound]
-                    pick = (ok[0], float(per_spec[ok[0]][head]), self._densities[layer][ok[0]]) if ok else ("dense", 0.0, 1.0)
+                    pick = (
+                        (ok[0], float(per_spec[ok[0]][head]), self._densities[layer][ok[0]])
+                        if ok
+                        else ("dense", 0.0, 1.0)
+                    )
                 chosen.append(pick[0])
                 chosen_err.append(pick[1])
                 chosen_density.append(pick[2])
             layers[layer] = tuple(chosen)
             errors[layer] = tuple(round(e, 6) for e in chosen_err)
             densities[layer] = tuple(round(x, 6) for x in chosen_density)
-        info = {"observations": self.observations, "candidates": list(self.candidates),
-                "layouts": {str(k): [v.frames, v.height, v.width, v.text_len] for k, v in self._layouts.items()}}
+        info = {
+            "observations": self.observations,
+            "candidates": list(self.candidates),
+            "layouts": {str(k): [v.frames, v.height, v.width, v.text_len] for k, v in self._layouts.items()},
+        }
         info.update(meta or {})
-        return SparsePlan(layers=layers, block_size=self.block_size, tile=self.tile,  # type: ignore[arg-type]
-                          error_bound=self.error_bound, errors=errors, densities=densities, meta=info)
+        return SparsePlan(
+            layers=layers,
+            block_size=self.block_size,
+            tile=self.tile,  # type: ignore[arg-type]
+            error_bound=self.error_bound,
+            errors=errors,
+            densities=densities,
+            meta=info,
+        )
 
 
 def expected_density(plan: SparsePlan) -> float:
     """Mean chosen density over every head of every planned layer (1.0 for an empty plan)."""
     values = [x for v in plan.densities.values() for x in v]
     return float(sum(values) / len(values)) if values else 1.0
-
-

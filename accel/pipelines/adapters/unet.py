@@ -14,7 +14,7 @@ class SkipUnit:
     """Modules of one U-Net layer and the skip connection it produces (down) or consumes (up)."""
 
     name: str
-    skip: int                       # skip index S_k (S_0 is conv_in's output)
+    skip: int  # skip index S_k (S_0 is conv_in's output)
     modules: tuple[nn.Module, ...]
 
 
@@ -49,24 +49,25 @@ class UNetAdapter(Adapter):
             for j, resnet in enumerate(block.resnets):
                 mods = (resnet,) + ((attentions[j],) if j < len(attentions) else ())
                 down.append(SkipUnit(f"down_blocks.{i}.layer{j}", len(down) + 1, mods))
-            for sampler in (getattr(block, "downsamplers", None) or []):
+            for sampler in getattr(block, "downsamplers", None) or []:
                 down.append(SkipUnit(f"down_blocks.{i}.downsampler", len(down) + 1, (sampler,)))
         k = len(down)
         up: list[SkipUnit] = []
         samplers: list[SkipUnit] = []
         for u, block in enumerate(unet.up_blocks):
             attentions = getattr(block, "attentions", None) or []
-            for l, resnet in enumerate(block.resnets):
-                mods = (resnet,) + ((attentions[l],) if l < len(attentions) else ())
-                up.append(SkipUnit(f"up_blocks.{u}.layer{l}", k - len(up), mods))
-            for sampler in (getattr(block, "upsamplers", None) or []):
+            for layer, resnet in enumerate(block.resnets):
+                mods = (resnet,) + ((attentions[layer],) if layer < len(attentions) else ())
+                up.append(SkipUnit(f"up_blocks.{u}.layer{layer}", k - len(up), mods))
+            for sampler in getattr(block, "upsamplers", None) or []:
                 samplers.append(SkipUnit(f"up_blocks.{u}.upsampler", up[-1].skip, (sampler,)))
         if len(up) != k + 1:
             from ...errors import UnsupportedModelError
 
             raise UnsupportedModelError(
                 f"this U-Net's up path consumes {len(up)} skips but its down path makes {k + 1}; DeepCache needs the "
-                "standard UNet2DConditionModel skip structure")
+                "standard UNet2DConditionModel skip structure"
+            )
         return SkipLayout(tuple(down), getattr(unet, "mid_block", None), tuple(up), tuple(samplers))
 
     def blocks(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -80,9 +81,17 @@ class UNetAdapter(Adapter):
         return out
 
 
-register_adapter(UNetAdapter(
-    family="unet", title="Stable Diffusion U-Net (SD 1.x/2.x, SDXL)", kind="unet",
-    model_classes=(("diffusers", "UNet2DConditionModel"),),
-    block_specs=(BlockSpec("BasicTransformerBlock", (
-        Component("attn1", "self_attn"), Component("attn2", "cross_attn"), Component("ff", "ffn"))),),
-))
+register_adapter(
+    UNetAdapter(
+        family="unet",
+        title="Stable Diffusion U-Net (SD 1.x/2.x, SDXL)",
+        kind="unet",
+        model_classes=(("diffusers", "UNet2DConditionModel"),),
+        block_specs=(
+            BlockSpec(
+                "BasicTransformerBlock",
+                (Component("attn1", "self_attn"), Component("attn2", "cross_attn"), Component("ff", "ffn")),
+            ),
+        ),
+    )
+)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from ...errors import ConfigError
 
 HEADS = {
@@ -46,11 +47,20 @@ class DomainClassifier(nn.Module):
 
     def _body(self) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.GroupNorm(8, 32), nn.GELU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.GroupNorm(8, 128), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.GroupNorm(8, 32),
+            nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 128),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
 
     @staticmethod
@@ -81,11 +91,20 @@ class VideoClassifier(DomainClassifier):
 
     def _body(self) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv3d(3, 32, (1, 3, 3), padding=(0, 1, 1)), nn.GroupNorm(8, 32), nn.GELU(),
-            nn.Conv3d(32, 64, 3, stride=(1, 2, 2), padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv3d(64, 64, 3, stride=(2, 1, 1), padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv3d(64, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+            nn.Conv3d(3, 32, (1, 3, 3), padding=(0, 1, 1)),
+            nn.GroupNorm(8, 32),
+            nn.GELU(),
+            nn.Conv3d(32, 64, 3, stride=(1, 2, 2), padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.Conv3d(64, 64, 3, stride=(2, 1, 1), padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.Conv3d(64, 64, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(),
         )
 
     @staticmethod
@@ -99,9 +118,13 @@ def save_classifier(model: DomainClassifier, directory: str, extra: dict[str, An
     from safetensors.torch import save_file
 
     os.makedirs(directory, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(directory, "classifier.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(directory, "classifier.safetensors")
+    )
     with open(os.path.join(directory, "classifier.json"), "w") as f:
-        json.dump({"heads": model.head_sizes, "video": isinstance(model, VideoClassifier), **(extra or {})}, f, indent=2)
+        json.dump(
+            {"heads": model.head_sizes, "video": isinstance(model, VideoClassifier), **(extra or {})}, f, indent=2
+        )
 
 
 def load_classifier(directory: str) -> DomainClassifier:

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from ...errors import ConfigError
 
 IMAGE_SIZE = 32
@@ -32,15 +33,29 @@ POSITIONS = ("top left", "top right", "bottom left", "bottom right", "center")
 DIRECTIONS = ("left", "right", "up", "down")
 
 _RGB = {"red": (0.95, 0.15, 0.15), "green": (0.15, 0.85, 0.25), "blue": (0.2, 0.35, 1.0), "yellow": (0.95, 0.9, 0.15)}
-_CENTRES = {"top left": (9.0, 9.0), "top right": (9.0, 23.0), "bottom left": (23.0, 9.0),
-            "bottom right": (23.0, 23.0), "center": (16.0, 16.0)}  # (row, col)
+_CENTRES = {
+    "top left": (9.0, 9.0),
+    "top right": (9.0, 23.0),
+    "bottom left": (23.0, 9.0),
+    "bottom right": (23.0, 23.0),
+    "center": (16.0, 16.0),
+}  # (row, col)
 _STEP = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}
 
 #: Every word the built-in text encoders know (plus special tokens added by the tokenizer).
-VOCABULARY = tuple(sorted(set(
-    "a an the of at in on image photo picture video handwritten digit number moving".split()
-    + [str(d) for d in range(10)] + list(DIGIT_WORDS) + list(SHAPES) + list(COLOURS) + list(DIRECTIONS)
-    + "top bottom left right center".split())))
+VOCABULARY = tuple(
+    sorted(
+        set(
+            "a an the of at in on image photo picture video handwritten digit number moving".split()
+            + [str(d) for d in range(10)]
+            + list(DIGIT_WORDS)
+            + list(SHAPES)
+            + list(COLOURS)
+            + list(DIRECTIONS)
+            + "top bottom left right center".split()
+        )
+    )
+)
 
 
 # ------------------------------------------------------------------------------------- digits
@@ -94,8 +109,11 @@ class ShapeSpec:
 
     @property
     def caption(self) -> str:
-        return f"a {self.colour} {self.shape} at the {self.position}" if self.position != "center" else \
-            f"a {self.colour} {self.shape} in the center"
+        return (
+            f"a {self.colour} {self.shape} at the {self.position}"
+            if self.position != "center"
+            else f"a {self.colour} {self.shape} in the center"
+        )
 
     @property
     def labels(self) -> tuple[int, int, int]:
@@ -106,7 +124,9 @@ def all_shape_specs() -> list[ShapeSpec]:
     return [ShapeSpec(s, c, p) for s in SHAPES for c in COLOURS for p in POSITIONS]
 
 
-def _shape_mask(shape: str, centre: tuple[float, float], size: float, size_px: int = IMAGE_SIZE, ss: int = 4) -> torch.Tensor:
+def _shape_mask(
+    shape: str, centre: tuple[float, float], size: float, size_px: int = IMAGE_SIZE, ss: int = 4
+) -> torch.Tensor:
     """Anti-aliased coverage mask (H, W) in [0, 1], rendered at ``ss``x supersampling."""
     n = size_px * ss
     coords = (torch.arange(n, dtype=torch.float32) + 0.5) / ss
@@ -114,7 +134,7 @@ def _shape_mask(shape: str, centre: tuple[float, float], size: float, size_px: i
     r, c = rows - centre[0], cols - centre[1]
     half = size / 2
     if shape == "circle":
-        inside = r ** 2 + c ** 2 <= half ** 2
+        inside = r**2 + c**2 <= half**2
     elif shape == "square":
         inside = (r.abs() <= half * 0.85) & (c.abs() <= half * 0.85)
     elif shape == "triangle":
@@ -126,8 +146,13 @@ def _shape_mask(shape: str, centre: tuple[float, float], size: float, size_px: i
     return F.avg_pool2d(inside.float()[None, None], ss)[0, 0]
 
 
-def render_shape(spec: ShapeSpec, generator: torch.Generator, centre: tuple[float, float] | None = None,
-                 size: float | None = None, background: torch.Tensor | None = None) -> torch.Tensor:
+def render_shape(
+    spec: ShapeSpec,
+    generator: torch.Generator,
+    centre: tuple[float, float] | None = None,
+    size: float | None = None,
+    background: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One (3, 32, 32) image in [-1, 1]."""
     if size is None:
         size = 11.0 + 3.0 * float(torch.rand((), generator=generator))
@@ -200,7 +225,11 @@ def render_varied_shape(spec: ShapeSpec, generator: torch.Generator) -> tuple[to
     image = (background * (1 - mask) + shaded * mask).clamp(0, 1) * 2 - 1
 
     brightness = (low + high) / 2
-    return image, (min(int(u[0] * 3), 2), int(brightness > 0.13) + int(brightness > 0.19), int(light / (math.pi / 2)) % 4)
+    return image, (
+        min(int(u[0] * 3), 2),
+        int(brightness > 0.13) + int(brightness > 0.19),
+        int(light / (math.pi / 2)) % 4,
+    )
 
 
 def varied_shapes(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -262,8 +291,15 @@ def render_motion(spec: MotionSpec, generator: torch.Generator, frames: int = VI
         else:
             row = along if dr > 0 else IMAGE_SIZE - along
             centre = (row, cross)
-        out.append(render_shape(ShapeSpec(spec.shape, spec.colour, "center"), generator, centre=centre, size=size,
-                                background=background))
+        out.append(
+            render_shape(
+                ShapeSpec(spec.shape, spec.colour, "center"),
+                generator,
+                centre=centre,
+                size=size,
+                background=background,
+            )
+        )
     return torch.stack(out)
 
 
@@ -319,7 +355,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] to [0, 1]."""
-    return ((images.clamp(-1, 1) + 1) / 2)
+    return (images.clamp(-1, 1) + 1) / 2
 
 
 def grid(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
@@ -333,5 +369,5 @@ def grid(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
     x = to_unit(images)
     for i in range(n):
         r, c = divmod(i, ncol)
-        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = x[i]
+        canvas[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[i]
     return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

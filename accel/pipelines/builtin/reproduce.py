@@ -19,13 +19,15 @@ import os
 
 from safetensors.torch import load_file
 
-from . import WEIGHTS_DIR
 from ...errors import ConfigError, NotFoundError
+from . import WEIGHTS_DIR
 
 
 def compare(shipped: str, rerun: str) -> dict:
     """Per-folder comparison of two saved models: tensors compared, identical or not, max |difference|."""
-    files = sorted(os.path.relpath(p, shipped) for p in glob.glob(os.path.join(shipped, "**", "*.safetensors"), recursive=True))
+    files = sorted(
+        os.path.relpath(p, shipped) for p in glob.glob(os.path.join(shipped, "**", "*.safetensors"), recursive=True)
+    )
     if not files:
         raise NotFoundError(f"no safetensors files under {shipped}")
     tensors, max_diff, differing = 0, 0.0, []
@@ -42,8 +44,13 @@ def compare(shipped: str, rerun: str) -> dict:
             if diff > 0:
                 differing.append(f"{rel}:{key}")
             max_diff = max(max_diff, diff)
-    return {"files": len(files), "tensors": tensors, "identical": not differing, "max_abs_difference": max_diff,
-            "differing_tensors": len(differing)}
+    return {
+        "files": len(files),
+        "tensors": tensors,
+        "identical": not differing,
+        "max_abs_difference": max_diff,
+        "differing_tensors": len(differing),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,10 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     path = os.path.join(shipped, "training.json")
     training = json.load(open(path))
     if rerun_training.get("threads") != training.get("threads"):
-        raise SystemExit(f"the rerun used {rerun_training.get('threads')} thread(s), the shipped run "
-                         f"{training.get('threads')}; rerun with OMP_NUM_THREADS={training.get('threads')}")
-    result.update(date=datetime.date.today().isoformat(), rerun_minutes=rerun_training.get("minutes"),
-                  rerun_final_loss=rerun_training.get("final_loss"))
+        raise SystemExit(
+            f"the rerun used {rerun_training.get('threads')} thread(s), the shipped run "
+            f"{training.get('threads')}; rerun with OMP_NUM_THREADS={training.get('threads')}"
+        )
+    result.update(
+        date=datetime.date.today().isoformat(),
+        rerun_minutes=rerun_training.get("minutes"),
+        rerun_final_loss=rerun_training.get("final_loss"),
+    )
     training["rerun_check"] = result
     with open(path, "w") as f:
         json.dump(training, f, indent=2)

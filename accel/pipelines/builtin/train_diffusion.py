@@ -15,7 +15,8 @@ import argparse
 import dataclasses
 import functools
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,12 +31,14 @@ from .training import fit, half_precision_copy, write_report
 @dataclasses.dataclass
 class Recipe:
     name: str
-    objective: str                                                    # "v" (DDPM v-prediction) or "flow"
-    build: Callable[[], dict[str, Any]]                               # trainable parts + tokenizer
+    objective: str  # "v" (DDPM v-prediction) or "flow"
+    build: Callable[[], dict[str, Any]]  # trainable parts + tokenizer
     condition: Callable[[dict[str, Any], list[str]], dict[str, Any]]  # captions -> denoiser kwargs
     predict: Callable[[dict[str, Any], torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
-    assemble: Callable[[dict[str, Any], Any], Any]                    # trained parts + vae -> pipeline
-    data: Callable[[Any], Callable[[torch.Generator, int], tuple[torch.Tensor, list[str]]]]  # vae -> latent batch sampler
+    assemble: Callable[[dict[str, Any], Any], Any]  # trained parts + vae -> pipeline
+    data: Callable[
+        [Any], Callable[[torch.Generator, int], tuple[torch.Tensor, list[str]]]
+    ]  # vae -> latent batch sampler
     load_vae: Callable[[], Any]
     max_steps: int = 1600
     batch_size: int = 64
@@ -49,7 +52,8 @@ def _digit_batches(vae) -> Callable[[torch.Generator, int], tuple[torch.Tensor, 
     def sample(g: torch.Generator, n: int) -> tuple[torch.Tensor, list[str]]:
         idx = torch.randint(len(images), (n,), generator=g)
         pixels = data.augment_digits(images[idx], g)  # fresh augmentation each step, so encoded per step
-        return encode_images(vae, pixels), [data.digit_caption(int(l)) for l in labels[idx]]
+        return encode_images(vae, pixels), [data.digit_caption(int(label)) for label in labels[idx]]
+
     return sample
 
 
@@ -59,6 +63,7 @@ def _shape_batches(vae) -> Callable[[torch.Generator, int], tuple[torch.Tensor, 
     def sample(g: torch.Generator, n: int) -> tuple[torch.Tensor, list[str]]:
         idx = torch.randint(len(images), (n,), generator=g)
         return encode_images(vae, images[idx]), [captions[i] for i in idx.tolist()]
+
     return sample
 
 
@@ -67,12 +72,17 @@ def _varied_shape_batches(vae) -> Callable[[torch.Generator, int], tuple[torch.T
     from tqdm.auto import tqdm
 
     images, _, captions = data.varied_shapes(30000, seed=1)
-    latents = torch.cat([encode_images(vae, images[i:i + 500])
-                         for i in tqdm(range(0, len(images), 500), desc="encode images", unit="batch")])
+    latents = torch.cat(
+        [
+            encode_images(vae, images[i : i + 500])
+            for i in tqdm(range(0, len(images), 500), desc="encode images", unit="batch")
+        ]
+    )
 
     def sample(g: torch.Generator, n: int) -> tuple[torch.Tensor, list[str]]:
         idx = torch.randint(len(latents), (n,), generator=g)
         return latents[idx], [captions[i] for i in idx.tolist()]
+
     return sample
 
 
@@ -81,12 +91,17 @@ def _video_batches(vae) -> Callable[[torch.Generator, int], tuple[torch.Tensor, 
     from tqdm.auto import tqdm
 
     videos, _, captions = data.moving_shapes(4800, seed=1)
-    latents = torch.cat([_encode_videos(vae, videos[i:i + 16].permute(0, 2, 1, 3, 4))  # (n, 3, F, H, W)
-                         for i in tqdm(range(0, len(videos), 16), desc="encode videos", unit="batch")])
+    latents = torch.cat(
+        [
+            _encode_videos(vae, videos[i : i + 16].permute(0, 2, 1, 3, 4))  # (n, 3, F, H, W)
+            for i in tqdm(range(0, len(videos), 16), desc="encode videos", unit="batch")
+        ]
+    )
 
     def sample(g: torch.Generator, n: int) -> tuple[torch.Tensor, list[str]]:
         idx = torch.randint(len(latents), (n,), generator=g)
         return latents[idx], [captions[i] for i in idx.tolist()]
+
     return sample
 
 
@@ -116,10 +131,17 @@ def _sd_build() -> dict[str, Any]:
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64), layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=2,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=2, norm_num_groups=16)
+        cross_attention_dim=64,
+        attention_head_dim=2,
+        norm_num_groups=16,
+    )
     return {"denoiser": unet, "text_encoder": clip_text_encoder(hidden=64), "tokenizer": build_tokenizer()}
 
 
@@ -135,11 +157,19 @@ def _sd_predict(parts, noisy, t, cond):
 def _sd_assemble(parts, vae):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    scheduler = DDIMScheduler(**EPS_SCHEDULE, steps_offset=1, clip_sample=False, set_alpha_to_one=False,
-                              prediction_type="v_prediction")
-    return StableDiffusionPipeline(vae=vae, text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
-                                   unet=parts["denoiser"], scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    scheduler = DDIMScheduler(
+        **EPS_SCHEDULE, steps_offset=1, clip_sample=False, set_alpha_to_one=False, prediction_type="v_prediction"
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=parts["denoiser"],
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 # ----------------------------------------------------------------------------------- PixArt
@@ -148,8 +178,17 @@ def _pixart_build() -> dict[str, Any]:
 
     torch.manual_seed(0)
     transformer = PixArtTransformer2DModel(
-        num_attention_heads=4, attention_head_dim=32, in_channels=4, out_channels=4, num_layers=8,
-        cross_attention_dim=128, sample_size=16, patch_size=2, caption_channels=64, norm_num_groups=32)
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=4,
+        out_channels=4,
+        num_layers=8,
+        cross_attention_dim=128,
+        sample_size=16,
+        patch_size=2,
+        caption_channels=64,
+        norm_num_groups=32,
+    )
     return {"denoiser": transformer, "text_encoder": t5_text_encoder(d_model=64), "tokenizer": build_tokenizer()}
 
 
@@ -160,16 +199,21 @@ def _pixart_condition(parts, captions):
 
 
 def _pixart_predict(parts, noisy, t, cond):
-    return parts["denoiser"](noisy, timestep=t, added_cond_kwargs={"resolution": None, "aspect_ratio": None},
-                             **cond).sample
+    return parts["denoiser"](
+        noisy, timestep=t, added_cond_kwargs={"resolution": None, "aspect_ratio": None}, **cond
+    ).sample
 
 
 def _pixart_assemble(parts, vae):
     from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
 
-    return PixArtAlphaPipeline(tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=vae,
-                               transformer=parts["denoiser"],
-                               scheduler=DPMSolverMultistepScheduler(**EPS_SCHEDULE, prediction_type="v_prediction"))
+    return PixArtAlphaPipeline(
+        tokenizer=parts["tokenizer"],
+        text_encoder=parts["text_encoder"],
+        vae=vae,
+        transformer=parts["denoiser"],
+        scheduler=DPMSolverMultistepScheduler(**EPS_SCHEDULE, prediction_type="v_prediction"),
+    )
 
 
 # -------------------------------------------------------------------------------------- SD3
@@ -178,11 +222,24 @@ def _sd3_build() -> dict[str, Any]:
 
     torch.manual_seed(0)
     transformer = SD3Transformer2DModel(
-        sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=8, attention_head_dim=32,
-        num_attention_heads=4, joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=64,
-        pos_embed_max_size=16)
-    return {"denoiser": transformer, "text_encoder": clip_text_encoder(32, with_projection=True, seed=1),
-            "text_encoder_2": clip_text_encoder(32, with_projection=True, seed=2), "tokenizer": build_tokenizer()}
+        sample_size=16,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=8,
+        attention_head_dim=32,
+        num_attention_heads=4,
+        joint_attention_dim=64,
+        caption_projection_dim=128,
+        pooled_projection_dim=64,
+        pos_embed_max_size=16,
+    )
+    return {
+        "denoiser": transformer,
+        "text_encoder": clip_text_encoder(32, with_projection=True, seed=1),
+        "text_encoder_2": clip_text_encoder(32, with_projection=True, seed=2),
+        "tokenizer": build_tokenizer(),
+    }
 
 
 def _sd3_condition(parts, captions):
@@ -205,9 +262,16 @@ def _sd3_assemble(parts, vae):
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
     return StableDiffusion3Pipeline(
-        transformer=parts["denoiser"], scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=vae,
-        text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], text_encoder_2=parts["text_encoder_2"],
-        tokenizer_2=build_tokenizer(), text_encoder_3=None, tokenizer_3=None)
+        transformer=parts["denoiser"],
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+        vae=vae,
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        text_encoder_2=parts["text_encoder_2"],
+        tokenizer_2=build_tokenizer(),
+        text_encoder_3=None,
+        tokenizer_3=None,
+    )
 
 
 # -------------------------------------------------------------------------------------- Wan
@@ -216,9 +280,22 @@ def _wan_build() -> dict[str, Any]:
 
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=4, out_channels=4,
-        text_dim=64, freq_dim=64, ffn_dim=256, num_layers=6, rope_max_seq_len=64)
-    return {"denoiser": transformer, "text_encoder": t5_text_encoder(d_model=64, umt5=True), "tokenizer": build_tokenizer()}
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=4,
+        out_channels=4,
+        text_dim=64,
+        freq_dim=64,
+        ffn_dim=256,
+        num_layers=6,
+        rope_max_seq_len=64,
+    )
+    return {
+        "denoiser": transformer,
+        "text_encoder": t5_text_encoder(d_model=64, umt5=True),
+        "tokenizer": build_tokenizer(),
+    }
 
 
 def _wan_condition(parts, captions):
@@ -234,27 +311,64 @@ def _wan_predict(parts, noisy, t, cond):
 def _wan_assemble(parts, vae):
     from diffusers import UniPCMultistepScheduler, WanPipeline
 
-    return WanPipeline(tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=vae,
-                       transformer=parts["denoiser"],
-                       scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                                         flow_shift=1.0))
+    return WanPipeline(
+        tokenizer=parts["tokenizer"],
+        text_encoder=parts["text_encoder"],
+        vae=vae,
+        transformer=parts["denoiser"],
+        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=1.0),
+    )
 
 
 RECIPES: dict[str, Recipe] = {
-    "sd-digits": Recipe("sd-digits", "v", _sd_build, _sd_condition, _sd_predict, _sd_assemble, _digit_batches,
-                        _load_image_vae, max_steps=2000),
-    "pixart-shapes": Recipe("pixart-shapes", "v", _pixart_build, _pixart_condition, _pixart_predict,
-                            _pixart_assemble, _varied_shape_batches, functools.partial(_load_image_vae, VARIED_VAE_DIR),
-                            max_steps=3000),
-    "sd3-shapes": Recipe("sd3-shapes", "flow", _sd3_build, _sd3_condition, _sd3_predict, _sd3_assemble,
-                         _shape_batches, _load_image_vae),
-    "wan-moving-shapes": Recipe("wan-moving-shapes", "flow", _wan_build, _wan_condition, _wan_predict,
-                                _wan_assemble, _video_batches, _load_video_vae, max_steps=3200, batch_size=16),
+    "sd-digits": Recipe(
+        "sd-digits",
+        "v",
+        _sd_build,
+        _sd_condition,
+        _sd_predict,
+        _sd_assemble,
+        _digit_batches,
+        _load_image_vae,
+        max_steps=2000,
+    ),
+    "pixart-shapes": Recipe(
+        "pixart-shapes",
+        "v",
+        _pixart_build,
+        _pixart_condition,
+        _pixart_predict,
+        _pixart_assemble,
+        _varied_shape_batches,
+        functools.partial(_load_image_vae, VARIED_VAE_DIR),
+        max_steps=3000,
+    ),
+    "sd3-shapes": Recipe(
+        "sd3-shapes", "flow", _sd3_build, _sd3_condition, _sd3_predict, _sd3_assemble, _shape_batches, _load_image_vae
+    ),
+    "wan-moving-shapes": Recipe(
+        "wan-moving-shapes",
+        "flow",
+        _wan_build,
+        _wan_condition,
+        _wan_predict,
+        _wan_assemble,
+        _video_batches,
+        _load_video_vae,
+        max_steps=3200,
+        batch_size=16,
+    ),
 }
 
 
-def train(name: str, max_steps: int | None = None, seed: int = 0, minutes: float = 60.0,
-          out_dir: str | None = None, vae: Any = None) -> dict:
+def train(
+    name: str,
+    max_steps: int | None = None,
+    seed: int = 0,
+    minutes: float = 60.0,
+    out_dir: str | None = None,
+    vae: Any = None,
+) -> dict:
     """Train built-in model ``name`` and save its pipeline (default: under the package weights)."""
     recipe = RECIPES[name]
     vae = vae if vae is not None else recipe.load_vae()
@@ -271,8 +385,18 @@ def train(name: str, max_steps: int | None = None, seed: int = 0, minutes: float
         cond = recipe.condition(parts, drop_captions(captions, 0.1, rng))
         return F.mse_loss(recipe.predict(parts, noisy, t, cond), target)
 
-    report, trained = fit(name, trainable, loss_fn, batch_size=recipe.batch_size, max_steps=max_steps or recipe.max_steps,
-                          max_minutes=minutes, lr=recipe.lr, warmup=200, ema_decay=0.999, seed=seed)
+    report, trained = fit(
+        name,
+        trainable,
+        loss_fn,
+        batch_size=recipe.batch_size,
+        max_steps=max_steps or recipe.max_steps,
+        max_minutes=minutes,
+        lr=recipe.lr,
+        warmup=200,
+        ema_decay=0.999,
+        seed=seed,
+    )
     for key, module in zip([k for k in ("denoiser", "text_encoder", "text_encoder_2") if k in parts], trained):
         parts[key] = half_precision_copy(module)
     pipe = recipe.assemble(parts, half_precision_copy(vae))
@@ -286,10 +410,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: the recipe's)")
-    parser.add_argument("--minutes", type=float, default=60.0, help="safety stop; a run it cuts short is not reproducible")
+    parser.add_argument(
+        "--minutes", type=float, default=60.0, help="safety stop; a run it cuts short is not reproducible"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="output folder (default: the shipped weights folder); "
-                                                     "use another one to check that a rerun reproduces them")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: the shipped weights folder); "
+        "use another one to check that a rerun reproduces them",
+    )
     args = parser.parse_args(argv)
     print(train(args.name, max_steps=args.max_steps, seed=args.seed, minutes=args.minutes, out_dir=args.out))
 

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -60,9 +60,21 @@ class EMA:
         return [copy.deepcopy(s) for s in self.shadow]
 
 
-def fit(name: str, modules: list[nn.Module], loss_fn: Callable[[int], torch.Tensor], *, batch_size: int,
-        max_steps: int, max_minutes: float, lr: float = 1e-3, warmup: int = 100, weight_decay: float = 0.01,
-        ema_decay: float | None = 0.999, seed: int = 0, log_every: int = 50) -> tuple[TrainReport, list[nn.Module]]:
+def fit(
+    name: str,
+    modules: list[nn.Module],
+    loss_fn: Callable[[int], torch.Tensor],
+    *,
+    batch_size: int,
+    max_steps: int,
+    max_minutes: float,
+    lr: float = 1e-3,
+    warmup: int = 100,
+    weight_decay: float = 0.01,
+    ema_decay: float | None = 0.999,
+    seed: int = 0,
+    log_every: int = 50,
+) -> tuple[TrainReport, list[nn.Module]]:
     """Train ``modules`` by minimising ``loss_fn(step)``; returns the report and the (EMA) modules."""
     from tqdm.auto import tqdm
 
@@ -102,10 +114,17 @@ def fit(name: str, modules: list[nn.Module], loss_fn: Callable[[int], torch.Tens
     bar.close()
     minutes = (time.perf_counter() - start) / 60
     trained = ema.copy_to() if ema is not None else [m.eval() for m in modules]
-    report = TrainReport(name=name, steps=step, batch_size=batch_size, minutes=round(minutes, 2),
-                         final_loss=round(smoothed or float("nan"), 5), seed=seed, threads=torch.get_num_threads(),
-                         parameters=sum(p.numel() for m in modules for p in m.parameters()),
-                         stopped_by_time_limit=stopped_early)
+    report = TrainReport(
+        name=name,
+        steps=step,
+        batch_size=batch_size,
+        minutes=round(minutes, 2),
+        final_loss=round(smoothed or float("nan"), 5),
+        seed=seed,
+        threads=torch.get_num_threads(),
+        parameters=sum(p.numel() for m in modules for p in m.parameters()),
+        stopped_by_time_limit=stopped_early,
+    )
     return report, trained
 
 

@@ -15,8 +15,18 @@ import torch.nn.functional as F
 from . import BUILTIN_MODELS, data
 from .training import fit, write_report
 
-VIT_KWARGS = dict(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=96, depth=6, num_heads=3,
-                  mlp_ratio=4.0, class_token=True, global_pool="token")
+VIT_KWARGS = dict(
+    img_size=32,
+    patch_size=4,
+    in_chans=3,
+    num_classes=10,
+    embed_dim=96,
+    depth=6,
+    num_heads=3,
+    mlp_ratio=4.0,
+    class_token=True,
+    global_pool="token",
+)
 
 
 def build_vit(**overrides) -> torch.nn.Module:
@@ -39,8 +49,10 @@ def save_vit(model: torch.nn.Module, directory: str, extra: dict | None = None) 
     from safetensors.torch import save_file
 
     os.makedirs(directory, exist_ok=True)
-    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()},
-              os.path.join(directory, "model.safetensors"))
+    save_file(
+        {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()},
+        os.path.join(directory, "model.safetensors"),
+    )
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump({"model_kwargs": VIT_KWARGS, **(extra or {})}, f, indent=2)
 
@@ -52,8 +64,9 @@ def evaluate(model: torch.nn.Module, split: str = "heldout") -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 
 
-def train_vit(minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64, seed: int = 0,
-              out_dir: str | None = None) -> dict:
+def train_vit(
+    minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64, seed: int = 0, out_dir: str | None = None
+) -> dict:
     torch.manual_seed(seed)
     model = build_vit()
     images, labels = data.digits("train")
@@ -64,8 +77,19 @@ def train_vit(minutes: float = 30.0, max_steps: int = 3000, batch_size: int = 64
         x = data.augment_digits(images[idx], g)
         return F.cross_entropy(model(x), labels[idx], label_smoothing=0.1)
 
-    report, (trained,) = fit("vit-digits", [model], loss_fn, batch_size=batch_size, max_steps=max_steps,
-                             max_minutes=minutes, lr=1e-3, warmup=200, weight_decay=0.05, ema_decay=0.998, seed=seed)
+    report, (trained,) = fit(
+        "vit-digits",
+        [model],
+        loss_fn,
+        batch_size=batch_size,
+        max_steps=max_steps,
+        max_minutes=minutes,
+        lr=1e-3,
+        warmup=200,
+        weight_decay=0.05,
+        ema_decay=0.998,
+        seed=seed,
+    )
     accuracy = evaluate(trained)
     out = out_dir or BUILTIN_MODELS["vit-digits"].path
     save_vit(trained, out, {"heldout_accuracy": accuracy})

@@ -44,8 +44,9 @@ class RASConfig(PluginConfig):
 
     def __post_init__(self) -> None:
         check_float("RASConfig", "sample_ratio", self.sample_ratio, 0.0, 1.0, low_inclusive=False)
-        check_float("RASConfig", "final_sample_ratio", self.final_sample_ratio, 0.0, 1.0, allow_none=True,
-                    low_inclusive=False)
+        check_float(
+            "RASConfig", "final_sample_ratio", self.final_sample_ratio, 0.0, 1.0, allow_none=True, low_inclusive=False
+        )
         check_int("RASConfig", "warmup_steps", self.warmup_steps, 1, 100000)
         check_int_tuple("RASConfig", "error_reset_steps", self.error_reset_steps, 0, 100000)
         check_choice("RASConfig", "metric", self.metric, METRICS)

@@ -10,8 +10,8 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
-from ...tensors import fit_batch
 from ...errors import StateError
+from ...tensors import fit_batch
 
 
 class RASFluxAttnProcessor:
@@ -30,10 +30,17 @@ class RASFluxAttnProcessor:
     def reset(self) -> None:
         self.cache = {}
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, image_rotary_emb: Any = None) -> Any:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: Any = None,
+    ) -> Any:
         query, key, value, encoder_query, encoder_key, encoder_value = _get_qkv_projections(
-            attn, hidden_states, encoder_hidden_states)
+            attn, hidden_states, encoder_hidden_states
+        )
         query = attn.norm_q(query.unflatten(-1, (-1, attn.head_dim)))
         key = attn.norm_k(key.unflatten(-1, (-1, attn.head_dim)))
         value = value.unflatten(-1, (-1, attn.head_dim))
@@ -50,11 +57,19 @@ class RASFluxAttnProcessor:
 
         text = self.plugin.text_len
         key, value = self._full_kv(key, value, text)
-        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, backend=self._attention_backend,
-                                    parallel_config=self._parallel_config)
+        out = dispatch_attention_fn(
+            query,
+            key,
+            value,
+            attn_mask=attention_mask,
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
+        )
         out = out.flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is not None:
-            encoder_out, out = out.split_with_sizes([encoder_hidden_states.shape[1], out.shape[1] - encoder_hidden_states.shape[1]], dim=1)
+            encoder_out, out = out.split_with_sizes(
+                [encoder_hidden_states.shape[1], out.shape[1] - encoder_hidden_states.shape[1]], dim=1
+            )
             out = attn.to_out[1](attn.to_out[0](out.contiguous()))
             return out, attn.to_add_out(encoder_out.contiguous())
         return out

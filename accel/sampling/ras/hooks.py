@@ -9,8 +9,8 @@ import torch.nn as nn
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import BaseState, StateManager
 
-from ...tensors import fit_batch
 from ...errors import StateError
+from ...tensors import fit_batch
 
 
 class RootHook(ModelHook):
@@ -71,6 +71,7 @@ class RopeHook(ModelHook):
 
         def cut(t: torch.Tensor) -> torch.Tensor:
             return t.index_select(0, rows.to(t.device))
+
         return tuple(cut(t) for t in output) if isinstance(output, tuple) else cut(output)
 
 
@@ -105,8 +106,10 @@ class KVProjectionHook(ModelHook):
         if full is not None and full.shape[0] != output.shape[0]:
             full = fit_batch(full, full.shape[0], output.shape[0], self.plugin.session.context.current)
         if full is None or full.shape[1] != self.plugin.num_tokens:
-            raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
-                               "(RASConfig.warmup_steps >= 1)")
+            raise StateError(
+                "RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
+                "(RASConfig.warmup_steps >= 1)"
+            )
         full = full.clone() if full is not state.full else full
         full[:, active.to(output.device)] = output
         state.full = full

@@ -15,12 +15,12 @@ from ...errors import UnsupportedModelError
 @dataclasses.dataclass(frozen=True)
 class RASLayout:
     family: str
-    gather: str              # module whose output is (B, N, D) image tokens
-    scatter: str             # module whose output is (B, n, X) per-token predictions, before unpatchify
-    kv: str                  # "linear": cache to_k/to_v outputs; "flux", "lumina_next", "lumina2": RAS processors
-                             # (keys after RoPE); the lumina ones also wire their own gather/scatter (see .lumina)
+    gather: str  # module whose output is (B, N, D) image tokens
+    scatter: str  # module whose output is (B, n, X) per-token predictions, before unpatchify
+    kv: str  # "linear": cache to_k/to_v outputs; "flux", "lumina_next", "lumina2": RAS processors
+    # (keys after RoPE); the lumina ones also wire their own gather/scatter (see .lumina)
     rope: str | None = None  # module whose output is the RoPE table (text rows first, then image rows)
-    packed: bool = False     # the denoiser's prediction is already (B, N, C) tokens
+    packed: bool = False  # the denoiser's prediction is already (B, N, C) tokens
     joint_text: bool = True  # text tokens take part in the cached self/joint attention (for the FLOPs estimate)
 
     def patch_size(self, model: nn.Module) -> int | None:
@@ -34,8 +34,14 @@ LAYOUTS = {
     "pixart": RASLayout("pixart", gather="pos_embed", scatter="proj_out", kv="linear", joint_text=False),
     "dit": RASLayout("dit", gather="pos_embed", scatter="proj_out_2", kv="linear"),
     "flux": RASLayout("flux", gather="x_embedder", scatter="proj_out", kv="flux", rope="pos_embed", packed=True),
-    "lumina": RASLayout("lumina", gather="patch_embedder", scatter="norm_out", kv="lumina_next", rope="patch_embedder",
-                        joint_text=False),
+    "lumina": RASLayout(
+        "lumina",
+        gather="patch_embedder",
+        scatter="norm_out",
+        kv="lumina_next",
+        rope="patch_embedder",
+        joint_text=False,
+    ),
     "lumina2": RASLayout("lumina2", gather="rope_embedder", scatter="norm_out", kv="lumina2", rope="rope_embedder"),
 }
 
@@ -43,5 +49,6 @@ LAYOUTS = {
 def layout_for(family: str) -> RASLayout:
     if family not in LAYOUTS:
         raise UnsupportedModelError(
-            f"RASConfig does not support the {family!r} family yet; supported: {', '.join(sorted(LAYOUTS))}")
+            f"RASConfig does not support the {family!r} family yet; supported: {', '.join(sorted(LAYOUTS))}"
+        )
     return LAYOUTS[family]

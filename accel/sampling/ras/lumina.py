@@ -41,8 +41,12 @@ class LuminaNextGatherHook(ModelHook):
         active = self.plugin.choose(int(tokens.shape[1]))
         if active is None:
             return output
-        return (tokens.index_select(1, active.to(tokens.device)), mask, img_size,
-                rope.index_select(1, active.to(rope.device)))
+        return (
+            tokens.index_select(1, active.to(tokens.device)),
+            mask,
+            img_size,
+            rope.index_select(1, active.to(rope.device)),
+        )
 
 
 def joint_rows(text_lengths: list[int], active: torch.Tensor, num_tokens: int) -> torch.Tensor:
@@ -81,8 +85,14 @@ class Lumina2RopeHook(ModelHook):
         index = active.to(image_rope.device)
         if self.gather_patches:
             patches = patches.index_select(1, index.to(patches.device))
-        return (patches, text_rope, image_rope.index_select(1, index), _take_rows(joint_rope, plugin.joint_rows),
-                text_lengths, seq_lengths)
+        return (
+            patches,
+            text_rope,
+            image_rope.index_select(1, index),
+            _take_rows(joint_rope, plugin.joint_rows),
+            text_lengths,
+            seq_lengths,
+        )
 
 
 class Lumina2JointGatherHook(ModelHook):
@@ -138,8 +148,9 @@ def attach_lumina_next(plugin: Any, model: nn.Module) -> None:
 def attach_lumina2(plugin: Any, model: nn.Module) -> None:
     session = plugin.session
     refiner = list(model.noise_refiner)
-    session.register_hook(model.rope_embedder, Lumina2RopeHook(plugin, gather_patches=bool(refiner)),
-                          plugin.hook_name("rope"))
+    session.register_hook(
+        model.rope_embedder, Lumina2RopeHook(plugin, gather_patches=bool(refiner)), plugin.hook_name("rope")
+    )
     if refiner:
         session.register_hook(refiner[-1], ScatterHook(plugin), plugin.hook_name("refiner_scatter"))
     session.register_hook(model.layers[0], Lumina2JointGatherHook(plugin), plugin.hook_name("gather"))

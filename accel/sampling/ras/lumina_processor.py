@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
-from ...tensors import fit_batch
 from ...errors import StateError
+from ...tensors import fit_batch
 
 
 def _rows(x: torch.Tensor, starts: list[int] | None, count: int) -> torch.Tensor:
@@ -26,19 +26,19 @@ def _rows(x: torch.Tensor, starts: list[int] | None, count: int) -> torch.Tensor
     if starts is None:
         return x[:, :count]
     if len(set(starts)) == 1:
-        return x[:, starts[0]:starts[0] + count]
-    return torch.stack([x[i, p:p + count] for i, p in enumerate(starts)])
+        return x[:, starts[0] : starts[0] + count]
+    return torch.stack([x[i, p : p + count] for i, p in enumerate(starts)])
 
 
 def _joint(x: torch.Tensor, image: torch.Tensor, starts: list[int]) -> torch.Tensor:
     """Per sample: its ``starts[i]`` text rows of ``x``, then every image row, padded like the dense
     joint sequence (pad rows are masked out by the model's attention mask)."""
     if len(set(starts)) == 1:
-        return torch.cat([x[:, :starts[0]], image.to(x.dtype)], dim=1)
+        return torch.cat([x[:, : starts[0]], image.to(x.dtype)], dim=1)
     out = x.new_zeros(x.shape[0], max(starts) + image.shape[1], *x.shape[2:])
     for i, p in enumerate(starts):
         out[i, :p] = x[i, :p]
-        out[i, p:p + image.shape[1]] = image[i]
+        out[i, p : p + image.shape[1]] = image[i]
     return out
 
 
@@ -53,8 +53,9 @@ class _ImageKVCache:
     def reset(self) -> None:
         self.cache = {}
 
-    def full_kv(self, key: torch.Tensor, value: torch.Tensor,
-                text: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def full_kv(
+        self, key: torch.Tensor, value: torch.Tensor, text: list[int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S, heads, dim)`` keys/values of this call -> the keys/values of the dense sequence.
 
         ``text``: per-sample count of text rows before the image rows (None: every row is an image token).
@@ -70,8 +71,10 @@ class _ImageKVCache:
             return key, value
         cached = self.cache.get(branch)
         if cached is None:
-            raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
-                               "(RASConfig.warmup_steps >= 1)")
+            raise StateError(
+                "RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
+                "(RASConfig.warmup_steps >= 1)"
+            )
         full_k, full_v = cached
         if full_k.shape[0] != key.shape[0]:
             fitted = fit_batch(cached, full_k.shape[0], key.shape[0], info)
@@ -95,9 +98,16 @@ class RASLuminaNextAttnProcessor(_ImageKVCache):
     Proportional attention (``base_sequence_length``) uses the number of image tokens, as on dense steps.
     """
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, query_rotary_emb: torch.Tensor | None = None,
-                 key_rotary_emb: torch.Tensor | None = None, base_sequence_length: int | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        query_rotary_emb: torch.Tensor | None = None,
+        key_rotary_emb: torch.Tensor | None = None,
+        base_sequence_length: int | None = None,
+    ) -> torch.Tensor:
         batch_size, sequence_length, _ = hidden_states.shape
         query = attn.to_q(hidden_states)
         key = attn.to_k(encoder_hidden_states)
@@ -130,8 +140,9 @@ class RASLuminaNextAttnProcessor(_ImageKVCache):
             key = key.unsqueeze(3).repeat(1, 1, 1, n_rep, 1).flatten(2, 3)
             value = value.unsqueeze(3).repeat(1, 1, 1, n_rep, 1).flatten(2, 3)
         mask = attention_mask.bool().view(batch_size, 1, 1, -1).expand(-1, attn.heads, sequence_length, -1)
-        out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-                                             attn_mask=mask, scale=softmax_scale)
+        out = F.scaled_dot_product_attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask, scale=softmax_scale
+        )
         return out.transpose(1, 2).to(dtype)
 
 
@@ -147,9 +158,15 @@ class RASLumina2AttnProcessor(_ImageKVCache):
         super().__init__(plugin, original)
         self.joint = joint
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, image_rotary_emb: torch.Tensor | None = None,
-                 base_sequence_length: int | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: torch.Tensor | None = None,
+        base_sequence_length: int | None = None,
+    ) -> torch.Tensor:
         batch_size, _, _ = hidden_states.shape
         query = attn.to_q(hidden_states)
         key = attn.to_k(encoder_hidden_states)
@@ -180,10 +197,17 @@ class RASLumina2AttnProcessor(_ImageKVCache):
             value = value.unsqueeze(3).repeat(1, 1, 1, n_rep, 1).flatten(2, 3)
         if attention_mask is not None:
             if attention_mask.shape[-1] != key.shape[1]:
-                raise StateError(f"RAS expected the dense-sequence attention mask ({key.shape[1]} keys), "
-                                   f"got {attention_mask.shape[-1]}")
+                raise StateError(
+                    f"RAS expected the dense-sequence attention mask ({key.shape[1]} keys), "
+                    f"got {attention_mask.shape[-1]}"
+                )
             attention_mask = attention_mask.bool().view(batch_size, 1, 1, -1)
-        out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-                                             attn_mask=attention_mask, scale=softmax_scale)
+        out = F.scaled_dot_product_attention(
+            query.transpose(1, 2),
+            key.transpose(1, 2),
+            value.transpose(1, 2),
+            attn_mask=attention_mask,
+            scale=softmax_scale,
+        )
         out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))

@@ -67,7 +67,9 @@ class RASPlugin(Plugin):
             attach_lumina2(self, model)
             return
         self.session.register_hook(model.get_submodule(self.layout.gather), GatherHook(self), self.hook_name("gather"))
-        self.session.register_hook(model.get_submodule(self.layout.scatter), ScatterHook(self), self.hook_name("scatter"))
+        self.session.register_hook(
+            model.get_submodule(self.layout.scatter), ScatterHook(self), self.hook_name("scatter")
+        )
         if self.layout.rope:
             self.session.register_hook(model.get_submodule(self.layout.rope), RopeHook(self), self.hook_name("rope"))
         attentions = self.session.adapter.attention_modules(model, kinds=("self_attn", "joint_attn"))
@@ -102,7 +104,9 @@ class RASPlugin(Plugin):
                 if self.starved is None or self.starved.numel() != num_tokens:
                     self.starved = torch.zeros(num_tokens)
                 always = torch.tensor([t for t in self.config.keep_tokens if t < num_tokens], dtype=torch.long)
-                active = select(self.scores, self.starved, keep, self.config.starvation_scale, self.config.keep, always)
+                active = select(
+                    self.scores, self.starved, keep, self.config.starvation_scale, self.config.keep, always
+                )
                 self.starved += 1
                 self.starved[active] = 0
             else:
@@ -125,7 +129,9 @@ class RASPlugin(Plugin):
             tokens = to_tokens(output, patch).clone()
             dropped = torch.ones(tokens.shape[1], dtype=torch.bool)
             dropped[active] = False
-            tokens[:, dropped.to(tokens.device)] = to_tokens(cached, patch)[:, dropped.to(tokens.device)].to(tokens.dtype)
+            tokens[:, dropped.to(tokens.device)] = to_tokens(cached, patch)[:, dropped.to(tokens.device)].to(
+                tokens.dtype
+            )
             output = from_tokens(tokens, patch, output.shape)
         self.cached_output = output.detach()
         self.note_bytes("output", self.cached_output)
@@ -167,7 +173,9 @@ class RASPlugin(Plugin):
         dense_attn = sum((n + t) * (n + t) for _ in tokens)
         sparse_attn = sum((k + t) * (n + t) for k in tokens)
         return {
-            "tokens": n, "text_tokens": self.text_len, "tokens_per_step": tokens,
+            "tokens": n,
+            "text_tokens": self.text_len,
+            "tokens_per_step": tokens,
             "sparse_steps": sum(1 for k in tokens if k < n),
             "token_fraction": round(sum(tokens) / (n * len(tokens)), 4) if tokens else None,
             "attention_flops_fraction": round(sparse_attn / dense_attn, 4) if dense_attn else None,

@@ -39,8 +39,14 @@ def importance(output: torch.Tensor, patch: int | None, metric: str, channels: i
     return per_pixel.mean(dim=(0, 2))
 
 
-def select(scores: torch.Tensor, starved: torch.Tensor, keep_count: int, starvation_scale: float, keep: str,
-           always: torch.Tensor | None = None) -> torch.Tensor:
+def select(
+    scores: torch.Tensor,
+    starved: torch.Tensor,
+    keep_count: int,
+    starvation_scale: float,
+    keep: str,
+    always: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Sorted indices of the ``keep_count`` tokens to recompute."""
     if keep == "high":
         effective = scores * torch.exp(starvation_scale * starved)

@@ -17,11 +17,28 @@ from .stripe import stripe_blocks
 from .window import temporal_blocks, window_blocks
 
 __all__ = [
-    "PATTERN_ARITY", "PatternSpec", "SCORE_METHODS", "SparsePlan", "band_blocks",
-    "block_boxes", "block_scores", "box_gaps", "dynamic_mask", "finalize", "keep_by_threshold",
-    "mean_pool", "multi_diagonal_blocks", "pattern_blocks", "pattern_mask", "sample_tokens", "stripe_blocks",
-    "temporal_blocks", "window_blocks",
+    "PATTERN_ARITY",
+    "PatternSpec",
+    "SCORE_METHODS",
+    "SparsePlan",
+    "band_blocks",
+    "block_boxes",
+    "block_scores",
+    "box_gaps",
+    "dynamic_mask",
+    "finalize",
+    "keep_by_threshold",
+    "mean_pool",
+    "multi_diagonal_blocks",
+    "pattern_blocks",
+    "pattern_mask",
+    "sample_tokens",
+    "stripe_blocks",
+    "temporal_blocks",
+    "window_blocks",
 ]
 
-__getattr__ = moved_names(__name__, {name: "accel.tuning.sparse_plan_search"
-                                     for name in ("DEFAULT_CANDIDATES", "PlanSearch", "expected_density")})
+__getattr__ = moved_names(
+    __name__,
+    {name: "accel.tuning.sparse_plan_search" for name in ("DEFAULT_CANDIDATES", "PlanSearch", "expected_density")},
+)

@@ -25,17 +25,25 @@ def union(*masks: BlockSparseMask) -> BlockSparseMask:
     first = masks[0]
     for m in masks[1:]:
         if (m.block_m, m.block_n, m.q_len, m.kv_len) != (first.block_m, first.block_n, first.q_len, first.kv_len):
-            raise ConfigError("union needs masks with equal block sizes and sequence lengths, got "
-                             f"{(first.block_m, first.block_n, first.q_len, first.kv_len)} and "
-                             f"{(m.block_m, m.block_n, m.q_len, m.kv_len)}")
+            raise ConfigError(
+                "union needs masks with equal block sizes and sequence lengths, got "
+                f"{(first.block_m, first.block_n, first.q_len, first.kv_len)} and "
+                f"{(m.block_m, m.block_n, m.q_len, m.kv_len)}"
+            )
     blocks = first.to_block_bool()
     for m in masks[1:]:
         blocks = blocks | m.to_block_bool()
     return _like(first, blocks)
 
 
-def diagonal_blocks(num_q_blocks: int, num_kv_blocks: int, block_m: int, block_n: int, width: int = 0,
-                    device: torch.device | str = "cpu") -> torch.Tensor:
+def diagonal_blocks(
+    num_q_blocks: int,
+    num_kv_blocks: int,
+    block_m: int,
+    block_n: int,
+    width: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Bool ``[Mb, Nb]``: key blocks whose token range overlaps the query block's, widened by ``width`` blocks."""
     q_start = torch.arange(num_q_blocks, device=device) * block_m
     first = q_start // block_n
@@ -61,7 +69,7 @@ def text_blocks(length: int, block: int, text_len: int, position: str) -> torch.
     if text_len == 0:
         return out
     start, stop = (0, text_len) if position == "first" else (length - text_len, length)
-    out[start // block: (stop - 1) // block + 1] = True
+    out[start // block : (stop - 1) // block + 1] = True
     return out
 
 
@@ -73,7 +81,9 @@ def dense_text(mask: BlockSparseMask, text_len: int, position: str = "last") -> 
     if text_len == 0:
         return mask
     if mask.q_len != mask.kv_len:
-        raise ConfigError(f"dense_text needs a self/joint-attention mask (q_len == kv_len), got {mask.q_len} and {mask.kv_len}")
+        raise ConfigError(
+            f"dense_text needs a self/joint-attention mask (q_len == kv_len), got {mask.q_len} and {mask.kv_len}"
+        )
     rows = text_blocks(mask.q_len, mask.block_m, text_len, position).to(mask.device)
     cols = text_blocks(mask.kv_len, mask.block_n, text_len, position).to(mask.device)
     blocks = mask.to_block_bool() | rows[:, None] | cols[None, :]

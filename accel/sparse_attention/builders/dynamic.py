@@ -14,8 +14,8 @@ import math
 
 import torch
 
-from ...kernels.block_mask import BlockSparseMask
 from ...errors import ConfigError
+from ...kernels.block_mask import BlockSparseMask
 
 SCORE_METHODS = ("mean", "sample")
 
@@ -33,7 +33,10 @@ def _pad_blocks(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def mean_pool(x: torch.Tensor, block: int) -> torch.Tensor:
-    """Mean over the tokens of each block: ``[B,H,N,D] -> [B,H,nb,D]`` (a partial last block is averaged over its own tokens)."""
+    """Mean over the tokens of each block: ``[B,H,N,D] -> [B,H,nb,D]``.
+
+    A partial last block is averaged over its own tokens.
+    """
     blocks, counts = _pad_blocks(x.float(), block)
     return blocks.sum(3) / counts.to(blocks.dtype)[:, None]
 
@@ -44,13 +47,22 @@ def sample_tokens(x: torch.Tensor, block: int, samples: int) -> torch.Tensor:
     nb = math.ceil(n / block)
     starts = torch.arange(nb, device=x.device) * block
     sizes = torch.clamp(n - starts, max=block)
-    offsets = (torch.arange(samples, device=x.device)[None, :] * sizes[:, None]) // samples  # [nb, s], within each block
+    offsets = (
+        torch.arange(samples, device=x.device)[None, :] * sizes[:, None]
+    ) // samples  # [nb, s], within each block
     index = (starts[:, None] + offsets).flatten()
     return x.float().index_select(2, index).view(*x.shape[:2], nb, samples, x.shape[-1])
 
 
-def block_scores(q: torch.Tensor, k: torch.Tensor, block_m: int, block_n: int, method: str = "mean",
-                 samples: int = 16, scale: float | None = None) -> torch.Tensor:
+def block_scores(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    block_m: int,
+    block_n: int,
+    method: str = "mean",
+    samples: int = 16,
+    scale: float | None = None,
+) -> torch.Tensor:
     """Row-normalised block importance ``[B, H, Mb, Nb]`` (each row sums to 1) from ``q``, ``k`` [B,H,N,D]."""
     if method not in SCORE_METHODS:
         raise ConfigError(f"score method must be one of {list(SCORE_METHODS)}, got {method!r}")
@@ -58,8 +70,8 @@ def block_scores(q: torch.Tensor, k: torch.Tensor, block_m: int, block_n: int, m
     if method == "mean":
         logits = mean_pool(q, block_m) @ mean_pool(k, block_n).transpose(-1, -2) * scale
         return torch.softmax(logits, dim=-1)
-    qs = sample_tokens(q, block_m, samples)            # [B,H,Mb,s,D]
-    ks = sample_tokens(k, block_n, samples)            # [B,H,Nb,s,D]
+    qs = sample_tokens(q, block_m, samples)  # [B,H,Mb,s,D]
+    ks = sample_tokens(k, block_n, samples)  # [B,H,Nb,s,D]
     b, h, mb, s, d = qs.shape
     nb = ks.shape[2]
     probs = torch.softmax(qs.reshape(b, h, mb * s, d) @ ks.reshape(b, h, nb * s, d).transpose(-1, -2) * scale, dim=-1)
@@ -92,9 +104,18 @@ def keep_by_threshold(scores: torch.Tensor, tau: float, min_keep: float = 0.0, m
     return keep
 
 
-def dynamic_mask(q: torch.Tensor, k: torch.Tensor, block_m: int, block_n: int | None = None, tau: float = 0.9,
-                 min_keep: float = 0.0, max_keep: float = 1.0, method: str = "mean", samples: int = 16,
-                 scale: float | None = None) -> BlockSparseMask:
+def dynamic_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    block_m: int,
+    block_n: int | None = None,
+    tau: float = 0.9,
+    min_keep: float = 0.0,
+    max_keep: float = 1.0,
+    method: str = "mean",
+    samples: int = 16,
+    scale: float | None = None,
+) -> BlockSparseMask:
     """Per-head adaptive block mask for ``q`` [B,H,Nq,D] against ``k`` [B,H,Nk,D] (tokens in working order)."""
     block_n = block_m if block_n is None else block_n
     scores = block_scores(q, k, block_m, block_n, method, samples, scale)

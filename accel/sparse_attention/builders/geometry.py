@@ -17,7 +17,9 @@ from ..reorder import SequenceLayout
 _FAR = 1 << 30
 
 
-def block_boxes(layout: SequenceLayout, block: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def block_boxes(
+    layout: SequenceLayout, block: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lo, hi)``, int64 ``[num_blocks, 3]``: per-axis min and max coordinates of each block's video
     tokens over the whole working sequence. Blocks holding only text get an empty box (lo > hi)."""
     n_blocks = math.ceil(layout.seq_len / block)

@@ -19,18 +19,25 @@ import dataclasses
 
 import torch
 
+from ...errors import ConfigError
 from ...kernels.block_mask import BlockSparseMask
-from .combine import diagonal_blocks, text_blocks
 from ..reorder import SequenceLayout
+from .combine import diagonal_blocks, text_blocks
 from .diagonal import band_blocks, multi_diagonal_blocks
 from .geometry import num_blocks
 from .stripe import stripe_blocks
 from .window import temporal_blocks, window_blocks
-from ...errors import ConfigError
 
 #: pattern name -> number of integer arguments
-PATTERN_ARITY = {"dense": 0, "skip": 0, "window": 3, "temporal": 1, "diagonal": 1, "multi_diagonal": 2,
-                 "vertical_stripe": 2}
+PATTERN_ARITY = {
+    "dense": 0,
+    "skip": 0,
+    "window": 3,
+    "temporal": 1,
+    "diagonal": 1,
+    "multi_diagonal": 2,
+    "vertical_stripe": 2,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +46,7 @@ class PatternSpec:
     args: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, spec: "str | PatternSpec") -> "PatternSpec":
+    def parse(cls, spec: str | PatternSpec) -> PatternSpec:
         if isinstance(spec, PatternSpec):
             return spec
         if not isinstance(spec, str):
@@ -52,15 +59,18 @@ class PatternSpec:
         except ValueError:
             raise ConfigError(f"pattern {spec!r}: arguments must be integers") from None
         if len(args) != PATTERN_ARITY[name] or any(a < 0 for a in args):
-            raise ConfigError(f"pattern {name!r} takes {PATTERN_ARITY[name]} non-negative integer argument(s), got {spec!r}")
+            raise ConfigError(
+                f"pattern {name!r} takes {PATTERN_ARITY[name]} non-negative integer argument(s), got {spec!r}"
+            )
         return cls(name, args)
 
     def __str__(self) -> str:
         return self.name + (":" + ",".join(str(a) for a in self.args) if self.args else "")
 
 
-def pattern_blocks(spec: "str | PatternSpec", layout: SequenceLayout, block: int,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
+def pattern_blocks(
+    spec: str | PatternSpec, layout: SequenceLayout, block: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Bool ``[Mb, Nb]`` of one pattern over the working sequence of ``layout`` (text not yet handled)."""
     spec = PatternSpec.parse(spec)
     n = num_blocks(layout, block)
@@ -79,8 +89,13 @@ def pattern_blocks(spec: "str | PatternSpec", layout: SequenceLayout, block: int
     return stripe_blocks(layout, block, block, spec.args[0], spec.args[1], device)
 
 
-def finalize(blocks: torch.Tensor, layout: SequenceLayout, block: int, force_diagonal: bool = True,
-             skip_heads: torch.Tensor | None = None) -> BlockSparseMask:
+def finalize(
+    blocks: torch.Tensor,
+    layout: SequenceLayout,
+    block: int,
+    force_diagonal: bool = True,
+    skip_heads: torch.Tensor | None = None,
+) -> BlockSparseMask:
     """Turn a ``[B,H,Mb,Nb]`` (or ``[Mb,Nb]``) block map over the working sequence into the mask a
     kernel runs: diagonal blocks on (optional), text rows and columns dense, skipped heads
     (bool ``[H]``) left empty."""
@@ -97,8 +112,13 @@ def finalize(blocks: torch.Tensor, layout: SequenceLayout, block: int, force_dia
     return BlockSparseMask.from_block_bool(blocks, block, block, n, n)
 
 
-def pattern_mask(specs: "list[str | PatternSpec]", layout: SequenceLayout, block: int,
-                 device: torch.device | str = "cpu", force_diagonal: bool = True) -> BlockSparseMask:
+def pattern_mask(
+    specs: list[str | PatternSpec],
+    layout: SequenceLayout,
+    block: int,
+    device: torch.device | str = "cpu",
+    force_diagonal: bool = True,
+) -> BlockSparseMask:
     """Mask with one pattern per head (``[1, H, Mb, Nb]``), finished by :func:`finalize`."""
     parsed = [PatternSpec.parse(s) for s in specs]
     cache: dict[PatternSpec, torch.Tensor] = {}

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
+from ...errors import ConfigError
 from ...kernels.block_mask import BlockSparseMask
 from ..reorder import SequenceLayout
 from .patterns import PatternSpec, pattern_mask
-from ...errors import ConfigError
 
 PLAN_FORMAT = "accel.sparse_attention.plan"
 PLAN_VERSION = 1
@@ -64,7 +64,10 @@ class SparsePlan:
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": PLAN_FORMAT, "version": PLAN_VERSION, "block_size": self.block_size, "tile": list(self.tile),
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "block_size": self.block_size,
+            "tile": list(self.tile),
             "error_bound": self.error_bound,
             "layers": {str(k): [str(PatternSpec.parse(s)) for s in v] for k, v in sorted(self.layers.items())},
             "errors": {str(k): [float(x) for x in v] for k, v in sorted(self.errors.items())},
@@ -73,19 +76,26 @@ class SparsePlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SparsePlan":
+    def from_dict(cls, data: dict[str, Any]) -> SparsePlan:
         if data.get("format") != PLAN_FORMAT:
             raise ConfigError(f"not a sparse-attention plan (format {data.get('format')!r}, expected {PLAN_FORMAT!r})")
         if data.get("version") != PLAN_VERSION:
-            raise ConfigError(f"unsupported plan version {data.get('version')!r}; this accel reads version {PLAN_VERSION}")
+            raise ConfigError(
+                f"unsupported plan version {data.get('version')!r}; this accel reads version {PLAN_VERSION}"
+            )
 
         def per_layer(d: dict[str, Any], cast: Any) -> dict[int, tuple]:
             return {int(k): tuple(cast(x) for x in v) for k, v in (d or {}).items()}
 
-        return cls(layers=per_layer(data["layers"], str), block_size=int(data["block_size"]),
-                   tile=tuple(int(t) for t in data["tile"]), error_bound=data.get("error_bound"),
-                   errors=per_layer(data.get("errors"), float), densities=per_layer(data.get("densities"), float),
-                   meta=dict(data.get("meta") or {}))
+        return cls(
+            layers=per_layer(data["layers"], str),
+            block_size=int(data["block_size"]),
+            tile=tuple(int(t) for t in data["tile"]),
+            error_bound=data.get("error_bound"),
+            errors=per_layer(data.get("errors"), float),
+            densities=per_layer(data.get("densities"), float),
+            meta=dict(data.get("meta") or {}),
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -94,12 +104,18 @@ class SparsePlan:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SparsePlan":
+    def load(cls, path: str | Path) -> SparsePlan:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     # ------------------------------------------------------------------ masks
-    def mask(self, layer: int, layout: SequenceLayout, heads: int, device: torch.device | str = "cpu",
-             force_diagonal: bool = True) -> BlockSparseMask | None:
+    def mask(
+        self,
+        layer: int,
+        layout: SequenceLayout,
+        heads: int,
+        device: torch.device | str = "cpu",
+        force_diagonal: bool = True,
+    ) -> BlockSparseMask | None:
         """The ``[1, H, Mb, Nb]`` mask of ``layer`` on ``layout``, or None when the layer is dense."""
         specs = self.layers.get(layer)
         if specs is None:

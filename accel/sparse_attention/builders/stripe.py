@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import ConfigError
 from ..reorder import SequenceLayout
 from .diagonal import band_blocks
 from .geometry import block_boxes
-from ...errors import ConfigError
 
 
-def stripe_blocks(layout: SequenceLayout, block_m: int, block_n: int, frames: int = 1, width: int = 0,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def stripe_blocks(
+    layout: SequenceLayout,
+    block_m: int,
+    block_n: int,
+    frames: int = 1,
+    width: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Bool ``[Mb, Nb]``: key blocks with a token in the first ``frames`` frames, for every query
     block, OR the diagonal band of ``width`` blocks."""
     if frames < 0:

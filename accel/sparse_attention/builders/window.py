@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import ConfigError
 from ..reorder import SequenceLayout
 from .geometry import box_gaps
-from ...errors import ConfigError
 
 
-def window_blocks(layout: SequenceLayout, block_m: int, block_n: int, radius: tuple[int, int, int],
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def window_blocks(
+    layout: SequenceLayout,
+    block_m: int,
+    block_n: int,
+    radius: tuple[int, int, int],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Bool ``[Mb, Nb]``: block pairs holding a token pair within ``radius`` (t, h, w) on every axis."""
     if len(radius) != 3 or any(r < 0 for r in radius):
         raise ConfigError(f"window radius must be three non-negative integers (frames, rows, columns), got {radius!r}")
@@ -26,8 +31,9 @@ def window_blocks(layout: SequenceLayout, block_m: int, block_n: int, radius: tu
     return (gap <= limit).all(-1)
 
 
-def temporal_blocks(layout: SequenceLayout, block_m: int, block_n: int, frames: int,
-                    device: torch.device | str = "cpu") -> torch.Tensor:
+def temporal_blocks(
+    layout: SequenceLayout, block_m: int, block_n: int, frames: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Bool ``[Mb, Nb]``: block pairs holding a token pair at most ``frames`` frames apart."""
     if frames < 0:
         raise ConfigError(f"temporal band must be >= 0 frames, got {frames}")
