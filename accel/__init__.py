@@ -12,7 +12,16 @@ from __future__ import annotations
 from .api import AccelHandle, apply, get_handle, remove, summary
 from .caching import BlockCacheConfig, DeepCacheConfig, apply_block_cache, apply_deep_cache
 from .config import PluginConfig
-from .errors import AccelError, ConfigError, IncompatiblePluginsError, MissingContextError, UnsupportedModelError
+from .errors import (
+    AccelError,
+    ConfigError,
+    IncompatiblePluginsError,
+    InvalidInputError,
+    MissingContextError,
+    NotFoundError,
+    StateError,
+    UnsupportedModelError,
+)
 from .plugin import Plugin, register_plugin
 from .reparam.plugin import RePaViTConfig  # registers the RePaViT plugin
 from .sampling import (
@@ -31,6 +40,9 @@ __all__ = [
     "AccelError",
     "AccelHandle",
     "ConfigError",
+    "InvalidInputError",
+    "NotFoundError",
+    "StateError",
     "AdaptiveGuidanceConfig",
     "BlockCacheConfig",
     "DeepCacheConfig",

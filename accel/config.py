@@ -132,9 +132,9 @@ def check_float(
 
 
 def check_choice(owner: str, name: str, value: Any, choices: Iterable[Any]) -> None:
-    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    """Raise ConfigError unless ``value`` is one of ``choices``, of the same type (``64.0`` is not ``64``)."""
     choices = tuple(choices)
-    if value not in choices:
+    if not any(value == c and type(value) is type(c) for c in choices):
         raise ConfigError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
 
 

@@ -12,7 +12,7 @@ from accel.pipelines.testing import tiny_pipeline
 from accel.sampling import AdaptiveClassifierFreeGuidance
 from accel.tuning.linear_ag_fit import calibrate, fit_coefficients
 
-from .plugin_mixin import PluginTesterMixin, Target, at_apply, known_bug
+from .plugin_mixin import PluginTesterMixin, Target, at_apply
 
 CFG_FAMILIES = [
     "unet",
@@ -262,21 +262,8 @@ class TestLinearAGPlugin(PluginTesterMixin):
         ({"threshold": 3.0}, "threshold must be a number in [-1.0, 2.0], got 3.0"),
         ({"coefficients": "missing.json"}, "LinearAGConfig.coefficients must be the path of a coefficients JSON file"),
         at_apply({"coefficients": _wrong_format}, "is not a LinearAG coefficients file (format 'something-else/1'"),
-        known_bug(
-            {"coefficients": _not_json},
-            "LinearAG",
-            apply=True,
-            raises=json.JSONDecodeError,
-            reason="load_coefficients lets json.JSONDecodeError through instead of a ConfigError",
-        ),
-        known_bug(
-            {"coefficients": _directory},
-            "LinearAG",
-            apply=True,
-            raises=IsADirectoryError,
-            error=accel.AccelError,  # ConfigError or NotFoundError would both do
-            reason="a directory passes the os.path.exists check; apply raises IsADirectoryError",
-        ),
+        at_apply({"coefficients": _not_json}, "cannot be read as JSON"),
+        ({"coefficients": _directory}, "LinearAGConfig.coefficients must be the path of a coefficients JSON file"),
     ]
     identity_stats = {"predicted_steps": [], "cfg_dropped_at_step": None}
 

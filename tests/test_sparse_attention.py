@@ -40,7 +40,7 @@ from accel.sparse_attention.plugin import _model_order, _working, suffix_lengths
 from accel.tuning.sparse_calibration import calibrate_plan
 from accel.tuning.sparse_plan_search import PlanSearch
 
-from .plugin_mixin import PluginTesterMixin, Target, known_bug
+from .plugin_mixin import PluginTesterMixin, Target, at_apply
 
 VIDEO_FAMILIES = ("wan", "cogvideox", "hunyuan_video", "ltx_video")
 SMALL = dict(height=64, width=64)  # enough video tokens for several 8-token blocks
@@ -519,18 +519,12 @@ class TestSparseAttentionPlugin(PluginTesterMixin):
         ({"window": (1, 2)}, "SparseAttentionConfig.window must be three integers"),
         ({"mask_reuse_steps": 0}, "SparseAttentionConfig.mask_reuse_steps must be an integer in [1, inf], got 0"),
         ({"backend": "cuda"}, "SparseAttentionConfig.backend must be one of ['auto', 'triton', 'flex', 'torch']"),
-        known_bug(
+        (
             {"block_size": 64.0},
-            "block_size must be one of",
-            reason="check_choice compares with ==, so 64.0 passes; the first sparse call then fails in F.pad",
+            "SparseAttentionConfig.block_size must be one of [4, 8, 16, 32, 64, 128, 256], got 64.0",
         ),
-        known_bug(
-            {"pattern": "plan", "plan_path": "missing_plan.json"},
-            "missing_plan.json",
-            apply=True,
-            raises=FileNotFoundError,
-            error=accel.AccelError,  # ConfigError or NotFoundError would both do
-            reason="a missing plan file is not checked (BlockCache/LinearAG check theirs): FileNotFoundError",
+        at_apply(
+            {"pattern": "plan", "plan_path": "missing_plan.json"}, "missing_plan.json", error=accel.NotFoundError
         ),
     ]
     identity_stats = {"sparse_calls": 0, "mean_density": 1.0, "attention_flops_saved": 0.0}

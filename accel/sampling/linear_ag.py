@@ -43,7 +43,7 @@ class LinearAGConfig(AdaptiveGuidanceConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.coefficients or not os.path.exists(self.coefficients):
+        if not self.coefficients or not os.path.isfile(self.coefficients):
             raise ConfigError(
                 "LinearAGConfig.coefficients must be the path of a coefficients JSON file made by "
                 f"`accel calibrate-linear-ag`; got {self.coefficients!r}"
@@ -56,9 +56,14 @@ class LinearAGConfig(AdaptiveGuidanceConfig):
 
 
 def load_coefficients(path: str) -> dict[str, Any]:
-    with open(path) as f:
-        data = json.load(f)
-    if data.get("format") != FORMAT:
+    """The coefficients JSON written by ``accel calibrate-linear-ag``; ConfigError for anything else."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"LinearAG coefficients {path!r} cannot be read as JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        data = data if isinstance(data, dict) else {}
         raise ConfigError(
             f"{path} is not a LinearAG coefficients file (format {data.get('format')!r}, expected {FORMAT!r})"
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ...errors import ConfigError
+from ...errors import ConfigError, NotFoundError
 from ...kernels.block_mask import BlockSparseMask
 from ..reorder import SequenceLayout
 from .patterns import PatternSpec, pattern_mask
@@ -105,7 +105,16 @@ class SparsePlan:
 
     @classmethod
     def load(cls, path: str | Path) -> SparsePlan:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A plan saved by :meth:`save`; NotFoundError / ConfigError for a missing or unreadable file."""
+        if not Path(path).is_file():
+            raise NotFoundError(f"no sparse-attention plan file at {str(path)!r} (write one with SparsePlan.save)")
+        try:
+            data = json.loads(Path(path).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"sparse-attention plan {str(path)!r} is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"sparse-attention plan {str(path)!r} is not a JSON object")
+        return cls.from_dict(data)
 
     # ------------------------------------------------------------------ masks
     def mask(
