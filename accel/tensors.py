@@ -74,3 +74,16 @@ def fit_batch(cached: Any, cached_batch: int, batch: int, info: CallInfo) -> Any
     if cached_batch == 2 * batch and info.cfg_stacked:
         return slice_batch(cached, info.rows("cond", batch), cached_batch)
     return None
+
+
+def zip_map(fn: Callable[..., torch.Tensor], first: Any, *others: Any) -> Any:
+    """``fn`` over the tensors at the same place in containers of one structure (``first`` gives it)."""
+    if isinstance(first, torch.Tensor):
+        return fn(first, *others)
+    if isinstance(first, tuple) and hasattr(first, "_fields"):
+        return type(first)(*(zip_map(fn, *items) for items in zip(first, *others)))
+    if isinstance(first, (tuple, list)):
+        return type(first)(zip_map(fn, *items) for items in zip(first, *others))
+    if isinstance(first, dict):
+        return type(first)({k: zip_map(fn, v, *(o[k] for o in others)) for k, v in first.items()})
+    return first

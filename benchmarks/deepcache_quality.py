@@ -35,7 +35,7 @@ def main() -> None:
         setups.append(deepcache(f"N={n} uniform", interval=n))
     setups.append(deepcache("N=3 quadratic", interval=3, schedule="quadratic"))
     setups.append(deepcache("N=5 quadratic", interval=5, schedule="quadratic"))
-    setups.append(deepcache("N=3 branch 2", interval=3, branch=2))
+    setups.append(deepcache("N=3 branch 3", interval=3, branch=3))  # accel 0.1 called this branch 2
     notes: dict[str, str] = {}
     rows = evaluate(pipe, setups, prompts, seeds, call, domain, real, notes, batch=50)
     compare_with_fewer_steps(rows)

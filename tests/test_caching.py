@@ -61,6 +61,104 @@ def test_deepcache_deeper_branch_skips_less_and_stays_closer():
     assert errors[-1] < errors[0]
 
 
+def _sd15_layout_unet() -> torch.nn.Module:
+    """A U-Net with SD 1.5's block layout (4 levels, 2 layers each, 12 skips) at toy width."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=8,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).eval()
+
+
+def _official_deepcache_hooks(unet: torch.nn.Module, interval: int, branch: int, step: list[int]) -> list:
+    """DeepCache as the official package defines it (``DeepCacheSDHelper``), written from its rule.
+
+    ``cache_branch_id`` b names down block ``b // 3``, layer ``b % 3`` (a down block's layers are its
+    resnet/attention pairs, then its downsampler); up blocks are counted from the output end, their
+    layers in reverse. On a step that is not a multiple of the interval a down layer is reused from
+    the last full step when its (block, layer) is at or past (b // 3, b % 3), an up layer when it is
+    past it, and the mid block always.
+    """
+    block_id, layer_id = branch // 3, branch % 3
+    cache: dict[int, object] = {}
+
+    def skipped(kind: str, block: int, layer: int) -> bool:
+        if step[0] % interval == 0:
+            return False
+        if kind == "mid" or block > block_id:
+            return True
+        if block < block_id:
+            return False
+        return layer >= layer_id if kind == "down" else layer > layer_id
+
+    def hook_for(kind: str, block: int, layer: int):
+        def hook(module, args, output):
+            if skipped(kind, block, layer):
+                return cache[id(module)]
+            cache[id(module)] = output
+            return output
+
+        return hook
+
+    handles = []
+    for b, down in enumerate(unet.down_blocks):
+        for j, resnet in enumerate(down.resnets):
+            modules = [resnet] + ([down.attentions[j]] if getattr(down, "attentions", None) else [])
+            handles += [m.register_forward_hook(hook_for("down", b, j)) for m in modules]
+        for sampler in down.downsamplers or []:
+            handles.append(sampler.register_forward_hook(hook_for("down", b, len(down.resnets))))
+    handles.append(unet.mid_block.register_forward_hook(hook_for("mid", 0, 0)))
+    levels = len(unet.up_blocks)
+    for u, up in enumerate(unet.up_blocks):
+        block, count = levels - u - 1, len(up.resnets)
+        for j, resnet in enumerate(up.resnets):
+            modules = [resnet] + ([up.attentions[j]] if getattr(up, "attentions", None) else [])
+            handles += [m.register_forward_hook(hook_for("up", block, count - j - 1)) for m in modules]
+        for sampler in up.upsamplers or []:
+            handles.append(sampler.register_forward_hook(hook_for("up", block, 0)))
+    return handles
+
+
+def _denoise(unet: torch.nn.Module, steps: int, step: list[int] | None = None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    text = torch.randn(2, 5, 8, generator=g)
+    with torch.no_grad():
+        for k in range(steps):
+            if step is not None:
+                step[0] = k
+            x = x - 0.1 * unet(x, 1000 - 50 * k, encoder_hidden_states=text).sample
+    return x
+
+
+@pytest.mark.parametrize("interval", [2, 3])
+def test_deepcache_branches_match_the_official_package_numbering(interval):
+    unet = _sd15_layout_unet()
+    assert accel.pipelines.lookup(unet).skip_layout(unet).num_skips == 12  # branches 0..11, as for SD 1.5
+    for branch in range(12):
+        step = [0]
+        handles = _official_deepcache_hooks(unet, interval, branch, step)
+        reference = _denoise(unet, 6, step)
+        for handle in handles:
+            handle.remove()
+        accel.apply(unet, DeepCacheConfig(interval=interval, branch=branch), num_inference_steps=6)
+        ours = _denoise(unet, 6)
+        accel.remove(unet)
+        assert torch.equal(ours, reference), f"branch {branch}, interval {interval}"
+    with pytest.raises(accel.ConfigError, match=r"branch must be in \[0, 11\]"):
+        accel.apply(unet, DeepCacheConfig(branch=12), num_inference_steps=6)
+
+
 def test_deepcache_schedules_and_validation():
     assert DeepCacheConfig(interval=4).full_steps(10) == [s % 4 == 0 for s in range(10)]
     quad = DeepCacheConfig(interval=4, schedule="quadratic").full_steps(20)
@@ -76,7 +174,7 @@ def test_deepcache_schedules_and_validation():
     with pytest.raises(accel.ConfigError, match="must start with a full step"):
         DeepCacheConfig(full_step_mask=(False, True))
     tiny = tiny_pipeline("unet")
-    with pytest.raises(accel.ConfigError, match=r"branch must be in \[0, 4\] for this U-Net"):
+    with pytest.raises(accel.ConfigError, match=r"branch must be in \[0, 5\] for this U-Net"):
         accel.apply(tiny.pipe, DeepCacheConfig(branch=7))
     assert accel.get_handle(tiny.pipe) is None
     with pytest.raises(accel.UnsupportedModelError, match="DeepCacheConfig does not support"):
@@ -196,6 +294,98 @@ def test_schedule_json_roundtrip_and_loaded_schedule(tmp_path):
         CacheSchedule(("a",), np.zeros((2, 1, 1), dtype=bool))
 
 
+# ------------------------------------------------------------------------------------- forecasting
+def _reuse_reference(pipe, interval: int) -> list:
+    """FORA reuse written plainly: every component returns its last computed output on cached steps."""
+    from accel.pipelines.registry import lookup
+
+    step = {"k": -1}
+    adapter = lookup(pipe.transformer)
+    cache: dict[int, object] = {}
+
+    def count(module, args):
+        step["k"] += 1
+
+    def hook(module, args, output):
+        if step["k"] % interval and id(module) in cache:
+            return cache[id(module)]
+        cache[id(module)] = output
+        return output
+
+    handles = [pipe.transformer.register_forward_pre_hook(count)]
+    for _, block in adapter.blocks(pipe.transformer):
+        for module, _kind in adapter.components(block).values():
+            handles.append(module.register_forward_hook(hook))
+    return handles
+
+
+def test_forecast_order_zero_is_todays_reuse():
+    tiny = tiny_pipeline("pixart")
+    handles = _reuse_reference(tiny.pipe, 3)
+    reference = _run(tiny, steps=7)
+    for handle in handles:
+        handle.remove()
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=3, forecast_order=0))
+    assert torch.equal(_run(tiny, steps=7), reference)
+    stats = _stats(tiny.pipe, "block_cache")
+    assert stats["forecast_calls"] == 0 and stats["forecast_bytes"] == 0
+    accel.remove(tiny.pipe)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_forecast_of_a_polynomial_feature_is_exact(order):
+    from accel.caching.forecast import CachedOutput
+
+    info = CallInfo(0, 0, 10, 0, 0, "cond", 2, 2, False)
+    feature = lambda x: (torch.full((2, 3), 1.5) + 0.25 * x + (0.125 * x * x if order == 2 else 0.0),)  # noqa: E731
+    state = CachedOutput()
+    for x in (0.0, 3.0, 6.0)[: order + 1]:
+        state.record(x, feature(x), batch=2, keep=order + 1, info=info)
+    for x in (7.0, 8.0, 9.0):  # extrapolated between recomputations, as a cached step does
+        torch.testing.assert_close(state.estimate(x, order)[0], feature(x)[0], rtol=0, atol=1e-5)
+    assert not torch.allclose(state.estimate(7.0, 0)[0], feature(7.0)[0])  # reuse is not
+
+
+def test_forecasting_caches_are_exact_on_remove_and_reported(tmp_path):
+    tiny = tiny_pipeline("pixart")
+    baseline = _run(tiny, steps=6)
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=2))
+    reused = _run(tiny, steps=6)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, BlockCacheConfig(interval=2, forecast_order=1))
+    forecast = _run(tiny, steps=6)
+    assert torch.equal(_run(tiny, steps=6), forecast)  # the history resets between calls
+    stats = _stats(tiny.pipe, "block_cache")
+    assert stats["forecast_calls"] > 0 and 0 < stats["forecast_bytes"] < stats["cache_bytes"]
+    assert not torch.equal(forecast, reused)
+    accel.remove(tiny.pipe)
+    assert torch.equal(_run(tiny, steps=6), baseline)
+
+    unet = tiny_pipeline("unet")
+    base = _run(unet, steps=6)
+    accel.apply(unet.pipe, DeepCacheConfig(interval=3, forecast_order=2, forecast_variable="timestep"))
+    _run(unet, steps=6)
+    deep = _stats(unet.pipe, "deep_cache")
+    assert deep["forecast_calls"] > 0 and deep["forecast_bytes"] > 0
+    accel.remove(unet.pipe)
+    assert torch.equal(_run(unet, steps=6), base)
+
+    # a per-unit operator in the schedule JSON: forecast everywhere equals the config's order 1
+    sched = fora_schedule(6, 3, ("attn1", "attn2", "ff"), interval=2, family="pixart")
+    sched.forecast = np.ones_like(sched.recompute, dtype=np.int64)
+    path = sched.save(str(tmp_path / "f.json"))
+    assert json.load(open(path))["cache_schedule"]["forecast_schedule"][1][0] == [1, 1, 1]
+    accel.apply(tiny.pipe, BlockCacheConfig(schedule=path))
+    assert torch.equal(_run(tiny, steps=6), forecast)
+    accel.remove(tiny.pipe)
+    with pytest.raises(accel.ConfigError, match=r"forecast_order must be an integer in \[0, 2\]"):
+        BlockCacheConfig(forecast_order=3)
+    with pytest.raises(accel.ConfigError, match="forecast_variable must be one of"):
+        DeepCacheConfig(forecast_variable="sigma")
+    with pytest.raises(accel.ConfigError, match="forecast orders must be in"):
+        CacheSchedule(("a",), np.ones((2, 1, 1), dtype=bool), forecast=np.full((2, 1, 1), 3))
+
+
 def test_block_cache_separate_uncond_schedule():
     # two-call CFG (Wan): each branch follows its own mask
     wan = tiny_pipeline("wan")
@@ -249,7 +439,7 @@ def test_block_cache_rejects_bad_settings():
 
 
 # --------------------------------------------------------------------------------- schedule search
-def _search(tmp, generations, family="pixart"):
+def _search(tmp, generations, family="pixart", forecast_order=0):
     from accel.pipelines.testing import tiny_text_pipeline
     from accel.tuning.cache_search import CalibrationSet, ScheduleSearch, SearchSettings
     from accel.tuning.cache_search_spaces import BlockScheduleSpace, DeepCacheStepSpace
@@ -258,9 +448,9 @@ def _search(tmp, generations, family="pixart"):
     call = dict(num_inference_steps=5, guidance_scale=3.0, height=16, width=16)
     if family == "pixart":
         call.update(use_resolution_binning=False, max_sequence_length=8, clean_caption=False)
-        space = BlockScheduleSpace.measure(pipe, call, "a red circle", 5)
+        space = BlockScheduleSpace.measure(pipe, call, "a red circle", 5, forecast_order)
     else:
-        space = DeepCacheStepSpace.measure(pipe, call, "a red circle", 5, branch=0)
+        space = DeepCacheStepSpace.measure(pipe, call, "a red circle", 5, branch=0, forecast_order=forecast_order)
     calibration = CalibrationSet(pipe, ["a red circle", "a blue square"], [0], call)
     settings = SearchSettings(population=6, generations=generations, seed=3)
     return ScheduleSearch(space, calibration, str(tmp), settings)
@@ -295,6 +485,23 @@ def test_deepcache_step_search_space(tmp_path):
     assert config.full_step_mask[0] is True and len(config.full_step_mask) == 5
 
 
+@pytest.mark.parametrize("family", ["pixart", "unet"])
+def test_search_chooses_an_operator_per_unit(tmp_path, family):
+    search = _search(tmp_path, 1, family=family, forecast_order=2)
+    plain = _search(tmp_path / "plain", 0, family=family).space
+    assert search.space.n_var == 2 * plain.n_var  # a recompute bit and a forecast bit per unit
+    seeds = search.space.seeds()
+    assert any(b[plain.n_var :].any() for b in seeds) and any(not b[plain.n_var :].any() for b in seeds)
+    rows = search.export_front(search.run(progress=False))
+    assert all(abs(r["flops_ratio_measured"] - r["flops_ratio_predicted"]) < 1e-6 for r in rows)
+    if family == "pixart":
+        orders = {int(o) for r in rows for o in np.unique(CacheSchedule.load(r["path"]).forecast)}
+    else:
+        configs = [DeepCacheConfig.from_dict(json.load(open(r["path"]))["config"]) for r in rows]
+        orders = {o for config in configs for o in config.forecast_steps}
+    assert orders <= {0, 2} and rows
+
+
 # ------------------------------------------------------------------------------ plugin contract
 class TestDeepCachePlugin(PluginTesterMixin):
     """The shared plugin contract (tests/plugin_mixin.py) on the tiny SD pipeline, 4 steps."""
@@ -318,7 +525,7 @@ class TestDeepCachePlugin(PluginTesterMixin):
         ({"schedule": "cubic"}, "DeepCacheConfig.schedule must be one of ['uniform', 'quadratic']"),
         ({"full_steps_end": -1}, "full_steps_end must be an integer in [0, 10000]"),
         ({"full_step_mask": (False, True)}, "full_step_mask must start with a full step"),
-        at_apply({"branch": 7}, "DeepCacheConfig.branch must be in [0, 4] for this U-Net"),
+        at_apply({"branch": 7}, "DeepCacheConfig.branch must be in [0, 5] for this U-Net"),
     ]
     identity_stats = {"schedule": "FFFF", "cached_steps": 0, "skipped_layer_calls": 0}
 

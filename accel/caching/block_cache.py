@@ -2,7 +2,9 @@
 
 Algorithm: a boolean schedule ``recompute[step, block, component]`` decides, for every attention,
 cross-attention and feed-forward module of every block, whether it runs at this step or returns
-the output it produced the last time it ran; the block's own gates and residuals still apply.
+the output it produced the last time it ran, or (``forecast_order`` k > 0, or a per-unit order in the
+schedule) the degree-k polynomial through its last k + 1 computed outputs, TaylorSeer-style; the
+block's own gates and residuals still apply.
 
 Works on every DiT family accel supports (PixArt, DiT, SD3, Flux, Lumina, Wan, CogVideoX,
 HunyuanVideo, LTX-Video) through the adapters' component lists. Optionally the unconditional CFG
@@ -26,7 +28,7 @@ from ..config import PluginConfig, check_int
 from ..errors import ConfigError
 from ..plugin import Plugin, register_plugin
 from ..tensors import fit_batch, leading_batch, slice_batch, tensor_bytes
-from .common import CachedOutput
+from .forecast import CachedOutput, check_forecast, position
 from .schedule import CacheSchedule, fora_schedule
 
 
@@ -43,6 +45,10 @@ class BlockCacheConfig(PluginConfig):
         components: which components may be cached (default: all the family has, e.g. PixArt
             ``("attn1", "attn2", "ff")``).
         uncond_interval: a separate FORA interval for the unconditional CFG branch (None: same).
+        forecast_order: on cached steps, 0 reuses a component's last output; 1 or 2 extrapolates it
+            with the line or parabola through its last 2 or 3 computed outputs. A JSON schedule may
+            set the order per unit instead (its ``forecast_schedule``).
+        forecast_variable: what the extrapolation is a function of: ``"step"`` or ``"timestep"``.
     """
 
     short_prefix = "blockcache"
@@ -53,8 +59,11 @@ class BlockCacheConfig(PluginConfig):
     live_last_blocks: int = 0
     components: tuple[str, ...] | None = None
     uncond_interval: int | None = None
+    forecast_order: int = 0
+    forecast_variable: str = "step"
 
     def __post_init__(self) -> None:
+        check_forecast("BlockCacheConfig", self.forecast_order, self.forecast_variable)
         if self.schedule != "fora":
             if not isinstance(self.schedule, str) or not self.schedule.endswith(".json"):
                 raise ConfigError(
@@ -97,17 +106,19 @@ class ComponentCacheHook(ModelHook):
         state = self.state.get_state()
         batch = leading_batch(args) or leading_batch(kwargs)
         run, run_uncond = self.plugin.decide(info, self.block, self.component)
+        x = position(info, self.plugin.config.forecast_variable)
         if state.output is not None and state.batch == batch and info.cfg_stacked and run != run_uncond:
-            return self._split(module, state, batch, info, run_uncond, args, kwargs)
+            return self._split(module, state, batch, info, run_uncond, x, args, kwargs)
         if not run and state.output is not None:
-            cached = fit_batch(state.output, state.batch, batch, info)
+            order = self.plugin.order_for(info, self.block, self.component)
+            cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
             if cached is not None:
-                self.plugin.count(False)
+                self.plugin.count(False, forecast=order > 0 and len(state.points) > 1)
                 return cached
         output = self.fn_ref.original_forward(*args, **kwargs)
-        state.output, state.batch = output, batch
+        state.record(x, output, batch, self.plugin.history, info)
         self.plugin.count(True)
-        self.plugin.note_bytes((id(self), self.state.context.name), output)
+        self.plugin.note_bytes((id(self), self.state.context.name), state)
         return output
 
     def _split(
@@ -117,10 +128,14 @@ class ComponentCacheHook(ModelHook):
         batch: int,
         info: Any,
         run_uncond: bool,
+        x: float,
         args: tuple,
         kwargs: dict,
     ) -> Any:
-        """Stacked CFG batch with different schedules per half: compute only the half that must run."""
+        """Stacked CFG batch with different schedules per half: compute only the half that must run.
+
+        The other half is reused or forecast; the spliced output is recorded as this step's point (a
+        forecast lies on the polynomial it came from, so it does not bend the next forecast)."""
         rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
         fresh = self.fn_ref.original_forward(*slice_batch(args, rows, batch), **slice_batch(kwargs, rows, batch))
 
@@ -129,8 +144,9 @@ class ComponentCacheHook(ModelHook):
             out[rows] = new
             return out
 
-        output = _zip_tensors(state.output, fresh, splice, batch)
-        state.output = output
+        estimate = state.estimate(x, self.plugin.order_for(info, self.block, self.component))
+        output = _zip_tensors(estimate, fresh, splice, batch)
+        state.record(x, output, batch, self.plugin.history, info)
         self.plugin.count(True, half=True)
         return output
 
@@ -229,20 +245,41 @@ class BlockCachePlugin(Plugin):
         run = bool(schedule.mask_for(info.branch)[step, block, component])
         return run, run
 
-    def count(self, computed: bool, half: bool = False) -> None:
+    @property
+    def _per_unit_forecast(self) -> bool:
+        return self.loaded is not None and self.loaded.forecast is not None
+
+    @property
+    def history(self) -> int:
+        """Computed outputs each component keeps: the newest, plus the forecast's extra points."""
+        if self._per_unit_forecast:
+            return 1 + int(self.loaded.forecast.max(initial=0))
+        return 1 + self.config.forecast_order
+
+    def order_for(self, info: Any, block: int, component: int) -> int:
+        """The forecast order of a cached unit: the schedule's, else the config's."""
+        if self._per_unit_forecast:
+            return int(self.loaded.forecast[info.step_index, block, component])
+        return self.config.forecast_order
+
+    def count(self, computed: bool, half: bool = False, forecast: bool = False) -> None:
         info = self.session.context.current
         step = info.step_index if info is not None else -1
         done, total = self.per_step.get(step, (0.0, 0))
         self.per_step[step] = (done + (0.5 if half else float(computed)), total + 1)
+        self.forecast_calls += forecast
 
-    def note_bytes(self, key: Any, output: Any) -> None:
-        self._bytes[key] = tensor_bytes(output)
-        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(self._bytes.values()))
+    def note_bytes(self, key: Any, state: CachedOutput) -> None:
+        self._bytes[key] = (tensor_bytes(state.output), state.history_bytes())
+        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(a + b for a, b in self._bytes.values()))
+        self.peak_forecast_bytes = max(self.peak_forecast_bytes, sum(b for _, b in self._bytes.values()))
 
     def on_generation_start(self) -> None:
         self.per_step: dict[int, tuple[float, int]] = {}
-        self._bytes: dict[Any, int] = {}
+        self._bytes: dict[Any, tuple[int, int]] = {}
         self.peak_cache_bytes = 0
+        self.peak_forecast_bytes = 0
+        self.forecast_calls = 0
 
     def stats(self) -> dict[str, Any]:
         steps = sorted(self.per_step)
@@ -256,7 +293,10 @@ class BlockCachePlugin(Plugin):
             "component_calls_computed": computed,
             "recompute_fraction": round(computed / calls, 4) if calls else None,
             "recompute_fraction_per_step": [round(self.per_step[s][0] / self.per_step[s][1], 3) for s in steps],
+            "forecast_order": "per unit" if self._per_unit_forecast else self.config.forecast_order,
+            "forecast_calls": self.forecast_calls,
             "cache_bytes": self.peak_cache_bytes,
+            "forecast_bytes": self.peak_forecast_bytes,
         }
 
 

@@ -2,8 +2,9 @@
 
 Algorithm: every ``interval`` steps the whole U-Net runs and the outputs of every layer deeper than
 the chosen skip branch are cached; on the steps in between only the shallow layers run, and each
-deeper layer returns its cached output, so the up path combines cached deep features with fresh
-skip connections from the shallow down layers.
+deeper layer returns its cached output (or, with ``forecast_order`` k > 0, the degree-k polynomial
+through its last k + 1 computed outputs, TaylorSeer-style), so the up path combines cached deep
+features with fresh skip connections from the shallow down layers.
 
 Implemented as diffusers ``ModelHook``\\ s on the deep layers of ``UNet2DConditionModel`` (SD 1.x/2.x,
 SDXL), driven by accel's denoising context: steps are the sampler's steps (Heun and img2img
@@ -26,7 +27,7 @@ from ..config import PluginConfig, check_choice, check_int
 from ..errors import ConfigError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
 from ..tensors import fit_batch, leading_batch, tensor_bytes
-from .common import CachedOutput, step_pattern
+from .forecast import CachedOutput, check_forecast, position
 
 SCHEDULES = ("uniform", "quadratic")
 
@@ -37,27 +38,44 @@ class DeepCacheConfig(PluginConfig):
 
     Args:
         interval: N; one full U-Net evaluation every N steps (1 = no caching, identical to baseline).
-        branch: skip branch kept live; 0 is the shallowest (fastest, lowest quality): ``conv_in`` and
-            the first down layer with their up partners. The allowed range depends on the U-Net
-            (SD 1.5: 0-11) and is checked when attached. The official DeepCache package counts one
-            lower: its branch ``b + 1`` is accel's ``b``.
+        branch: the skip branch kept live, numbered as the official DeepCache package numbers its
+            ``cache_branch_id``: on cached steps every layer that produces or consumes skip ``S_0..S_b``
+            runs (``S_0`` is ``conv_in``'s output). 0 is the shallowest (fastest, lowest quality):
+            only ``conv_in`` and the last up layer run. The allowed range depends on the U-Net
+            (SD 1.5: 0-11) and is checked when attached. The default, 1, also keeps the first down
+            layer and its up partner. (Before accel 0.2 branches were numbered one lower.)
         schedule: ``"uniform"`` (full steps every N) or ``"quadratic"`` (the same number of full
             steps, spaced quadratically so they are denser early, where features change fastest).
         full_steps_start: the first k steps are always full.
         full_steps_end: the last k steps are always full.
         full_step_mask: an explicit per-step schedule (True = full step) overriding the above; its
             length must equal the number of steps run (e.g. from ``accel search-cache``).
+        forecast_order: on cached steps, 0 reuses the deep features of the last full step; 1 or 2
+            extrapolates them with the line or parabola through the last 2 or 3 full steps.
+        forecast_variable: what the extrapolation is a function of: ``"step"`` (the step index) or
+            ``"timestep"`` (the timestep the U-Net receives).
+        forecast_steps: a per-step forecast order overriding ``forecast_order`` (e.g. from ``accel
+            search-cache``); entries of full steps are ignored. Its length must equal the steps run.
     """
 
     short_prefix = "deepcache"
     interval: int = 3
-    branch: int = 0
+    branch: int = 1
     schedule: str = "uniform"
     full_steps_start: int = 0
     full_steps_end: int = 0
     full_step_mask: tuple[bool, ...] | None = None
+    forecast_order: int = 0
+    forecast_variable: str = "step"
+    forecast_steps: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        check_forecast("DeepCacheConfig", self.forecast_order, self.forecast_variable)
+        if self.forecast_steps is not None:
+            if not isinstance(self.forecast_steps, tuple) or not self.forecast_steps:
+                raise ConfigError("DeepCacheConfig.forecast_steps must be a non-empty tuple of orders or None")
+            for order in self.forecast_steps:
+                check_forecast("DeepCacheConfig", order, self.forecast_variable)
         check_int("DeepCacheConfig", "interval", self.interval, 1, 1000)
         check_int("DeepCacheConfig", "branch", self.branch, 0, 1000)
         check_choice("DeepCacheConfig", "schedule", self.schedule, SCHEDULES)
@@ -95,6 +113,17 @@ class DeepCacheConfig(PluginConfig):
         full[0] = True
         return full
 
+    def forecast_orders(self, num_steps: int) -> list[int]:
+        """Per step, the forecast order used if the step is cached."""
+        if self.forecast_steps is None:
+            return [self.forecast_order] * num_steps
+        if len(self.forecast_steps) != num_steps:
+            raise ConfigError(
+                f"DeepCacheConfig.forecast_steps has {len(self.forecast_steps)} entries but the pipeline runs "
+                f"{num_steps} steps"
+            )
+        return list(self.forecast_steps)
+
 
 class DeepLayerHook(ModelHook):
     """On a deep U-Net layer: compute and cache on full steps, return the cache otherwise."""
@@ -110,14 +139,17 @@ class DeepLayerHook(ModelHook):
         info = self.plugin.session.context.current
         state = self.state.get_state()
         batch = leading_batch(args) or leading_batch(kwargs)
+        x = position(info, self.plugin.config.forecast_variable) if info is not None else 0.0
         if info is not None and not self.plugin.is_full_step(info) and state.output is not None:
-            cached = fit_batch(state.output, state.batch, batch, info)
+            order = self.plugin.order_at(info)
+            cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
             if cached is not None:
                 self.plugin.skipped_layer_calls += 1
+                self.plugin.forecast_calls += order > 0 and len(state.points) > 1
                 return cached
         output = self.fn_ref.original_forward(*args, **kwargs)
-        state.output, state.batch = output, batch
-        self.plugin.note_cache_bytes((id(self), self.state.context.name), output)
+        state.record(x, output, batch, self.plugin.history, info)
+        self.plugin.note_cache_bytes((id(self), self.state.context.name), state)
         return output
 
     def reset_state(self, module: nn.Module) -> nn.Module:
@@ -147,19 +179,19 @@ class DeepCachePlugin(Plugin):
     def __init__(self, config: DeepCacheConfig, session: Any) -> None:
         super().__init__(config, session)
         self._schedule: dict[int, list[bool]] = {}
+        self._orders: dict[int, list[int]] = {}
         self.deep_layers: list[str] = []
         self.on_generation_start()
 
     def attach(self) -> None:
         unet = self.session.denoiser
         layout = self.session.adapter.skip_layout(unet)
-        branches = layout.num_skips - 1
-        if self.config.branch >= branches:
+        if self.config.branch >= layout.num_skips:
             raise ConfigError(
-                f"DeepCacheConfig.branch must be in [0, {branches - 1}] for this U-Net "
-                f"(it has {branches} skip branches), got {self.config.branch}"
+                f"DeepCacheConfig.branch must be in [0, {layout.num_skips - 1}] for this U-Net "
+                f"(it has {layout.num_skips} skip branches), got {self.config.branch}"
             )
-        skip = self.config.branch + 1
+        skip = self.config.branch
         deep = [u for u in layout.down if u.skip > skip] + [u for u in layout.up if u.skip > skip]
         deep += [u for u in layout.upsamplers if u.skip > skip]
         modules: list[tuple[str, nn.Module]] = [(f"{u.name}.{i}", m) for u in deep for i, m in enumerate(u.modules)]
@@ -179,15 +211,30 @@ class DeepCachePlugin(Plugin):
             self.steps_seen[step] = full
         return full
 
-    def note_cache_bytes(self, key: Any, output: Any) -> None:
-        self._bytes[key] = tensor_bytes(output)
-        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(self._bytes.values()))
+    @property
+    def history(self) -> int:
+        """Computed outputs each deep layer keeps: the newest, plus the forecast's extra points."""
+        orders = self.config.forecast_steps or (self.config.forecast_order,)
+        return 1 + max(orders)
+
+    def order_at(self, info: Any) -> int:
+        step, total = info.require_steps("DeepCache")
+        if total not in self._orders:
+            self._orders[total] = self.config.forecast_orders(total)
+        return self._orders[total][step]
+
+    def note_cache_bytes(self, key: Any, state: CachedOutput) -> None:
+        self._bytes[key] = (tensor_bytes(state.output), state.history_bytes())
+        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(a + b for a, b in self._bytes.values()))
+        self.peak_forecast_bytes = max(self.peak_forecast_bytes, sum(b for _, b in self._bytes.values()))
 
     def on_generation_start(self) -> None:
         self.steps_seen: dict[int, bool] = {}
         self.skipped_layer_calls = 0
-        self._bytes: dict[Any, int] = {}
+        self.forecast_calls = 0
+        self._bytes: dict[Any, tuple[int, int]] = {}
         self.peak_cache_bytes = 0
+        self.peak_forecast_bytes = 0
 
     def stats(self) -> dict[str, Any]:
         steps = [self.steps_seen[s] for s in sorted(self.steps_seen)]
@@ -199,8 +246,16 @@ class DeepCachePlugin(Plugin):
             "schedule": step_pattern(steps),
             "deep_layers": len(self.deep_layers),
             "skipped_layer_calls": self.skipped_layer_calls,
+            "forecast_order": self.config.forecast_order,
+            "forecast_calls": self.forecast_calls,
             "cache_bytes": self.peak_cache_bytes,
+            "forecast_bytes": self.peak_forecast_bytes,
         }
+
+
+def step_pattern(full: list[bool]) -> str:
+    """A compact picture of a per-step schedule: ``F`` computed, ``.`` cached."""
+    return "".join("F" if f else "." for f in full)
 
 
 def apply_deep_cache(module: Any, config: DeepCacheConfig | None = None, **kwargs: Any):

@@ -2,8 +2,10 @@
 
 ``True`` means the component runs; ``False`` means it returns the output it produced the last time
 it ran (FORA, Selvaraju et al. arXiv 2407.01425; ECAD, Aggarwal et al. arXiv 2506.15682, whose
-JSON layout ``schedule[step][block][component]`` this follows). Schedules are data: JSON in and
-out, with the measured cost and quality of the schedule embedded next to it.
+JSON layout ``schedule[step][block][component]`` this follows), or, where the optional
+``forecast[step, block, component]`` holds an order k > 0, a degree-k forecast from its last k + 1
+computed outputs. Schedules are data: JSON in and out, with the measured cost and quality of the
+schedule embedded next to it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class CacheSchedule:
     recompute: np.ndarray  # bool [steps, blocks, components]
     uncond_recompute: np.ndarray | None = None  # same shape; None = same as recompute
     family: str | None = None
+    forecast: np.ndarray | None = None  # int [steps, blocks, components], order of each cached unit; None = config's
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -41,6 +44,12 @@ class CacheSchedule:
             self.uncond_recompute = np.asarray(self.uncond_recompute, dtype=bool)
             if self.uncond_recompute.shape != self.recompute.shape:
                 raise ConfigError("the uncond schedule must have the same shape as the cond schedule")
+        if self.forecast is not None:
+            self.forecast = np.asarray(self.forecast, dtype=np.int64)
+            if self.forecast.shape != self.recompute.shape or self.forecast.min(initial=0) < 0:
+                raise ConfigError("the forecast schedule must be non-negative ints of the recompute schedule's shape")
+            if self.forecast.max(initial=0) > 2:
+                raise ConfigError(f"forecast orders must be in [0, 2], got {int(self.forecast.max())}")
         if self.recompute.shape[0] and not self.recompute[0].all():
             raise ConfigError("a schedule must recompute everything at step 0 (nothing is cached yet)")
 
@@ -84,6 +93,8 @@ class CacheSchedule:
         }
         if self.uncond_recompute is not None:
             out["cache_schedule"]["uncond_schedule"] = self.uncond_recompute.tolist()
+        if self.forecast is not None:
+            out["cache_schedule"]["forecast_schedule"] = self.forecast.tolist()
         return out
 
     def save(self, path: str) -> str:
@@ -106,6 +117,7 @@ class CacheSchedule:
             uncond_recompute=np.array(sched["uncond_schedule"], dtype=bool) if "uncond_schedule" in sched else None,
             family=data.get("family"),
             metadata=data.get("metadata", {}),
+            forecast=np.array(sched["forecast_schedule"]) if "forecast_schedule" in sched else None,
         )
 
     @classmethod

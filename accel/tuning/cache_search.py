@@ -326,18 +326,22 @@ def search_cache(
     seeds: tuple[int, ...] = (0,),
     call: dict[str, Any] | None = None,
     settings: SearchSettings | None = None,
-    branch: int = 0,
+    branch: int = 1,
     progress: bool = True,
+    forecast_order: int = 0,
 ) -> list[dict[str, Any]]:
     """Search caching schedules for ``model`` (a built-in name, a path, or a pipeline) and export the front.
 
     ``kind`` is ``"block"`` (DiTs), ``"deepcache"`` (U-Nets) or ``"auto"`` (from the denoiser's family).
+    ``forecast_order`` k > 0 lets every cached unit choose between reuse and a degree-k forecast.
     """
     from ..evaluation.prompts import builtin_prompts
     from ..pipelines.builtin import BUILTIN_MODELS
     from ..pipelines.loading import load
     from .cache_search_spaces import BlockScheduleSpace, DeepCacheStepSpace
 
+    if forecast_order not in (0, 1, 2):
+        raise ConfigError(f"forecast_order must be 0, 1 or 2, got {forecast_order!r}")
     settings = settings or SearchSettings()
     name = model if isinstance(model, str) else type(model).__name__
     pipe = load(model) if isinstance(model, str) else model
@@ -351,9 +355,9 @@ def search_cache(
     if kind == "auto":
         kind = "deepcache" if adapter.kind == "unet" else "block"
     if kind == "deepcache":
-        space = DeepCacheStepSpace.measure(pipe, base_call, prompts[0], steps, branch)
+        space = DeepCacheStepSpace.measure(pipe, base_call, prompts[0], steps, branch, forecast_order)
     elif kind == "block":
-        space = BlockScheduleSpace.measure(pipe, base_call, prompts[0], steps)
+        space = BlockScheduleSpace.measure(pipe, base_call, prompts[0], steps, forecast_order)
     else:
         raise ConfigError(f"kind must be 'auto', 'block' or 'deepcache', got {kind!r}")
     dataset = BUILTIN_MODELS[model].dataset if isinstance(model, str) and model in BUILTIN_MODELS else None
@@ -365,6 +369,7 @@ def search_cache(
                 "model": name,
                 "kind": kind,
                 "steps": steps,
+                "forecast_order": forecast_order,
                 "prompts": prompts,
                 "seeds": list(seeds),
                 "call": {k: v for k, v in base_call.items() if isinstance(v, (int, float, str, bool))},

@@ -80,7 +80,8 @@ def _one_call_flops(
 
 @dataclasses.dataclass
 class BlockScheduleSpace:
-    """Bits = ``recompute[1:, block, component]`` (flattened) for a DiT."""
+    """Bits = ``recompute[1:, block, component]`` (flattened) for a DiT; with ``forecast_order`` k > 0 a
+    second bit per unit chooses, where the unit is cached, a degree-k forecast (1) or plain reuse (0)."""
 
     family: str
     components: tuple[str, ...]
@@ -89,11 +90,14 @@ class BlockScheduleSpace:
     component_flops: np.ndarray  # [blocks, components] FLOPs per call
     call_flops: int  # FLOPs of one dense denoiser call
     present: np.ndarray  # [blocks, components] whether the block has the component
+    forecast_order: int = 0
 
     kind = "block"
 
     @classmethod
-    def measure(cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int) -> BlockScheduleSpace:
+    def measure(
+        cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int, forecast_order: int = 0
+    ) -> BlockScheduleSpace:
         handle = api.apply(pipe)
         adapter = handle.sessions[0].adapter
         denoiser = handle.sessions[0].denoiser
@@ -114,20 +118,37 @@ class BlockScheduleSpace:
                     c = components.index(attr)
                     present[b, c] = True
                     flops[b, c] = per_module.get(f"{block_name}.{attr}", 0)
-        return cls(adapter.family, components, num_steps, len(blocks), flops, total, present)
+        return cls(adapter.family, components, num_steps, len(blocks), flops, total, present, forecast_order)
+
+    @property
+    def _units(self) -> int:
+        return (self.num_steps - 1) * self.num_blocks * len(self.components)
 
     @property
     def n_var(self) -> int:
-        return (self.num_steps - 1) * self.num_blocks * len(self.components)
+        return self._units * (2 if self.forecast_order else 1)
 
     def to_mask(self, bits: np.ndarray) -> np.ndarray:
         mask = np.ones((self.num_steps, self.num_blocks, len(self.components)), dtype=bool)
-        mask[1:] = np.asarray(bits, dtype=bool).reshape(self.num_steps - 1, self.num_blocks, len(self.components))
+        recompute = np.asarray(bits[: self._units], dtype=bool)
+        mask[1:] = recompute.reshape(self.num_steps - 1, self.num_blocks, len(self.components))
         mask[:, ~self.present] = True  # absent components cost nothing either way
         return mask
 
-    def from_mask(self, mask: np.ndarray) -> np.ndarray:
-        return np.asarray(mask[1:], dtype=bool).reshape(-1)
+    def to_forecast(self, bits: np.ndarray) -> np.ndarray | None:
+        """Per unit, the forecast order used where it is cached (None without forecasting)."""
+        if not self.forecast_order:
+            return None
+        orders = np.zeros((self.num_steps, self.num_blocks, len(self.components)), dtype=np.int64)
+        flags = np.asarray(bits[self._units :], dtype=np.int64)
+        orders[1:] = flags.reshape(self.num_steps - 1, self.num_blocks, len(self.components)) * self.forecast_order
+        return orders
+
+    def from_mask(self, mask: np.ndarray, forecast: bool = False) -> np.ndarray:
+        bits = np.asarray(mask[1:], dtype=bool).reshape(-1)
+        if not self.forecast_order:
+            return bits
+        return np.concatenate([bits, np.full(self._units, forecast, dtype=bool)])
 
     def cost(self, bits: np.ndarray) -> float:
         """Predicted FLOPs of a generation relative to no caching."""
@@ -137,7 +158,7 @@ class BlockScheduleSpace:
         return float(per_step.sum() / (self.num_steps * self.call_flops))
 
     def schedule(self, bits: np.ndarray) -> CacheSchedule:
-        return CacheSchedule(self.components, self.to_mask(bits), family=self.family)
+        return CacheSchedule(self.components, self.to_mask(bits), family=self.family, forecast=self.to_forecast(bits))
 
     def config(self, bits: np.ndarray, path: str) -> BlockCacheConfig:
         self.schedule(bits).save(path)
@@ -160,23 +181,28 @@ class BlockScheduleSpace:
                             live,
                             cached or None,
                         )
-                        out.append(self.from_mask(sched.recompute))
+                        choices = {False, bool(self.forecast_order)}
+                        out += [self.from_mask(sched.recompute, forecast=f) for f in choices]
         return out
 
 
 @dataclasses.dataclass
 class DeepCacheStepSpace:
-    """Bits = ``full_step_mask[1:]`` for a U-Net at a fixed DeepCache branch."""
+    """Bits = ``full_step_mask[1:]`` for a U-Net at a fixed DeepCache branch; with ``forecast_order`` k > 0 a
+    second bit per step chooses, on cached steps, a degree-k forecast of the deep features or reuse."""
 
     num_steps: int
     branch: int
     full_flops: int
     shallow_flops: int
+    forecast_order: int = 0
 
     kind = "deepcache"
 
     @classmethod
-    def measure(cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int, branch: int) -> DeepCacheStepSpace:
+    def measure(
+        cls, pipe: Any, call: dict[str, Any], prompt: str, num_steps: int, branch: int, forecast_order: int = 0
+    ) -> DeepCacheStepSpace:
         from torch.utils.flop_counter import FlopCounterMode
 
         def two_steps() -> int:
@@ -196,17 +222,23 @@ class DeepCacheStepSpace:
             shallow = two_steps() - outside - full
         finally:
             api.remove(pipe)
-        return cls(num_steps, branch, full, int(shallow))
+        return cls(num_steps, branch, full, int(shallow), forecast_order)
 
     @property
     def n_var(self) -> int:
-        return self.num_steps - 1
+        return (self.num_steps - 1) * (2 if self.forecast_order else 1)
 
     def to_mask(self, bits: np.ndarray) -> tuple[bool, ...]:
-        return (True,) + tuple(bool(b) for b in bits)
+        return (True,) + tuple(bool(b) for b in bits[: self.num_steps - 1])
+
+    def to_forecast(self, bits: np.ndarray) -> tuple[int, ...] | None:
+        """Per step, the forecast order used if the step is cached (None without forecasting)."""
+        if not self.forecast_order:
+            return None
+        return (0,) + tuple(int(b) * self.forecast_order for b in bits[self.num_steps - 1 :])
 
     def cost(self, bits: np.ndarray) -> float:
-        full = 1 + int(np.sum(bits))
+        full = 1 + int(np.sum(bits[: self.num_steps - 1]))
         return float(
             (full * self.full_flops + (self.num_steps - full) * self.shallow_flops)
             / (self.num_steps * self.full_flops)
@@ -215,7 +247,9 @@ class DeepCacheStepSpace:
     def config(self, bits: np.ndarray, path: str) -> DeepCacheConfig:
         import json
 
-        config = DeepCacheConfig(branch=self.branch, full_step_mask=self.to_mask(bits))
+        config = DeepCacheConfig(
+            branch=self.branch, full_step_mask=self.to_mask(bits), forecast_steps=self.to_forecast(bits)
+        )
         with open(path, "w") as f:
             json.dump({"format": "accel-deepcache-schedule/1", "config": config.to_dict()}, f)
         return config
@@ -224,6 +258,8 @@ class DeepCacheStepSpace:
         out = []
         for interval in (2, 3, 4, 5):
             for schedule in ("uniform", "quadratic"):
-                mask = DeepCacheConfig(interval=interval, schedule=schedule).full_steps(self.num_steps)
-                out.append(np.array(mask[1:], dtype=bool))
+                mask = np.array(DeepCacheConfig(interval=interval, schedule=schedule).full_steps(self.num_steps)[1:])
+                for forecast in {False, bool(self.forecast_order)}:
+                    flags = np.full(self.num_steps - 1, forecast) if self.forecast_order else np.zeros(0, dtype=bool)
+                    out.append(np.concatenate([mask, flags]).astype(bool))
         return out

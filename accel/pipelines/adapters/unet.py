@@ -39,7 +39,8 @@ class UNetAdapter(Adapter):
 
     Skips are numbered in execution order: S_0 is ``conv_in``'s output, S_1..S_K the outputs of
     every down layer (resnet + attention) and downsampler. Up layers consume them in reverse.
-    DeepCache's branch ``b`` is skip ``S_(b+1)``: branch 0 keeps only the first down layer live.
+    DeepCache's branch ``b`` keeps the layers producing or consuming ``S_0..S_b`` live, as the official
+    package numbers them: branch 0 keeps only ``conv_in`` and the last up layer live.
     """
 
     def skip_layout(self, unet: nn.Module) -> SkipLayout:
