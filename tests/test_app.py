@@ -228,7 +228,7 @@ def test_bad_plugin_value_and_custom_model_errors(server):
         )
     with pytest.raises(gradio_client.exceptions.AppError, match="not valid JSON"):
         client.predict("tiny-unet", "a 7", 0, STEPS, 2.0, SIZE, 1, 0, "{nope", api_name="/generate_json")
-    with pytest.raises(gradio_client.exceptions.AppError, match="no such directory"):
+    with pytest.raises(gradio_client.exceptions.AppError, match="not a diffusers pipeline folder"):
         client.predict("/definitely/not/here", api_name="/load_model")
 
 
@@ -366,3 +366,132 @@ def test_load_a_local_pipeline_folder_and_generate(server, tmp_path):
     assert "loaded by hub id / path" in info and "unet" in info
     metrics, base, acc, _ = generate(client, {"adaptive_guidance": {"threshold": -1}}, model=folder)
     assert metrics["model"] == folder and metrics["accelerated_nfe"] < metrics["baseline_nfe"]
+
+
+def test_curves_tab_stays_inside_the_pinned_runs_root(server, tmp_path):
+    client, runs_root = server
+    elsewhere = str(tmp_path / "elsewhere")
+    make_run_folder(elsewhere)  # a real run outside the pinned root, with the same run name
+    client.predict(runs_root, api_name="/list_runs")  # this session's run list holds "tiny-sweep"
+    outside = [elsewhere, str(tmp_path / "missing"), os.path.join(runs_root, "..", "x"), "/", "/etc"]
+    messages = set()
+    for root in outside:
+        for args, api_name in [
+            ((root,), "/list_runs"),
+            ((root, "tiny-sweep"), "/open_run"),
+            ((root, "tiny-sweep", "ag_threshold-1"), "/samples"),
+        ]:
+            with pytest.raises(gradio_client.exceptions.AppError) as info:
+                client.predict(*args, api_name=api_name)
+            text = str(info.value)
+            assert "outside the runs root" in text, text
+            assert str(tmp_path) not in text and runs_root not in text and "/etc" not in text
+            messages.add(text)
+    assert len(messages) == 1  # the same words whether the folder exists or not
+    inside = os.path.join(runs_root, "tiny-sweep")  # a folder inside the root may be typed
+    choices, note = client.predict(inside, api_name="/list_runs")
+    assert choices["choices"] == [] and "No finished" in note and runs_root not in note
+
+
+def test_curves_read_no_file_through_a_symlink_out_of_the_root(tmp_path):
+    import shutil
+
+    from accel.app import curves
+
+    outside = make_run_folder(str(tmp_path / "outside"))
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "linked-run").symlink_to(outside)  # the whole run is a link out
+    leaky = root / "leaky"  # a real run whose plot and records are links out
+    leaky.mkdir()
+    shutil.copy(os.path.join(outside, "summary.json"), leaky / "summary.json")
+    shutil.copytree(os.path.join(outside, "samples"), leaky / "samples")
+    (leaky / "pareto.png").symlink_to(os.path.join(outside, "pareto.png"))
+    (leaky / "records.jsonl").symlink_to(os.path.join(outside, "records.jsonl"))
+    linked_summary = root / "linked-summary"  # a run whose summary.json is a link out
+    linked_summary.mkdir()
+    (linked_summary / "summary.json").symlink_to(os.path.join(outside, "summary.json"))
+    assert curves.list_runs(str(root)) == ["leaky"]
+    for name in ("linked-run", "linked-summary"):
+        with pytest.raises(ValueError, match="not a finished accel eval run") as info:
+            curves.run_dir(str(root), name)
+        assert str(tmp_path) not in str(info.value)
+    run = curves.run_dir(str(root), "leaky")
+    assert [r["config"] for r in curves.load_rows(run)] == ["baseline", "ag_threshold-1"]
+    assert curves.pareto_image(run) is None
+    assert curves.samples(run, "ag_threshold-1") == []
+
+
+def test_runs_root_is_pinned_when_not_editable(tmp_path):
+    from accel.app import curves
+
+    root = str(tmp_path / "runs")
+    make_run_folder(root)
+    assert curves.resolve_root(root, root, editable=False) == os.path.realpath(root)
+    assert curves.resolve_root(root, "", editable=False) == os.path.realpath(root)
+    with pytest.raises(ValueError, match="runs root"):
+        curves.resolve_root(root, os.path.join(root, "tiny-sweep"), editable=False)
+    assert curves.resolve_root(root, os.path.join(root, "tiny-sweep")) == os.path.realpath(root) + "/tiny-sweep"
+    with pytest.raises(ValueError, match="outside the runs root"):
+        curves.resolve_root(root, str(tmp_path))
+
+
+def test_demo_commands_take_a_runs_root(monkeypatch):
+    import accel.app
+    from accel import cli
+    from accel.app.__main__ import main
+
+    seen = []
+    monkeypatch.setattr(accel.app, "launch", lambda **kwargs: seen.append(kwargs))
+    cli.main(["demo", "--runs-root", "/srv/runs", "--fixed-runs-root"])
+    main(["--runs-root", "/srv/runs", "--fixed-runs-root", "--no-custom-models"])
+    assert seen[0]["runs_root"] == seen[1]["runs_root"] == "/srv/runs"
+    assert seen[0]["runs_root_editable"] is seen[1]["runs_root_editable"] is False
+    assert seen[1]["allow_custom_models"] is False
+
+
+def test_custom_model_errors_do_not_reveal_server_paths(server, tmp_path):
+    client, _ = server
+    empty = tmp_path / "empty-dir"
+    empty.mkdir()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    messages = set()
+    for source in (str(empty), str(a_file), str(tmp_path / "missing"), "/etc", "/definitely/not/here", "./nope"):
+        with pytest.raises(gradio_client.exceptions.AppError) as info:
+            client.predict(source, api_name="/load_model")
+        text = str(info.value)
+        assert str(tmp_path) not in text and "/etc" not in text and "nope" not in text, text
+        messages.add(text)
+    assert len(messages) == 1, messages  # missing, a file and a folder without a pipeline read the same
+    from tests.test_loading import pickle_only_pipeline
+
+    pickled = pickle_only_pipeline(str(tmp_path / "pickled"), with_objects=True)
+    with pytest.raises(gradio_client.exceptions.AppError, match="safetensors") as info:
+        client.predict(pickled, api_name="/load_model")
+    assert str(tmp_path) not in str(info.value)
+
+
+def test_block_size_choices_have_the_api_schemas_type(server):
+    client, _ = server
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"]
+    schema = next(p for p in params if p["label"] == "block size (tokens)")["type"]
+    kind = {"string": str, "integer": int}[schema["type"]]
+    assert schema["enum"] and all(isinstance(v, kind) for v in schema["enum"])
+    position = [p["label"] for p in params].index("block size (tokens)") - 8  # after the 8 base inputs
+    assert isinstance(plugin_inputs({"sparse_attention": {}})[position], kind)  # what API clients send by default
+    value = next(v for v in schema["enum"] if str(v) == "32")  # the type the schema says
+    out = client.predict(
+        "tiny-wan",
+        "a red square moving up",
+        0,
+        2,
+        2.0,
+        32,
+        1,
+        5,
+        *plugin_inputs({"sparse_attention": {"pattern": "window", "block_size": value}}),
+        api_name="/generate",
+    )
+    metrics, summary = out[6], json.loads(out[7])
+    assert metrics["plugins"] == summary["plugins"] and "32" in metrics["plugins"][0]

@@ -58,10 +58,12 @@ def build_app(
     Args:
         models: ``{name: pipeline or accel.app.ModelSpec}`` to offer instead of the built-in models
             (tests pass tiny pipelines here); None: the built-in models.
-        runs_root: default folder of ``accel eval`` runs for the curves tab.
+        runs_root: the folder of ``accel eval`` runs for the curves tab. It is pinned: the tab reads
+            nothing outside it (real paths, so a symlink out of it is not followed).
         limits: bounds on one request (steps, size, batch, prompt length, ...).
         allow_custom_models: show the "your own model" box (hub id or local path).
-        runs_root_editable: let users change the runs root in the page.
+        runs_root_editable: let users type another folder in the page, which must lie inside
+            ``runs_root``; False: the box is read-only and every request reads ``runs_root`` itself.
         max_concurrent: generations/classifications running at once (more wait in the queue); two
             requests on the same model always run one after the other.
         queue_size: requests waiting at most; more are refused with a "queue full" message.
@@ -93,7 +95,7 @@ def build_app(
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any) -> Any:
     """Build the demo with the built-in models and serve it (blocks until interrupted).
 
-    ``kwargs`` go to :func:`build_app` (e.g. ``runs_root``, ``allow_custom_models``). Set
+    ``kwargs`` go to :func:`build_app` (e.g. ``runs_root``, ``runs_root_editable``, ``allow_custom_models``). Set
     ``ACCEL_DEMO_CUSTOM_MODELS=0`` to hide the "your own model" box (e.g. for a public ``share`` link).
     """
     if os.environ.get("ACCEL_DEMO_CUSTOM_MODELS", "").strip() in ("0", "false", "no"):

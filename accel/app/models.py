@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import inspect
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,8 @@ import torch
 
 from ..errors import AccelError
 from ..pipelines.builtin import BUILTIN_MODELS, DEFAULT_MODEL
+
+log = logging.getLogger(__name__)
 
 
 class AppError(AccelError, ValueError):
@@ -94,6 +97,7 @@ class ModelEntry:
         self.load_lock = threading.Lock()
         self.run_lock = threading.Lock()
         self.warmed = False
+        self.local = False  # a user model loaded from a folder on the server (not a hub id)
         self._adapter: Any = None
         self._adapter_error: str | None = None
 
@@ -275,9 +279,14 @@ class ModelRegistry:
                 try:
                     pipe = entry.loader()
                 except Exception as exc:  # noqa: BLE001 - a model that cannot load is reported, not raised
+                    reason, what = one_line(exc), f"model {name!r}"
+                    if entry.source == "custom":  # the user's own path: name no server path in the answer
+                        log.warning("loading %r failed: %s", name, reason)
+                        reason = without_paths(reason)
+                        what = "that pipeline folder" if entry.local else f"model {without_paths(repr(name))}"
                     entry.available = False
-                    entry.reason = f"loading failed: {one_line(exc)}"
-                    raise AppError(f"model {name!r} could not be loaded: {one_line(exc)}") from None
+                    entry.reason = f"loading failed: {reason}"
+                    raise AppError(f"{what} could not be loaded: {reason}") from None
                 if hasattr(pipe, "set_progress_bar_config"):
                     pipe.set_progress_bar_config(disable=True)
                 entry.pipe = pipe
@@ -296,13 +305,19 @@ class ModelRegistry:
         with self._lock:
             if source in self._entries:
                 return self.load(source)
-        if not (os.path.isdir(source) or _HUB_ID.match(source)):
-            if os.path.sep in source or source.startswith("."):
-                raise AppError(f"no such directory: {source!r}")
+        local = pipeline_folder(source)
+        if local is None and not _HUB_ID.match(source):
+            if _looks_like_path(source):
+                raise AppError(NOT_A_PIPELINE_FOLDER)  # the same words whether the path exists or not
             raise AppError(f"{source!r} is neither a local pipeline directory nor a hub id of the form org/name")
         entry = ModelEntry(
-            source, source, "custom", loader=lambda: self._load_custom(source), max_size=self.limits.max_size_custom
+            source,
+            source,
+            "custom",
+            loader=lambda: self._load_custom(source, local),
+            max_size=self.limits.max_size_custom,
         )
+        entry.local = local is not None
         with self._lock:
             entry = self._entries.setdefault(source, entry)
             self._custom[source] = None
@@ -318,16 +333,49 @@ class ModelRegistry:
                 self._custom.pop(source, None)
             raise
 
-    def _load_custom(self, source: str) -> Any:
+    def _load_custom(self, source: str, local: str | None) -> Any:
+        """Load a local pipeline folder (``local``: its real path) or, else, the hub id ``source``.
+
+        A hub id is always fetched from the hub (a local folder of the same name is not looked at),
+        so whether such a folder exists on the server does not change the answer.
+        """
+        from ..pipelines.loading import load as load_pipeline
+
         dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        if os.path.isdir(source):
-            from ..pipelines.loading import load as load_pipeline
+        if local is None:
+            from diffusers import DiffusionPipeline
 
-            return load_pipeline(source, torch_dtype=dtype, device=self.device, use_safetensors=True)
-        from diffusers import DiffusionPipeline
+            local = DiffusionPipeline.download(source, use_safetensors=True)
+        return load_pipeline(local, dtype=dtype, device=self.device, use_safetensors=True)
 
-        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True)
-        return pipe.to(self.device)
+
+#: The answer for a local path that is not a loadable pipeline folder, whether it is missing, a file,
+#: a folder without ``model_index.json`` or one the server cannot read: it names no server path.
+NOT_A_PIPELINE_FOLDER = (
+    "that path is not a diffusers pipeline folder on this server (a folder with model_index.json and "
+    "safetensors weights), or it cannot be read"
+)
+
+
+def pipeline_folder(source: str) -> str | None:
+    """The real path of ``source`` if it is a folder holding ``model_index.json``, else None."""
+    try:
+        path = os.path.realpath(os.path.expanduser(source))
+        return path if os.path.isfile(os.path.join(path, "model_index.json")) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _looks_like_path(source: str) -> bool:
+    return os.path.isabs(os.path.expanduser(source)) or source.startswith((".", "~")) or os.path.sep in source
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])~?/[^\s'\"`,;()\[\]]+")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path (``/...``, ``~/...``) replaced by ``<path>`` (URLs are kept)."""
+    return _ABSOLUTE_PATH.sub("<path>", text)
 
 
 def one_line(exc: BaseException) -> str:

@@ -3,6 +3,10 @@
 Each panel has an "enable" box, a preset radio and the plugin's settings; the "generate" endpoint
 takes, per plugin, ``enabled, preset, *fields`` (:func:`plugin_inputs` builds them for API
 clients, :func:`split_plugin_values` turns them back into ``{key: field values}``).
+
+A choice field's dropdown holds its choices as strings, also numbers such as the block size ("64"), so
+that the values match the API schema Gradio publishes for a dropdown (``"type": "string"``);
+:meth:`.presets.Field.coerce` turns them back into the config's type.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ def plugin_inputs(
         preset = (presets_ or {}).get(spec.key, "balanced")
         values = spec.defaults(preset if preset in spec.presets else "balanced")
         values.update(plugins.get(spec.key, {}))
-        out += [spec.key in plugins, preset] + [values[f.name] for f in spec.fields]
+        out += [spec.key in plugins, preset] + [_widget_value(f, values[f.name]) for f in spec.fields]
     return out
+
+
+def _widget_value(field: presets.Field, value: Any) -> Any:
+    """``value`` as the field's widget holds it: a string for a choice field, else as is."""
+    return str(value) if field.kind == "choice" and value is not None else value
 
 
 def split_plugin_values(values: list[Any]) -> dict[str, dict[str, Any]]:
@@ -108,7 +117,13 @@ def panel_support_updates(support: dict[str, str | None]) -> list[Any]:
 def _field_widget(field: presets.Field, value: Any) -> Any:
     """A dropdown (choice fields) or a slider for one plugin setting."""
     if field.kind == "choice":
-        return gr.Dropdown(list(field.choices), value=value, label=field.label, info=field.info or None, min_width=200)
+        return gr.Dropdown(
+            [str(c) for c in field.choices],
+            value=_widget_value(field, value),
+            label=field.label,
+            info=field.info or None,
+            min_width=200,
+        )
     return gr.Slider(
         field.minimum,
         field.maximum,
@@ -125,4 +140,4 @@ def _preset_values(spec: presets.PluginSpec, preset: str) -> list[Any]:
     if preset not in spec.presets:
         return [gr.update() for _ in spec.fields]
     values = spec.presets[preset]
-    return [values[f.name] for f in spec.fields]
+    return [_widget_value(f, values[f.name]) for f in spec.fields]

@@ -22,6 +22,8 @@ from ..sparse_attention import SparseAttentionConfig
 
 PRESET_NAMES = ("safe", "balanced", "fast")
 CUSTOM = "custom"
+#: DeepCache's presets keep the library's default skip branch (its numbering is DeepCacheConfig's).
+DEEPCACHE_BRANCH = DeepCacheConfig().branch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,17 +122,23 @@ PLUGINS: tuple[PluginSpec, ...] = (
         "U-Nets: reuse the deep U-Net features for N-1 of every N steps; only the shallow branch runs in between.",
         (
             Field("interval", "interval N", "int", 1, 10, 1, info="a full U-Net step every N steps; 1 = off"),
-            Field("branch", "branch", "int", 0, 11, 1, info="live skip branch; 0 = shallowest, fastest"),
+            Field("branch", "branch", "int", 0, 11, 1, info="live skip branch (official numbering); 0 = fastest"),
             Field("schedule", "schedule", "choice", choices=("uniform", "quadratic")),
             Field("full_steps_start", "full steps at start", "int", 0, 20, 1),
             Field("full_steps_end", "full steps at end", "int", 0, 20, 1),
         ),
         {
-            "safe": dict(interval=2, branch=0, schedule="uniform", full_steps_start=1, full_steps_end=1),
-            "balanced": dict(interval=3, branch=0, schedule="uniform", full_steps_start=0, full_steps_end=0),
-            "fast": dict(interval=5, branch=0, schedule="quadratic", full_steps_start=0, full_steps_end=0),
+            "safe": dict(
+                interval=2, branch=DEEPCACHE_BRANCH, schedule="uniform", full_steps_start=1, full_steps_end=1
+            ),
+            "balanced": dict(
+                interval=3, branch=DEEPCACHE_BRANCH, schedule="uniform", full_steps_start=0, full_steps_end=0
+            ),
+            "fast": dict(
+                interval=5, branch=DEEPCACHE_BRANCH, schedule="quadratic", full_steps_start=0, full_steps_end=0
+            ),
         },
-        dict(interval=1, branch=0, schedule="uniform", full_steps_start=0, full_steps_end=0),
+        dict(interval=1, branch=DEEPCACHE_BRANCH, schedule="uniform", full_steps_start=0, full_steps_end=0),
     ),
     PluginSpec(
         "block_cache",

@@ -67,6 +67,13 @@ def _triton_reason(q: torch.Tensor, mask: BlockSparseMask) -> str | None:
     return triton_block_sparse.unsupported_reason(q, mask)
 
 
+def _dispatch_mode_active() -> bool:
+    """Whether a ``TorchDispatchMode`` such as ``FlopCounterMode`` (``accel eval`` counts FLOPs under
+    one) is active: torch.compile cannot trace FlexAttention under it."""
+    length = getattr(torch._C, "_len_torch_dispatch_stack", None)
+    return bool(length is not None and length() > 0)
+
+
 def _flex_reason(q: torch.Tensor, mask: BlockSparseMask) -> str | None:
     from .flex import flex_available
 
@@ -74,6 +81,8 @@ def _flex_reason(q: torch.Tensor, mask: BlockSparseMask) -> str | None:
         return "this torch has no FlexAttention"
     if q.device.type in _FLEX_FAILED:
         return f"compiling FlexAttention failed earlier on {q.device.type}: {_FLEX_FAILED[q.device.type]}"
+    if _dispatch_mode_active():
+        return "a torch dispatch mode is active (e.g. FLOP counting), which compiled FlexAttention cannot run under"
     if q.is_cuda and (mask.block_m < 16 or mask.block_n < 16):
         return f"GPU FlexAttention needs mask blocks >= 16, got {mask.block_m}x{mask.block_n}"
     return None

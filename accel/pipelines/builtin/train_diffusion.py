@@ -108,13 +108,13 @@ def _video_batches(vae) -> Callable[[torch.Generator, int], tuple[torch.Tensor, 
 def _load_image_vae(directory: str = VAE_DIR):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(directory, torch_dtype=torch.float32).eval()
+    return AutoencoderKL.from_pretrained(directory, dtype=torch.float32).eval()
 
 
 def _load_video_vae():
     from diffusers import AutoencoderKLWan
 
-    return AutoencoderKLWan.from_pretrained(WAN_VAE_DIR, torch_dtype=torch.float32).eval()
+    return AutoencoderKLWan.from_pretrained(WAN_VAE_DIR, dtype=torch.float32).eval()
 
 
 @torch.no_grad()
