@@ -1,7 +1,7 @@
 """The ``accel`` command line.
 
 accel eval [SPEC.yaml] [--out runs] [--max-samples N]   quality-speed sweep (default: built-in models)
-accel demo [--port 7860]                                 the Gradio demo
+accel demo [--port 7860] [--runs-root runs]              the Gradio demo
 accel info                                               versions, supported families, plugins, built-in models
 accel train MODEL                                        retrain a built-in model
 accel reparam finetune [...]                             RePaViT distillation fine-tune
@@ -17,12 +17,31 @@ import sys
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .errors import AccelError
     from .evaluation import evaluate, format_table
+    from .evaluation.scoring import WIDE_SPREAD
 
-    results = evaluate(args.spec, out=args.out, max_samples=args.max_samples, progress=not args.no_progress)
+    try:
+        results = evaluate(
+            args.spec,
+            out=args.out,
+            max_samples=args.max_samples,
+            progress=not args.no_progress,
+            speed=args.speed,
+            wait=args.wait,
+        )
+    except AccelError as exc:  # a bad spec, a run folder in use: the message says what to do, no traceback
+        print(f"accel eval: error: {exc}", file=sys.stderr)
+        return 2
     for run_dir, result in results.items():
         print(f"\n== {run_dir}")
         print(format_table(result["rows"]))
+        if result["noisy_timing"]:
+            print(
+                f"warning: the paired wall-clock speedups of {', '.join(result['noisy_timing'])} spread over more "
+                f"than {WIDE_SPREAD:.0%} of their median (a busy machine?); verdicts use the "
+                f"{result['rows'][0]['speed_axis']} axis"
+            )
         print(f"Pareto plot: {result['png']}")
         print(f"interactive: {result['html']}")
     return 0
@@ -132,6 +151,7 @@ def _cmd_search_cache(args: argparse.Namespace) -> int:
         seeds=tuple(range(args.seeds)),
         settings=settings,
         branch=args.branch,
+        forecast_order=args.forecast_order,
     )
     print(f"Pareto front ({len(rows)} schedules, in {args.out}/front):")
     for row in rows:
@@ -152,7 +172,13 @@ def _cmd_reparam(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .app import launch
 
-    launch(host=args.host, port=args.port, share=args.share)
+    launch(
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        runs_root=args.runs_root,
+        runs_root_editable=not args.fixed_runs_root,
+    )
     return 0
 
 
@@ -169,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs", help="output root (one folder per sweep; reruns resume)")
     ev.add_argument("--max-samples", type=int, default=None, help="samples per config (smoke runs)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another accel eval holds a run folder, wait for it to finish, then resume there "
+        "(default: refuse at once)",
+    )
+    ev.add_argument(
+        "--speed",
+        choices=["auto", "flops", "wall"],
+        default="auto",
+        help="x axis of the curves and of the 'beats fewer steps' verdicts: FLOP ratio or paired wall-clock "
+        "speedup; auto: wall clock unless its paired spread is wide (default: %(default)s)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     info = sub.add_parser("info", help="versions, supported families, plugins, built-in models")
@@ -211,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--prompts", default="builtin")
     sc.add_argument("--num-prompts", type=int, default=8)
     sc.add_argument("--seeds", type=int, default=1, help="seeds per calibration prompt")
-    sc.add_argument("--branch", type=int, default=0, help="DeepCache branch for U-Net searches")
+    sc.add_argument("--branch", type=int, default=1, help="DeepCache branch for U-Net searches (official numbering)")
+    sc.add_argument(
+        "--forecast-order",
+        type=int,
+        choices=[0, 1, 2],
+        default=1,
+        help="each cached unit may forecast with this Taylor order instead of reusing (0: reuse only)",
+    )
     sc.add_argument("--minutes", type=float, default=None, help="time budget; the search checkpoints and stops")
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_cmd_search_cache)
@@ -236,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=7860)
     demo.add_argument("--share", action="store_true")
+    demo.add_argument(
+        "--runs-root",
+        default="runs",
+        help="folder of accel eval runs for the curves tab; nothing outside it is read (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--fixed-runs-root", action="store_true", help="users cannot type another folder (inside the root) in the page"
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 

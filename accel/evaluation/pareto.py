@@ -1,15 +1,19 @@
 """Quality-speed plots: ``pareto.png`` (for reading) and ``pareto.html`` (interactive, plotly).
 
-One panel per quality metric against the wall-clock speedup over the baseline. The baseline is a
-star at 1x; the fewer-steps baseline is a dashed line (labelled with its step counts); every method
-entry is a point labelled with its config name; points on the Pareto front (no other entry is both
-faster and better on that metric) get a black edge.
+One panel per quality metric against the speed over the baseline, on the run's speed axis (FLOP
+ratio or wall-clock speedup, ``row["speed_axis"]``). The baseline is a star at 1x; the fewer-steps
+baseline is a dashed line (labelled with its step counts); every method entry is a point with a
+short label (the full config is in the hover text and the table) and error bars: the standard error
+of the mean over samples (FID: its spread over seed folds) and, on the wall-clock axis, the 10th-90th
+percentile of the paired speedups. Points on the Pareto front (no other entry is both faster and
+better on that metric) get a black edge.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 from .scoring import FIDELITY, QUALITY
@@ -26,13 +30,58 @@ LABELS = {
 }
 
 
+AXIS_LABELS = {"flops": "FLOP ratio over baseline (x)", "wall": "wall-clock speedup over baseline (x)"}
+
+
+def speed(row: dict[str, Any]) -> float:
+    """The row's position on the speed axis (summaries from before the axis choice: the wall-clock speedup)."""
+    value = row.get("speed", row.get("speedup"))
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def axis_label(rows: list[dict[str, Any]]) -> str:
+    axis = next((r.get("speed_axis") for r in rows if r.get("speed_axis")), "wall")
+    return AXIS_LABELS.get(axis, AXIS_LABELS["wall"])
+
+
+def short_label(name: str, limit: int = 18) -> str:
+    """A plot label: each stacked config's family and its numbers (``ag_threshold0.99`` -> ``ag 0.99``)."""
+    parts = []
+    for config in name.split("+"):
+        family = config.split("_")[0]
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", config[len(family) :])
+        parts.append(" ".join([family, *numbers[:2]]))
+    label = "+".join(parts)
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def error_bar(row: dict[str, Any], metric: str) -> float:
+    """Standard error of the metric's mean over samples (FID: its spread over seed folds), 0 if unknown."""
+    spread = row.get(f"{metric}_std")
+    if not isinstance(spread, (int, float)) or not math.isfinite(spread):
+        return 0.0
+    if metric == "fid":
+        return float(spread)
+    return float(spread) / math.sqrt(max(int(row.get("samples") or 1), 1))
+
+
+def speed_error(row: dict[str, Any]) -> tuple[float, float]:
+    """The 10th-90th percentile of the paired wall-clock speedups around the point, on the wall axis."""
+    if row.get("speed_axis") != "wall":
+        return 0.0, 0.0
+    low, high = row.get("speedup_p10"), row.get("speedup_p90")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
+        return 0.0, 0.0
+    return max(speed(row) - low, 0.0), max(high - speed(row), 0.0)
+
+
 def pareto_front(rows: list[dict[str, Any]], metric: str) -> set[str]:
-    """Config names not dominated in (speedup, metric) by any other row."""
+    """Config names not dominated in (speed, metric) by any other row."""
     higher = QUALITY[metric]
     points = [
-        (r["config"], r["speedup"], r[metric])
+        (r["config"], speed(r), r[metric])
         for r in rows
-        if r.get(metric) is not None and math.isfinite(r.get(metric, float("nan"))) and math.isfinite(r["speedup"])
+        if r.get(metric) is not None and math.isfinite(r.get(metric, float("nan"))) and math.isfinite(speed(r))
     ]
     front = set()
     for name, s, q in points:
@@ -72,11 +121,11 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
         front = pareto_front(rows, metric)
         curve = sorted(
             [r for r in rows if r["kind"] in ("baseline", "fewer_steps") and _ok(r, metric)],
-            key=lambda r: r["speedup"],
+            key=speed,
         )
         if curve:
             ax.plot(
-                [r["speedup"] for r in curve],
+                [speed(r) for r in curve],
                 [r[metric] for r in curve],
                 "--o",
                 color="0.45",
@@ -88,7 +137,7 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
                 if r["kind"] == "fewer_steps":
                     ax.annotate(
                         f"{r['steps']} st",
-                        (r["speedup"], r[metric]),
+                        (speed(r), r[metric]),
                         fontsize=7,
                         color="0.35",
                         textcoords="offset points",
@@ -99,7 +148,7 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
                 continue
             if r["kind"] == "baseline":
                 ax.scatter(
-                    [r["speedup"]],
+                    [speed(r)],
                     [r[metric]],
                     marker="*",
                     s=220,
@@ -110,8 +159,19 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
                 )
             elif r["kind"] == "method":
                 on_front = r["config"] in front
+                low, high = speed_error(r)
+                ax.errorbar(
+                    [speed(r)],
+                    [r[metric]],
+                    xerr=[[low], [high]],
+                    yerr=[error_bar(r, metric)],
+                    fmt="none",
+                    ecolor=colours[_family(r["config"])],
+                    alpha=0.6,
+                    zorder=2,
+                )
                 ax.scatter(
-                    [r["speedup"]],
+                    [speed(r)],
                     [r[metric]],
                     s=60,
                     color=colours[_family(r["config"])],
@@ -121,9 +181,13 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
                     label=_family(r["config"]),
                 )
                 ax.annotate(
-                    r["config"], (r["speedup"], r[metric]), fontsize=6.5, textcoords="offset points", xytext=(4, 4)
+                    short_label(r["config"]),
+                    (speed(r), r[metric]),
+                    fontsize=6.5,
+                    textcoords="offset points",
+                    xytext=(4, 4),
                 )
-        ax.set_xlabel("speedup over baseline (wall clock, x)")
+        ax.set_xlabel(axis_label(rows))
         ax.set_ylabel(LABELS[metric])
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
@@ -145,12 +209,12 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
     for col, metric in enumerate(metrics, start=1):
         front = pareto_front(rows, metric)
         for kind, symbol in (("baseline", "star"), ("fewer_steps", "circle-open"), ("method", "circle")):
-            pts = sorted([r for r in rows if r["kind"] == kind and _ok(r, metric)], key=lambda r: r["speedup"])
+            pts = sorted([r for r in rows if r["kind"] == kind and _ok(r, metric)], key=speed)
             if not pts:
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=[r["speedup"] for r in pts],
+                    x=[speed(r) for r in pts],
                     y=[r[metric] for r in pts],
                     mode="markers+lines" if kind == "fewer_steps" else "markers",
                     name=kind,
@@ -161,14 +225,15 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
                         size=[14 if r["config"] in front else 9 for r in pts],
                         line=dict(width=[2 if r["config"] in front else 0 for r in pts], color="black"),
                     ),
+                    error_y=dict(type="data", array=[error_bar(r, metric) for r in pts], visible=True),
                     text=[r["config"] for r in pts],
                     customdata=[r["config"] for r in pts],
-                    hovertemplate="%{text}<br>speedup %{x:.2f}x<br>" + metric + " %{y:.4g}<extra></extra>",
+                    hovertemplate="%{text}<br>speed %{x:.2f}x<br>" + metric + " %{y:.4g}<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(title_text="speedup over baseline (x)", row=1, col=col)
+        fig.update_xaxes(title_text=axis_label(rows), row=1, col=col)
     fig.update_layout(title=title, height=480, width=420 * len(metrics))
     fig.write_html(path, include_plotlyjs=True)
     return path
@@ -180,7 +245,7 @@ def _ok(row: dict[str, Any], metric: str) -> bool:
         value is None
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or not math.isfinite(row["speedup"])
+        or not math.isfinite(speed(row))
     ):
         return False
     return not (row["kind"] == "baseline" and metric in FIDELITY)

@@ -20,9 +20,9 @@ import torch
 
 from .. import api
 from ..errors import ConfigError
-from ..metrics.cost import DenoiserTimer, count_flops, synchronize
-from .prompts import load_prompts
+from ..metrics.cost import DenoiserTimer, ModuleFlops, count_flops, synchronize
 from .records import RecordWriter, merge, read_records, record_key
+from .runfolder import atomic_write, holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
 from .spec import SweepSpec
 
 BASELINE = "baseline"
@@ -81,9 +81,14 @@ def environment() -> dict[str, Any]:
 
 
 def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
-    """Create the run folder and its config.json, or check that an existing one ran the same sweep."""
+    """Create the run folder and its config.json, or check that an existing one ran the same sweep.
+
+    Holding the folder's lock, also delete the temporaries that crashed writers left behind.
+    """
     run_dir = os.path.join(out_root, spec.run_name)
     os.makedirs(run_dir, exist_ok=True)
+    if holds_lock(run_dir):
+        remove_stale_temporaries(run_dir)
     config_path = os.path.join(run_dir, "config.json")
     payload = {
         "spec": spec.to_dict(),
@@ -102,9 +107,8 @@ def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
                 "or name the sweep differently: finished results are never overwritten"
             )
     else:
-        with open(config_path + ".tmp", "w") as f:
+        with atomic_write(config_path) as f:
             json.dump(payload, f, indent=2, default=str)
-        os.replace(config_path + ".tmp", config_path)
     return run_dir
 
 
@@ -163,9 +167,8 @@ def save_sample(tensor: torch.Tensor, path: str, meta: dict[str, Any]) -> None:
     for key, value in meta.items():
         info.add_text(key, value if isinstance(value, str) else json.dumps(value))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)
+    with atomic_write(path, binary=True) as f:
+        Image.fromarray(array).save(f, format="PNG", pnginfo=info)
 
 
 def load_sample(path: str, frames: int = 1) -> torch.Tensor:
@@ -179,16 +182,36 @@ def load_sample(path: str, frames: int = 1) -> torch.Tensor:
     return tensor
 
 
-def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> int:
+def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> dict[str, float]:
+    """FLOPs of one pipeline call, of its denoiser calls alone, and the NFEs that call ran.
+
+    Counting costs several times a plain call, so it runs once per entry; scoring scales the
+    denoiser part to each entry's mean NFE over all samples (exact for methods that drop CFG rows).
+    """
     kwargs = {
         **call,
         "num_inference_steps": steps,
         "generator": torch.Generator("cpu").manual_seed(seed),
         "output_type": "pt",
     }
-    with torch.no_grad(), count_flops() as flops:
+    with torch.no_grad(), count_flops() as flops, ModuleFlops(_denoiser(pipe)) as denoiser:
         pipe(prompt=prompt, **kwargs)
-    return flops["total"]
+    nfe = api.summary(pipe)["last_call"].get("nfe")
+    return {"total": flops["total"], "denoiser": denoiser.total, "nfe": nfe}
+
+
+def interleaved(entries: list[RunEntry], pairs: list[tuple[int, int]]) -> list[tuple[RunEntry, int, int]]:
+    """Every (entry, prompt id, seed), sample by sample: each sample runs every entry back to back.
+
+    So each entry's time is measured within seconds of the baseline's on the same sample (paired
+    speedups survive a machine whose load changes), and the order inside a round rotates so that no
+    entry always runs first.
+    """
+    order = []
+    for index, (pid, seed) in enumerate(pairs):
+        shift = index % len(entries)
+        order += [(entry, pid, seed) for entry in entries[shift:] + entries[:shift]]
+    return order
 
 
 def run_generation(
@@ -197,23 +220,35 @@ def run_generation(
     max_samples: int | None = None,
     progress: bool = True,
     measure_flops: bool = True,
+    wait: bool | float = False,
 ) -> str:
-    """Generate every missing sample of ``spec``; returns the run folder."""
+    """Generate every missing sample of ``spec``; returns the run folder.
+
+    The main process holds the run folder's lock throughout (see :mod:`.runfolder`); ``wait`` says
+    whether to queue behind another run that holds it (True, or at most that many seconds) or to
+    refuse at once with a :class:`~accel.errors.StateError` (False).
+    """
+    state = process_state()
+    with run_folder_lock(os.path.join(out_root, spec.run_name), state, wait=wait):
+        return _generate_missing(spec, out_root, state, max_samples, progress, measure_flops)
+
+
+def _generate_missing(
+    spec: SweepSpec, out_root: str, state: Any, max_samples: int | None, progress: bool, measure_flops: bool
+) -> str:
     from tqdm.auto import tqdm
 
-    state = process_state()
-    run_dir = prepare_run_dir(spec, out_root) if state.is_main_process else os.path.join(out_root, spec.run_name)
+    run_dir = os.path.join(out_root, spec.run_name)
+    on_main_process(state, lambda: prepare_run_dir(spec, out_root))
     state.wait_for_everyone()
-    prompts = load_prompts(spec.prompts, spec.model)
-    if spec.num_prompts:
-        prompts = prompts[: spec.num_prompts]
+    prompts = spec.prompt_list()
     pairs = [(pid, sample_seed(spec, pid, j)) for j in range(spec.seeds_per_prompt) for pid in range(len(prompts))]
     if max_samples:
         pairs = pairs[:max_samples]
     entries = run_entries(spec)
     done = read_records(run_dir)
     todo = [
-        (entry, pid, seed) for entry in entries for pid, seed in pairs if record_key(entry.name, pid, seed) not in done
+        (e, pid, seed) for e, pid, seed in interleaved(entries, pairs) if record_key(e.name, pid, seed) not in done
     ]
     flops_path = os.path.join(run_dir, "flops.json")
     flops = json.load(open(flops_path)) if os.path.exists(flops_path) else {}
@@ -230,12 +265,15 @@ def run_generation(
             dynamic_ncols=True,
         )
         current: str | None = None
+        warm: set[str] = set()
         try:
             for entry, pid, seed in mine:
                 if entry.name != current:
                     api.remove(pipe)
                     api.apply(pipe, *entry.configs)
                     current = entry.name
+                if entry.name not in warm:
+                    warm.add(entry.name)
                     generate(pipe, prompts[pid], seed, call, entry.steps)  # warm-up, untimed
                     if measure_flops and entry.name not in flops and state.is_main_process:
                         flops[entry.name] = _measure_flops(pipe, prompts[pid], seed, call, entry.steps)

@@ -1,11 +1,16 @@
 """Scoring phase of ``accel eval``: one summary row per grid entry, from the run folder alone.
 
 Per entry: wall-clock and denoiser-only speedup over the baseline (median of per-sample paired
-ratios, with the 10th-90th percentile spread), the FLOP ratio beside them, NFEs, plugin cache
-bytes, fidelity to the baseline sample of the same prompt and seed (PSNR, SSIM, optional LPIPS),
-and, for the built-in models, domain FID (all samples; spread over 3 seed folds), alignment and
-(for video) temporal consistency. ``beats_fewer_steps`` lists the metrics on which the entry lies
-above the fewer-steps curve at its own speedup.
+ratios, each sample timed in the same round as the baseline's, with the 10th-90th percentile
+spread), the FLOP ratio beside them (denoiser FLOPs scaled to the entry's mean NFE over all
+samples), NFEs, plugin cache bytes, fidelity to the baseline sample of the same prompt and seed
+(PSNR, SSIM, optional LPIPS), and, for the built-in models, domain FID (all samples; spread over 3
+seed folds), alignment and (for video) temporal consistency.
+
+``speed`` is the x axis of the curves and of the verdicts: the FLOP ratio or the wall-clock
+speedup (``speed_axis``). ``beats_fewer_steps`` / ``loses_to_fewer_steps`` list the metrics on
+which the entry is significantly above / below the fewer-steps curve at its own speed, by a paired
+bootstrap (:mod:`.verdicts`); everything else is a tie.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from ..errors import ConfigError
 from .records import read_records
 from .runner import BASELINE, load_sample
 from .spec import SweepSpec
+from .verdicts import EntryValues, judge
+
+#: Relative 10th-90th percentile spread of the paired wall-clock ratios above which timing is noisy.
+WIDE_SPREAD = 0.25
+SPEED_AXES = ("auto", "flops", "wall")
 
 #: Metrics measured against the baseline itself (undefined for the baseline row).
 FIDELITY = ("psnr", "ssim", "lpips")
@@ -68,6 +78,15 @@ class _Baseline:
     samples: dict[str, torch.Tensor]
     latency: dict[str, float]
     denoiser: dict[str, float]
+    nfe: float
+
+
+@dataclass
+class _Scored:
+    """One entry's summary row and the per-sample values its verdicts need."""
+
+    row: dict[str, Any]
+    values: EntryValues
 
 
 @dataclass
@@ -81,21 +100,60 @@ class _Scorers:
     lpips: Any = None
 
 
-def score_run(run_dir: str, spec: SweepSpec) -> list[dict[str, Any]]:
-    """Compute, write (``summary.csv``, ``summary.json``) and return the summary rows."""
+def score_run(run_dir: str, spec: SweepSpec, speed: str = "auto") -> list[dict[str, Any]]:
+    """Compute, write (``summary.csv``, ``summary.json``) and return the summary rows.
+
+    ``speed`` picks the x axis of the verdicts and plots: ``"flops"``, ``"wall"``, or ``"auto"``
+    (wall clock unless some entry's paired timing spread exceeds :data:`WIDE_SPREAD`).
+    """
+    if speed not in SPEED_AXES:
+        raise ConfigError(f"speed must be one of {list(SPEED_AXES)}, got {speed!r}")
     by_entry = _records_by_entry(run_dir)
     entry_meta = _entry_meta(run_dir)
     flops = _load_flops(run_dir)
     baseline = _load_baseline(run_dir, by_entry[BASELINE])
     scorers = _make_scorers(spec)
-    rows = [
-        _score_entry(run_dir, name, entry_records, entry_meta.get(name, {}), flops, baseline, scorers)
+    scored = {
+        name: _score_entry(run_dir, name, entry_records, entry_meta.get(name, {}), flops, baseline, scorers)
         for name, entry_records in by_entry.items()
-    ]
-    _mark_fewer_steps(rows)
+    }
+    rows = [s.row for s in scored.values()]
+    axis = choose_axis(rows, speed)
+    for item in scored.values():
+        item.row["speed_axis"] = axis
+        item.row["speed"] = item.row["flop_ratio"] if axis == "flops" else item.row["speedup"]
+        item.values.speed = item.row["speed"]
+    real = _real_features(scorers)
+    verdicts = judge({n: s.values for n, s in scored.items()}, QUALITY, FIDELITY, real)
+    for name, by_metric in verdicts.items():
+        row = scored[name].row
+        row["verdicts"] = by_metric
+        row["beats_fewer_steps"] = ",".join(m for m, v in by_metric.items() if v["verdict"] == "beats")
+        row["loses_to_fewer_steps"] = ",".join(m for m, v in by_metric.items() if v["verdict"] == "loses")
     rows.sort(key=_row_order)
     write_summary(run_dir, rows)
     return rows
+
+
+def timing_spread(row: dict[str, Any]) -> float:
+    """Relative 10th-90th percentile spread of an entry's paired wall-clock speedups (0: perfectly steady)."""
+    low, high, mid = row.get("speedup_p10"), row.get("speedup_p90"), row.get("speedup")
+    if not all(isinstance(v, float) and math.isfinite(v) for v in (low, high, mid)) or mid <= 0:
+        return float("nan")
+    return (high - low) / mid
+
+
+def noisy_timing(rows: list[dict[str, Any]]) -> list[str]:
+    """Entries whose paired wall-clock speedups spread wider than :data:`WIDE_SPREAD`."""
+    return [r["config"] for r in rows if r["kind"] != "baseline" and timing_spread(r) > WIDE_SPREAD]
+
+
+def choose_axis(rows: list[dict[str, Any]], speed: str) -> str:
+    """The speed axis: as asked, or for ``"auto"`` FLOPs when timing was noisy or FLOPs are all there is."""
+    if speed != "auto":
+        return speed
+    has_flops = all(math.isfinite(r.get("flop_ratio", float("nan"))) for r in rows)
+    return "flops" if has_flops and noisy_timing(rows) else "wall"
 
 
 def _records_by_entry(run_dir: str) -> dict[str, list[dict[str, Any]]]:
@@ -134,6 +192,7 @@ def _load_baseline(run_dir: str, records: list[dict[str, Any]]) -> _Baseline:
         samples=_load_samples(run_dir, records),
         latency={_sample_id(r): r["latency_s"] for r in records},
         denoiser={_sample_id(r): r["denoiser_s"] for r in records},
+        nfe=_mean_std([r.get("nfe") or float("nan") for r in records])[0],
     )
 
 
@@ -166,20 +225,26 @@ def _score_entry(
     baseline: _Baseline,
     scorers: _Scorers,
 ) -> dict[str, Any]:
-    """The summary row of one grid entry."""
+    """The summary row of one grid entry, with the per-sample values its verdicts need."""
     samples = _load_samples(run_dir, records)
     row = _cost_columns(name, records, meta, flops, baseline, len(samples))
-    if "fidelity" in scorers.metrics and name != BASELINE:
-        row.update(_fidelity_columns(samples, baseline.samples, scorers.lpips))
+    values = EntryValues(kind=row["kind"], speed=float("nan"))
     ordered = sorted(samples)
     tensor = torch.stack([samples[i] for i in ordered])
+    if "fidelity" in scorers.metrics and name != BASELINE:
+        values.per_sample.update(_fidelity_values(samples, baseline.samples, scorers.lpips))
     prompts = {_sample_id(r): r["prompt"] for r in records}
     prompt_list = [prompts[i] for i in ordered]
     if scorers.domain is not None:
-        row.update(_domain_columns(scorers.domain, scorers.real, tensor, ordered, prompt_list))
+        row.update(_domain_columns(scorers.domain, scorers.real, tensor, ordered))
+        values.per_sample.update(_domain_values(scorers.domain, tensor, ordered, prompt_list))
+        values.features = _fid_features(scorers.domain, tensor, ordered)
     if scorers.clip is not None:
-        row.update(_clip_columns(scorers.clip, tensor, prompt_list))
-    return row
+        frames = tensor[:, tensor.shape[1] // 2] if tensor.ndim == 5 else tensor  # a video's middle frame
+        values.per_sample["clip_score"] = dict(zip(ordered, scorers.clip(frames, prompt_list).tolist()))
+    for metric, by_sample in values.per_sample.items():
+        row[metric], row[f"{metric}_std"] = _mean_std(list(by_sample.values()))
+    return _Scored(row, values)
 
 
 def _cost_columns(
@@ -205,51 +270,88 @@ def _cost_columns(
         "speedup_p10": speedup_p10,
         "speedup_p90": speedup_p90,
         "denoiser_speedup": dn_speedup,
-        "flop_ratio": _flop_ratio(flops, name),
+        **_flop_columns(flops, name, records, baseline.nfe),
         "nfe": _mean_std([r.get("nfe") or float("nan") for r in records])[0],
         "cache_bytes": max((_cache_bytes(r) for r in records), default=0),
     }
 
 
-def _flop_ratio(flops: dict[str, Any], name: str) -> float:
-    """Baseline FLOPs over the entry's, NaN when either is unknown."""
-    return (flops[BASELINE] / flops[name]) if flops.get(name) and flops.get(BASELINE) else float("nan")
+def _mean_flops(measured: Any, mean_nfe: float) -> tuple[float, float]:
+    """``(pipeline, denoiser)`` FLOPs per sample: the counted call, its denoiser part scaled to ``mean_nfe``.
+
+    Plugins that drop CFG rows (adaptive guidance) run fewer NFEs on some samples than on the counted
+    one; the denoiser's FLOPs scale with the NFEs, the rest of the pipeline does not. Older runs
+    stored a bare total (no scaling possible).
+    """
+    if not isinstance(measured, dict):
+        return (float(measured), float("nan")) if measured else (float("nan"), float("nan"))
+    denoiser, nfe = float(measured.get("denoiser") or 0), measured.get("nfe")
+    scale = mean_nfe / nfe if nfe and math.isfinite(mean_nfe) and mean_nfe > 0 else 1.0
+    rest = float(measured["total"]) - denoiser
+    return rest + denoiser * scale, denoiser * scale
 
 
-def _fidelity_columns(
-    samples: dict[str, torch.Tensor], base_samples: dict[str, torch.Tensor], lpips: Any
+def _flop_columns(
+    flops: dict[str, Any], name: str, records: list[dict[str, Any]], baseline_nfe: float
 ) -> dict[str, float]:
-    """PSNR, SSIM and (with an LPIPS scorer) LPIPS to the baseline sample of the same prompt and seed."""
+    """Baseline FLOPs over the entry's, for the whole pipeline and the denoiser alone (NaN when unknown)."""
+    if not flops.get(name) or not flops.get(BASELINE):
+        return {"flop_ratio": float("nan"), "denoiser_flop_ratio": float("nan")}
+    mean_nfe = _mean_std([r.get("nfe") or float("nan") for r in records])[0]
+    base_total, base_denoiser = _mean_flops(flops[BASELINE], baseline_nfe)
+    total, denoiser = _mean_flops(flops[name], mean_nfe)
+    denoiser_ratio = base_denoiser / denoiser if denoiser else float("nan")
+    return {"flop_ratio": base_total / total, "denoiser_flop_ratio": denoiser_ratio}
+
+
+def _fidelity_values(
+    samples: dict[str, torch.Tensor], base_samples: dict[str, torch.Tensor], lpips: Any
+) -> dict[str, dict[str, float]]:
+    """Per-sample PSNR, SSIM and (with an LPIPS scorer) LPIPS to the baseline sample of the same prompt and seed."""
     from ..metrics.fidelity import psnr, ssim
 
     ids = [i for i in samples if i in base_samples]
     stack = torch.stack([samples[i] for i in ids])
     ref = torch.stack([base_samples[i] for i in ids])
-    row: dict[str, float] = {}
-    row["psnr"], row["psnr_std"] = _mean_std(psnr(stack, ref).clamp(max=100).tolist())
-    row["ssim"], row["ssim_std"] = _mean_std(ssim(stack, ref).tolist())
+    capped = psnr(stack, ref).clamp(max=100)  # identical samples: 100 dB, not inf
+    out = {"psnr": dict(zip(ids, capped.tolist())), "ssim": dict(zip(ids, ssim(stack, ref).tolist()))}
     if lpips is not None:
-        row["lpips"], row["lpips_std"] = _mean_std(lpips(stack, ref).tolist())
-    return row
+        out["lpips"] = dict(zip(ids, lpips(stack, ref).tolist()))
+    return out
 
 
-def _domain_columns(
-    domain: Any, real: torch.Tensor, tensor: torch.Tensor, ids: list[str], prompts: list[str]
-) -> dict[str, float]:
-    """FID (and its spread over seed folds), alignment and, for videos, temporal consistency."""
-    row: dict[str, float] = {"fid": domain.fid(real, tensor), "fid_std": _fold_std(domain, real, tensor, ids)}
-    row["alignment"], row["alignment_std"] = _mean_std(domain.alignment(tensor, prompts).tolist())
+def _domain_columns(domain: Any, real: torch.Tensor, tensor: torch.Tensor, ids: list[str]) -> dict[str, float]:
+    """FID of all samples and its spread over seed folds."""
+    return {"fid": domain.fid(real, tensor), "fid_std": _fold_std(domain, real, tensor, ids)}
+
+
+def _domain_values(
+    domain: Any, tensor: torch.Tensor, ids: list[str], prompts: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per-sample alignment and, for videos, temporal consistency."""
+    out = {"alignment": dict(zip(ids, domain.alignment(tensor, prompts).tolist()))}
     if tensor.ndim == 5:
-        row["temporal_consistency"], _ = _mean_std(domain.temporal_consistency(tensor).tolist())
-    return row
+        out["temporal_consistency"] = dict(zip(ids, domain.temporal_consistency(tensor).tolist()))
+    return out
 
 
-def _clip_columns(clip: Any, tensor: torch.Tensor, prompts: list[str]) -> dict[str, float]:
-    """CLIP score of each sample (the middle frame of a video) against its prompt."""
-    frames = tensor[:, tensor.shape[1] // 2] if tensor.ndim == 5 else tensor
-    row: dict[str, float] = {}
-    row["clip_score"], row["clip_score_std"] = _mean_std(clip(frames, prompts).tolist())
-    return row
+@torch.no_grad()
+def _fid_features(domain: Any, tensor: torch.Tensor, ids: list[str]) -> dict[str, np.ndarray]:
+    """Per sample, the FID features of its frames (one row per frame), float64."""
+    frames = domain.frames(tensor).float()
+    features = torch.cat([domain.classifier(chunk) for chunk in frames.split(256)]).double().numpy()
+    per_sample = len(frames) // len(ids)
+    return {i: features[k * per_sample : (k + 1) * per_sample] for k, i in enumerate(ids)}
+
+
+def _real_features(scorers: _Scorers) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and covariance of the real set's FID features, for the FID verdicts."""
+    if scorers.domain is None:
+        return None
+    with torch.no_grad():
+        frames = scorers.domain.frames(scorers.real).float()
+        features = torch.cat([scorers.domain.classifier(chunk) for chunk in frames.split(256)]).double().numpy()
+    return features.mean(0), np.cov(features, rowvar=False)
 
 
 def _row_order(row: dict[str, Any]) -> tuple[int, float]:
@@ -275,35 +377,6 @@ def _fold_std(domain, real: torch.Tensor, tensor: torch.Tensor, ids: list[str]) 
     return statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
-def _interp(xs: list[float], ys: list[float], x: float) -> float:
-    order = np.argsort(xs)
-    return float(np.interp(math.log(x), np.log(np.asarray(xs)[order]), np.asarray(ys)[order]))
-
-
-def _mark_fewer_steps(rows: list[dict[str, Any]]) -> None:
-    """Which quality metrics put each method above the fewer-steps curve (baseline included) at its speedup."""
-    curve = [r for r in rows if r["kind"] in ("baseline", "fewer_steps") and math.isfinite(r["speedup"])]
-    for row in rows:
-        if row["kind"] != "method":
-            continue
-        beats = []
-        for metric, higher in QUALITY.items():
-            points = [
-                (r["speedup"], r.get(metric))
-                for r in curve
-                if r.get(metric) is not None
-                and math.isfinite(r[metric])
-                and not (r["kind"] == "baseline" and metric in FIDELITY)
-            ]
-            value = row.get(metric)
-            if len(points) < 2 or value is None or not math.isfinite(value) or not math.isfinite(row["speedup"]):
-                continue
-            reference = _interp([p[0] for p in points], [p[1] for p in points], row["speedup"])
-            if (value > reference) if higher else (value < reference):
-                beats.append(metric)
-        row["beats_fewer_steps"] = ",".join(beats)
-
-
 COLUMNS = [
     "config",
     "kind",
@@ -314,6 +387,9 @@ COLUMNS = [
     "speedup_p90",
     "denoiser_speedup",
     "flop_ratio",
+    "denoiser_flop_ratio",
+    "speed_axis",
+    "speed",
     "nfe",
     "latency_s",
     "psnr",
@@ -329,8 +405,10 @@ COLUMNS = [
     "temporal_consistency",
     "clip_score",
     "clip_score_std",
+    "temporal_consistency_std",
     "cache_bytes",
     "beats_fewer_steps",
+    "loses_to_fewer_steps",
 ]
 
 
@@ -352,11 +430,13 @@ def _fmt(value: Any) -> Any:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of the main columns (for the terminal)."""
+    """A fixed-width text table of the main columns (for the terminal); the header names the speed axis."""
+    axis = next((r.get("speed_axis") for r in rows if r.get("speed_axis")), None)
     cols = [
         c
         for c in (
             "config",
+            "speed",
             "speedup",
             "flop_ratio",
             "nfe",
@@ -367,10 +447,18 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             "temporal_consistency",
             "clip_score",
             "beats_fewer_steps",
+            "loses_to_fewer_steps",
         )
         if any(c in r for r in rows)
     ]
-    header = {c: c.replace("temporal_consistency", "temporal") for c in cols}
-    table = [[header[c] for c in cols]] + [[str(_fmt(r.get(c, ""))) for c in cols] for r in rows]
+    names = {
+        "speed": f"speed ({axis})" if axis else "speed",
+        "speedup": "wall",
+        "flop_ratio": "flops",
+        "temporal_consistency": "temporal",
+        "beats_fewer_steps": "beats fewer steps",
+        "loses_to_fewer_steps": "loses to fewer steps",
+    }
+    table = [[names.get(c, c) for c in cols]] + [[str(_fmt(r.get(c, ""))) for c in cols] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in table)

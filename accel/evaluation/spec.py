@@ -16,20 +16,47 @@ A sweep is one model, one sampler setting, a prompt set and a grid of plugin con
 
 A file may hold several sweeps under ``sweeps:``. Configs are data: they are built from their
 dataclass fields and validated, never evaluated as code.
+
+Every field is checked when the spec is built (type, range, that the model folder, prompt file and
+scheduler exist, that ``num_prompts`` fits the prompt set), so a bad spec stops before any folder is
+created or any model loaded; :func:`load_specs` names the file (and the sweep) in the error. Duplicate
+keys in a YAML or JSON file are an error, not "the last one wins".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import re
 from typing import Any
 
-from ..config import PluginConfig
-from ..errors import ConfigError
+from ..config import PluginConfig, check_float, check_int
+from ..errors import AccelError, ConfigError, NotFoundError
 from ..pipelines.builtin import BUILTIN_MODELS
+from .prompts import load_prompts
 
 METRICS = ("fidelity", "domain", "clip", "fid_inception", "lpips", "image_reward")
+
+MAX_STEPS = 10_000
+MAX_SEED = 2**32 - 1
+MAX_SIDE = 16_384
+MAX_GUIDANCE = 100
+#: A run folder name: one path component, no leading dot.
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=-]{0,127}\Z")
+FOLDER_NAME_TEXT = "a plain folder name (letters, digits, '_', '.', '+', '=', '-'; no '/', not starting with '.')"
+#: A hub id ``org/name``; anything else that is not a built-in name must be an existing local folder.
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+#: Pipeline arguments accel eval sets itself, and what to use instead.
+RESERVED_CALL = {
+    "prompt": "prompts come from `prompts`",
+    "num_inference_steps": "use `steps`",
+    "generator": "seeds come from `base_seed` and `seeds_per_prompt`",
+    "output_type": "accel eval saves tensors as PNGs",
+    "num_images_per_prompt": "each call makes one sample; use `seeds_per_prompt`",
+    "return_dict": "accel eval reads the pipeline output",
+}
 
 
 @dataclasses.dataclass
@@ -52,21 +79,170 @@ class SweepSpec:
     device: str = "auto"  # "auto": this process's accelerate device
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
-            raise ConfigError("sweep.model must be a built-in model name, a hub id or a local path")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"sweep.steps must be a positive integer, got {self.steps!r}")
-        if not isinstance(self.seeds_per_prompt, int) or not 1 <= self.seeds_per_prompt <= 1000:
-            raise ConfigError(f"sweep.seeds_per_prompt must be an integer in [1, 1000], got {self.seeds_per_prompt!r}")
+        """Check every field (type, range, existence) now, before any file is written or model loaded."""
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(
+                f"sweep.model must be a built-in model name ({', '.join(BUILTIN_MODELS)}), a hub id 'org/name' "
+                f"or a local pipeline folder, got {self.model!r}"
+            )
+        self._check_name()
+        check_int("sweep", "steps", self.steps, 1, MAX_STEPS)
+        check_float("sweep", "guidance_scale", self.guidance_scale, 0, MAX_GUIDANCE, allow_none=True)
+        check_int("sweep", "seeds_per_prompt", self.seeds_per_prompt, 1, 1000)
+        check_int("sweep", "base_seed", self.base_seed, 0, MAX_SEED)
+        self._check_fewer_steps()
+        self._check_metrics()
+        for field in ("clip_model", "inception_weights"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"sweep.{field} must be a non-empty string or null, got {value!r}")
+        if self.inception_weights is not None and not os.path.isfile(self.inception_weights):
+            raise NotFoundError(f"sweep.inception_weights: no such file {self.inception_weights!r}")
+        self._check_device()
+        self._check_model()
+        self._check_scheduler()
+        self._check_call()
+        self._check_prompts()
+        self._check_configs()
+
+    # ------------------------------------------------------------------ checks
+    def _check_name(self) -> None:
+        if self.name is not None and (not isinstance(self.name, str) or not FOLDER_NAME.match(self.name)):
+            raise ConfigError(f"sweep.name must be {FOLDER_NAME_TEXT}, got {self.name!r}")
+        if self.name is None and not FOLDER_NAME.match(self.run_name):
+            raise ConfigError(
+                f"sweep.name: the run folder name {self.run_name!r} taken from the model is not {FOLDER_NAME_TEXT}; "
+                "set `name`"
+            )
+
+    def _check_fewer_steps(self) -> None:
+        if self.fewer_steps == "auto":
+            return
+        if not isinstance(self.fewer_steps, list):
+            raise ConfigError(
+                f"sweep.fewer_steps must be 'auto' or a list of step counts in [1, {self.steps - 1}], "
+                f"got {self.fewer_steps!r}"
+            )
+        for count in self.fewer_steps:
+            check_int("sweep", "fewer_steps[]", count, 1, self.steps - 1)
+
+    def _check_metrics(self) -> None:
+        if self.metrics is not None and not (
+            isinstance(self.metrics, list) and all(isinstance(m, str) for m in self.metrics)
+        ):
+            raise ConfigError(
+                f"sweep.metrics must be a list of metric names from {list(METRICS)}, got {self.metrics!r}"
+            )
         for metric in self.metric_names():
             if metric not in METRICS:
-                raise ConfigError(f"unknown metric {metric!r}; allowed: {list(METRICS)}")
-        if self.fewer_steps != "auto" and not (
-            isinstance(self.fewer_steps, list)
-            and all(isinstance(s, int) and 1 <= s < self.steps for s in self.fewer_steps)
-        ):
-            raise ConfigError(f"sweep.fewer_steps must be 'auto' or a list of step counts in [1, {self.steps - 1}]")
-        self.plugin_sets()  # validates every config now, before any generation
+                raise ConfigError(f"sweep.metrics: unknown metric {metric!r}; allowed: {list(METRICS)}")
+
+    def _check_device(self) -> None:
+        import torch
+
+        if not isinstance(self.device, str):
+            raise ConfigError(
+                f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {self.device!r}"
+            )
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ConfigError(
+                    f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {self.device!r}"
+                ) from None
+
+    def _check_model(self) -> None:
+        pipelines = ", ".join(n for n, m in BUILTIN_MODELS.items() if m.kind != "classifier")
+        allowed = (
+            f"allowed: a built-in model ({pipelines}), a hub id 'org/name' or an existing diffusers pipeline folder"
+        )
+        builtin = BUILTIN_MODELS.get(self.model)
+        if builtin is not None:
+            if builtin.kind == "classifier":
+                raise ConfigError(f"sweep.model: {self.model!r} is a classifier, not a diffusion pipeline; {allowed}")
+            if not builtin.is_trained():
+                raise NotFoundError(
+                    f"sweep.model: built-in model {self.model!r} has no weights at {builtin.path}; "
+                    f"train it with `accel train {self.model}`"
+                )
+            return
+        path = os.path.expanduser(self.model)
+        if os.path.isdir(path):
+            if not os.path.isfile(os.path.join(path, "model_index.json")):
+                raise ConfigError(
+                    f"sweep.model: {self.model!r} has no model_index.json (not a pipeline folder); {allowed}"
+                )
+            return
+        if HUB_ID.match(self.model) and not os.path.exists(path):
+            return  # a hub id: loaded (or downloaded) with the pipeline
+        raise NotFoundError(f"sweep.model: no such directory {self.model!r}; {allowed}")
+
+    def _check_scheduler(self) -> None:
+        if self.scheduler is None:
+            return
+        import diffusers
+
+        cls = getattr(diffusers, self.scheduler, None) if isinstance(self.scheduler, str) else None
+        if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+            raise ConfigError(
+                f"sweep.scheduler must be null or a diffusers scheduler class name such as 'DDIMScheduler' or "
+                f"'FlowMatchEulerDiscreteScheduler', got {self.scheduler!r}"
+            )
+
+    def _check_call(self) -> None:
+        if not isinstance(self.call, dict) or not all(isinstance(k, str) for k in self.call):
+            raise ConfigError(f"sweep.call must be a mapping of pipeline argument names to values, got {self.call!r}")
+        for key, value in self.call.items():
+            if key in RESERVED_CALL:
+                raise ConfigError(f"sweep.call.{key} is set by accel eval ({RESERVED_CALL[key]})")
+            if key in ("height", "width"):
+                check_int("sweep", f"call.{key}", value, 1, MAX_SIDE)
+            elif key == "num_frames":
+                check_int("sweep", f"call.{key}", value, 1, MAX_STEPS)
+            elif key == "guidance_scale":
+                check_float("sweep", "call.guidance_scale", value, 0, MAX_GUIDANCE)
+                if self.guidance_scale is not None:
+                    raise ConfigError("sweep.guidance_scale and sweep.call.guidance_scale are both set; keep one")
+        accepted = _call_parameters(self.model)
+        unknown = sorted(set(self.call) - accepted) if accepted is not None else []
+        if unknown:
+            raise ConfigError(
+                f"sweep.call: {unknown} are not arguments of {self.model!r}'s pipeline; allowed: "
+                f"{sorted(accepted - set(RESERVED_CALL))}"
+            )
+
+    def _check_prompts(self) -> None:
+        if not isinstance(self.prompts, str) or not self.prompts:
+            raise ConfigError(f"sweep.prompts must be 'builtin' or a .txt / .csv file, got {self.prompts!r}")
+        try:
+            count = len(load_prompts(self.prompts, self.model))
+        except AccelError as exc:
+            raise type(exc)(f"sweep.prompts ('builtin' or a .txt / .csv file): {exc}") from exc
+        try:
+            check_int("sweep", "num_prompts", self.num_prompts, 1, count, allow_none=True)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (the prompt set {self.prompts!r} holds {count}; null: all of them)") from None
+
+    def _check_configs(self) -> None:
+        if not isinstance(self.configs, list):
+            raise ConfigError(
+                "sweep.configs must be a list of grid entries ('none', {type: ..., field: ...} or a list of those), "
+                f"got {self.configs!r}"
+            )
+        names: list[str] = []
+        for index, entry in enumerate(self.configs):
+            try:
+                configs = parse_configs(entry)  # validates every config now, before any generation
+            except AccelError as exc:
+                raise type(exc)(f"sweep.configs[{index}]: {exc}") from exc
+            if configs:
+                names.append("+".join(str(c) for c in configs))
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(
+                f"sweep.configs: two grid entries share the name {repeated[0]!r}; list each setting once"
+            )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -81,6 +257,11 @@ class SweepSpec:
         if self.metrics is not None:
             return list(self.metrics)
         return ["fidelity", "domain"] if self.model in BUILTIN_MODELS else ["fidelity"]
+
+    def prompt_list(self) -> list[str]:
+        """The prompts this sweep runs: the prompt set, cut to ``num_prompts``."""
+        prompts = load_prompts(self.prompts, self.model)
+        return prompts[: self.num_prompts] if self.num_prompts else prompts
 
     def fewer_step_counts(self) -> list[int]:
         if self.fewer_steps == "auto":
@@ -110,6 +291,34 @@ class SweepSpec:
         return dataclasses.asdict(self)
 
 
+def _call_parameters(model: str) -> set[str] | None:
+    """The keyword arguments the model's pipeline class accepts, read without loading it (None: unknown,
+    or the pipeline takes ``**kwargs``)."""
+    import inspect
+
+    import diffusers
+
+    builtin = BUILTIN_MODELS.get(model)
+    if builtin is not None:
+        class_name = builtin.pipeline_class
+    else:
+        try:
+            with open(os.path.join(os.path.expanduser(model), "model_index.json")) as f:
+                class_name = json.load(f).get("_class_name")
+        except (OSError, ValueError, AttributeError):
+            return None
+    cls = getattr(diffusers, class_name, None) if isinstance(class_name, str) else None
+    if not isinstance(cls, type):
+        return None
+    try:
+        parameters = inspect.signature(cls.__call__).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.name != "self"}
+
+
 def parse_configs(entry: Any) -> list[PluginConfig]:
     """``"none"``, a config dict ``{type: ..., field: ...}``, or a list of them -> plugin configs."""
     from ..plugin import registered_configs
@@ -130,32 +339,103 @@ def parse_configs(entry: Any) -> list[PluginConfig]:
 
 
 def load_specs(path: str) -> list[SweepSpec]:
-    """Read one or several sweeps from a YAML or JSON file."""
+    """Read one or several sweeps from a YAML or JSON file; every error names the file (and the sweep)."""
+    if not os.path.isfile(path):
+        raise NotFoundError(f"sweep spec not found: {path!r}")
     with open(path) as f:
         text = f.read()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-
-        raw = yaml.safe_load(text)
-    else:
-        raw = json.loads(text)
-    return specs_from_data(raw)
+    try:
+        raw = _parse(text, yaml_file=path.endswith((".yaml", ".yml")))
+    except AccelError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
+    return specs_from_data(raw, source=path)
 
 
-def specs_from_data(raw: Any) -> list[SweepSpec]:
+def _parse(text: str, yaml_file: bool) -> Any:
+    if not yaml_file:
+        try:
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc}") from None
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"duplicate key {key!r}; each key may appear once per mapping")
+        out[key] = value
+    return out
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """yaml's SafeLoader, except that a key repeated in one mapping is an error (not "the last one wins")."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise ConfigError(
+                            f"duplicate key {key!r} at line {key_node.start_mark.line + 1}; each key may appear once "
+                            "per mapping"
+                        )
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def specs_from_data(raw: Any, source: str | None = None) -> list[SweepSpec]:
+    """Sweeps from parsed data (a mapping, a list, or ``{sweeps: [...]}``); errors name ``source`` if given."""
     if isinstance(raw, dict) and "sweeps" in raw:
         items = raw["sweeps"]
     elif isinstance(raw, list):
         items = raw
     else:
         items = [raw]
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{source or 'sweeps'}: 'sweeps' must be a non-empty list of sweeps")
     specs = []
     names = {f.name for f in dataclasses.fields(SweepSpec)}
-    for item in items:
-        if not isinstance(item, dict):
-            raise ConfigError(f"a sweep must be a mapping, got {type(item).__name__}")
-        unknown = sorted(set(item) - names)
-        if unknown:
-            raise ConfigError(f"unknown sweep field(s) {unknown}; allowed: {sorted(names)}")
-        specs.append(SweepSpec(**item))
+    for index, item in enumerate(items):
+        where = ", ".join(p for p in (source, f"sweep {index + 1} of {len(items)}" if len(items) > 1 else None) if p)
+        try:
+            if not isinstance(item, dict):
+                raise ConfigError(f"a sweep must be a mapping, got {type(item).__name__}")
+            unknown = sorted(set(item) - names, key=str)
+            if unknown:
+                raise ConfigError(f"unknown sweep field(s) {unknown}; allowed: {sorted(names)}")
+            specs.append(SweepSpec(**item))
+        except AccelError as exc:
+            if not where:
+                raise
+            raise type(exc)(f"{where}: {exc}") from exc
+    check_run_names(specs, source)
     return specs
+
+
+def check_run_names(specs: list[SweepSpec], source: str | None = None) -> None:
+    """Two sweeps of one call must not share a run folder (the second would be refused after the first ran)."""
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, SweepSpec):
+            raise ConfigError(f"expected SweepSpec objects, got {type(spec).__name__}")
+        if spec.run_name in seen:
+            raise ConfigError(
+                f"{source + ': ' if source else ''}sweeps {seen[spec.run_name] + 1} and {index + 1} would share the "
+                f"same run folder {spec.run_name!r}; give each a different `name`"
+            )
+        seen[spec.run_name] = index
