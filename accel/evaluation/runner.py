@@ -20,7 +20,7 @@ import torch
 
 from .. import api
 from ..errors import ConfigError
-from ..metrics.cost import DenoiserTimer, ModuleFlops, count_flops, synchronize
+from ..metrics.cost import DenoiserTimer, synchronize
 from .records import RecordWriter, merge, read_records, record_key
 from .runfolder import atomic_write, holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
 from .spec import SweepSpec
@@ -194,10 +194,13 @@ def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: in
         "generator": torch.Generator("cpu").manual_seed(seed),
         "output_type": "pt",
     }
-    with torch.no_grad(), count_flops() as flops, ModuleFlops(_denoiser(pipe)) as denoiser:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as mode:  # one counter: a second would double the cost
         pipe(prompt=prompt, **kwargs)
+    denoiser = sum(mode.get_flop_counts().get(type(_denoiser(pipe)).__name__, {}).values())
     nfe = api.summary(pipe)["last_call"].get("nfe")
-    return {"total": flops["total"], "denoiser": denoiser.total, "nfe": nfe}
+    return {"total": int(mode.get_total_flops()), "denoiser": int(denoiser), "nfe": nfe}
 
 
 def interleaved(entries: list[RunEntry], pairs: list[tuple[int, int]]) -> list[tuple[RunEntry, int, int]]:
@@ -272,14 +275,14 @@ def _generate_missing(
                     api.remove(pipe)
                     api.apply(pipe, *entry.configs)
                     current = entry.name
-                if entry.name not in warm:
+                if entry.name not in warm:  # one untimed run first: the FLOP count where one is missing
                     warm.add(entry.name)
-                    generate(pipe, prompts[pid], seed, call, entry.steps)  # warm-up, untimed
                     if measure_flops and entry.name not in flops and state.is_main_process:
                         flops[entry.name] = _measure_flops(pipe, prompts[pid], seed, call, entry.steps)
-                        with open(flops_path + ".tmp", "w") as f:
+                        with atomic_write(flops_path) as f:
                             json.dump(flops, f, indent=2)
-                        os.replace(flops_path + ".tmp", flops_path)
+                    else:
+                        generate(pipe, prompts[pid], seed, call, entry.steps)
                 sample, seconds, denoiser_seconds = generate(pipe, prompts[pid], seed, call, entry.steps)
                 summary = api.summary(pipe)
                 path = sample_path(entry.name, pid, seed)
