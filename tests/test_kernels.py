@@ -202,3 +202,20 @@ def test_auto_dispatch_reports_backend():
         block_sparse_attention(q, k, v, BlockSparseMask.full(64, 64, 16), backend="cuda")
     with pytest.raises(ValueError, match="mask covers"):
         block_sparse_attention(q, k, v, BlockSparseMask.full(32, 32, 16))
+
+
+def test_flop_counters_see_the_attention_the_mask_keeps():
+    # the torch fallback gathers every row's key blocks up to the longest row (padding), and the GPU kernels
+    # are invisible to torch's counter; counted through accel's op, the FLOPs are the mask's share of dense
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 64, 16, generator=g) for _ in range(3))
+    blocks = torch.eye(4, dtype=torch.bool)[None, None].repeat(2, 2, 1, 1)
+    blocks[..., 0] = True  # the longest row has 2 blocks, most have 2, the first 1
+    mask = BlockSparseMask.from_block_bool(blocks, 16, 16, 64, 64)
+    with FlopCounterMode(display=False) as counter:
+        out, used = block_sparse_attention(q, k, v, mask)
+    dense = 4 * 16 * 64 * 64 * 2 * 2  # 4 D per (query, key) pair, B = H = 2
+    assert used == "torch" and counter.get_total_flops() == round(mask.density() * dense)
+    torch.testing.assert_close(out, dense_reference(q, k, v, mask), atol=1e-5, rtol=1e-5)

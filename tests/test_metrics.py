@@ -219,3 +219,14 @@ def test_video_classifier_round_trip(tmp_path):
     assert torch.equal(loaded(clips), model(clips))
     with pytest.raises(ValueError, match="takes clips"):
         model(clips[:, 0])
+
+
+def test_flop_count_includes_dense_attention_on_the_cpu():
+    # torch's counter registers the CUDA SDPA kernels only; on the CPU dense attention counted as 0 FLOPs,
+    # so a sparse-attention plugin (whose attention is counted) looked costlier than dense attention
+    from accel.metrics.cost import count_flops
+
+    q = torch.randn(1, 2, 64, 16)
+    with count_flops() as flops:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert flops["total"] == 4 * 64 * 64 * 16 * 2

@@ -20,6 +20,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import register_flop_formula
 
 from ..errors import AccelError, ConfigError
 from .block_mask import BlockSparseMask
@@ -107,6 +108,48 @@ def _run(
     return gather_block_sparse(q, k, v, mask, scale)
 
 
+@torch.library.custom_op("accel::block_sparse_attention", mutates_args=())
+def _counted_block_sparse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kv_idx: torch.Tensor,
+    kv_num: torch.Tensor,
+    block_m: int,
+    block_n: int,
+    scale: float,
+    backend: str,
+) -> torch.Tensor:
+    """One opaque op for FLOP counters: they see the attention the mask keeps, not a backend's padding."""
+    mask = BlockSparseMask(kv_idx, kv_num, block_m, block_n, q.shape[2], k.shape[2])
+    return _run(backend, q, k, v, mask, scale if scale > 0 else None)
+
+
+@_counted_block_sparse.register_fake
+def _(q, k, v, kv_idx, kv_num, block_m, block_n, scale, backend) -> torch.Tensor:  # noqa: ANN001
+    return torch.empty_like(q)
+
+
+@register_flop_formula(torch.ops.accel.block_sparse_attention, get_raw=True)
+def _block_sparse_flops(q, k, v, kv_idx, kv_num, block_m, block_n, scale, backend, out_val=None) -> int:  # noqa: ANN001
+    """``4 * D`` per (query, key) pair the mask keeps: ``Q K^T`` and ``P V``, as torch counts dense attention."""
+    b, h, nq, d = q.shape
+    mask = BlockSparseMask(kv_idx, kv_num, block_m, block_n, nq, k.shape[2]).expand(b, h)
+    pairs = float(mask.density_per_head().sum()) * nq * k.shape[2]
+    return int(round(4 * d * pairs))
+
+
+def _run_counted(
+    name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockSparseMask, scale: float | None
+) -> torch.Tensor:
+    """``_run``, through the counted op while a dispatch mode (a FLOP counter) watches."""
+    if not _dispatch_mode_active():
+        return _run(name, q, k, v, mask, scale)
+    return torch.ops.accel.block_sparse_attention(
+        q, k, v, mask.kv_idx, mask.kv_num, mask.block_m, mask.block_n, scale or -1.0, name
+    )
+
+
 def block_sparse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -129,12 +172,12 @@ def block_sparse_attention(
         reason = backend_status(q, mask)[backend]
         if reason is not None:
             raise BackendUnavailableError(f"block-sparse backend {backend!r} cannot run here: {reason}")
-        return _run(backend, q, k, v, mask, scale), backend
+        return _run_counted(backend, q, k, v, mask, scale), backend
     if mask.is_full():
         return F.scaled_dot_product_attention(q, k, v, scale=scale), "sdpa"
     status = backend_status(q, mask)
     if q.is_cuda and status["triton"] is None:
-        return _run("triton", q, k, v, mask, scale), "triton"
+        return _run_counted("triton", q, k, v, mask, scale), "triton"
     if status["flex"] is None:
         try:
             return _run("flex", q, k, v, mask, scale), "flex"
@@ -146,4 +189,4 @@ def block_sparse_attention(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    return _run("torch", q, k, v, mask, scale), "torch"
+    return _run_counted("torch", q, k, v, mask, scale), "torch"

@@ -14,6 +14,19 @@ from typing import Any
 import torch
 
 
+def _count_cpu_attention() -> None:
+    """torch's FLOP counter knows the CUDA SDPA kernels but not the CPU one (``_scaled_dot_product_flash_
+    attention_for_cpu``), so dense attention on the CPU counted as zero FLOPs; count it as torch counts SDPA."""
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None and op not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(op, get_raw=True)(flop_counter.sdpa_flop)  # already shape-wrapped
+
+
+_count_cpu_attention()
+
+
 def synchronize(device: torch.device | str | None = None) -> None:
     """Wait for queued GPU work so that a timer measures it (no-op on the CPU)."""
     if torch.cuda.is_available():
