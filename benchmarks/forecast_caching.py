@@ -287,12 +287,16 @@ def main() -> None:
     parser.add_argument("--front", default=None, help="searched schedules (accel search-cache --out DIR: DIR/front)")
     parser.add_argument("--batch", type=int, default=30)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", nargs="+", default=None, help="keep only setups whose family contains one of these")
     args = parser.parse_args()
     out = args.out or f"benchmarks/results/forecast_caching/{args.model}"
 
     pipe, call, prompts, seeds, domain, real = workload(args.model, args.steps, args.samples, 90_000, 11)
     video = args.model.startswith("wan")
     all_setups, notes = setups(pipe, call, prompts[0], args.front, args.model)
+    if args.only:
+        keep = ("baseline", *args.only)
+        all_setups = [s for s in all_setups if any(word in s.family for word in keep)]
     rows, baseline, base_flops, outside = [], None, None, None
     from tqdm.auto import tqdm
 

@@ -79,6 +79,9 @@ def test_flop_ratio_of_adaptive_guidance_follows_its_mean_nfe():
     columns = _flop_columns(flops, "ag", records, baseline_nfe=8)
     assert columns["denoiser_flop_ratio"] == pytest.approx(8 / 5)
     assert columns["flop_ratio"] == pytest.approx(1000 / (200 + 500))
+    # a fewer-steps entry has no count of its own: the baseline's, its denoiser part scaled to 4 NFEs
+    steps = _flop_columns({"baseline": flops["baseline"]}, "steps2", [{"nfe": 4}], 8, kind="fewer_steps")
+    assert steps["denoiser_flop_ratio"] == pytest.approx(2.0) and steps["flop_ratio"] == pytest.approx(1000 / 600)
     # a bare total (runs from before) gives the plain ratio, unscaled
     assert _flop_columns({"baseline": 10, "x": 5}, "x", records, 8)["flop_ratio"] == pytest.approx(2.0)
 

@@ -277,7 +277,10 @@ def _generate_missing(
                     current = entry.name
                 if entry.name not in warm:  # one untimed run first: the FLOP count where one is missing
                     warm.add(entry.name)
-                    if measure_flops and entry.name not in flops and state.is_main_process:
+                    # fewer-steps entries run the baseline's denoiser call fewer times: scoring scales the
+                    # baseline's count by their NFEs instead of paying for a count of their own
+                    counted = entry.kind != "fewer_steps" and entry.name not in flops
+                    if measure_flops and counted and state.is_main_process:
                         flops[entry.name] = _measure_flops(pipe, prompts[pid], seed, call, entry.steps)
                         with atomic_write(flops_path) as f:
                             json.dump(flops, f, indent=2)

@@ -270,7 +270,7 @@ def _cost_columns(
         "speedup_p10": speedup_p10,
         "speedup_p90": speedup_p90,
         "denoiser_speedup": dn_speedup,
-        **_flop_columns(flops, name, records, baseline.nfe),
+        **_flop_columns(flops, name, records, baseline.nfe, meta.get("kind", "method")),
         "nfe": _mean_std([r.get("nfe") or float("nan") for r in records])[0],
         "cache_bytes": max((_cache_bytes(r) for r in records), default=0),
     }
@@ -292,14 +292,22 @@ def _mean_flops(measured: Any, mean_nfe: float) -> tuple[float, float]:
 
 
 def _flop_columns(
-    flops: dict[str, Any], name: str, records: list[dict[str, Any]], baseline_nfe: float
+    flops: dict[str, Any], name: str, records: list[dict[str, Any]], baseline_nfe: float, kind: str = "method"
 ) -> dict[str, float]:
-    """Baseline FLOPs over the entry's, for the whole pipeline and the denoiser alone (NaN when unknown)."""
-    if not flops.get(name) or not flops.get(BASELINE):
+    """Baseline FLOPs over the entry's, for the whole pipeline and the denoiser alone (NaN when unknown).
+
+    A fewer-steps entry without a count of its own is the baseline's count with the denoiser part
+    scaled to its NFEs: each of its steps is the baseline's denoiser call.
+    """
+    base = flops.get(BASELINE)
+    measured = flops.get(name)
+    if not measured and kind == "fewer_steps" and isinstance(base, dict):
+        measured = base
+    if not measured or not base:
         return {"flop_ratio": float("nan"), "denoiser_flop_ratio": float("nan")}
     mean_nfe = _mean_std([r.get("nfe") or float("nan") for r in records])[0]
-    base_total, base_denoiser = _mean_flops(flops[BASELINE], baseline_nfe)
-    total, denoiser = _mean_flops(flops[name], mean_nfe)
+    base_total, base_denoiser = _mean_flops(base, baseline_nfe)
+    total, denoiser = _mean_flops(measured, mean_nfe)
     denoiser_ratio = base_denoiser / denoiser if denoiser else float("nan")
     return {"flop_ratio": base_total / total, "denoiser_flop_ratio": denoiser_ratio}
 
