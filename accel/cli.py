@@ -38,9 +38,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_table(result["rows"]))
         if result["noisy_timing"]:
             print(
-                f"warning: the paired wall-clock speedups of {', '.join(result['noisy_timing'])} spread over more "
-                f"than {WIDE_SPREAD:.0%} of their median (a busy machine?); verdicts use the "
-                f"{result['rows'][0]['speed_axis']} axis"
+                f"note: the per-sample wall-clock speedups of {', '.join(result['noisy_timing'])} vary by more than "
+                f"{WIDE_SPREAD:.0%} of their median (10-90%), so the curves and verdicts use the "
+                f"{result['rows'][0]['speed_axis']} axis (--speed wall or flops to choose)"
             )
         print(f"Pareto plot: {result['png']}")
         print(f"interactive: {result['html']}")
