@@ -24,3 +24,13 @@ def _deterministic_threads():
 
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny random SD pipeline saved to disk: the model of the `accel eval` tests."""
+    from accel.pipelines.testing import tiny_text_pipeline
+
+    path = tmp_path_factory.mktemp("model") / "tiny-sd"
+    tiny_text_pipeline("unet").save_pretrained(path)
+    return str(path)

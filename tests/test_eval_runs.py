@@ -26,15 +26,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 LOCK = ".accel-eval.lock"  # the run folder's lock file (accel.evaluation.runfolder.LOCK_FILE)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from accel.pipelines.testing import tiny_text_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny-sd"
-    tiny_text_pipeline("unet").save_pretrained(path)
-    return str(path)
-
-
 def _tiny_spec(directory, model, seeds=2, **changes):
     prompts = directory / "prompts.txt"
     prompts.write_text("a handwritten 1\na red circle\n")

@@ -15,15 +15,6 @@ from accel.evaluation.verdicts import EntryValues, frechet_distance, judge
 QUALITY = {"psnr": True, "alignment": True, "fid": False}
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from accel.pipelines.testing import tiny_text_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny-sd"
-    tiny_text_pipeline("unet").save_pretrained(path)
-    return str(path)
-
-
 def _spec(tmp_path, model, configs, seeds=3, fewer=(2,)):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a handwritten 1\na red circle\n")

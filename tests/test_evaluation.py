@@ -20,15 +20,6 @@ from accel.evaluation.spec import load_specs, parse_configs
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from accel.pipelines.testing import tiny_text_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny-sd"
-    tiny_text_pipeline("unet").save_pretrained(path)
-    return str(path)
-
-
 def _spec_file(directory, model, name="sweep", seeds=3):
     prompts = directory / "prompts.txt"
     prompts.write_text("a handwritten 1\na red circle\n")
