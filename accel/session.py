@@ -15,6 +15,7 @@ import torch.nn as nn
 from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.hooks.hooks import BaseState, CacheContext, StateManager, _set_cache_context
 
+from .compiling import eager, hook_entry
 from .context import DenoisingContext, main_input
 from .pipelines.registry import Adapter
 
@@ -42,7 +43,16 @@ class ContextHook(ModelHook):
         self.context = context
         self.pipeline_context = StateManager(_NoState)
 
+    @hook_entry
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        outer = self._enter(module, args, kwargs)
+        try:
+            return self.fn_ref.original_forward(*args, **kwargs)
+        finally:
+            self._exit(module, outer)
+
+    @eager
+    def _enter(self, module: nn.Module, args: tuple, kwargs: dict) -> CacheContext | None:
         outer = self.pipeline_context._context
         info = self.context.begin_call(args, kwargs, outer.name if outer is not None else None)
         _set_cache_context(
@@ -54,11 +64,12 @@ class ContextHook(ModelHook):
                 timestep=info.timestep,
             ),
         )
-        try:
-            return self.fn_ref.original_forward(*args, **kwargs)
-        finally:
-            _set_cache_context(module, outer)
-            self.context.end_call()
+        return outer
+
+    @eager
+    def _exit(self, module: nn.Module, outer: CacheContext | None) -> None:
+        _set_cache_context(module, outer)
+        self.context.end_call()
 
     def reset_state(self, module: nn.Module) -> nn.Module:
         return module  # the loop position is the context's, not per-generation hook state
@@ -71,10 +82,15 @@ class CounterHook(ModelHook):
         super().__init__()
         self.context = context
 
+    @hook_entry
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        self._count(args, kwargs)
+        return self.fn_ref.original_forward(*args, **kwargs)
+
+    @eager
+    def _count(self, args: tuple, kwargs: dict) -> None:
         x = main_input(args, kwargs)
         self.context.count_evaluation(int(x.shape[0]) if x is not None else 1)
-        return self.fn_ref.original_forward(*args, **kwargs)
 
 
 class DenoiserSession:

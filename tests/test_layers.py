@@ -19,7 +19,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "accel"
 
-CORE = {"api", "session", "context", "plugin", "compat", "config", "summary", "errors", "tensors", "deprecation"}
+CORE = {
+    "api",
+    "session",
+    "context",
+    "plugin",
+    "compat",
+    "config",
+    "summary",
+    "errors",
+    "tensors",
+    "deprecation",
+    "compiling",
+}
 PLUGINS = {"caching", "sampling", "sparse_attention", "reparam"}
 
 #: What each group may import besides itself.

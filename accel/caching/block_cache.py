@@ -24,6 +24,7 @@ import torch.nn as nn
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import StateManager
 
+from ..compiling import eager, hook_entry
 from ..config import PluginConfig, check_int
 from ..errors import ConfigError
 from ..plugin import Plugin, register_plugin
@@ -89,6 +90,19 @@ class BlockCacheConfig(PluginConfig):
         return super().__str__()
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What a component hook does at one call: return ``output``, or run on ``args``/``kwargs``
+    (all rows, or the half batch ``rows``) and record at forecast position ``x``."""
+
+    output: Any
+    args: tuple
+    kwargs: dict
+    x: float
+    batch: int
+    rows: slice | None = None
+
+
 class ComponentCacheHook(ModelHook):
     """On one component of one block: run or reuse according to the schedule."""
 
@@ -101,53 +115,53 @@ class ComponentCacheHook(ModelHook):
         self.component = component
         self.state = StateManager(CachedOutput)
 
+    @hook_entry
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        plan = self._plan(args, kwargs)
+        if plan.output is not None:
+            return plan.output
+        return self._finish(plan, self.fn_ref.original_forward(*plan.args, **plan.kwargs))
+
+    @eager
+    def _plan(self, args: tuple, kwargs: dict) -> _Plan:
+        """Reuse/forecast (``output`` set), or which rows to compute: all, or one half of a stacked
+        CFG batch whose halves follow different schedules (the other half is reused or forecast)."""
         info = self.plugin.session.context.current
         state = self.state.get_state()
         batch = leading_batch(args) or leading_batch(kwargs)
         run, run_uncond = self.plugin.decide(info, self.block, self.component)
         x = position(info, self.plugin.config.forecast_variable)
         if state.output is not None and state.batch == batch and info.cfg_stacked and run != run_uncond:
-            return self._split(module, state, batch, info, run_uncond, x, args, kwargs)
+            rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
+            return _Plan(None, slice_batch(args, rows, batch), slice_batch(kwargs, rows, batch), x, batch, rows)
         if not run and state.output is not None:
             order = self.plugin.order_for(info, self.block, self.component)
             cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
             if cached is not None:
                 self.plugin.count(False, forecast=order > 0 and len(state.points) > 1)
-                return cached
-        output = self.fn_ref.original_forward(*args, **kwargs)
-        state.record(x, output, batch, self.plugin.history, info)
-        self.plugin.count(True)
+                return _Plan(cached, args, kwargs, x, batch)
+        return _Plan(None, args, kwargs, x, batch)
+
+    @eager
+    def _finish(self, plan: _Plan, fresh: Any) -> Any:
+        """Record the computed output; for a half batch, splice it into the other half's estimate
+        (a forecast lies on the polynomial it came from, so it does not bend the next forecast)."""
+        info = self.plugin.session.context.current
+        state = self.state.get_state()
+        output = fresh
+        if plan.rows is not None:
+            rows = plan.rows
+
+            def splice(cached: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+                out = cached.clone()
+                out[rows] = new
+                return out
+
+            estimate = state.estimate(plan.x, self.plugin.order_for(info, self.block, self.component))
+            output = _zip_tensors(estimate, fresh, splice, plan.batch)
+        state.record(plan.x, output, plan.batch, self.plugin.history, info)
+        self.plugin.count(True, half=plan.rows is not None)
         self.plugin.note_bytes((id(self), self.state.context.name), state)
-        return output
-
-    def _split(
-        self,
-        module: nn.Module,
-        state: CachedOutput,
-        batch: int,
-        info: Any,
-        run_uncond: bool,
-        x: float,
-        args: tuple,
-        kwargs: dict,
-    ) -> Any:
-        """Stacked CFG batch with different schedules per half: compute only the half that must run.
-
-        The other half is reused or forecast; the spliced output is recorded as this step's point (a
-        forecast lies on the polynomial it came from, so it does not bend the next forecast)."""
-        rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
-        fresh = self.fn_ref.original_forward(*slice_batch(args, rows, batch), **slice_batch(kwargs, rows, batch))
-
-        def splice(cached: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            out = cached.clone()
-            out[rows] = new
-            return out
-
-        estimate = state.estimate(x, self.plugin.order_for(info, self.block, self.component))
-        output = _zip_tensors(estimate, fresh, splice, batch)
-        state.record(x, output, batch, self.plugin.history, info)
-        self.plugin.count(True, half=True)
         return output
 
     def reset_state(self, module: nn.Module) -> nn.Module:

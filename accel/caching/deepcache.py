@@ -23,6 +23,7 @@ import torch.nn as nn
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import StateManager
 
+from ..compiling import eager, hook_entry
 from ..config import PluginConfig, check_choice, check_int
 from ..errors import ConfigError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
@@ -135,7 +136,19 @@ class DeepLayerHook(ModelHook):
         self.plugin = plugin
         self.state = StateManager(CachedOutput)
 
+    @hook_entry
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        cached, x, batch = self._cached(args, kwargs)
+        if cached is not None:
+            return cached
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        self._record(x, batch, output)
+        return output
+
+    @eager
+    def _cached(self, args: tuple, kwargs: dict) -> tuple[Any, float, int]:
+        """The reused or forecast output on a cached step (None on full steps), the forecast position
+        and the batch size of this call."""
         info = self.plugin.session.context.current
         state = self.state.get_state()
         batch = leading_batch(args) or leading_batch(kwargs)
@@ -146,11 +159,14 @@ class DeepLayerHook(ModelHook):
             if cached is not None:
                 self.plugin.skipped_layer_calls += 1
                 self.plugin.forecast_calls += order > 0 and len(state.points) > 1
-                return cached
-        output = self.fn_ref.original_forward(*args, **kwargs)
-        state.record(x, output, batch, self.plugin.history, info)
+                return cached, x, batch
+        return None, x, batch
+
+    @eager
+    def _record(self, x: float, batch: int, output: Any) -> None:
+        state = self.state.get_state()
+        state.record(x, output, batch, self.plugin.history, self.plugin.session.context.current)
         self.plugin.note_cache_bytes((id(self), self.state.context.name), state)
-        return output
 
     def reset_state(self, module: nn.Module) -> nn.Module:
         self.state.reset()
@@ -160,6 +176,7 @@ class DeepLayerHook(ModelHook):
 class _RefuseAdapterHook(ModelHook):
     """On the U-Net root: T2I-Adapter residuals are added in place to deep features, which would corrupt the cache."""
 
+    @eager
     def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         if kwargs.get("down_intrablock_additional_residuals") is not None:
             raise UnsupportedModelError(

@@ -12,6 +12,7 @@ two-call pipelines (Wan, Flux ``true_cfg_scale``, HunyuanVideo; the pipeline's
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -19,8 +20,25 @@ import torch
 import torch.nn as nn
 from diffusers.hooks import ModelHook
 
+from ..compiling import eager, hook_entry
 from ..context import main_input
 from .cfg_batch import prediction_of, select_rows, with_prediction
+
+
+@dataclasses.dataclass
+class _Plan:
+    """One denoiser call: run on ``args``/``kwargs`` (all rows, or those the CFG modes keep) unless
+    ``output`` is already known, then rebuild the full prediction according to ``kind``."""
+
+    kind: str  # "pass", "cond", "uncond" (second call of a two-call pipeline) or "stacked"
+    info: Any
+    args: tuple
+    kwargs: dict
+    modes: list[str] = dataclasses.field(default_factory=list)
+    run: list[int] = dataclasses.field(default_factory=list)
+    batch: int = 0
+    keep: torch.Tensor | None = None
+    output: Any = None
 
 
 class GuidanceHook(ModelHook):
@@ -35,20 +53,37 @@ class GuidanceHook(ModelHook):
         self.signature = inspect.signature(type(module).forward)
         return module
 
+    @hook_entry
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        plan = self._plan(args, kwargs)
+        if plan.output is not None:
+            return plan.output
+        return self._finish(plan, self.fn_ref.original_forward(*plan.args, **plan.kwargs))
+
+    @eager
+    def _plan(self, args: tuple, kwargs: dict) -> _Plan:
         info = self.policy.session.context.current
         if info is None or info.step_index is None:
-            return self.fn_ref.original_forward(*args, **kwargs)
+            return _Plan("pass", info, args, kwargs)
         if info.cfg_stacked:
-            return self._stacked(info, args, kwargs)
+            return self._plan_stacked(info, args, kwargs)
         branch = self._separate_branch(info)
         if branch == "cond":
-            output = self.fn_ref.original_forward(*args, **kwargs)
-            self.policy.state.last_cond = (info.step_index, prediction_of(output), output)
-            return output
+            return _Plan("cond", info, args, kwargs)
         if branch == "uncond":
-            return self._separate_uncond(info, args, kwargs)
-        return self.fn_ref.original_forward(*args, **kwargs)
+            return self._plan_uncond(info, args, kwargs)
+        return _Plan("pass", info, args, kwargs)
+
+    @eager
+    def _finish(self, plan: _Plan, output: Any) -> Any:
+        info = plan.info
+        if plan.kind == "cond":
+            self.policy.state.last_cond = (info.step_index, prediction_of(output), output)
+        elif plan.kind == "uncond":
+            return self._finish_uncond(plan, output)
+        elif plan.kind == "stacked":
+            return self._finish_stacked(plan, output)
+        return output
 
     # ------------------------------------------------------------------ two calls per step
     def _separate_branch(self, info: Any) -> str | None:
@@ -59,55 +94,72 @@ class GuidanceHook(ModelHook):
             return "uncond"  # unnamed second call of a two-call family: the unconditional branch
         return None
 
-    def _separate_uncond(self, info: Any, args: tuple, kwargs: dict) -> Any:
+    def _plan_uncond(self, info: Any, args: tuple, kwargs: dict) -> _Plan:
         last = self.policy.state.last_cond
         if last is None or last[0] != info.step_index:
-            return self.fn_ref.original_forward(*args, **kwargs)  # no cond prediction of this step to work with
-        _, cond, cond_output = last
+            return _Plan("pass", info, args, kwargs)  # no cond prediction of this step to work with
+        cond = last[1]
         modes = self.policy.modes(info.step_index, cond.shape[0], cond)
         run = [i for i, m in enumerate(modes) if m == "cfg"]
+        plan = _Plan("uncond", info, args, kwargs, modes=modes, run=run)
+        if not run:
+            plan.output = self._finish_uncond(plan, None)
+        elif len(run) < len(modes):
+            plan.args, plan.kwargs = select_rows(
+                args,
+                kwargs,
+                torch.tensor(run),
+                cond.shape[0],
+                self.policy.session.adapter.unbatched_inputs,
+                self.signature,
+            )
+        return plan
+
+    def _finish_uncond(self, plan: _Plan, output: Any) -> Any:
+        _, cond, cond_output = self.policy.state.last_cond
+        step = plan.info.step_index
         uncond = torch.empty_like(cond)
-        if run:
-            if len(run) == len(modes):
-                output = self.fn_ref.original_forward(*args, **kwargs)
-                uncond = prediction_of(output)
-            else:
-                index = torch.tensor(run)
-                sub_args, sub_kwargs = select_rows(
-                    args, kwargs, index, cond.shape[0], self.policy.session.adapter.unbatched_inputs, self.signature
-                )
-                uncond[index] = prediction_of(self.fn_ref.original_forward(*sub_args, **sub_kwargs)).to(uncond.dtype)
-        self._fill(uncond, cond, modes, info.step_index)
-        self.policy.observe(info.step_index, cond, uncond, [m == "cfg" for m in modes])
+        if len(plan.run) == len(plan.modes):
+            uncond = prediction_of(output)
+        elif plan.run:
+            uncond[torch.tensor(plan.run)] = prediction_of(output).to(uncond.dtype)
+        self._fill(uncond, cond, plan.modes, step)
+        self.policy.observe(step, cond, uncond, [m == "cfg" for m in plan.modes])
         return with_prediction(cond_output, uncond)
 
     # ------------------------------------------------------------------ stacked [uncond, cond]
-    def _stacked(self, info: Any, args: tuple, kwargs: dict) -> Any:
-        x = main_input(args, kwargs)
-        batch = int(x.shape[0])
+    def _plan_stacked(self, info: Any, args: tuple, kwargs: dict) -> _Plan:
+        batch = int(main_input(args, kwargs).shape[0])
+        samples = batch // 2
+        modes = self.policy.modes(info.step_index, samples, None)
+        run = [i for i, m in enumerate(modes) if m == "cfg"]
+        plan = _Plan("stacked", info, args, kwargs, modes=modes, run=run, batch=batch)
+        if len(run) < samples:
+            uncond_rows = torch.arange(batch)[info.rows("uncond", samples)]
+            cond_rows = torch.arange(batch)[info.rows("cond", samples)]
+            plan.keep = torch.sort(torch.cat([uncond_rows[run], cond_rows])).values
+            plan.args, plan.kwargs = select_rows(
+                args, kwargs, plan.keep, batch, self.policy.session.adapter.unbatched_inputs, self.signature
+            )
+        return plan
+
+    def _finish_stacked(self, plan: _Plan, output: Any) -> Any:
+        info, batch, run_uncond = plan.info, plan.batch, plan.run
         samples = batch // 2
         uncond_rows = torch.arange(batch)[info.rows("uncond", samples)]
         cond_rows = torch.arange(batch)[info.rows("cond", samples)]
-        modes = self.policy.modes(info.step_index, samples, None)
-        run_uncond = [i for i, m in enumerate(modes) if m == "cfg"]
-        if len(run_uncond) == samples:
-            output = self.fn_ref.original_forward(*args, **kwargs)
+        if plan.keep is None:
             pred = prediction_of(output)
             self.policy.observe(info.step_index, pred[cond_rows], pred[uncond_rows], [True] * samples)
             return output
-        keep = torch.sort(torch.cat([uncond_rows[run_uncond], cond_rows])).values
-        sub_args, sub_kwargs = select_rows(
-            args, kwargs, keep, batch, self.policy.session.adapter.unbatched_inputs, self.signature
-        )
-        output = self.fn_ref.original_forward(*sub_args, **sub_kwargs)
         sub = prediction_of(output)
-        position = {int(row): i for i, row in enumerate(keep)}
+        position = {int(row): i for i, row in enumerate(plan.keep)}
         cond = sub[torch.tensor([position[int(r)] for r in cond_rows])]
         uncond = torch.empty_like(cond)
         if run_uncond:
             uncond[torch.tensor(run_uncond)] = sub[torch.tensor([position[int(uncond_rows[i])] for i in run_uncond])]
-        self._fill(uncond, cond, modes, info.step_index)
-        self.policy.observe(info.step_index, cond, uncond, [m == "cfg" for m in modes])
+        self._fill(uncond, cond, plan.modes, info.step_index)
+        self.policy.observe(info.step_index, cond, uncond, [m == "cfg" for m in plan.modes])
         full = torch.empty((batch,) + tuple(sub.shape[1:]), dtype=sub.dtype, device=sub.device)
         full[uncond_rows] = uncond.to(sub.dtype)
         full[cond_rows] = cond

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from diffusers.hooks import ModelHook
 
+from ..compiling import eager
 from ..errors import UnsupportedModelError
 from ..kernels.block_mask import BlockSparseMask
 from ..pipelines.registry import unwrap
@@ -40,6 +41,7 @@ class _GridHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         self.plugin.grid = video_grid(self.plugin.session.adapter.family, unwrap(module), args, kwargs)
         return args, kwargs
@@ -259,6 +261,7 @@ class SparseAttentionPlugin(Plugin):
         return mask
 
     # ------------------------------------------------------------------ the attention call
+    @eager
     def attend(
         self,
         processor: SparseProcessor,

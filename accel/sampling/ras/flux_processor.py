@@ -10,6 +10,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
+from ...compiling import eager
 from ...errors import StateError
 from ...tensors import fit_batch
 
@@ -74,6 +75,7 @@ class RASFluxAttnProcessor:
             return out, attn.to_add_out(encoder_out.contiguous())
         return out
 
+    @eager
     def _full_kv(self, key: torch.Tensor, value: torch.Tensor, text: int) -> tuple[torch.Tensor, torch.Tensor]:
         info = self.plugin.session.context.current
         branch = info.branch if info is not None else "main"

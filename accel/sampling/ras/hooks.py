@@ -9,6 +9,7 @@ import torch.nn as nn
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import BaseState, StateManager
 
+from ...compiling import eager
 from ...errors import StateError
 from ...tensors import fit_batch
 
@@ -20,6 +21,7 @@ class RootHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         self.plugin.begin_call()
         text = kwargs.get("encoder_hidden_states")
@@ -34,6 +36,7 @@ class GatherHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         active = self.plugin.choose(int(output.shape[1]))
         return output if active is None else output.index_select(1, active.to(output.device))
@@ -47,6 +50,7 @@ class ScatterHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         active = self.plugin.active
         if active is None:
@@ -63,6 +67,7 @@ class RopeHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
         active = self.plugin.active
         if active is None:
@@ -95,6 +100,7 @@ class KVProjectionHook(ModelHook):
         self.plugin = plugin
         self.state = StateManager(_FullProjection)
 
+    @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         state = self.state.get_state()
         active = self.plugin.active

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from diffusers.hooks import ModelHook
 
+from ...compiling import eager
 from .hooks import ScatterHook
 from .lumina_processor import RASLumina2AttnProcessor, RASLuminaNextAttnProcessor
 
@@ -36,6 +37,7 @@ class LuminaNextGatherHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
         tokens, mask, img_size, rope = output
         active = self.plugin.choose(int(tokens.shape[1]))
@@ -72,6 +74,7 @@ class Lumina2RopeHook(ModelHook):
         self.plugin = plugin
         self.gather_patches = gather_patches
 
+    @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
         patches, text_rope, image_rope, joint_rope, text_lengths, seq_lengths = output
         plugin = self.plugin
@@ -102,6 +105,7 @@ class Lumina2JointGatherHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         rows = self.plugin.joint_rows
         if rows is None:
@@ -121,6 +125,7 @@ class Lumina2JointScatterHook(ModelHook):
         super().__init__()
         self.plugin = plugin
 
+    @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         rows = self.plugin.joint_rows
         if rows is None:

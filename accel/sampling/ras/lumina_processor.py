@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
+from ...compiling import eager
 from ...errors import StateError
 from ...tensors import fit_batch
 
@@ -53,6 +54,7 @@ class _ImageKVCache:
     def reset(self) -> None:
         self.cache = {}
 
+    @eager
     def full_kv(
         self, key: torch.Tensor, value: torch.Tensor, text: list[int] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
