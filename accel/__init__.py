@@ -9,11 +9,12 @@ accel.remove(pipe)
 
 from __future__ import annotations
 
-from .api import AccelHandle, apply, get_handle, remove, summary
+from .api import AccelHandle, apply, get_handle, remove, replicate, summary
 from .caching import BlockCacheConfig, DeepCacheConfig, apply_block_cache, apply_deep_cache
 from .config import PluginConfig
 from .errors import (
     AccelError,
+    ConcurrentUseError,
     ConfigError,
     IncompatiblePluginsError,
     InvalidInputError,
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "InvalidInputError",
     "NotFoundError",
+    "ConcurrentUseError",
     "StateError",
     "AdaptiveGuidanceConfig",
     "BlockCacheConfig",
@@ -65,5 +67,6 @@ __all__ = [
     "get_handle",
     "register_plugin",
     "remove",
+    "replicate",
     "summary",
 ]

@@ -8,6 +8,7 @@ fails, everything registered so far is removed again and the model is left untou
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -17,7 +18,7 @@ import torch.nn as nn
 from . import compat
 from .config import PluginConfig
 from .context import DenoisingContext
-from .errors import ConfigError, UnsupportedModelError
+from .errors import ConfigError, NotFoundError, StateError, UnsupportedModelError
 from .pipelines.registry import Adapter, find, lookup, unwrap
 from .plugin import plugin_for
 from .session import DenoiserSession
@@ -206,6 +207,42 @@ def remove(target: Any) -> bool:
 accel_remove = remove
 
 
+def replicate(target: Any) -> Any:
+    """An independent copy of an accelerated pipeline or model, for another worker thread.
+
+    The copy has the same plugins with its own accel state and summary, and shares the original's
+    weights (parameters and buffers are not copied, so it costs little memory). ``remove`` and
+    ``apply`` work on each independently. Call it while the original is not generating; the
+    original's plugins are taken off and put back, which resets its statistics::
+
+        workers = [accel.replicate(pipe) for _ in range(4)]  # one per thread
+    """
+    handle = get_handle(target)
+    if handle is None:
+        raise NotFoundError(f"accel is not attached to this {type(target).__name__}; copy it with copy.deepcopy")
+    if handle.target is not target:
+        raise StateError("replicate the target accel was applied to (the pipeline), not one of its denoisers")
+    if handle.context.busy:
+        raise StateError("replicate a pipeline between generations, not while it is generating")
+    configs = list(handle.configs)
+    hints = {
+        "num_inference_steps": handle.context.user_num_inference_steps,
+        "cfg_stacked": handle.context.user_cfg_stacked,
+    }
+    remove(target)
+    try:
+        shared: dict[int, Any] = {}
+        modules = [target] if isinstance(target, nn.Module) else list(target.components.values())
+        for module in (m for m in modules if isinstance(m, nn.Module)):
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                shared[id(tensor)] = tensor
+        clone = copy.deepcopy(target, shared)
+    finally:
+        apply(target, *configs, **hints)
+    apply(clone, *configs, **hints)
+    return clone
+
+
 def get_handle(target: Any) -> AccelHandle | None:
     """The handle of ``target`` (a pipeline or one of its denoisers), if accel is attached."""
     try:
@@ -216,7 +253,7 @@ def get_handle(target: Any) -> AccelHandle | None:
 
 def summary(target: Any) -> Summary:
     """What is attached to ``target`` and the statistics of its last generation."""
-    handle = get_handle(target)
+    handle = get_handle(target) or _component_handle(target)
     if handle is None:
         return Summary(target=type(target).__name__, attached=False, plugins=[], denoisers={}, last_call={})
     denoisers = {}
@@ -232,6 +269,18 @@ def summary(target: Any) -> Summary:
         denoisers=denoisers,
         last_call=handle.context.stats.as_dict(),
     )
+
+
+def _component_handle(target: Any) -> AccelHandle | None:
+    """The handle of plugins applied to one of a pipeline's denoisers directly (``accel.apply(pipe.unet)``)."""
+    components = getattr(target, "components", None)
+    if isinstance(target, nn.Module) or not isinstance(components, dict):
+        return None
+    for attr in DENOISER_ATTRIBUTES:
+        handle = get_handle(components.get(attr)) if components.get(attr) is not None else None
+        if handle is not None:
+            return handle
+    return None
 
 
 def _flatten(configs: Iterable[Any]) -> list[PluginConfig]:

@@ -22,13 +22,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import sys
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .errors import ConfigError, MissingContextError, StateError
+from .compiling import eager
+from .errors import ConcurrentUseError, ConfigError, MissingContextError, StateError
 from .tensors import first_tensor
 
 #: Names under which denoisers receive their main (noisy latent) input.
@@ -150,6 +153,8 @@ class DenoisingContext:
         self._step_wrappers: list[StepWrapper] = []
         self._scheduler: Any = None
         self._wrapped_pipeline_attrs: list[tuple[Any, str]] = []
+        self._owner_lock = threading.Lock()
+        self._owner: threading.Thread | None = None
         self._reset_loop_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -186,8 +191,37 @@ class DenoisingContext:
         if wrapper in self._step_wrappers:
             self._step_wrappers.remove(wrapper)
 
+    def claim(self) -> None:
+        """Make the calling thread the one running generations here, or raise :class:`ConcurrentUseError`
+        if another live thread is in the middle of one (its state would be mixed with this one's)."""
+        me = threading.current_thread()
+        with self._owner_lock:
+            owner = self._owner
+            busy = self._phase is not LoopPhase.IDLE and owner is not None and owner is not me and owner.is_alive()
+            if not busy:
+                self._owner = me
+                return
+        target = type(self.pipeline).__name__ if self.pipeline is not None else "denoiser"
+        raise ConcurrentUseError(
+            f"this accelerated {target} is generating in thread {owner.name!r}; accel keeps one generation's "
+            "state per pipeline, so two threads cannot share it. Give each worker its own copy with "
+            "accel.replicate(pipe) (weights are shared, not copied), or serialise the calls with a lock."
+        )
+
+    @property
+    def busy(self) -> bool:
+        """A generation is under way."""
+        return self._phase is not LoopPhase.IDLE
+
+    @eager
+    def abort(self) -> None:
+        """A generation failed part-way: forget it, so that the next call (from any thread) starts afresh."""
+        self._reset_loop_state()
+        self._owner = None
+
     def start_generation(self) -> None:
         """Begin a new generation: counters and every plugin's per-generation state are reset."""
+        self.claim()
         self._reset_loop_state()
         self._phase = LoopPhase.STARTED
         self.generation += 1
@@ -199,6 +233,7 @@ class DenoisingContext:
     def end_generation(self) -> None:
         """The last step ran: plugins may free their caches (statistics stay readable)."""
         self._phase = LoopPhase.IDLE
+        self._owner = None
         for callback in list(self._generation_end_callbacks):
             callback()
 
@@ -230,9 +265,7 @@ class DenoisingContext:
                 "accel will not wrap it twice (is another accel handle attached?)"
             )
         original = getattr(owner, name)
-        wrapper = make_wrapper(original)
-        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        owner.__dict__[name] = wrapper
+        owner.__dict__[name] = _Wrapper(make_wrapper(original), original)
         self._wrapped_pipeline_attrs.append((owner, name))
 
     def _bind_scheduler(self, scheduler: Any) -> None:
@@ -253,11 +286,16 @@ class DenoisingContext:
         self._wrap_attr(scheduler, "step", self._step_wrapper)
 
     def _maybe_start_generation(self) -> None:
+        self.claim()
         if self._phase is not LoopPhase.STARTED:
             self.start_generation()
 
     def _prepare_latents_wrapper(self, original: Callable) -> Callable:
         def prepare_latents(*args: Any, **kwargs: Any) -> Any:
+            pipe = self.pipeline
+            if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler:
+                self._bind_scheduler(pipe.scheduler)  # swapped since the last call (set_timesteps ran unseen)
+                self._phase = LoopPhase.IDLE
             self._maybe_start_generation()
             out = original(*args, **kwargs)
             latents = first_tensor(out)
@@ -283,10 +321,15 @@ class DenoisingContext:
 
     def _step_wrapper(self, original: Callable) -> Callable:
         def step(*args: Any, **kwargs: Any) -> Any:
+            self.claim()
             call = original
             for wrapper in reversed(self._step_wrappers):
                 call = _bind_wrapper(wrapper, call)
-            out = call(*args, **kwargs)
+            try:
+                out = call(*args, **kwargs)
+            except BaseException:
+                self.abort()
+                raise
             self._eval_count += 1
             self._calls_in_eval = 0
             if self._total_evals is not None and self._eval_count >= self._total_evals:
@@ -296,17 +339,23 @@ class DenoisingContext:
         return step
 
     # ------------------------------------------------------------------ denoiser calls
+    @eager
     def begin_call(self, args: tuple, kwargs: dict, pipeline_branch: str | None = None) -> CallInfo:
         """Called by the context hook before each denoiser forward; returns and stores the CallInfo."""
+        self.claim()
         pipe = self.pipeline
         if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler:
-            # the user swapped the scheduler since the last call: follow it, and treat this as a new generation
+            # the user swapped the scheduler since the last call: follow it, and treat this as a new
+            # generation (whose latents were already prepared)
+            latent_batch = self._latent_batch
             self._bind_scheduler(getattr(pipe, "scheduler", None))
             self.start_generation()
+            self._latent_batch = latent_batch
         if self._phase is LoopPhase.IDLE:
             self.start_generation()
         batch, timestep = _main_batch_and_timestep(args, kwargs)
         if self._phase is LoopPhase.STARTED:
+            self._check_caller(_calling_pipeline())
             self._phase = LoopPhase.DENOISING
             self._cfg_stacked = self._decide_cfg(kwargs, batch)
             self._samples = self._latent_batch or (batch // 2 if self._cfg_stacked else batch)
@@ -359,6 +408,30 @@ class DenoisingContext:
         samples = self._samples or batch
         self.stats.nfe += batch / samples
 
+    def _check_caller(self, caller: Any) -> None:
+        """Refuse a denoiser call from a pipeline other than the one accel is attached to, and a
+        bare-denoiser step count that does not match the pipeline that calls it."""
+        if caller is None or caller is self.pipeline:
+            return
+        if self.pipeline is not None:
+            raise StateError(
+                f"accel is attached to a {type(self.pipeline).__name__}, but a {type(caller).__name__} that shares "
+                "its denoiser (from_pipe, or components passed on) is calling it; its scheduler steps and CFG "
+                "batches are not seen. Attach accel to the pipeline you call: accel.remove(first_pipe), then "
+                "accel.apply(second_pipe, ...)"
+            )
+        timesteps = getattr(getattr(caller, "scheduler", None), "timesteps", None)
+        if self.user_num_inference_steps is None or timesteps is None:
+            return
+        order = max(int(getattr(caller.scheduler, "order", 1) or 1), 1)
+        steps = math.ceil(len(timesteps) / order)
+        if steps != self.user_num_inference_steps:
+            raise StateError(
+                f"accel was applied to the bare denoiser with num_inference_steps={self.user_num_inference_steps}, "
+                f"but {type(caller).__name__} runs {steps} steps; apply accel to the pipeline instead "
+                "(accel.apply(pipe, ...)), which reads the step count of every call"
+            )
+
     def _decide_cfg(self, kwargs: dict, batch: int) -> bool:
         if self.user_cfg_stacked is not None:
             return self.user_cfg_stacked
@@ -392,6 +465,39 @@ class DenoisingContext:
             order = max(int(getattr(self._scheduler, "order", 1) or 1), 1)
             index = self._eval_count // order
         return min(index, self._num_steps - 1)
+
+
+def _calling_pipeline(max_depth: int = 40) -> Any:
+    """The diffusers pipeline whose ``__call__`` is on the stack, if any."""
+    from diffusers import DiffusionPipeline
+
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, DiffusionPipeline):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+class _Wrapper:
+    """accel's override of a pipeline or scheduler method (an instance attribute). A deep copy of the
+    pipeline would copy it still bound to the original's loop context, so copying is refused."""
+
+    def __init__(self, call: Callable, original: Callable) -> None:
+        self._call = call
+        self.__wrapped__ = original
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        raise StateError(
+            "copy.deepcopy of a pipeline with accel attached would share its accel state with the original; "
+            "use accel.replicate(pipe) for an independent accelerated copy, or accel.remove(pipe) before copying"
+        )
 
 
 def _bind_wrapper(wrapper: StepWrapper, inner: Callable) -> Callable:

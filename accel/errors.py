@@ -34,3 +34,8 @@ class NotFoundError(AccelError, FileNotFoundError):
 class StateError(AccelError, RuntimeError):
     """The call cannot run in the current state (plugins already attached, nothing observed yet, a
     cache that a step needs is empty); the message says what to do first."""
+
+
+class ConcurrentUseError(StateError):
+    """An accelerated pipeline or denoiser was entered from a second thread while a generation was
+    running in another: accel's per-generation state belongs to one generation at a time."""

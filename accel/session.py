@@ -17,6 +17,7 @@ from diffusers.hooks.hooks import BaseState, CacheContext, StateManager, _set_ca
 
 from .compiling import eager, hook_entry
 from .context import DenoisingContext, main_input
+from .errors import StateError
 from .pipelines.registry import Adapter
 
 CONTEXT_HOOK = "accel_context"
@@ -48,6 +49,9 @@ class ContextHook(ModelHook):
         outer = self._enter(module, args, kwargs)
         try:
             return self.fn_ref.original_forward(*args, **kwargs)
+        except BaseException:
+            self.context.abort()
+            raise
         finally:
             self._exit(module, outer)
 
@@ -73,6 +77,12 @@ class ContextHook(ModelHook):
 
     def reset_state(self, module: nn.Module) -> nn.Module:
         return module  # the loop position is the context's, not per-generation hook state
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        raise StateError(
+            "copy.deepcopy of a denoiser with accel attached would share its accel state with the original; "
+            "use accel.replicate(pipe_or_denoiser) for an independent accelerated copy, or accel.remove first"
+        )
 
 
 class CounterHook(ModelHook):
