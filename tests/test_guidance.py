@@ -218,14 +218,22 @@ class TestAdaptiveGuidancePlugin(PluginTesterMixin):
         assert summary["last_call"]["nfe"] == 2 + 3  # both branches at step 0, then the conditional one only
 
 
-def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/1"):
-    """A hand-written LinearAG file for 4 steps, history 1: u_t = 0.5 c_t + 0.5 u_{t-1} at steps 1-3."""
+def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/2", **fitted_for):
+    """A hand-written LinearAG file for the tiny SD pipeline at 4 steps, history 1: u_t = 0.5 c_t + 0.5 u_{t-1}
+    at steps 1-3. ``fitted_for`` overrides what it claims to be fitted for (denoiser, scheduler, guidance_scale)."""
+    from accel.pipelines.testing import tiny_denoiser
+    from accel.sampling.linear_ag import denoiser_fingerprint
+
     path = test.tmp_path / name
     if not path.exists():
         path.write_text(
             json.dumps(
                 {
                     "format": fmt,
+                    "denoiser": denoiser_fingerprint(tiny_denoiser("unet")),
+                    "scheduler": "DDIMScheduler",
+                    "guidance_scale": 4.0,
+                    **fitted_for,
                     "history": 1,
                     "num_inference_steps": 4,
                     "coefficients": {str(s): [0.5, 0.0, 0.5, 0.0] for s in (1, 2, 3)},

@@ -210,6 +210,12 @@ class BlockCachePlugin(Plugin):
                 f"{adapter.family}'s {list(self.components)}"
             )
         self.blocks = adapter.blocks(self.session.denoiser)
+        live = self.config.live_first_blocks + self.config.live_last_blocks
+        if self.loaded is None and self.config.interval > 1 and live >= len(self.blocks):
+            raise ConfigError(
+                f"BlockCacheConfig.live_first_blocks + live_last_blocks ({live}) must be < the model's "
+                f"{len(self.blocks)} blocks; as given no block is ever cached"
+            )
         for b, (_, block) in enumerate(self.blocks):
             for attr, (module, _kind) in adapter.components(block).items():
                 if attr in self.components:
@@ -221,6 +227,11 @@ class BlockCachePlugin(Plugin):
             self.loaded.check(num_steps, len(self.blocks), self.components, self.session.adapter.family)
             return self.loaded
         c = self.config
+        if c.interval > 1 and c.warmup_steps >= num_steps:
+            raise ConfigError(
+                f"BlockCacheConfig.warmup_steps ({c.warmup_steps}) must be < the {num_steps} steps this call runs; "
+                "as given no step is ever cached"
+            )
         cond = fora_schedule(
             num_steps,
             len(self.blocks),

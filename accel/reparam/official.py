@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -60,14 +60,14 @@ _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
 def build_official_model(
-    arch: str | Mapping[str, Any] = "RePaViT_Base", idle_ratio: float = 0.75, **overrides: Any
+    arch: str | Mapping[str, Any] = "RePaViT_Base", idle_ratio: float | Sequence[float] = 0.75, **overrides: Any
 ) -> nn.Module:
     """A random-initialised timm ViT in converted RePaViT form with the layout of an upstream model.
 
     Args:
         arch: an upstream name (``"RePaViT_Tiny"`` ... ``"RePaViT_Huge"``) or ``VisionTransformer``
             kwargs (``embed_dim``, ``depth``, ``num_heads``, ...) for other sizes.
-        idle_ratio: the idle ratio the checkpoint was trained with (upstream default 0.75).
+        idle_ratio: the idle ratio the checkpoint was trained with (upstream default 0.75), or one per block.
         **overrides: further ``VisionTransformer`` kwargs (``num_classes``, ``img_size``, ...).
     """
     from timm.models.vision_transformer import VisionTransformer
@@ -194,15 +194,20 @@ def infer_arch(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def load_official_checkpoint(
-    source: Any, idle_ratio: float = 0.75, arch: str | Mapping[str, Any] | None = None, model: nn.Module | None = None
+    source: Any,
+    idle_ratio: float | Sequence[float] = 0.75,
+    arch: str | Mapping[str, Any] | None = None,
+    model: nn.Module | None = None,
 ) -> nn.Module:
     """Load an upstream RePaViT checkpoint into a converted timm ViT (built unless ``model`` is given).
 
     Args:
         source: a state dict, an upstream checkpoint dict (``{"model": ...}``), a ``.safetensors``
             path, or a ``.pth`` path readable with ``torch.load(weights_only=True)``.
-        idle_ratio: the ratio the checkpoint was trained with (upstream ``--idle_ratio``; 0.75 default).
-            Training-form checkpoints cannot reveal it; folded ones are checked against it.
+        idle_ratio: the ratio the checkpoint was trained with (upstream ``--idle_ratio``; 0.75 default),
+            or the list of per-block ratios of a run with upstream ``--heuristic`` (e.g. ``linear``).
+            Training-form checkpoints cannot reveal it (every channel is stored either way): pass the
+            ratios the run used. Folded ones are checked against it block by block.
         arch: an upstream name or ``VisionTransformer`` kwargs; inferred from the tensors if None.
         model: a model converted with :func:`accel.reparam.to_repavit` to load into (in place).
 
@@ -210,7 +215,8 @@ def load_official_checkpoint(
         The converted model in eval mode; folded blocks stay folded, others can be folded with
         :func:`accel.reparam.reparameterize`.
     """
-    idle_ratio = check_idle_ratio(idle_ratio, "load_official_checkpoint idle_ratio")
+    if not isinstance(idle_ratio, (list, tuple)):
+        idle_ratio = check_idle_ratio(idle_ratio, "load_official_checkpoint idle_ratio")
     state, folded = official_to_accel_keys(source)
     if model is None:
         if arch is None:

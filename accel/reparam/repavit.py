@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -132,7 +133,19 @@ def convert_block(
     return RePaBlock(block.norm1, block.attn, block.ls1, block.drop_path1, ffn, idle_ratio, act_norm)
 
 
-def to_repavit(model: nn.Module, idle_ratio: float = 0.75, inplace: bool = False, act_norm: bool = True) -> nn.Module:
+def check_idle_ratios(idle_ratio: Any, depth: int, owner: str = "idle_ratio") -> list[float]:
+    """One idle ratio per block: a number for all of them, or a sequence of ``depth`` numbers (RePaViT's
+    ``--heuristic`` runs train with per-layer ratios)."""
+    if isinstance(idle_ratio, (list, tuple)):
+        if len(idle_ratio) != depth:
+            raise ConfigError(f"{owner} has {len(idle_ratio)} per-layer ratios, the model has {depth} blocks")
+        return [check_idle_ratio(r, f"{owner}[{i}]") for i, r in enumerate(idle_ratio)]
+    return [check_idle_ratio(idle_ratio, owner)] * depth
+
+
+def to_repavit(
+    model: nn.Module, idle_ratio: float | Sequence[float] = 0.75, inplace: bool = False, act_norm: bool = True
+) -> nn.Module:
     """Convert a timm ViT into RePaViT's channel-idle training form (arXiv 2505.21847).
 
     Each ``Block`` becomes a :class:`~accel.reparam.modules.RePaBlock`: its pre-FFN LayerNorm turns
@@ -145,7 +158,8 @@ def to_repavit(model: nn.Module, idle_ratio: float = 0.75, inplace: bool = False
 
     Args:
         model: a timm ``VisionTransformer`` (or subclass, e.g. DeiT distilled) with timm ``Mlp`` FFNs.
-        idle_ratio: fraction of hidden channels without activation, in [0, 1] (paper default 0.75).
+        idle_ratio: fraction of hidden channels without activation, in [0, 1] (paper default 0.75), or
+            one such fraction per block.
         inplace: convert ``model`` itself instead of a deep copy.
         act_norm: insert the BatchNorm after the activation, as in the paper.
 
@@ -156,13 +170,13 @@ def to_repavit(model: nn.Module, idle_ratio: float = 0.75, inplace: bool = False
         ConfigError: ``idle_ratio`` outside [0, 1].
         UnsupportedModelError: the model is not a timm ViT with ``Mlp`` FFNs.
     """
-    idle_ratio = check_idle_ratio(idle_ratio, "to_repavit idle_ratio")
     check_convertible(model)
+    ratios = check_idle_ratios(idle_ratio, len(_unwrap(model).blocks), "to_repavit idle_ratio")
     if not inplace:
         model = copy.deepcopy(model)
     inner = _unwrap(model)
     for i in range(len(inner.blocks)):
-        inner.blocks[i] = convert_block(inner.blocks[i], idle_ratio, act_norm)
+        inner.blocks[i] = convert_block(inner.blocks[i], ratios[i], act_norm)
     return model
 
 

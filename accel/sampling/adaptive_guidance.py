@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..config import PluginConfig, check_choice, check_float, check_int
-from ..errors import StateError
+from ..errors import ConfigError, StateError
 from ..plugin import Plugin, register_plugin
 from .cfg_batch import cosine_per_sample, cosine_whole
 from .guidance_hook import GuidanceHook
@@ -48,6 +48,11 @@ class AdaptiveGuidanceConfig(PluginConfig):
         check_int("AdaptiveGuidanceConfig", "min_steps", self.min_steps, 0, 100000)
         check_int("AdaptiveGuidanceConfig", "max_step", self.max_step, 0, 100000, allow_none=True)
         check_choice("AdaptiveGuidanceConfig", "reduction", self.reduction, REDUCTIONS)
+        if self.max_step is not None and self.min_steps > self.max_step:
+            raise ConfigError(
+                f"AdaptiveGuidanceConfig.min_steps ({self.min_steps}) must be <= max_step ({self.max_step}): "
+                "CFG is dropped from max_step whatever the similarity test says"
+            )
 
 
 class GuidanceState:
@@ -58,8 +63,8 @@ class GuidanceState:
         self.similarities: dict[int, float] = {}  # step -> mean cosine similarity seen
         self.last_cond: tuple[int, torch.Tensor, Any] | None = None
         self.history: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # step -> (cond, uncond), LinearAG
-        self.first_drop: dict[int, int] = {}  # sample -> first step that did not evaluate the uncond branch
         self.predicted_steps: list[int] = []
+        self.ran: dict[int, list[str]] = {}  # step -> per sample: "cfg", "drop" or "predict", as it ran
 
 
 @register_plugin
@@ -88,14 +93,12 @@ class AdaptiveGuidancePlugin(Plugin):
 
     def modes(self, step: int, samples: int, cond: torch.Tensor | None) -> list[str]:
         """Per sample: ``"cfg"`` (evaluate the unconditional branch) or ``"drop"``."""
-        modes = ["drop" if self._latched(i, step) else "cfg" for i in range(samples)]
-        for i, mode in enumerate(modes):
-            if mode != "cfg":
-                self.state.first_drop.setdefault(i, step)
-        return modes
+        return ["drop" if self._latched(i, step) else "cfg" for i in range(samples)]
 
-    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, evaluated: list[bool]) -> None:
-        """Record this step's similarity and latch CFG off from the next step where it reached gamma."""
+    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, modes: list[str]) -> None:
+        """Record what ran at this step and its similarity; latch CFG off from the next step where it reached gamma."""
+        self.state.ran[step] = list(modes)
+        evaluated = [m == "cfg" for m in modes]
         self.remember(step, cond, uncond)
         if not any(evaluated):
             return
@@ -122,14 +125,39 @@ class AdaptiveGuidancePlugin(Plugin):
         raise StateError("adaptive guidance never predicts the unconditional branch")
 
     def stats(self) -> dict[str, Any]:
-        first = self.state.first_drop
+        """From what ran: the step from which the unconditional branch was never evaluated again (per
+        sample with ``reduction="sample"``), and per step ``C`` (evaluated), ``p`` (predicted), ``-``
+        (dropped) or ``m`` (mixed across samples)."""
+        ran = self.state.ran
+        steps = sorted(ran)
+        samples = max((len(m) for m in ran.values()), default=0)
+        dropped = {
+            i: _off_from(steps, [ran[s][i] != "cfg" if i < len(ran[s]) else False for s in steps])
+            for i in range(samples)
+        }
         return {
             "threshold": self.config.threshold,
-            "cfg_dropped_at_step": (min(first.values()) if first else None)
+            "cfg_dropped_at_step": _off_from(steps, [all(m != "cfg" for m in ran[s]) for s in steps])
             if self.config.reduction == "batch"
-            else dict(sorted(first.items())),
+            else {i: step for i, step in dropped.items() if step is not None},
+            "uncond_per_step": "".join(_code(ran[s]) for s in steps),
             "similarities": [self.state.similarities[s] for s in sorted(self.state.similarities)],
         }
+
+
+def _off_from(steps: list[int], off: list[bool]) -> int | None:
+    """The first step of the trailing run of ``off`` steps (None if the last step was on)."""
+    start = None
+    for step, is_off in zip(steps, off):
+        start = (step if start is None else start) if is_off else None
+    return start
+
+
+def _code(modes: list[str]) -> str:
+    kinds = set(modes)
+    if len(kinds) > 1:
+        return "m"
+    return {"cfg": "C", "predict": "p", "drop": "-"}[kinds.pop()] if kinds else "?"
 
 
 def apply_adaptive_guidance(module: Any, config: AdaptiveGuidanceConfig | None = None, **kwargs: Any):

@@ -124,7 +124,7 @@ class GuidanceHook(ModelHook):
         elif plan.run:
             uncond[torch.tensor(plan.run)] = prediction_of(output).to(uncond.dtype)
         self._fill(uncond, cond, plan.modes, step)
-        self.policy.observe(step, cond, uncond, [m == "cfg" for m in plan.modes])
+        self.policy.observe(step, cond, uncond, plan.modes)
         return with_prediction(cond_output, uncond)
 
     # ------------------------------------------------------------------ stacked [uncond, cond]
@@ -150,7 +150,7 @@ class GuidanceHook(ModelHook):
         cond_rows = torch.arange(batch)[info.rows("cond", samples)]
         if plan.keep is None:
             pred = prediction_of(output)
-            self.policy.observe(info.step_index, pred[cond_rows], pred[uncond_rows], [True] * samples)
+            self.policy.observe(info.step_index, pred[cond_rows], pred[uncond_rows], ["cfg"] * samples)
             return output
         sub = prediction_of(output)
         position = {int(row): i for i, row in enumerate(plan.keep)}
@@ -159,7 +159,7 @@ class GuidanceHook(ModelHook):
         if run_uncond:
             uncond[torch.tensor(run_uncond)] = sub[torch.tensor([position[int(uncond_rows[i])] for i in run_uncond])]
         self._fill(uncond, cond, plan.modes, info.step_index)
-        self.policy.observe(info.step_index, cond, uncond, [m == "cfg" for m in plan.modes])
+        self.policy.observe(info.step_index, cond, uncond, plan.modes)
         full = torch.empty((batch,) + tuple(sub.shape[1:]), dtype=sub.dtype, device=sub.device)
         full[uncond_rows] = uncond.to(sub.dtype)
         full[cond_rows] = cond

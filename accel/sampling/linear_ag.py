@@ -14,7 +14,9 @@ Coefficients are JSON, loaded by path.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import os
 from typing import Any
 
@@ -26,7 +28,16 @@ from ..errors import ConfigError
 from ..plugin import register_plugin
 from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
 
-FORMAT = "accel-linear-ag/1"
+FORMAT = "accel-linear-ag/2"
+
+
+def denoiser_fingerprint(denoiser: torch.nn.Module) -> dict[str, Any]:
+    """What identifies the model coefficients were fitted on: its class, its config, and a weight checksum."""
+    config = {k: v for k, v in dict(getattr(denoiser, "config", {}) or {}).items() if not k.startswith("_")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    first = next(iter(denoiser.parameters()), None)
+    checksum = float(first.detach().double().abs().sum()) if first is not None else 0.0
+    return {"class": type(denoiser).__name__, "config_sha256": digest, "weight_checksum": checksum}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +75,9 @@ def load_coefficients(path: str) -> dict[str, Any]:
         raise ConfigError(f"LinearAG coefficients {path!r} cannot be read as JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         data = data if isinstance(data, dict) else {}
-        raise ConfigError(
-            f"{path} is not a LinearAG coefficients file (format {data.get('format')!r}, expected {FORMAT!r})"
-        )
+        found = data.get("format")
+        again = " (an older format: calibrate again)" if str(found).startswith("accel-linear-ag/") else ""
+        raise ConfigError(f"{path} is not a LinearAG coefficients file (format {found!r}, expected {FORMAT!r}){again}")
     return data
 
 
@@ -80,7 +91,47 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
         data = load_coefficients(config.coefficients)
         self.history_len = int(data["history"])
         self.fitted_steps = int(data["num_inference_steps"])
+        self.fitted_for = {key: data.get(key) for key in ("denoiser", "scheduler", "guidance_scale")}
         self.weights = {int(step): torch.tensor(w, dtype=torch.float32) for step, w in data["coefficients"].items()}
+
+    def attach(self) -> None:
+        fitted, found = self.fitted_for["denoiser"] or {}, denoiser_fingerprint(self.session.denoiser)
+        same_weights = math.isclose(fitted.get("weight_checksum", math.nan), found["weight_checksum"], rel_tol=1e-3)
+        if fitted.get("class") != found["class"] or fitted.get("config_sha256") != found["config_sha256"]:
+            raise ConfigError(
+                f"the LinearAG coefficients were fitted on a {fitted.get('class')} with another config than this "
+                f"{found['class']}; calibrate again for this model (accel calibrate-linear-ag)"
+            )
+        if not same_weights:
+            raise ConfigError(
+                "the LinearAG coefficients were fitted on other weights of this architecture; calibrate again "
+                "for this model (accel calibrate-linear-ag)"
+            )
+        super().attach()
+
+    def on_generation_start(self) -> None:
+        super().on_generation_start()
+        pipe = self.session.context.pipeline
+        if pipe is None:
+            return
+        scheduler = type(getattr(pipe, "scheduler", None)).__name__
+        if scheduler != self.fitted_for["scheduler"]:
+            raise ConfigError(
+                f"the LinearAG coefficients were fitted with {self.fitted_for['scheduler']}, the pipeline now uses "
+                f"{scheduler}; calibrate again with this scheduler"
+            )
+        scale = getattr(pipe, "_guidance_scale", None)
+        fitted_scale = self.fitted_for["guidance_scale"]
+        if (
+            scale is not None
+            and float(scale) > 1
+            and fitted_scale is not None
+            and not math.isclose(float(scale), float(fitted_scale))
+        ):
+            raise ConfigError(
+                f"the LinearAG coefficients were fitted at guidance scale {fitted_scale}, this call uses {scale}; "
+                "calibrate again at this guidance scale"
+            )
 
     def predicted(self, step: int, total: int) -> bool:
         if total != self.fitted_steps:
@@ -100,8 +151,6 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
         if self.predicted(step, info.num_inference_steps):
             if step not in self.state.predicted_steps:
                 self.state.predicted_steps.append(step)
-            for i in range(samples):
-                self.state.first_drop.setdefault(i, step)
             return ["predict"] * samples
         return super().modes(step, samples, cond)
 

@@ -17,7 +17,7 @@ import torch
 from diffusers.hooks import ModelHook
 
 from ..compiling import eager
-from ..errors import UnsupportedModelError
+from ..errors import ConfigError, UnsupportedModelError
 from ..kernels.block_mask import BlockSparseMask
 from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
@@ -110,6 +110,12 @@ class SparseAttentionPlugin(Plugin):
         modules = adapter.attention_modules(model)
         if not modules:
             raise UnsupportedModelError(f"{adapter.title}: found no self/joint attention modules to make sparse")
+        beyond = [layer for layer in config.dense_layers if layer >= len(modules)]
+        if beyond:
+            raise ConfigError(
+                f"SparseAttentionConfig.dense_layers {beyond} are beyond this model's {len(modules)} attention "
+                f"layers (allowed: 0..{len(modules) - 1})"
+            )
         proc_cls = PROCESSORS[adapter.family]
         for name, module, _kind in modules:
             stock = module.processor

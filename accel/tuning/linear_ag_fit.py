@@ -17,7 +17,7 @@ import torch
 from .. import api
 from ..errors import StateError
 from ..sampling.cfg_batch import prediction_of
-from ..sampling.linear_ag import FORMAT, features
+from ..sampling.linear_ag import FORMAT, denoiser_fingerprint, features
 
 
 @torch.no_grad()
@@ -87,6 +87,7 @@ def calibrate(
     data = {
         "format": FORMAT,
         "model": model_name,
+        "denoiser": denoiser_fingerprint(getattr(pipe, "unet", None) or pipe.transformer),
         "scheduler": type(pipe.scheduler).__name__,
         "num_inference_steps": int(call["num_inference_steps"]),
         "guidance_scale": call.get("guidance_scale"),

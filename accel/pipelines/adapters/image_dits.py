@@ -123,5 +123,6 @@ register_adapter(
         block_specs=(
             BlockSpec("Lumina2TransformerBlock", (Component("attn", "joint_attn"), Component("feed_forward", "ffn"))),
         ),
+        cfg_layout="separate",  # Lumina2Pipeline calls the transformer for the prompt, then for the negative
     )
 )

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ...errors import ConfigError, UnsupportedModelError
 from ...plugin import Plugin, register_plugin
 from ...tensors import tensor_bytes
 from .config import RASConfig
@@ -73,6 +74,8 @@ class RASPlugin(Plugin):
         if self.layout.rope:
             self.session.register_hook(model.get_submodule(self.layout.rope), RopeHook(self), self.hook_name("rope"))
         attentions = self.session.adapter.attention_modules(model, kinds=("self_attn", "joint_attn"))
+        self.kv_attentions = [attn for _, attn, _ in attentions] if self.layout.kv == "linear" else []
+        self.refuse_fused_projections()
         for _, attn, _ in attentions:
             if self.layout.kv == "linear":
                 for proj in (attn.to_k, attn.to_v):
@@ -89,8 +92,17 @@ class RASPlugin(Plugin):
 
     # ------------------------------------------------------------------ per call / per step
     def begin_call(self) -> None:
+        self.refuse_fused_projections()
         self.active = None
         self.joint_rows = None
+
+    def refuse_fused_projections(self) -> None:
+        """RAS keeps the keys/values of dropped tokens by hooking ``to_k``/``to_v``, which fused QKV skips."""
+        if any(getattr(attn, "fused_projections", False) for attn in getattr(self, "kv_attentions", ())):
+            raise UnsupportedModelError(
+                f"RAS on {self.session.adapter.family} does not support fused QKV projections (its key/value "
+                "cache hooks to_k and to_v); call transformer.unfuse_qkv_projections() before generating with RAS"
+            )
 
     def choose(self, num_tokens: int) -> torch.Tensor | None:
         """The sorted image-token indices this call recomputes (None: all of them)."""
@@ -103,7 +115,13 @@ class RASPlugin(Plugin):
             if keep < num_tokens and self.scores is not None and self.scores.numel() == num_tokens:
                 if self.starved is None or self.starved.numel() != num_tokens:
                     self.starved = torch.zeros(num_tokens)
-                always = torch.tensor([t for t in self.config.keep_tokens if t < num_tokens], dtype=torch.long)
+                beyond = [t for t in self.config.keep_tokens if t >= num_tokens]
+                if beyond:
+                    raise ConfigError(
+                        f"RASConfig.keep_tokens {beyond} are beyond this model's {num_tokens} image tokens "
+                        f"(allowed: 0..{num_tokens - 1})"
+                    )
+                always = torch.tensor(list(self.config.keep_tokens), dtype=torch.long)
                 active = select(
                     self.scores, self.starved, keep, self.config.starvation_scale, self.config.keep, always
                 )
