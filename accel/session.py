@@ -46,7 +46,11 @@ class ContextHook(ModelHook):
 
     @hook_entry
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        outer = self._enter(module, args, kwargs)
+        try:
+            outer = self._enter(module, args, kwargs)
+        except BaseException:
+            self.context.abort()
+            raise
         try:
             return self.fn_ref.original_forward(*args, **kwargs)
         except BaseException:

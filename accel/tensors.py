@@ -76,6 +76,22 @@ def fit_batch(cached: Any, cached_batch: int, batch: int, info: CallInfo) -> Any
     return None
 
 
+def keep_both_halves(cached: Any, cached_batch: int | None, fresh: Any, batch: int, info: CallInfo) -> Any:
+    """What to cache after a call: ``fresh``, or, when the call ran only the conditional half of a
+    cache kept for both CFG halves (LinearAG predicting the unconditional one), the cache with its
+    conditional rows replaced, so the next full-batch call finds both halves."""
+    if cached is None or cached_batch != 2 * batch or not info.cfg_stacked:
+        return fresh
+    rows = info.rows("cond", batch)
+
+    def splice(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        out = old.clone()
+        out[rows] = new
+        return out
+
+    return zip_map(splice, cached, fresh)
+
+
 def zip_map(fn: Callable[..., torch.Tensor], first: Any, *others: Any) -> Any:
     """``fn`` over the tensors at the same place in containers of one structure (``first`` gives it)."""
     if isinstance(first, torch.Tensor):

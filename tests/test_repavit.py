@@ -264,7 +264,8 @@ def _official_reference(sd, x, depth=2, heads=2, patch=8, a=32):
         att = torch.softmax(q @ k.transpose(-1, -2) * (D // heads) ** -0.5, -1) @ v
         t = t + F.linear(att.transpose(1, 2).reshape(b, n, D), sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"])
         h = F.linear(bn(t, p + "mlp.norm1."), sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])
-        h = torch.cat([F.gelu(h[..., :a]), h[..., a:]], -1)
+        act = a[i] if isinstance(a, list) else a
+        h = torch.cat([F.gelu(h[..., :act]), h[..., act:]], -1)
         t = t + F.linear(bn(h, p + "mlp.norm2."), sd[p + "mlp.fc2.weight"], sd[p + "mlp.fc2.bias"])
     t = F.layer_norm(t, (D,), sd["norm.weight"], sd["norm.bias"], 1e-6)
     return F.linear(t[:, 0], sd["head.weight"], sd["head.bias"])
@@ -306,6 +307,27 @@ def test_official_checkpoint_loader_on_synthetic_state_dict():
         load_official_checkpoint(layernorm_ffn, arch=arch)
     with pytest.raises(accel.UnsupportedModelError, match="missing keys"):
         load_official_checkpoint({k: v for k, v in sd.items() if k != "head.bias"}, arch=arch)
+
+
+def test_official_checkpoint_with_per_layer_idle_ratios():
+    """Upstream ``--heuristic`` runs train each block with its own idle ratio. A training-form checkpoint
+    stores every channel either way, so the ratios are passed per block; they give the upstream logits
+    exactly, where one ratio for all blocks (the only option before) was silently wrong."""
+    sd = _official_state()
+    x = _x()
+    arch = dict(embed_dim=D, depth=2, num_heads=2)
+    with torch.no_grad():
+        ref = _official_reference(sd, x, a=[32, 64])
+        per_layer = load_official_checkpoint(sd, idle_ratio=[0.75, 0.5], arch=arch)
+        assert [b.mlp.act_channels for b in per_layer.blocks] == [32, 64]
+        assert (per_layer(x) - ref).abs().max() < 1e-4
+        assert (reparameterize(per_layer)(x) - ref).abs().max() < 1e-4
+        uniform = load_official_checkpoint(sd, idle_ratio=0.75, arch=arch)
+        assert (uniform(x) - ref).abs().max() > 1e-3
+    with pytest.raises(accel.ConfigError, match="has 3 per-layer ratios, the model has 2 blocks"):
+        load_official_checkpoint(sd, idle_ratio=[0.75, 0.5, 0.5], arch=arch)
+    with pytest.raises(accel.ConfigError, match=r"idle_ratio\[1\] must be a number in \[0, 1\]"):
+        load_official_checkpoint(sd, idle_ratio=[0.75, 1.5], arch=arch)
 
 
 def test_official_architecture_names():

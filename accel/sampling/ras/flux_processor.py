@@ -12,7 +12,7 @@ from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
 from ...compiling import eager
 from ...errors import StateError
-from ...tensors import fit_batch
+from ...tensors import fit_batch, keep_both_halves
 
 
 class RASFluxAttnProcessor:
@@ -81,19 +81,20 @@ class RASFluxAttnProcessor:
         branch = info.branch if info is not None else "main"
         active = self.plugin.active
         image_k, image_v = key[:, text:], value[:, text:]
-        if active is None:
-            self.cache[branch] = (image_k, image_v)
-            self.plugin.note_bytes((id(self), branch), (image_k, image_v))
-            return key, value
         cached = self.cache.get(branch)
+        batch = key.shape[0]
+        cached_batch = None if cached is None else cached[0].shape[0]
+        if active is None:
+            self.cache[branch] = keep_both_halves(cached, cached_batch, (image_k, image_v), batch, info)
+            self.plugin.note_bytes((id(self), branch), self.cache[branch])
+            return key, value
         if cached is None:
             raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense")
-        full_k, full_v = cached
-        if full_k.shape[0] != key.shape[0]:
-            full_k = fit_batch(full_k, full_k.shape[0], key.shape[0], info)
-            full_v = fit_batch(full_v, full_v.shape[0], key.shape[0], info)
+        fitted = fit_batch(cached, cached_batch, batch, info)
+        if fitted is None:
+            raise StateError(f"RAS cached keys for a batch of {cached_batch}, this call has {batch}")
         index = active.to(key.device)
-        full_k, full_v = full_k.clone(), full_v.clone()
+        full_k, full_v = fitted[0].clone(), fitted[1].clone()
         full_k[:, index], full_v[:, index] = image_k, image_v
-        self.cache[branch] = (full_k, full_v)
+        self.cache[branch] = keep_both_halves(cached, cached_batch, (full_k, full_v), batch, info)
         return torch.cat([key[:, :text], full_k], dim=1), torch.cat([value[:, :text], full_v], dim=1)

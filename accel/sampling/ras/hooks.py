@@ -11,7 +11,7 @@ from diffusers.hooks.hooks import BaseState, StateManager
 
 from ...compiling import eager
 from ...errors import StateError
-from ...tensors import fit_batch
+from ...tensors import fit_batch, keep_both_halves
 
 
 class RootHook(ModelHook):
@@ -104,21 +104,24 @@ class KVProjectionHook(ModelHook):
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         state = self.state.get_state()
         active = self.plugin.active
+        info = self.plugin.session.context.current
+        cached = state.full
+        batch = output.shape[0]
         if active is None:
-            state.full = output
+            state.full = keep_both_halves(cached, None if cached is None else cached.shape[0], output, batch, info)
             self.plugin.note_bytes(id(self), state.full)
             return output
-        full = state.full
-        if full is not None and full.shape[0] != output.shape[0]:
-            full = fit_batch(full, full.shape[0], output.shape[0], self.plugin.session.context.current)
+        full = cached
+        if full is not None and full.shape[0] != batch:
+            full = fit_batch(full, full.shape[0], batch, info)
         if full is None or full.shape[1] != self.plugin.num_tokens:
             raise StateError(
                 "RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
                 "(RASConfig.warmup_steps >= 1)"
             )
-        full = full.clone() if full is not state.full else full
+        full = full.clone()
         full[:, active.to(output.device)] = output
-        state.full = full
+        state.full = keep_both_halves(cached, cached.shape[0], full, batch, info)
         return full
 
     def reset_state(self, module: nn.Module) -> nn.Module:

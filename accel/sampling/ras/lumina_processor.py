@@ -19,7 +19,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 
 from ...compiling import eager
 from ...errors import StateError
-from ...tensors import fit_batch
+from ...tensors import fit_batch, keep_both_halves
 
 
 def _rows(x: torch.Tensor, starts: list[int] | None, count: int) -> torch.Tensor:
@@ -66,28 +66,27 @@ class _ImageKVCache:
         branch = info.branch if info is not None else "main"
         active = self.plugin.active
         tokens = self.plugin.num_tokens
+        cached = self.cache.get(branch)
+        batch = key.shape[0]
+        cached_batch = None if cached is None else cached[0].shape[0]
         if active is None:  # dense: remember every image row
             image = (_rows(key, text, tokens), _rows(value, text, tokens))
-            self.cache[branch] = image
-            self.plugin.note_bytes((id(self), branch), image)
+            self.cache[branch] = keep_both_halves(cached, cached_batch, image, batch, info)
+            self.plugin.note_bytes((id(self), branch), self.cache[branch])
             return key, value
-        cached = self.cache.get(branch)
         if cached is None:
             raise StateError(
                 "RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
                 "(RASConfig.warmup_steps >= 1)"
             )
-        full_k, full_v = cached
-        if full_k.shape[0] != key.shape[0]:
-            fitted = fit_batch(cached, full_k.shape[0], key.shape[0], info)
-            if fitted is None:
-                raise StateError(f"RAS cached keys for a batch of {full_k.shape[0]}, this call has {key.shape[0]}")
-            full_k, full_v = fitted
+        fitted = fit_batch(cached, cached_batch, batch, info)
+        if fitted is None:
+            raise StateError(f"RAS cached keys for a batch of {cached_batch}, this call has {batch}")
         index = active.to(key.device)
-        full_k, full_v = full_k.clone(), full_v.clone()
+        full_k, full_v = fitted[0].clone(), fitted[1].clone()
         full_k[:, index] = _rows(key, text, index.numel())
         full_v[:, index] = _rows(value, text, index.numel())
-        self.cache[branch] = (full_k, full_v)
+        self.cache[branch] = keep_both_halves(cached, cached_batch, (full_k, full_v), batch, info)
         if text is None:
             return full_k, full_v
         return _joint(key, full_k, text), _joint(value, full_v, text)
