@@ -143,7 +143,11 @@ def _diffusers_cache(name: str) -> Callable[[torch.nn.Module], None]:
         if name == "FirstBlockCache":
             apply_first_block_cache(denoiser, FirstBlockCacheConfig(threshold=0.2))
         else:
-            apply_taylorseer_cache(denoiser, TaylorSeerCacheConfig(cache_interval=2, max_order=1))
+            blocks = r"^transformer_blocks\.\d+\.(attn|attn1|attn2|ff|ff_context)$"  # the defaults miss PixArt/SD3
+            config = TaylorSeerCacheConfig(
+                cache_interval=2, disable_cache_before_step=2, max_order=1, cache_identifiers=[blocks]
+            )
+            apply_taylorseer_cache(denoiser, config)
 
     return apply
 
@@ -182,9 +186,10 @@ def prepared(pipe: Any, configs: list, diffusers_cache: Callable | None) -> Any:
             twin.register_modules(**{name: module})
     twin.scheduler = copy.deepcopy(pipe.scheduler)
     twin.register_modules(scheduler=twin.scheduler)
-    if diffusers_cache is not None:
-        diffusers_cache(denoiser_of(twin))
     accel.apply(twin, *configs)
+    if diffusers_cache is not None:  # inside accel's context hook, which gives diffusers' caches the step
+        diffusers_cache(denoiser_of(twin))
+        denoiser_of(twin)._diffusers_hook.invalidate_child_registries_cache()
     return twin
 
 
@@ -205,8 +210,14 @@ def run_model(model: str, args: argparse.Namespace) -> list[dict]:
     rows = []
     for name, (configs, diffusers_cache) in settings(model, args.steps).items():
         twin = prepared(pipe, configs, diffusers_cache)
-        with ModuleFlops(denoiser_of(twin)) as flops, torch.no_grad():
-            runner(twin)()
+        try:
+            with ModuleFlops(denoiser_of(twin)) as flops, torch.no_grad():
+                runner(twin)()
+        except Exception as exc:  # a peer that fails on this model is reported, not fatal
+            row = {"model": model, "setting": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            continue
         denoiser_of(twin).compile(backend=args.backend)
         compile_start = time.perf_counter()
         with torch.no_grad():
@@ -244,6 +255,9 @@ def write_table(rows: list[dict], path: str) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['setting']} | failed: {r['error'][:80]} | | | | |")
+            continue
         lines.append(
             f"| {r['model']} | {r['setting']} | {r['flop_ratio']:.2f}x | {r['compiled_wall_ratio']:.2f}x | "
             f"{r['fraction_of_flop_ratio']:.2f} | {r['baseline_s']:.2f} | {r['plugin_s']:.2f} |"
@@ -262,7 +276,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/compile")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    rows = []
+    path = os.path.join(args.out, "results.json")
+    previous = json.load(open(path)) if os.path.exists(path) else []
+    rows = [r for r in previous if r["model"] not in args.models]  # keep the other models' rows
     for model in args.models:
         rows.extend(run_model(model, args))
         with open(os.path.join(args.out, "results.json"), "w") as f:
