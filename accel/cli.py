@@ -27,7 +27,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             out=args.out,
             max_samples=args.max_samples,
             progress=not args.no_progress,
-            speed=args.speed,
+            # the built-in sweep judges on FLOPs unless told otherwise: its verdicts must not depend on
+            # how busy the machine is (wall clock is still reported beside them)
+            speed=args.speed or ("auto" if args.spec else "flops"),
             wait=args.wait,
         )
     except AccelError as exc:  # a bad spec, a run folder in use: the message says what to do, no traceback
@@ -204,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--speed",
         choices=["auto", "flops", "wall"],
-        default="auto",
+        default=None,
         help="x axis of the curves and of the 'beats fewer steps' verdicts: FLOP ratio or paired wall-clock "
-        "speedup; auto: wall clock unless its paired spread is wide (default: %(default)s)",
+        "speedup; auto: wall clock unless its paired spread is wide (default: auto for a spec, flops for the "
+        "built-in sweep, whose verdicts must not depend on the machine's load)",
     )
     ev.set_defaults(func=_cmd_eval)
 

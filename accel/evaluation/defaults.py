@@ -1,7 +1,8 @@
 """The default sweep of ``accel eval`` (the README's main command): every built-in diffusion model
-that has weights, with every plugin that supports it, small enough for the README's whole main command (install included) to finish within 5 minutes on
-2 CPU cores: about 2 minutes of it is the sweep. Few samples give wide intervals, so more verdicts
-are ties; use a spec with more prompts (``accel eval --spec``) for firm ones."""
+that has weights, with every plugin that supports it. It is small enough for the whole main command,
+install included, to finish within 5 minutes on 2 CPU cores; about 2 minutes of that is the sweep.
+Few samples give wide intervals, so more verdicts are ties: a spec with more prompts
+(``accel eval SPEC.yaml``) gives firm ones. Verdicts are judged on FLOPs (see ``accel eval --speed``)."""
 
 from __future__ import annotations
 
