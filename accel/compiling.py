@@ -16,9 +16,10 @@ See ``docs/compile.md`` for the recipes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
+from diffusers.hooks import ModelHook
 
 F = TypeVar("F", bound=Callable)
 
@@ -34,3 +35,20 @@ def hook_entry(method: F) -> F:
 def eager(method: F) -> F:
     """Bookkeeping that ``torch.compile`` never traces (it runs as plain Python, with its callees)."""
     return torch.compiler.disable(method)  # type: ignore[return-value]
+
+
+class PlannedHook(ModelHook):
+    """A hook that plans each call eagerly, runs the wrapped module (compiled, if the user compiles),
+    and finishes eagerly. Subclasses give two :func:`eager` methods:
+
+    * ``_plan(args, kwargs)`` returns a plan with ``output`` (set: return it, the module does not run)
+      and the ``args``/``kwargs`` to run the module on otherwise;
+    * ``_finish(plan, output)`` records what ran and returns what the caller gets.
+    """
+
+    @hook_entry
+    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        plan = self._plan(args, kwargs)
+        if plan.output is not None:
+            return plan.output
+        return self._finish(plan, self.fn_ref.original_forward(*plan.args, **plan.kwargs))

@@ -32,23 +32,9 @@ import torch
 
 import accel
 from accel.metrics.cost import ModuleFlops, measure_interleaved
+from accel.pipelines.testing import tiny_vae  # 8x downscale like SD; only its scale factor is used
 
 LATENT = 64
-
-
-def _vae() -> torch.nn.Module:
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-    )
 
 
 def unet_pipeline() -> tuple[Any, dict]:
@@ -56,7 +42,7 @@ def unet_pipeline() -> tuple[Any, dict]:
 
     unet = UNet2DConditionModel(sample_size=LATENT, cross_attention_dim=768)  # the SD 1.x defaults
     pipe = StableDiffusionPipeline(
-        vae=_vae(),
+        vae=tiny_vae(levels=4),
         text_encoder=None,
         tokenizer=None,
         unet=unet.eval(),
@@ -82,7 +68,7 @@ def pixart_pipeline(layers: int) -> tuple[Any, dict]:
     pipe = PixArtAlphaPipeline(
         tokenizer=None,
         text_encoder=None,
-        vae=_vae(),
+        vae=tiny_vae(levels=4),
         transformer=transformer.eval(),
         scheduler=DPMSolverMultistepScheduler(),
     )
@@ -110,7 +96,7 @@ def sd3_pipeline(layers: int) -> tuple[Any, dict]:
     pipe = StableDiffusion3Pipeline(
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_vae(),
+        vae=tiny_vae(levels=4),
         text_encoder=None,
         tokenizer=None,
         text_encoder_2=None,

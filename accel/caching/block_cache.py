@@ -21,10 +21,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import StateManager
 
-from ..compiling import eager, hook_entry
+from ..compiling import PlannedHook, eager
 from ..config import PluginConfig, check_int
 from ..errors import ConfigError
 from ..plugin import Plugin, register_plugin
@@ -103,7 +102,7 @@ class _Plan:
     rows: slice | None = None
 
 
-class ComponentCacheHook(ModelHook):
+class ComponentCacheHook(PlannedHook):
     """On one component of one block: run or reuse according to the schedule."""
 
     _is_stateful = True
@@ -114,13 +113,6 @@ class ComponentCacheHook(ModelHook):
         self.block = block
         self.component = component
         self.state = StateManager(CachedOutput)
-
-    @hook_entry
-    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        plan = self._plan(args, kwargs)
-        if plan.output is not None:
-            return plan.output
-        return self._finish(plan, self.fn_ref.original_forward(*plan.args, **plan.kwargs))
 
     @eager
     def _plan(self, args: tuple, kwargs: dict) -> _Plan:

@@ -78,7 +78,8 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _tiny_vae(latent_channels: int = 4, levels: int = 2, shift_factor: float | None = None) -> torch.nn.Module:
+def tiny_vae(latent_channels: int = 4, levels: int = 2, shift_factor: float | None = None) -> torch.nn.Module:
+    """A random-initialised tiny ``AutoencoderKL`` with ``levels`` resolution levels (downscale 2**(levels - 1))."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
@@ -308,7 +309,7 @@ def _sd(seed: int) -> TinyPipeline:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=_tiny_vae(),
+        vae=tiny_vae(),
         text_encoder=None,
         tokenizer=None,
         unet=tiny_denoiser("unet", seed),
@@ -337,7 +338,7 @@ def _sdxl(seed: int) -> TinyPipeline:
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
     pipe = StableDiffusionXLPipeline(
-        vae=_tiny_vae(),
+        vae=tiny_vae(),
         text_encoder=None,
         text_encoder_2=None,
         tokenizer=None,
@@ -371,7 +372,7 @@ def _pixart(seed: int) -> TinyPipeline:
     pipe = PixArtAlphaPipeline(
         tokenizer=None,
         text_encoder=None,
-        vae=_tiny_vae(),
+        vae=tiny_vae(),
         transformer=tiny_denoiser("pixart", seed),
         scheduler=DPMSolverMultistepScheduler(),
     )
@@ -399,7 +400,7 @@ def _pixart(seed: int) -> TinyPipeline:
 def _dit(seed: int) -> TinyPipeline:
     from diffusers import DDIMScheduler, DiTPipeline
 
-    pipe = DiTPipeline(transformer=tiny_denoiser("dit", seed), vae=_tiny_vae(), scheduler=DDIMScheduler())
+    pipe = DiTPipeline(transformer=tiny_denoiser("dit", seed), vae=tiny_vae(), scheduler=DDIMScheduler())
 
     def inputs(seed: int, steps: int, batch: int, guidance: float | None) -> dict:
         return dict(
@@ -419,7 +420,7 @@ def _sd3(seed: int) -> TinyPipeline:
     pipe = StableDiffusion3Pipeline(
         transformer=tiny_denoiser("sd3", seed),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_tiny_vae(shift_factor=0.0),
+        vae=tiny_vae(shift_factor=0.0),
         text_encoder=None,
         tokenizer=None,
         text_encoder_2=None,
@@ -451,7 +452,7 @@ def _flux(seed: int) -> TinyPipeline:
 
     pipe = FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_tiny_vae(shift_factor=0.0),
+        vae=tiny_vae(shift_factor=0.0),
         text_encoder=None,
         tokenizer=None,
         text_encoder_2=None,
@@ -487,7 +488,7 @@ def _lumina(seed: int) -> TinyPipeline:
     pipe = LuminaPipeline(
         transformer=tiny_denoiser("lumina", seed),
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_tiny_vae(levels=4),
+        vae=tiny_vae(levels=4),
         text_encoder=None,
         tokenizer=None,
     )
@@ -518,7 +519,7 @@ def _lumina2(seed: int) -> TinyPipeline:
     pipe = Lumina2Pipeline(
         transformer=tiny_denoiser("lumina2", seed),
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_tiny_vae(levels=4, shift_factor=0.0),
+        vae=tiny_vae(levels=4, shift_factor=0.0),
         text_encoder=None,
         tokenizer=None,
     )

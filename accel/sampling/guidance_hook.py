@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from diffusers.hooks import ModelHook
 
-from ..compiling import eager, hook_entry
+from ..compiling import PlannedHook, eager
 from ..context import main_input
 from .cfg_batch import prediction_of, select_rows, with_prediction
 
@@ -41,7 +40,7 @@ class _Plan:
     output: Any = None
 
 
-class GuidanceHook(ModelHook):
+class GuidanceHook(PlannedHook):
     """Root hook on the denoiser; ``policy`` is the AG or LinearAG plugin."""
 
     def __init__(self, policy: Any) -> None:
@@ -52,13 +51,6 @@ class GuidanceHook(ModelHook):
     def initialize_hook(self, module: nn.Module) -> nn.Module:
         self.signature = inspect.signature(type(module).forward)
         return module
-
-    @hook_entry
-    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        plan = self._plan(args, kwargs)
-        if plan.output is not None:
-            return plan.output
-        return self._finish(plan, self.fn_ref.original_forward(*plan.args, **plan.kwargs))
 
     @eager
     def _plan(self, args: tuple, kwargs: dict) -> _Plan:
