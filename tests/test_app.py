@@ -373,6 +373,8 @@ def test_curves_tab_stays_inside_the_pinned_runs_root(server, tmp_path):
     elsewhere = str(tmp_path / "elsewhere")
     make_run_folder(elsewhere)  # a real run outside the pinned root, with the same run name
     client.predict(runs_root, api_name="/list_runs")  # this session's run list holds "tiny-sweep"
+    client.predict(runs_root, "tiny-sweep", api_name="/open_run")  # and its config list "ag_threshold-1",
+    # whichever tests this xdist worker ran before (else the dropdown itself refuses the value)
     outside = [elsewhere, str(tmp_path / "missing"), os.path.join(runs_root, "..", "x"), "/", "/etc"]
     messages = set()
     for root in outside:
