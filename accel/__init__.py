@@ -23,6 +23,7 @@ from .errors import (
     StateError,
     UnsupportedModelError,
 )
+from .plan import Plan, PlanSetting, PlanTargetConfig, load_plan
 from .plugin import Plugin, register_plugin
 from .reparam.plugin import RePaViTConfig  # registers the RePaViT plugin
 from .sampling import (
@@ -62,7 +63,11 @@ __all__ = [
     "RePaViTConfig",
     "SparseAttentionConfig",
     "UnsupportedModelError",
+    "Plan",
+    "PlanSetting",
+    "PlanTargetConfig",
     "apply",
+    "load_plan",
     "apply_sparse_attention",
     "get_handle",
     "register_plugin",

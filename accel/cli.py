@@ -7,6 +7,7 @@ accel train MODEL                                        retrain a built-in mode
 accel reparam finetune [...]                             RePaViT distillation fine-tune
 accel calibrate-linear-ag MODEL --out coeffs.json        fit LinearAG coefficients
 accel search-cache MODEL --out DIR                       search caching schedules (NSGA-II)
+accel tune MODEL --out DIR [--minutes M]                 search step count x plugin stacks; writes DIR/plan.json
 """
 
 from __future__ import annotations
@@ -107,6 +108,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .pipelines.builtin.train_diffusion import train
 
         print(train(args.model, max_steps=args.max_steps, out_dir=args.out))
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .errors import AccelError
+    from .evaluation.prompts import load_prompts
+    from .tuning.tune import TuneSettings, tune
+
+    try:
+        settings = TuneSettings(
+            population=args.population,
+            generations=args.generations,
+            seed=args.seed,
+            minutes=args.minutes,
+            num_prompts=args.num_prompts,
+            seeds=args.seeds,
+            validation_prompts=args.validation_prompts,
+            validation_seeds=args.validation_seeds,
+            metric=args.metric,
+            linear_ag=not args.no_linear_ag,
+            wall_repeats=args.wall_repeats,
+        )
+        call = {}
+        if args.steps is not None:
+            call["num_inference_steps"] = args.steps
+        if args.guidance_scale is not None:
+            call["guidance_scale"] = args.guidance_scale
+        prompts = None if args.prompts == "builtin" else load_prompts(args.prompts, args.model)
+        plan = tune(args.model, args.out, settings, call=call, prompts=prompts, progress=not args.no_progress)
+    except AccelError as exc:
+        print(f"accel tune: error: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        gap = plan.info["overfitting"]
+        print(f"plan: {args.out}/plan.json ({len(plan.settings)} settings, held-out {plan.metric}):")
+        for setting in plan.settings:
+            wall = f", wall {setting.wall_speedup:.2f}x" if setting.wall_speedup else ""
+            print(f"  {setting}{wall}")
+        print(
+            f"calibration promised {gap['mean_promised_minus_validated']:+.2f} {plan.metric} more than held-out "
+            f"samples gave (mean; worst {gap['max_promised_minus_validated']:+.2f})"
+        )
+        print(f"plot: {args.out}/front.png, {args.out}/front.html")
     return 0
 
 
@@ -264,6 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--minutes", type=float, default=None, help="time budget; the search checkpoints and stops")
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_cmd_search_cache)
+
+    tu = sub.add_parser(
+        "tune",
+        help="NSGA-II over the step count and every plugin stack; writes DIR/plan.json (resumable; "
+        "split over processes with accelerate launch)",
+    )
+    tu.add_argument("model", help="built-in model name, hub id or local path")
+    tu.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    tu.add_argument("--minutes", type=float, default=None, help="time budget of the search; rerun to resume")
+    tu.add_argument("--generations", type=int, default=12)
+    tu.add_argument("--population", type=int, default=20)
+    tu.add_argument("--num-prompts", type=int, default=8, help="calibration prompts")
+    tu.add_argument("--seeds", type=int, default=1, help="seeds per calibration prompt")
+    tu.add_argument("--validation-prompts", type=int, default=8, help="held-out prompts (after the calibration ones)")
+    tu.add_argument(
+        "--validation-seeds", type=int, default=2, help="seeds per held-out prompt (never calibration seeds)"
+    )
+    tu.add_argument("--metric", choices=["psnr", "ssim", "alignment"], default="psnr")
+    tu.add_argument("--prompts", default="builtin", help="'builtin' or a .txt/.csv prompt file")
+    tu.add_argument("--steps", type=int, default=None, help="the baseline's step count (default: the model's)")
+    tu.add_argument("--guidance-scale", type=float, default=None)
+    tu.add_argument("--no-linear-ag", action="store_true", help="leave LinearAG (and its calibrations) out")
+    tu.add_argument("--wall-repeats", type=int, default=3, help="paired wall-clock repeats per plan setting (0: skip)")
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--no-progress", action="store_true")
+    tu.set_defaults(func=_cmd_tune)
 
     cal = sub.add_parser("calibrate-linear-ag", help="fit LinearAG coefficients on calibration trajectories")
     cal.add_argument("model", help="built-in model name, hub id or local path")

@@ -24,6 +24,9 @@ class PluginConfig:
     """
 
     short_prefix: ClassVar[str] = "plugin"
+    #: fields holding file paths (coefficients, schedules, plans): a tuned plan stores them relative to
+    #: its own folder
+    path_fields: ClassVar[tuple[str, ...]] = ()
 
     def __str__(self) -> str:
         parts = [self.short_prefix]

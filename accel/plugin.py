@@ -106,3 +106,14 @@ def plugin_for(config: Any) -> type[Plugin]:
 
 def registered_configs() -> list[type[PluginConfig]]:
     return sorted(_PLUGINS, key=lambda c: c.__name__)
+
+
+def config_from_dict(data: dict[str, Any]) -> PluginConfig:
+    """A validated config from ``{"type": "DeepCacheConfig", field: value, ...}`` (data, never code)."""
+    if not isinstance(data, dict) or "type" not in data:
+        raise ConfigError(f"a plugin config must be a mapping with a 'type' key, got {data!r}")
+    by_name = {cls.__name__: cls for cls in _PLUGINS}
+    cls = by_name.get(data["type"])
+    if cls is None:
+        raise ConfigError(f"unknown config type {data['type']!r}; known: {sorted(by_name)}")
+    return cls.from_dict(data)

@@ -22,7 +22,7 @@ from accel.compat import check_compatible
 from accel.pipelines.registry import lookup
 from accel.pipelines.testing import TinyPipeline, tiny_denoiser, tiny_pipeline
 from accel.plugin import plugin_for, registered_configs
-from accel.sampling.linear_ag import denoiser_fingerprint
+from accel.fingerprint import denoiser_fingerprint
 
 STEPS = 8
 

@@ -52,6 +52,7 @@ class BlockCacheConfig(PluginConfig):
     """
 
     short_prefix = "blockcache"
+    path_fields = ("schedule",)
     schedule: str = "fora"
     interval: int = 2
     warmup_steps: int = 0

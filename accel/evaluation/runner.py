@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..metrics.cost import DenoiserTimer, synchronize
 from .records import RecordWriter, merge, read_records, record_key
 from .runfolder import atomic_write, holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
-from .spec import SweepSpec
+from .spec import SweepSpec, entry_name
 
 BASELINE = "baseline"
 
@@ -41,9 +41,8 @@ class RunEntry:
 def run_entries(spec: SweepSpec) -> list[RunEntry]:
     entries = [RunEntry(BASELINE, (), spec.steps, "baseline")]
     entries += [RunEntry(f"steps{k}", (), k, "fewer_steps") for k in spec.fewer_step_counts()]
-    for configs in spec.plugin_sets():
-        name = "+".join(str(c) for c in configs)
-        entries.append(RunEntry(name, tuple(configs), spec.steps, "method"))
+    for steps, configs in spec.plugin_sets():
+        entries.append(RunEntry(entry_name(steps, configs, spec.steps), tuple(configs), steps, "method"))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ConfigError(f"two grid entries share a name: {names}")

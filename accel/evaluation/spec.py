@@ -13,6 +13,7 @@ A sweep is one model, one sampler setting, a prompt set and a grid of plugin con
       - none                    # the baseline (always run, whether listed or not)
       - {type: DeepCacheConfig, interval: 3}
       - [{type: DeepCacheConfig, interval: 3}, {type: AdaptiveGuidanceConfig, threshold: 0.99}]
+      - {steps: 10, configs: [{type: DeepCacheConfig, interval: 2}]}   # a stack on fewer steps
 
 A file may hold several sweeps under ``sweeps:``. Configs are data: they are built from their
 dataclass fields and validated, never evaluated as code.
@@ -233,11 +234,11 @@ class SweepSpec:
         names: list[str] = []
         for index, entry in enumerate(self.configs):
             try:
-                configs = parse_configs(entry)  # validates every config now, before any generation
+                steps, configs = parse_entry(entry, self.steps)  # validates every config now
             except AccelError as exc:
                 raise type(exc)(f"sweep.configs[{index}]: {exc}") from exc
             if configs:
-                names.append("+".join(str(c) for c in configs))
+                names.append(entry_name(steps, configs, self.steps))
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ConfigError(
@@ -269,13 +270,13 @@ class SweepSpec:
             return sorted(c for c in counts if c < self.steps)
         return sorted(set(self.fewer_steps))
 
-    def plugin_sets(self) -> list[list[PluginConfig]]:
-        """Every non-baseline grid entry as a list of validated plugin configs."""
+    def plugin_sets(self) -> list[tuple[int, list[PluginConfig]]]:
+        """Every non-baseline grid entry as ``(steps, validated plugin configs)``."""
         out = []
         for entry in self.configs:
-            configs = parse_configs(entry)
+            steps, configs = parse_entry(entry, self.steps)
             if configs:
-                out.append(configs)
+                out.append((steps, configs))
         return out
 
     def call_kwargs(self) -> dict[str, Any]:
@@ -319,9 +320,38 @@ def _call_parameters(model: str) -> set[str] | None:
     return {p.name for p in parameters if p.name != "self"}
 
 
+def parse_entry(entry: Any, steps: int) -> tuple[int, list[PluginConfig]]:
+    """A grid entry -> ``(steps, configs)``. Besides what :func:`parse_configs` reads, an entry may run
+    its own step count: ``{steps: 10, configs: [...]}`` (a plugin stack on fewer steps, as in a plan
+    from ``accel tune``); ``steps`` must be in [1, the sweep's steps]."""
+    if isinstance(entry, dict) and "type" not in entry:
+        unknown = sorted(set(entry) - {"steps", "configs"})
+        if unknown or "configs" not in entry:
+            raise ConfigError(
+                "a grid entry is 'none', a config {type: ..., field: ...}, a list of configs, or "
+                f"{{steps: N, configs: [...]}}; got the keys {sorted(entry)}"
+            )
+        own = entry.get("steps", steps)
+        check_int("grid entry", "steps", own, 1, steps)
+        configs = parse_configs(entry["configs"])
+        if not configs:
+            raise ConfigError(
+                "a {steps: N, configs: [...]} entry needs at least one plugin config; plain fewer steps go in "
+                "`fewer_steps`"
+            )
+        return own, configs
+    return steps, parse_configs(entry)
+
+
+def entry_name(steps: int, configs: list[PluginConfig], sweep_steps: int) -> str:
+    """The run-folder name of a grid entry: its configs, prefixed with ``stepsN+`` on fewer steps."""
+    name = "+".join(str(c) for c in configs)
+    return name if steps == sweep_steps else f"steps{steps}+{name}"
+
+
 def parse_configs(entry: Any) -> list[PluginConfig]:
     """``"none"``, a config dict ``{type: ..., field: ...}``, or a list of them -> plugin configs."""
-    from ..plugin import registered_configs
+    from ..plugin import config_from_dict
 
     if entry in (None, "none", "baseline"):
         return []
@@ -331,11 +361,7 @@ def parse_configs(entry: Any) -> list[PluginConfig]:
         return [c for item in entry for c in parse_configs(item)]
     if not isinstance(entry, dict) or "type" not in entry:
         raise ConfigError(f"a sweep config must be 'none' or a mapping with a 'type' key, got {entry!r}")
-    by_name = {cls.__name__: cls for cls in registered_configs()}
-    cls = by_name.get(entry["type"])
-    if cls is None:
-        raise ConfigError(f"unknown config type {entry['type']!r}; known: {sorted(by_name)}")
-    return [cls.from_dict(entry)]
+    return [config_from_dict(entry)]
 
 
 def load_specs(path: str) -> list[SweepSpec]:

@@ -14,7 +14,6 @@ Coefficients are JSON, loaded by path.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -25,19 +24,11 @@ import torch
 from ..config import check_float, check_int
 from ..deprecation import moved_names
 from ..errors import ConfigError
+from ..fingerprint import denoiser_fingerprint, fingerprint_mismatch
 from ..plugin import register_plugin
 from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
 
 FORMAT = "accel-linear-ag/2"
-
-
-def denoiser_fingerprint(denoiser: torch.nn.Module) -> dict[str, Any]:
-    """What identifies the model coefficients were fitted on: its class, its config, and a weight checksum."""
-    config = {k: v for k, v in dict(getattr(denoiser, "config", {}) or {}).items() if not k.startswith("_")}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    first = next(iter(denoiser.parameters()), None)
-    checksum = float(first.detach().double().abs().sum()) if first is not None else 0.0
-    return {"class": type(denoiser).__name__, "config_sha256": digest, "weight_checksum": checksum}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +38,7 @@ class LinearAGConfig(AdaptiveGuidanceConfig):
     the coefficients need exists), and adaptive-guidance settings for the other steps."""
 
     short_prefix = "linearag"
+    path_fields = ("coefficients",)
     coefficients: str = ""
     predict_every: int = 2
     predict_until: float = 0.5
@@ -95,17 +87,11 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
         self.weights = {int(step): torch.tensor(w, dtype=torch.float32) for step, w in data["coefficients"].items()}
 
     def attach(self) -> None:
-        fitted, found = self.fitted_for["denoiser"] or {}, denoiser_fingerprint(self.session.denoiser)
-        same_weights = math.isclose(fitted.get("weight_checksum", math.nan), found["weight_checksum"], rel_tol=1e-3)
-        if fitted.get("class") != found["class"] or fitted.get("config_sha256") != found["config_sha256"]:
+        mismatch = fingerprint_mismatch(self.fitted_for["denoiser"] or {}, denoiser_fingerprint(self.session.denoiser))
+        if mismatch:
             raise ConfigError(
-                f"the LinearAG coefficients were fitted on a {fitted.get('class')} with another config than this "
-                f"{found['class']}; calibrate again for this model (accel calibrate-linear-ag)"
-            )
-        if not same_weights:
-            raise ConfigError(
-                "the LinearAG coefficients were fitted on other weights of this architecture; calibrate again "
-                "for this model (accel calibrate-linear-ag)"
+                f"these LinearAG coefficients do not fit this model: {mismatch}; calibrate again for this "
+                "model (accel calibrate-linear-ag)"
             )
         super().attach()
 

@@ -37,6 +37,7 @@ class SparseAttentionConfig(PluginConfig):
     """
 
     short_prefix = "sparseattn"
+    path_fields = ("plan_path",)
 
     pattern: str = "dynamic"
     tau: float = 0.9

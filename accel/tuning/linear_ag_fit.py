@@ -16,8 +16,9 @@ import torch
 
 from .. import api
 from ..errors import StateError
+from ..fingerprint import denoiser_fingerprint
 from ..sampling.cfg_batch import prediction_of
-from ..sampling.linear_ag import FORMAT, denoiser_fingerprint, features
+from ..sampling.linear_ag import FORMAT, features
 
 
 @torch.no_grad()

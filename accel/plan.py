@@ -1,0 +1,317 @@
+"""Tuned plans: the quality-speed front ``accel tune`` found for one model, as data a user applies in one line.
+
+    plan = accel.load_plan("runs/tune-sd3/plan.json")
+    setting = plan.pick(speedup=3)          # or plan.pick(min_psnr=35)
+    accel.apply(pipe, *setting.configs)
+    pipe(prompt, num_inference_steps=setting.num_inference_steps)
+
+A plan is JSON (format ``accel-plan/1``): the model, scheduler, step count and guidance it was tuned
+for, and one entry per front member with its plugin configs, its step count, and the quality and
+cost it promised on calibration prompts and delivered on held-out ones. Every setting's configs end
+with a :class:`PlanTargetConfig`, which refuses another model or scheduler when applied, and another
+step count or guidance scale when the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import torch
+from diffusers.hooks import ModelHook
+
+from .compiling import eager
+from .config import PluginConfig, check_int
+from .errors import ConfigError, NotFoundError
+from .fingerprint import denoiser_fingerprint, fingerprint_mismatch
+from .plugin import ALL_KINDS, Plugin, config_from_dict, register_plugin, registered_configs
+
+FORMAT = "accel-plan/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanTargetConfig(PluginConfig):
+    """What a tuned setting was tuned for. It changes nothing in the computation: applied with the
+    setting's other configs, it refuses a denoiser other than the tuned one (class, config, weights),
+    and, at each call, another scheduler class, step count or guidance scale."""
+
+    short_prefix = "plan"
+    model: str = ""
+    denoiser: tuple[tuple[str, Any], ...] = ()
+    scheduler: str = ""
+    num_inference_steps: int = 1
+    guidance_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        check_int("PlanTargetConfig", "num_inference_steps", self.num_inference_steps, 1, 100_000)
+        fields = dict(self.denoiser)
+        if set(fields) != {"class", "config_sha256", "weight_checksum"}:
+            raise ConfigError(
+                "PlanTargetConfig.denoiser must hold the tuned denoiser's class, config_sha256 and weight_checksum "
+                f"(accel.fingerprint.denoiser_fingerprint), got {sorted(fields)}"
+            )
+
+    def __str__(self) -> str:
+        return f"plan_{self.model}_steps{self.num_inference_steps}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PluginConfig:
+        data = dict(data)
+        if isinstance(data.get("denoiser"), dict):
+            data["denoiser"] = tuple(sorted(data["denoiser"].items()))
+        return super().from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["denoiser"] = dict(self.denoiser)
+        return out
+
+
+@register_plugin
+class PlanTargetPlugin(Plugin):
+    config_cls = PlanTargetConfig
+    name = "plan_target"
+    kinds = ALL_KINDS - {"vit"}
+    needs_pipeline = True
+
+    def attach(self) -> None:
+        config = self.config
+        mismatch = fingerprint_mismatch(dict(config.denoiser), denoiser_fingerprint(self.session.denoiser))
+        if mismatch:
+            raise ConfigError(
+                f"this plan was tuned for {config.model!r} and does not fit this pipeline: {mismatch}; "
+                "tune this model with `accel tune`"
+            )
+        self._check_scheduler()
+        self.session.register_hook(self.session.denoiser, StepCountCheck(self), self.hook_name())
+
+    def _check_scheduler(self) -> None:
+        pipe = self.session.context.pipeline
+        found = type(getattr(pipe, "scheduler", None)).__name__
+        if found != self.config.scheduler:
+            raise ConfigError(
+                f"this plan was tuned with the {self.config.scheduler} scheduler, the pipeline uses {found}; "
+                "tune again with this scheduler (accel tune)"
+            )
+
+    def on_generation_start(self) -> None:
+        self._check_scheduler()
+        expected = self.config.guidance_scale
+        scale = getattr(self.session.context.pipeline, "_guidance_scale", None)
+        if expected is not None and scale is not None and not math.isclose(float(scale), float(expected)):
+            raise ConfigError(
+                f"this plan was tuned at guidance scale {expected:g}, this call uses {float(scale):g}; pass "
+                f"guidance_scale={expected:g} or tune again"
+            )
+
+    def check_steps(self, steps: int | None) -> None:
+        if steps is not None and steps != self.config.num_inference_steps:
+            raise ConfigError(
+                f"this plan setting was tuned for num_inference_steps={self.config.num_inference_steps}, the "
+                f"pipeline runs {steps}; pass num_inference_steps=setting.num_inference_steps"
+            )
+
+    def stats(self) -> dict[str, Any]:
+        return {"tuned_for": self.config.model, "num_inference_steps": self.config.num_inference_steps}
+
+
+class StepCountCheck(ModelHook):
+    """Checks, once per generation, that the pipeline runs the step count the setting was tuned for."""
+
+    def __init__(self, plugin: PlanTargetPlugin) -> None:
+        super().__init__()
+        self.plugin = plugin
+        self.checked_generation = -1
+
+    @eager
+    def _check(self) -> None:
+        info = self.plugin.session.context.current
+        if info is not None and info.generation != self.checked_generation:
+            self.checked_generation = info.generation
+            self.plugin.check_steps(info.num_inference_steps)
+
+    def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+        self._check()
+        return args, kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanSetting:
+    """One front member: apply ``configs`` and run ``num_inference_steps`` steps.
+
+    ``speedup`` is the denoiser FLOP speedup over the full-step baseline on held-out prompts;
+    ``quality`` holds the promised (calibration) and validated (held-out) metrics, ``wall_speedup``
+    the paired wall-clock speedup measured when the plan was tuned."""
+
+    configs: tuple[PluginConfig, ...]
+    num_inference_steps: int
+    speedup: float
+    quality: dict[str, Any]
+    wall_speedup: float | None = None
+
+    @property
+    def psnr(self) -> float:
+        return float(self.quality["validated"]["psnr"])
+
+    @property
+    def plugins(self) -> tuple[PluginConfig, ...]:
+        """The acceleration plugins alone (without the plan's target check)."""
+        return tuple(c for c in self.configs if not isinstance(c, PlanTargetConfig))
+
+    def __str__(self) -> str:
+        stack = " + ".join(str(c) for c in self.plugins) or "no plugin"
+        return f"{self.num_inference_steps} steps, {stack}: {self.speedup:.2f}x, {self.psnr:.1f} dB"
+
+
+@dataclasses.dataclass
+class Plan:
+    """The tuned front of one model (see the module docstring); settings sorted by speedup."""
+
+    model: str
+    target: dict[str, Any]
+    settings: list[PlanSetting]
+    metric: str = "psnr"
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def pick(self, speedup: float | None = None, min_psnr: float | None = None) -> PlanSetting:
+        """The setting that meets the request at the least cost.
+
+        ``speedup=s``: the best validated quality among settings at least ``s`` times faster (FLOPs).
+        ``min_psnr=q``: the fastest setting whose validated PSNR is at least ``q`` dB.
+        """
+        if (speedup is None) == (min_psnr is None):
+            raise ConfigError("pick needs exactly one of speedup=... or min_psnr=...")
+        low, high = self.settings[0], self.settings[-1]
+        if speedup is not None:
+            if not isinstance(speedup, (int, float)) or not math.isfinite(speedup) or speedup <= 0:
+                raise ConfigError(f"speedup must be a positive number, got {speedup!r}")
+            meeting = [s for s in self.settings if s.speedup >= speedup - 1e-9]
+            if not meeting:
+                raise ConfigError(
+                    f"no setting of the {self.model} plan reaches {speedup:g}x; it spans "
+                    f"{low.speedup:.2f}x to {high.speedup:.2f}x"
+                )
+            return max(meeting, key=lambda s: (s.psnr, s.speedup))
+        if not isinstance(min_psnr, (int, float)) or not math.isfinite(min_psnr):
+            raise ConfigError(f"min_psnr must be a number of dB, got {min_psnr!r}")
+        meeting = [s for s in self.settings if s.psnr >= min_psnr]
+        if not meeting:
+            best = max(s.psnr for s in self.settings)
+            raise ConfigError(
+                f"no setting of the {self.model} plan reaches {min_psnr:g} dB on held-out prompts; the best "
+                f"reaches {best:.2f} dB"
+            )
+        return max(meeting, key=lambda s: (s.speedup, s.psnr))
+
+    def speedup_range(self) -> tuple[float, float]:
+        return self.settings[0].speedup, self.settings[-1].speedup
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self, base_dir: str | None = None) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": self.model,
+            "target": self.target,
+            "metric": self.metric,
+            "info": self.info,
+            "settings": [
+                {
+                    "num_inference_steps": s.num_inference_steps,
+                    "speedup": s.speedup,
+                    "wall_speedup": s.wall_speedup,
+                    "quality": s.quality,
+                    "configs": [_relative_paths(c.to_dict(), type(c), base_dir) for c in s.plugins],
+                }
+                for s in self.settings
+            ],
+        }
+
+    def save(self, path: str) -> str:
+        base_dir = os.path.dirname(os.path.abspath(path))
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(base_dir), f, indent=2)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: str = ".") -> Plan:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(
+                f"not an accel plan (format {FORMAT!r} expected, found {found!r}); make one with accel tune"
+            )
+        target = data["target"]
+        settings = []
+        for entry in data["settings"]:
+            plugins = [config_from_dict(_absolute_paths(c, base_dir)) for c in entry["configs"]]
+            guard = PlanTargetConfig(
+                model=data["model"],
+                denoiser=tuple(sorted(target["denoiser"].items())),
+                scheduler=target["scheduler"],
+                num_inference_steps=int(entry["num_inference_steps"]),
+                guidance_scale=target.get("guidance_scale"),
+            )
+            settings.append(
+                PlanSetting(
+                    configs=(*plugins, guard),
+                    num_inference_steps=int(entry["num_inference_steps"]),
+                    speedup=float(entry["speedup"]),
+                    quality=entry["quality"],
+                    wall_speedup=entry.get("wall_speedup"),
+                )
+            )
+        if not settings:
+            raise ConfigError("this plan holds no setting")
+        settings.sort(key=lambda s: s.speedup)
+        return cls(data["model"], target, settings, data.get("metric", "psnr"), data.get("info", {}))
+
+
+def load_plan(path: str) -> Plan:
+    """Read a plan written by ``accel tune`` (``DIR/plan.json``, or the folder itself)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "plan.json")
+    if not os.path.isfile(path):
+        raise NotFoundError(f"no plan at {path!r}; `accel tune MODEL --out DIR` writes DIR/plan.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not a JSON plan: {exc}") from None
+    try:
+        return Plan.from_dict(data, os.path.dirname(os.path.abspath(path)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a valid accel plan: {exc!r}") from None
+
+
+def _relative_paths(data: dict[str, Any], cls: type[PluginConfig], base_dir: str | None) -> dict[str, Any]:
+    """File fields (``path_fields``) stored relative to the plan's folder, so the folder can move."""
+    if base_dir is None:
+        return data
+    for field in getattr(cls, "path_fields", ()):
+        value = data.get(field)
+        if isinstance(value, str) and os.path.isfile(value):
+            data[field] = os.path.relpath(os.path.abspath(value), base_dir)
+    return data
+
+
+def _absolute_paths(data: dict[str, Any], base_dir: str) -> dict[str, Any]:
+    data = dict(data)
+    for cls in registered_configs():
+        if cls.__name__ != data.get("type"):
+            continue
+        for field in getattr(cls, "path_fields", ()):
+            value = data.get(field)
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                candidate = os.path.normpath(os.path.join(base_dir, value))
+                if not candidate.startswith(os.path.normpath(base_dir) + os.sep):
+                    raise ConfigError(f"a plan's {field} must lie inside the plan's folder, got {value!r}")
+                if os.path.isfile(candidate):
+                    data[field] = candidate
+    return data
+
+
+__all__ = ["FORMAT", "Plan", "PlanSetting", "PlanTargetConfig", "load_plan"]

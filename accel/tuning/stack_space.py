@@ -1,0 +1,262 @@
+"""What ``accel tune`` searches over: the sampler's step count and every applicable plugin with its knobs,
+as one integer genome (each gene an index into a list of choices).
+
+A genome decodes to ``(num_inference_steps, [plugin configs])``. Decoding is canonical: knobs of a
+plugin that is off are zeroed, knobs are clamped to what the step count allows, and stacks the
+compatibility rules (:mod:`accel.compat`) forbid are pruned (the later plugin of a conflicting pair
+is switched off) before anything runs, so two genomes that mean the same stack share one key and
+one evaluation. Plain fewer-steps settings are part of the space (every plugin off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..caching.block_cache import BlockCacheConfig
+from ..caching.deepcache import DeepCacheConfig
+from ..compat import check_compatible
+from ..config import PluginConfig
+from ..errors import AccelError, IncompatiblePluginsError
+from ..plugin import plugin_for
+from ..sampling.adaptive_guidance import AdaptiveGuidanceConfig
+from ..sampling.linear_ag import LinearAGConfig
+from ..sampling.ras.config import RASConfig
+from ..sparse_attention.config import SparseAttentionConfig
+
+#: Step counts tried, as fractions of the baseline's.
+STEP_FRACTIONS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gene:
+    name: str
+    choices: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginGenes:
+    """One plugin group: an on/off gene, its knob genes, and how knobs become a config."""
+
+    name: str
+    knobs: tuple[Gene, ...]
+    build: Callable[[dict[str, Any], int], PluginConfig]  # (knob values, steps) -> config
+
+    def default_config(self, steps: int) -> PluginConfig:
+        return self.build({g.name: g.choices[0] for g in self.knobs}, steps)
+
+
+def _deepcache(k: dict[str, Any], steps: int) -> PluginConfig:
+    return DeepCacheConfig(
+        interval=k["interval"], branch=k["branch"], schedule=k["schedule"], forecast_order=k["forecast_order"]
+    )
+
+
+def _block_cache(k: dict[str, Any], steps: int) -> PluginConfig:
+    return BlockCacheConfig(
+        interval=k["interval"], warmup_steps=min(k["warmup"], max(0, steps - 2)), forecast_order=k["forecast_order"]
+    )
+
+
+def _ras(k: dict[str, Any], steps: int) -> PluginConfig:
+    return RASConfig(sample_ratio=k["ratio"], warmup_steps=min(k["warmup"], max(1, steps - 1)))
+
+
+def _sparse(k: dict[str, Any], steps: int) -> PluginConfig:
+    return SparseAttentionConfig(tau=k["tau"], max_keep=k["max_keep"], dense_warmup_fraction=k["dense_warmup"])
+
+
+def _guidance(k: dict[str, Any], steps: int) -> PluginConfig:
+    return AdaptiveGuidanceConfig(threshold=k["threshold"], min_steps=min(k["min_steps"], steps - 1))
+
+
+PLUGIN_GENES: tuple[PluginGenes, ...] = (
+    PluginGenes(
+        "deepcache",
+        (
+            Gene("interval", (2, 3, 4, 5, 6, 8)),
+            Gene("branch", (0, 1, 2)),
+            Gene("schedule", ("uniform", "quadratic")),
+            Gene("forecast_order", (0, 1, 2)),
+        ),
+        _deepcache,
+    ),
+    PluginGenes(
+        "block_cache",
+        (
+            Gene("interval", (2, 3, 4, 5)),
+            Gene("warmup", (0, 1, 2, 3)),
+            Gene("forecast_order", (0, 1, 2)),
+        ),
+        _block_cache,
+    ),
+    PluginGenes("ras", (Gene("ratio", (0.25, 0.5, 0.75)), Gene("warmup", (1, 2, 4))), _ras),
+    PluginGenes(
+        "sparse_attention",
+        (
+            Gene("tau", (0.9, 0.7, 0.5)),
+            Gene("max_keep", (0.5, 0.25)),
+            Gene("dense_warmup", (0.2, 0.1, 0.4)),
+        ),
+        _sparse,
+    ),
+    PluginGenes(
+        "adaptive_guidance",
+        (Gene("threshold", (0.99, 0.97, 0.98, 0.995, 0.999)), Gene("min_steps", (0, 1, 2, 3))),
+        _guidance,
+    ),
+)
+
+#: LinearAG shares the guidance group: its "mode" gene picks AG or LinearAG when coefficients exist.
+LINEAR_AG_KNOBS = (Gene("every", (2, 3)), Gene("until", (0.5, 0.3, 0.7)))
+
+
+class StackSpace:
+    """The genome of one model: step count first, then each applicable plugin group.
+
+    Args:
+        adapter: the denoiser's adapter (its kind and family decide which plugins apply).
+        base_steps: the baseline's step count (the largest step count tried).
+        guided: the pipeline runs classifier-free guidance (else guidance plugins are left out).
+        linear_ag: step count -> coefficients path, for the step counts LinearAG was calibrated at
+            (None: LinearAG is left out).
+    """
+
+    def __init__(
+        self, adapter: Any, base_steps: int, guided: bool, linear_ag: Callable[[int], str | None] | None = None
+    ) -> None:
+        self.base_steps = base_steps
+        self.step_choices = tuple(sorted({max(2, round(base_steps * f)) for f in STEP_FRACTIONS} | {base_steps}))
+        self.groups = [g for g in PLUGIN_GENES if self._applies(g, adapter, guided)]
+        self.linear_ag = linear_ag
+        self.genes: list[Gene] = [Gene("steps", self.step_choices)]
+        for group in self.groups:
+            self.genes.append(Gene(group.name, (False, True)))
+            if group.name == "adaptive_guidance" and linear_ag is not None:
+                self.genes.append(Gene("guidance_mode", ("ag", "linear_ag")))
+                self.genes += [Gene(f"linear_ag.{g.name}", g.choices) for g in LINEAR_AG_KNOBS]
+            self.genes += [Gene(f"{group.name}.{g.name}", g.choices) for g in group.knobs]
+        self.index = {g.name: i for i, g in enumerate(self.genes)}
+
+    @staticmethod
+    def _applies(group: PluginGenes, adapter: Any, guided: bool) -> bool:
+        if group.name == "adaptive_guidance" and not guided:
+            return False
+        config = group.default_config(20)
+        try:
+            plugin_for(config).check(adapter, config, has_pipeline=True)
+        except AccelError:
+            return False
+        return True
+
+    @property
+    def n_var(self) -> int:
+        return len(self.genes)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([len(g.choices) - 1 for g in self.genes])
+
+    @property
+    def plugin_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    def describe(self) -> dict[str, list[Any]]:
+        return {g.name: list(g.choices) for g in self.genes}
+
+    # ------------------------------------------------------------------ decoding
+    def value(self, x: np.ndarray, name: str) -> Any:
+        gene = self.genes[self.index[name]]
+        return gene.choices[int(x[self.index[name]])]
+
+    def canonical(self, x: np.ndarray) -> np.ndarray:
+        """The same stack with unused genes zeroed and incompatible plugins switched off (pruned)."""
+        x = np.array(x, dtype=int).clip(0, self.upper)
+        steps = self.value(x, "steps")
+        kept: list[PluginConfig] = []
+        for group in self.groups:
+            on = self.value(x, group.name)
+            if on:
+                config = self._build(group, x, steps)
+                try:
+                    check_compatible([*kept, config])
+                except IncompatiblePluginsError:
+                    x[self.index[group.name]] = 0
+                    on = False
+                else:
+                    kept.append(config)
+            if not on:
+                for name in self._knob_genes(group, x):
+                    x[self.index[name]] = 0
+            elif group.name == "adaptive_guidance" and "guidance_mode" in self.index:
+                unused = "linear_ag" if self.value(x, "guidance_mode") == "ag" else None
+                for gene in LINEAR_AG_KNOBS if unused else ():
+                    x[self.index[f"linear_ag.{gene.name}"]] = 0
+        return x
+
+    def _knob_genes(self, group: PluginGenes, x: np.ndarray) -> list[str]:
+        names = [f"{group.name}.{g.name}" for g in group.knobs]
+        if group.name == "adaptive_guidance" and "guidance_mode" in self.index:
+            names += ["guidance_mode"] + [f"linear_ag.{g.name}" for g in LINEAR_AG_KNOBS]
+        return names
+
+    def _build(self, group: PluginGenes, x: np.ndarray, steps: int) -> PluginConfig:
+        knobs = {g.name: self.value(x, f"{group.name}.{g.name}") for g in group.knobs}
+        config = group.build(knobs, steps)
+        if group.name == "adaptive_guidance" and "guidance_mode" in self.index:
+            if self.value(x, "guidance_mode") == "linear_ag":
+                path = self.linear_ag(steps) if self.linear_ag else None
+                if path is not None and os.path.isfile(path):
+                    return LinearAGConfig(
+                        coefficients=path,
+                        predict_every=self.value(x, "linear_ag.every"),
+                        predict_until=self.value(x, "linear_ag.until"),
+                        threshold=knobs["threshold"],
+                        min_steps=config.min_steps,
+                    )
+        return config
+
+    def decode(self, x: np.ndarray) -> tuple[int, list[PluginConfig]]:
+        """``(num_inference_steps, configs)`` of a genome (canonicalised first)."""
+        x = self.canonical(x)
+        steps = self.value(x, "steps")
+        configs = [self._build(g, x, steps) for g in self.groups if self.value(x, g.name)]
+        return steps, configs
+
+    def key(self, x: np.ndarray) -> str:
+        return "-".join(str(int(v)) for v in self.canonical(x))
+
+    # ------------------------------------------------------------------ seeds
+    def encode(self, steps: int, plugins: dict[str, dict[str, Any]]) -> np.ndarray:
+        """A genome from readable values: ``encode(10, {"deepcache": {"interval": 3}})``."""
+        x = np.zeros(self.n_var, dtype=int)
+        x[self.index["steps"]] = self.step_choices.index(steps)
+        for name, knobs in plugins.items():
+            x[self.index[name]] = 1
+            for knob, value in knobs.items():
+                gene = self.genes[self.index[knob if "." in knob or knob == "guidance_mode" else f"{name}.{knob}"]]
+                x[self.index[gene.name]] = gene.choices.index(value)
+        return x
+
+    def seeds(self) -> list[np.ndarray]:
+        """The initial population's known points: every fewer-steps setting, each plugin alone at its
+        default knobs on a few step counts, and every compatible pair of plugins."""
+        out = [self.encode(s, {}) for s in self.step_choices]
+        spots = sorted({self.base_steps, self.step_choices[len(self.step_choices) // 2]})
+        for steps in spots:
+            for group in self.groups:
+                out.append(self.encode(steps, {group.name: {}}))
+        for i, a in enumerate(self.groups):
+            for b in self.groups[i + 1 :]:
+                out.append(self.encode(spots[0], {a.name: {}, b.name: {}}))
+        unique: dict[str, np.ndarray] = {}
+        for x in out:
+            unique.setdefault(self.key(x), self.canonical(x))
+        return list(unique.values())
+
+
+__all__ = ["Gene", "PLUGIN_GENES", "PluginGenes", "StackSpace"]

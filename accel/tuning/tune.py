@@ -1,0 +1,740 @@
+"""``accel tune``: one NSGA-II search over the step count and every plugin stack, and a plan from its front.
+
+Algorithm (ECAD's evolutionary search, Aggarwal et al., arXiv 2506.15682, widened from one cache
+schedule to whole stacks): integer genomes (:mod:`.stack_space`) evolve under pymoo's NSGA-II
+(binary tournament, uniform crossover, random-reset mutation, rank-and-crowding survival) with two
+objectives measured by running each stack on calibration prompts: denoiser FLOPs counted as it runs,
+over the full-step baseline's, and a quality loss (minus the PSNR to the full-step baseline's
+output by default). Every front member is then re-run on prompts and seeds disjoint from
+calibration; the plan keeps the members that stay on the front there.
+
+Robustness: every evaluated stack is a JSON file under ``DIR/evals`` and the population is
+checkpointed each generation, with randomness drawn from ``(seed, generation)``, so a killed tune
+resumes to the front an uninterrupted one reaches. Under ``accelerate launch`` each generation's new
+stacks are split over the processes; evaluations are deterministic, so any process count gives the
+same front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import api
+from ..errors import ConfigError
+from ..fingerprint import denoiser_fingerprint
+from ..metrics.cost import ModuleFlops, measure_interleaved
+from ..metrics.fidelity import psnr, ssim
+from ..plan import Plan, PlanSetting, PlanTargetConfig
+from ..plugin import config_from_dict
+from .stack_space import StackSpace
+
+FORMAT = "accel-tune/1"
+QUALITY_METRICS = ("psnr", "ssim", "alignment")
+
+
+@dataclasses.dataclass
+class TuneSettings:
+    """Search size and data. ``minutes`` bounds the search (validation always runs); ``num_prompts``
+    x ``seeds`` calibration samples, ``validation_prompts`` x ``validation_seeds`` held-out ones."""
+
+    population: int = 20
+    generations: int = 12
+    seed: int = 0
+    minutes: float | None = None
+    num_prompts: int = 8
+    seeds: int = 1
+    validation_prompts: int = 8
+    validation_seeds: int = 2
+    metric: str = "psnr"
+    linear_ag: bool = True
+    wall_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        from ..config import check_float, check_int
+
+        check_int("tune", "population", self.population, 4, 1000)
+        check_int("tune", "generations", self.generations, 0, 10_000)
+        check_int("tune", "num_prompts", self.num_prompts, 1, 10_000)
+        check_int("tune", "seeds", self.seeds, 1, 1000)
+        check_int("tune", "validation_prompts", self.validation_prompts, 1, 10_000)
+        check_int("tune", "validation_seeds", self.validation_seeds, 1, 1000)
+        check_int("tune", "wall_repeats", self.wall_repeats, 0, 100)
+        check_float("tune", "minutes", self.minutes, 0.0, 1e6, allow_none=True)
+        if self.metric not in QUALITY_METRICS:
+            raise ConfigError(f"tune metric must be one of {QUALITY_METRICS}, got {self.metric!r}")
+
+
+def split_prompts(prompts: list[str], settings: TuneSettings) -> tuple[list[str], list[str]]:
+    """Calibration prompts first, held-out prompts after them: disjoint, or an error saying how many are needed."""
+    need = settings.num_prompts + settings.validation_prompts
+    unique = list(dict.fromkeys(prompts))
+    if len(unique) < need:
+        raise ConfigError(
+            f"tune needs {need} distinct prompts ({settings.num_prompts} for calibration and "
+            f"{settings.validation_prompts} held out), the prompt set has {len(unique)}"
+        )
+    return unique[: settings.num_prompts], unique[settings.num_prompts : need]
+
+
+class Samples:
+    """Prompts x seeds, their full-step baseline, and how to score a stack on them."""
+
+    def __init__(
+        self, pipe: Any, prompts: list[str], seeds: list[int], call: dict[str, Any], metric: str, domain: Any
+    ):
+        self.pipe = pipe
+        self.items = [(p, s) for s in seeds for p in prompts]
+        self.call = call
+        self.metric = metric
+        self.domain = domain
+        self.baseline, self.baseline_flops = self.generate(call["num_inference_steps"], [])
+
+    @torch.no_grad()
+    def generate(self, steps: int, configs: list[Any], prompts: list[tuple[str, int]] | None = None) -> Any:
+        """Images of the stack on these samples, and the denoiser FLOPs counted while it ran."""
+        items = prompts or self.items
+        denoiser = getattr(self.pipe, "unet", None) or self.pipe.transformer
+        api.remove(self.pipe)
+        if configs:
+            api.apply(self.pipe, *configs)
+        try:
+            with ModuleFlops(denoiser) as flops:
+                out = self.pipe(
+                    prompt=[p for p, _ in items],
+                    generator=[torch.Generator("cpu").manual_seed(s) for _, s in items],
+                    output_type="pt",
+                    **{**self.call, "num_inference_steps": steps},
+                )
+        finally:
+            api.remove(self.pipe)
+        images = (out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1)
+        return images, float(flops.total)
+
+    def score(self, steps: int, configs: list[Any]) -> dict[str, float]:
+        images, flops = self.generate(steps, configs)
+        row = {
+            "flops_ratio": flops / self.baseline_flops,
+            "psnr": float(psnr(images, self.baseline).clamp(max=100).mean()),
+            "ssim": float(ssim(images, self.baseline).mean()),
+        }
+        if self.domain is not None:
+            row["alignment"] = float(self.domain.alignment(images, [p for p, _ in self.items]).mean())
+        return row
+
+
+class _ResetMutation:
+    """Random-reset mutation for integer genes (each gene redrawn with probability ``prob_var``)."""
+
+    def __new__(cls, prob_var: float) -> Any:
+        from pymoo.core.mutation import Mutation
+
+        class ResetMutation(Mutation):
+            def _do(self, problem: Any, X: np.ndarray, random_state: Any = None, **kwargs: Any) -> np.ndarray:
+                X = np.array(X, dtype=int)
+                redraw = random_state.random(X.shape) < prob_var
+                fresh = np.floor(random_state.random(X.shape) * (problem.xu + 1)).astype(int)
+                return np.where(redraw, fresh, X)
+
+        return ResetMutation(prob=1.0)
+
+
+class Tuner:
+    """One tune in ``out_dir``: search, validation, plan. Construct, then :meth:`run`."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        model: str,
+        out_dir: str,
+        call: dict[str, Any],
+        calibration_prompts: list[str],
+        validation_prompts: list[str],
+        settings: TuneSettings,
+        dataset: str | None = None,
+        state: Any = None,
+        progress: bool = True,
+    ) -> None:
+        self.pipe = pipe
+        self.model = model
+        self.out_dir = out_dir = os.path.abspath(out_dir)
+        self.call = call
+        self.settings = settings
+        self.state = state
+        self.progress = progress and self.is_main
+        self.base_steps = int(call["num_inference_steps"])
+        guided = float(call.get("guidance_scale") or getattr(pipe, "_guidance_scale", 1.0) or 1.0) > 1
+        if settings.metric == "alignment" and dataset is None:
+            raise ConfigError("the alignment metric needs a built-in model (its domain classifier)")
+        domain = None
+        if settings.metric == "alignment":
+            from ..metrics.domain import DomainMetrics
+
+            domain = DomainMetrics(dataset)
+        self.calibration_seeds = [settings.seed * 1000 + i for i in range(settings.seeds)]
+        self.validation_seeds = [settings.seed * 1000 + 500 + i for i in range(settings.validation_seeds)]
+        self.calibration_prompts = calibration_prompts
+        self.validation_prompts = validation_prompts
+        os.makedirs(os.path.join(out_dir, "evals"), exist_ok=True)
+        os.makedirs(os.path.join(out_dir, "validation"), exist_ok=True)
+        self._write_or_check_manifest()
+        use_linear_ag = settings.linear_ag and guided
+        self.space = StackSpace(
+            api.adapter_of(pipe), self.base_steps, guided, self._coefficients if use_linear_ag else None
+        )
+        if use_linear_ag and "adaptive_guidance" in self.space.plugin_names:
+            self._calibrate_linear_ag()
+        self.calibration = Samples(pipe, calibration_prompts, self.calibration_seeds, call, settings.metric, domain)
+        self._validation: Samples | None = None
+        self._domain = domain
+        self.evaluated: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ processes
+    @property
+    def is_main(self) -> bool:
+        return self.state is None or self.state.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return 0 if self.state is None else self.state.process_index
+
+    @property
+    def world(self) -> int:
+        return 1 if self.state is None else self.state.num_processes
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            self.state.wait_for_everyone()
+
+    def _agree(self, flag: bool) -> bool:
+        """The main process's decision, on every process (time budgets differ by a few ms per rank)."""
+        if self.world == 1:
+            return flag
+        from accelerate.utils import broadcast_object_list
+
+        box = [flag]
+        broadcast_object_list(box, from_process=0)
+        return bool(box[0])
+
+    # ------------------------------------------------------------------ files
+    def _write_or_check_manifest(self) -> None:
+        manifest = {
+            "format": FORMAT,
+            "model": self.model,
+            "call": {k: v for k, v in self.call.items() if isinstance(v, (int, float, str, bool)) or v is None},
+            "scheduler": type(self.pipe.scheduler).__name__,
+            "denoiser": denoiser_fingerprint(getattr(self.pipe, "unet", None) or self.pipe.transformer),
+            "calibration": {"prompts": self.calibration_prompts, "seeds": self.calibration_seeds},
+            "validation": {"prompts": self.validation_prompts, "seeds": self.validation_seeds},
+            "search": {
+                k: v for k, v in dataclasses.asdict(self.settings).items() if k not in ("minutes", "generations")
+            },
+        }
+        path = os.path.join(self.out_dir, "tune.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                old = json.load(f)
+            old.pop("started", None)
+            if old != json.loads(json.dumps(manifest)):
+                differs = sorted(k for k in manifest if old.get(k) != json.loads(json.dumps(manifest[k])))
+                raise ConfigError(
+                    f"{self.out_dir} holds a tune with other settings ({', '.join(differs)} differ); resume it with "
+                    "the same arguments or use another --out"
+                )
+            return
+        self._barrier()
+        if self.is_main:
+            _write_json(path, {**manifest, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self._barrier()
+
+    def _coefficients(self, steps: int) -> str | None:
+        return os.path.join(self.out_dir, "linear_ag", f"steps{steps}.json")
+
+    def _calibrate_linear_ag(self) -> None:
+        """LinearAG coefficients for every step count in the space (main process; the others wait)."""
+        from .linear_ag_fit import calibrate
+
+        if self.is_main:
+            for steps in self.space.step_choices:
+                path = self._coefficients(steps)
+                if not os.path.exists(path):
+                    calibrate(
+                        self.pipe,
+                        self.calibration_prompts,
+                        {**self.call, "num_inference_steps": steps},
+                        self.calibration_seeds + [s + 1 for s in self.calibration_seeds],
+                        out=path + ".tmp",
+                        model_name=self.model,
+                    )
+                    os.replace(path + ".tmp", path)
+        self._barrier()
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_all(self, keys_to_x: dict[str, np.ndarray], folder: str, samples_fn: Any) -> dict[str, dict]:
+        """Score every genome (split over processes); results are read back from ``folder``."""
+        todo = sorted(k for k in keys_to_x if not os.path.exists(os.path.join(folder, f"{k}.json")))
+        for key in todo[self.rank :: self.world]:
+            steps, configs = self.space.decode(keys_to_x[key])
+            row = samples_fn().score(steps, configs)
+            row.update(
+                {"key": key, "steps": steps, "configs": [_portable(c.to_dict(), self.out_dir) for c in configs]}
+            )
+            _write_json(os.path.join(folder, f"{key}.json"), row)
+        self._barrier()
+        out = {}
+        for key in keys_to_x:
+            with open(os.path.join(folder, f"{key}.json")) as f:
+                out[key] = json.load(f)
+        return out
+
+    def objectives(self, key: str) -> tuple[float, float]:
+        row = self.evaluated[key]
+        return row["flops_ratio"], -row[self.settings.metric]
+
+    def _population(self, x: np.ndarray) -> Any:
+        from pymoo.core.population import Population
+
+        x = np.array([self.space.canonical(v) for v in x])
+        keys = {self.space.key(v): v for v in x}
+        self.evaluated.update(self._evaluate_all(keys, os.path.join(self.out_dir, "evals"), lambda: self.calibration))
+        pop = Population.new(X=x)
+        f = np.array([self.objectives(self.space.key(v)) for v in x])
+        pop.set("F", f, "G", np.zeros((len(x), 0)), "H", np.zeros((len(x), 0)))
+        return pop
+
+    # ------------------------------------------------------------------ search
+    def search(self) -> np.ndarray:
+        """Run or resume NSGA-II; returns the final population."""
+        from pymoo.algorithms.moo.nsga2 import RankAndCrowding, binary_tournament
+        from pymoo.core.duplicate import DefaultDuplicateElimination
+        from pymoo.core.mating import Mating
+        from pymoo.core.population import Population
+        from pymoo.core.problem import Problem
+        from pymoo.operators.crossover.ux import UniformCrossover
+        from pymoo.operators.selection.tournament import TournamentSelection
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        space = self.space
+        problem = Problem(n_var=space.n_var, n_obj=2, xl=0, xu=space.upper, vtype=int)
+        mating = Mating(
+            TournamentSelection(func_comp=binary_tournament),
+            UniformCrossover(prob=0.9),
+            _ResetMutation(prob_var=min(0.5, 2.0 / space.n_var)),
+            eliminate_duplicates=DefaultDuplicateElimination(),
+        )
+        survival = RankAndCrowding()
+        checkpoint = os.path.join(self.out_dir, "checkpoint.json")
+        if os.path.exists(checkpoint):
+            with open(checkpoint) as f:
+                data = json.load(f)
+            generation, x = int(data["generation"]), np.array(data["population"], dtype=int)
+            pop = survival.do(
+                problem,
+                self._population(x),
+                n_survive=len(x),
+                random_state=np.random.default_rng([s.seed, generation, 1]),
+            )
+        else:
+            generation = 0
+            rng = np.random.default_rng([s.seed, 0])
+            seeds = space.seeds()
+            while len(seeds) < s.population:
+                seeds.append(space.canonical(np.floor(rng.random(space.n_var) * (space.upper + 1)).astype(int)))
+            pop = self._population(np.array(seeds))
+            pop = survival.do(problem, pop, n_survive=s.population, random_state=np.random.default_rng([s.seed, 0, 1]))
+            self._checkpoint(generation, pop.get("X"))
+        start = time.perf_counter()
+        bar = tqdm(
+            total=s.generations,
+            initial=min(generation, s.generations),
+            desc="accel tune",
+            unit="gen",
+            disable=not self.progress,
+        )
+        while generation < s.generations:
+            over = s.minutes is not None and time.perf_counter() - start > s.minutes * 60
+            if self._agree(over):
+                if self.progress:
+                    bar.write(
+                        f"time budget of {s.minutes:g} min reached at generation {generation}; run again to resume"
+                    )
+                break
+            rng = np.random.default_rng([s.seed, generation + 1])
+            algorithm = SimpleNamespace(tournament_type="comp_by_dom_and_crowding", random_state=rng)
+            offspring = mating.do(problem, pop, s.population, random_state=rng, algorithm=algorithm)
+            offspring = self._population(offspring.get("X"))
+            pop = survival.do(
+                problem,
+                Population.merge(pop, offspring),
+                n_survive=s.population,
+                random_state=np.random.default_rng([s.seed, generation + 1, 1]),
+            )
+            generation += 1
+            self._checkpoint(generation, pop.get("X"))
+            front = self.front([space.key(v) for v in pop.get("X")])
+            best = max(self.evaluated[k][s.metric] for k in front)
+            fastest = max(1 / self.evaluated[k]["flops_ratio"] for k in front)
+            bar.set_postfix(
+                front=len(front), best=f"{best:.3g}", fastest=f"{fastest:.2f}x", stacks=len(self.evaluated)
+            )
+            bar.update(1)
+        bar.close()
+        self.finished_generations = generation
+        return pop.get("X")
+
+    def _checkpoint(self, generation: int, population: np.ndarray) -> None:
+        if self.is_main:
+            _write_json(
+                os.path.join(self.out_dir, "checkpoint.json"),
+                {"generation": generation, "population": np.asarray(population, dtype=int).tolist()},
+            )
+        self._barrier()
+
+    def front(self, keys: list[str], rows: dict[str, dict] | None = None) -> list[str]:
+        """Non-dominated keys (FLOPs and quality), cheapest first; one per (cost, quality) point."""
+        rows = rows or self.evaluated
+        metric = self.settings.metric
+        points = {k: (rows[k]["flops_ratio"], -rows[k][metric]) for k in dict.fromkeys(keys)}
+        front, seen = [], set()
+        for key, (c, q) in sorted(points.items(), key=lambda kv: (kv[1], kv[0])):
+            dominated = any(c2 <= c and q2 <= q and (c2 < c or q2 < q) for c2, q2 in points.values())
+            if not dominated and (c, q) not in seen:
+                seen.add((c, q))
+                front.append(key)
+        return front
+
+    # ------------------------------------------------------------------ validation and plan
+    def validation(self) -> Samples:
+        if self._validation is None:
+            self._validation = Samples(
+                self.pipe,
+                self.validation_prompts,
+                self.validation_seeds,
+                self.call,
+                self.settings.metric,
+                self._domain,
+            )
+        return self._validation
+
+    def validate(self, population: np.ndarray) -> dict[str, Any]:
+        """Re-run the calibration front and the fewer-steps curve on held-out samples."""
+        keys = {self.space.key(v): self.space.canonical(v) for v in population}
+        front = self.front(list(keys))
+        fewer = {self.space.key(x): x for x in (self.space.encode(s, {}) for s in self.space.step_choices)}
+        todo = {k: keys[k] for k in front} | fewer
+        validated = self._evaluate_all(todo, os.path.join(self.out_dir, "validation"), self.validation)
+        return {"front": front, "fewer_steps": list(fewer), "validated": validated}
+
+    def wall_speedups(self, keys: list[str]) -> dict[str, float | None]:
+        """Paired wall-clock speedup of each stack over the baseline on one held-out sample (interleaved)."""
+        repeats = self.settings.wall_repeats
+        if repeats == 0 or not self.is_main:
+            return dict.fromkeys(keys)
+        prompt, seed = self.validation_prompts[0], self.validation_seeds[0]
+        out: dict[str, float | None] = {}
+        for key in keys:
+            steps, configs = self.space.decode(np.array([int(v) for v in key.split("-")]))
+
+            def run(steps: int = steps, configs: list = configs) -> None:
+                self.validation().generate(steps, configs, [(prompt, seed)])
+
+            times = measure_interleaved(
+                {"baseline": lambda: run(self.base_steps, []), "stack": run}, warmup=1, repeats=repeats
+            )
+            out[key] = times["baseline"].median / times["stack"].median
+        return out
+
+    def write_plan(self, result: dict[str, Any]) -> Plan:
+        metric = self.settings.metric
+        validated = result["validated"]
+        front = result["front"]
+        kept = self.front(front, validated)  # members still on the front on held-out samples
+        walls = self.wall_speedups(kept)
+        target = {
+            "denoiser": denoiser_fingerprint(getattr(self.pipe, "unet", None) or self.pipe.transformer),
+            "scheduler": type(self.pipe.scheduler).__name__,
+            "num_inference_steps": self.base_steps,
+            "guidance_scale": self.call.get("guidance_scale"),
+        }
+        settings = []
+        for key in kept:
+            promised, held_out = self.evaluated[key], validated[key]
+            configs = [config_from_dict(_local(c, self.out_dir)) for c in held_out["configs"]]
+            guard = PlanTargetConfig(
+                model=self.model,
+                denoiser=tuple(sorted(target["denoiser"].items())),
+                scheduler=target["scheduler"],
+                num_inference_steps=held_out["steps"],
+                guidance_scale=target["guidance_scale"],
+            )
+            settings.append(
+                PlanSetting(
+                    configs=(*configs, guard),
+                    num_inference_steps=held_out["steps"],
+                    speedup=round(1 / held_out["flops_ratio"], 4),
+                    quality={
+                        "promised": {m: round(promised[m], 4) for m in ("psnr", "ssim", metric) if m in promised},
+                        "validated": {m: round(held_out[m], 4) for m in ("psnr", "ssim", metric) if m in held_out},
+                    },
+                    wall_speedup=None if walls[key] is None else round(walls[key], 3),
+                )
+            )
+        gaps = [s.quality["promised"][metric] - s.quality["validated"][metric] for s in settings]
+        info = {
+            "tuned": time.strftime("%Y-%m-%d"),
+            "baseline_steps": self.base_steps,
+            "calibration_samples": len(self.calibration.items),
+            "validation_samples": len(self.validation().items),
+            "stacks_evaluated": len(self.evaluated),
+            "generations": getattr(self, "finished_generations", None),
+            "front_on_calibration": len(front),
+            "overfitting": {
+                "metric": metric,
+                "mean_promised_minus_validated": round(float(np.mean(gaps)), 4),
+                "max_promised_minus_validated": round(float(np.max(gaps)), 4),
+            },
+            "fewer_steps": [
+                {
+                    "num_inference_steps": validated[k]["steps"],
+                    "speedup": round(1 / validated[k]["flops_ratio"], 4),
+                    **{m: round(validated[k][m], 4) for m in ("psnr", "ssim", metric)},
+                }
+                for k in result["fewer_steps"]
+            ],
+        }
+        plan = Plan(self.model, target, sorted(settings, key=lambda s: s.speedup), metric, info)
+        if self.is_main:
+            plan.save(os.path.join(self.out_dir, "plan.json"))
+            plot_plan(plan, result, self.evaluated, os.path.join(self.out_dir, "front"))
+        self._barrier()
+        return plan
+
+    def run(self) -> Plan:
+        population = self.search()
+        return self.write_plan(self.validate(population))
+
+
+# ---------------------------------------------------------------------- helpers
+def _write_json(path: str, data: Any) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _portable(data: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """Paths inside the tune folder stored relative to it (the folder can move)."""
+    root = os.path.abspath(out_dir)
+    for key, value in data.items():
+        if isinstance(value, str) and os.path.isabs(value) and value.startswith(root + os.sep):
+            data[key] = os.path.relpath(value, root)
+    return data
+
+
+def _local(data: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    data = dict(data)
+    for key, value in data.items():
+        if isinstance(value, str) and os.path.isfile(os.path.join(out_dir, value)) and not os.path.isabs(value):
+            data[key] = os.path.join(os.path.abspath(out_dir), value)
+    return data
+
+
+def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], stem: str) -> tuple[str, str]:
+    """The plan's front (promised on calibration, validated on held-out samples) against fewer steps,
+    as ``stem.png`` and ``stem.html``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    metric = plan.metric
+    # the full-step baseline itself (1x, identical output) is left off: its PSNR is capped at 100 dB
+    fewer = sorted((r for r in plan.info["fewer_steps"] if r["speedup"] > 1.001), key=lambda r: r["speedup"])
+    settings = [s for s in plan.settings if s.speedup > 1.001]
+    result = {**result, "front": [k for k in result["front"] if promised[k]["flops_ratio"] < 0.999]}
+    fig, ax = plt.subplots(figsize=(6, 4.4))
+    ax.plot(
+        [r["speedup"] for r in fewer], [r[metric] for r in fewer], "--s", color="gray", label="fewer steps (held out)"
+    )
+    for r in fewer:
+        ax.annotate(
+            f"{r['num_inference_steps']}",
+            (r["speedup"], r[metric]),
+            fontsize=7,
+            color="gray",
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+    xs = [s.speedup for s in settings]
+    ax.plot(
+        xs, [s.quality["validated"][metric] for s in settings], "-o", color="tab:blue", label="tuned plan (held out)"
+    )
+    ax.plot(
+        [1 / promised[k]["flops_ratio"] for k in result["front"]],
+        [promised[k][metric] for k in result["front"]],
+        "o",
+        mfc="none",
+        color="tab:orange",
+        label="front on calibration (promised)",
+    )
+    ax.set_xlabel("denoiser FLOP speedup over the full-step baseline (x)")
+    ax.set_ylabel(f"{metric} to the full-step output (higher is better)")
+    ax.set_title(f"accel tune: {plan.model}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(stem + ".png", dpi=130)
+    plt.close(fig)
+
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[r["speedup"] for r in fewer],
+            y=[r[metric] for r in fewer],
+            mode="lines+markers",
+            name="fewer steps",
+            text=[f"{r['num_inference_steps']} steps" for r in fewer],
+            line={"dash": "dash", "color": "gray"},
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=xs,
+            y=[s.quality["validated"][metric] for s in settings],
+            mode="lines+markers",
+            name="tuned plan",
+            text=[str(s) for s in settings],
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[1 / promised[k]["flops_ratio"] for k in result["front"]],
+            y=[promised[k][metric] for k in result["front"]],
+            mode="markers",
+            name="front on calibration",
+            marker={"symbol": "circle-open"},
+        )
+    )
+    figure.update_layout(
+        title=f"accel tune: {plan.model}",
+        xaxis_title="denoiser FLOP speedup (x)",
+        yaxis_title=f"{metric} to the full-step output",
+    )
+    figure.write_html(stem + ".html", include_plotlyjs="cdn")
+    return stem + ".png", stem + ".html"
+
+
+def tune(
+    model: str | Any,
+    out_dir: str,
+    settings: TuneSettings | None = None,
+    call: dict[str, Any] | None = None,
+    prompts: list[str] | None = None,
+    progress: bool = True,
+) -> Plan:
+    """Tune ``model`` (a built-in name, a path or hub id, or a pipeline) and write ``out_dir/plan.json``.
+
+    Under ``accelerate launch`` the processes share the work (see the module docstring).
+    """
+    from ..evaluation.prompts import builtin_prompts
+    from ..pipelines.builtin import BUILTIN_MODELS
+    from ..pipelines.loading import load
+
+    settings = settings or TuneSettings()
+    name = model if isinstance(model, str) else type(model).__name__
+    builtin = isinstance(model, str) and model in BUILTIN_MODELS
+    if builtin and BUILTIN_MODELS[model].kind == "classifier":
+        raise ConfigError(f"{model} is a classifier; accel tune tunes diffusion pipelines")
+    state = _process_state()
+    pipe = load(model) if isinstance(model, str) else model
+    pipe.set_progress_bar_config(disable=True)
+    full_call = dict(BUILTIN_MODELS[model].call_defaults) if builtin else {}
+    full_call.update(call or {})
+    full_call.setdefault("num_inference_steps", 20)
+    if prompts is None:
+        if not builtin:
+            raise ConfigError("tune a model that is not built in with prompts=[...] (or --prompts FILE)")
+        prompts = builtin_prompts(model)
+    calibration, held_out = split_prompts(prompts, settings)
+    os.makedirs(out_dir, exist_ok=True)
+    dataset = BUILTIN_MODELS[model].dataset if builtin else None
+    tuner = Tuner(pipe, name, out_dir, full_call, calibration, held_out, settings, dataset, state, progress)
+    plan = tuner.run()
+    if isinstance(model, str) and tuner.is_main:
+        write_eval_spec(plan, out_dir, model, call or {}, [p for p in prompts if p not in calibration])
+    return plan
+
+
+def write_eval_spec(plan: Plan, out_dir: str, model: str, call: dict[str, Any], held_out: list[str]) -> str:
+    """``out_dir/eval.yaml``: an ``accel eval`` sweep of the plan's settings and the fewer-steps curve on
+    prompts and seeds the search never saw, for domain FID and alignment with fold spreads."""
+    import yaml
+
+    out_dir = os.path.abspath(out_dir)
+    prompt_file = os.path.join(out_dir, "heldout_prompts.txt")
+    with open(prompt_file, "w") as f:
+        f.write("\n".join(held_out) + "\n")
+    base = plan.info["baseline_steps"]
+    spec = {
+        "model": model,
+        "name": f"{os.path.basename(model.rstrip('/'))}-plan",
+        "steps": base,
+        "prompts": prompt_file,
+        "seeds_per_prompt": 2,
+        "base_seed": 10_000,
+        "fewer_steps": sorted({r["num_inference_steps"] for r in plan.info["fewer_steps"]} - {base}),
+        "configs": [
+            {"steps": s.num_inference_steps, "configs": [c.to_dict() for c in s.plugins]}
+            for s in plan.settings
+            if s.plugins
+        ],
+    }
+    if call.get("guidance_scale") is not None:
+        spec["guidance_scale"] = call["guidance_scale"]
+    path = os.path.join(out_dir, "eval.yaml")
+    with open(path, "w") as f:
+        f.write("# accel eval of this plan on held-out prompts and seeds: accel eval " + path + "\n")
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return path
+
+
+def _process_state() -> Any:
+    """accelerate's ``PartialState`` when launched with several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def evaluated_rows(out_dir: str) -> list[dict[str, Any]]:
+    """Every stack a tune in ``out_dir`` evaluated on calibration samples."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "evals", "*.json"))):
+        with open(path) as f:
+            rows.append(json.load(f))
+    return rows
+
+
+__all__ = [
+    "Samples",
+    "TuneSettings",
+    "Tuner",
+    "evaluated_rows",
+    "plot_plan",
+    "split_prompts",
+    "tune",
+    "write_eval_spec",
+]
