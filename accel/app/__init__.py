@@ -8,7 +8,7 @@ and RePaViT on a ViT classifier.
 Modules: :mod:`.app` (the Blocks: one tab each from :mod:`.generate_tab`, :mod:`.curves_tab`,
 :mod:`.vision_tab`; handlers in :mod:`.generate_handlers`, :mod:`.handlers`, :mod:`.plugin_panels`),
 :mod:`.generation`, :mod:`.curves`, :mod:`.vision` (logic without Gradio), :mod:`.presets` (plugin
-settings), :mod:`.models` (thread-safe model registry).
+settings), :mod:`.tuned` (the "tuned plan" preset), :mod:`.models` (thread-safe model registry).
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ from .vision_tab import build_vision_tab, wire_vision_tab
 
 #: Inputs of the "generate" endpoint before the plugin panels, in order.
 BASE_INPUTS = ("model", "prompt", "seed", "steps", "guidance", "size", "batch", "frames")
+#: Inputs of the "generate" endpoint after the plugin panels: the tuned preset (use the model's plan,
+#: and its speed in x fewer denoiser FLOPs). :func:`plugin_inputs` builds panels and these together.
+TUNED_INPUTS = ("tuned", "tuned_speedup")
 
 CSS = """
 .accel-metrics table { width: 100%; }
@@ -35,9 +38,10 @@ footer { display: none !important; }
 """
 
 INTRO = """# accel: training-free acceleration, measured
-Pick a model and a prompt, switch on plugins, and press **Generate**: the app runs the plain pipeline
-(baseline) and the accelerated one with the same seed, and shows both with their wall time, NFEs and
-fidelity. Curves of whole `accel eval` sweeps are in **Curves**; RePaViT on a ViT classifier in **Vision**."""
+Pick a model and a prompt, switch on plugins (or the model's tuned plan), and press **Generate**: the
+app runs the plain pipeline (baseline) and the accelerated one with the same seed, and shows both with
+their wall time, NFEs and fidelity. Curves of whole `accel eval` sweeps are in **Curves**; RePaViT on
+a ViT classifier in **Vision**."""
 
 
 # ------------------------------------------------------------------------------ the app

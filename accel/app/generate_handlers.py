@@ -1,4 +1,5 @@
-"""Event handlers of the generate tab: model selection, custom models, generation (UI and JSON API).
+"""Event handlers of the generate tab: model selection, the tuned preset, custom models, generation
+(UI and JSON API).
 
 They take the model registry as a keyword-only ``registry`` argument (bound with
 :func:`.handlers.bind`) and return Gradio updates; the work itself is in :mod:`.generation`.
@@ -13,14 +14,14 @@ from typing import Any
 
 import gradio as gr
 
-from . import presets
+from . import presets, tuned
 from .generation import GenerationRequest, GenerationResult, generate, to_display, to_gif
 from .models import AppError, ModelEntry, ModelRegistry
-from .plugin_panels import panel_support_updates, split_plugin_values
+from .plugin_panels import panel_support_updates, split_inputs, tuned_note, tuned_panel_updates
 
 
 def model_changed(name: str, *, registry: ModelRegistry) -> list[Any]:
-    """Load the selected model and update its description, examples, size, frames and plugin panels."""
+    """Load the selected model and update its description, examples, size, frames, plugin panels and tuned panel."""
     entry = registry.get(name) if name else None
     error = None
     if entry is not None and entry.available:
@@ -48,7 +49,22 @@ def model_changed(name: str, *, registry: ModelRegistry) -> list[Any]:
         if loaded
         else {spec.key: "the model is not available" for spec in presets.PLUGINS}
     )
-    return updates + panel_support_updates(support)
+    return updates + panel_support_updates(support) + tuned_panel_updates(*tuned.availability(entry))
+
+
+def tuned_changed(model: str, on: bool, speedup: float, *, registry: ModelRegistry) -> list[Any]:
+    """The tuned panel's note (what the speed picks) and, when switched on, the plan's steps and guidance
+    in the steps and guidance sliders (the runs use them whatever the sliders say)."""
+    entry = registry.get(model) if model else None
+    plan, reason = tuned.availability(entry)
+    if plan is None or not on:
+        return [tuned_note(plan, reason), gr.update(), gr.update()]
+    steps, scale = tuned.full_steps(plan, 0), plan.target.get("guidance_scale")
+    return [
+        tuned_note(plan, None, on=True, speedup=speedup),
+        gr.update(value=steps) if steps else gr.update(),
+        gr.update() if scale is None else gr.update(value=float(scale)),
+    ]
 
 
 def load_custom(source: str, *, registry: ModelRegistry) -> tuple[Any, str]:
@@ -70,8 +86,12 @@ def run_generation(
     *plugin_values: Any,
     registry: ModelRegistry,
 ) -> tuple[Any, ...]:
-    """Baseline vs accelerated generation for the UI: status, images, GIFs, metrics and the accel summary."""
-    plugins = split_plugin_values(list(plugin_values))
+    """Baseline vs accelerated generation for the UI: status, images, GIFs, metrics and the accel summary.
+
+    ``plugin_values``: the plugin panels' values, then ``tuned, tuned_speedup``
+    (see :func:`.plugin_panels.split_inputs`).
+    """
+    plugins, use_plan, speedup = split_inputs(list(plugin_values))
     request = GenerationRequest(
         model=model,
         prompt=prompt,
@@ -82,19 +102,16 @@ def run_generation(
         batch=batch,
         frames=frames or None,
         plugins=plugins,
+        tuned=use_plan,
+        tuned_speedup=speedup,
     )
     result = generate(registry, request, progress=lambda f, text: progress(f, desc=text))
     metrics = result.metrics()
     summary = result.accelerated.summary or {"attached": False}
     gifs = (to_gif(result.baseline.output), to_gif(result.accelerated.output))
     video = result.kind == "video"
-    status = (
-        f"Done: {metrics['model']}, {metrics['steps']} steps, seed {metrics['seed']}, "
-        f"{metrics['size']} px, batch {metrics['batch']}"
-        + (f", {metrics['frames']} frames (each row of the strip is one video)" if video else "")
-    )
     return (
-        status,
+        status_text(result),
         to_display(result.baseline.output),
         to_display(result.accelerated.output),
         gr.update(visible=video),
@@ -119,11 +136,16 @@ def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
         batch: int = 1,
         frames: int = 0,
         plugins: str = "{}",
+        tuned: bool = False,
+        tuned_speedup: float | None = None,
     ) -> dict:
         """Baseline vs accelerated generation; returns the numbers and the accel summary as JSON.
 
         ``plugins``: a JSON object ``{"adaptive_guidance": {"threshold": 0.99}, ...}`` (keys: deepcache,
         block_cache, adaptive_guidance, ras, sparse_attention; missing fields take the "balanced" preset).
+        ``tuned``: run the model's tuned plan (``accel tune``) at ``tuned_speedup`` (x fewer denoiser
+        FLOPs, inside the plan's range) instead of ``plugins``; the plan sets the steps (the baseline
+        runs its full step count) and the guidance. The numbers' ``tuned`` entry says what ran.
         """
         try:
             parsed = json.loads(plugins) if isinstance(plugins, str) and plugins.strip() else (plugins or {})
@@ -139,6 +161,8 @@ def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
             batch=batch,
             frames=frames or None,
             plugins=parsed,
+            tuned=tuned,
+            tuned_speedup=tuned_speedup,
         )
         result = generate(registry, request)
         return {**result.metrics(), "summary": json.loads(json.dumps(result.accelerated.summary, default=str))}
@@ -147,6 +171,20 @@ def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
 
 
 # ------------------------------------------------------------------------------ formatting
+def status_text(result: GenerationResult) -> str:
+    """The status line: what ran (model, steps, seed, size, batch, frames, and the tuned plan's setting)."""
+    m = result.metrics()
+    text = f"Done: {m['model']}, {m['steps']} steps, seed {m['seed']}, {m['size']} px, batch {m['batch']}"
+    if result.kind == "video":
+        text += f", {m['frames']} frames (each row of the strip is one video)"
+    if result.tuned is not None:
+        text += (
+            f"; accelerated: {m['accelerated_steps']} steps, both at guidance {m['guidance']:g} (the plan's); "
+            + result.tuned.status()
+        )
+    return text
+
+
 def _fmt_seconds(value: float) -> str:
     """Milliseconds under a second, seconds above."""
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
@@ -166,13 +204,13 @@ def metrics_markdown(result: GenerationResult) -> str:
     psnr_text = "∞ (identical)" if psnr == "inf" else ("n/a" if psnr is None else f"{psnr:.2f} dB")
     ssim = "n/a" if m["ssim"] is None else f"{m['ssim']:.4f}"
     speedup = "n/a" if m["speedup"] is None else f"**{m['speedup']:.2f}×**"
-    plugins = ", ".join(f"`{p}`" for p in m["plugins"]) or "none (accelerated = baseline)"
     return "\n".join(
         [
-            f"**plugins:** {plugins}",
+            _what_ran(result),
             "",
             "| | baseline | accelerated |",
             "|---|---|---|",
+            f"| steps | {m['steps']} | {m['accelerated_steps']} |",
             f"| wall time | {_fmt_seconds(result.baseline.seconds)} | {_fmt_seconds(result.accelerated.seconds)} |",
             f"| speedup | 1.00× | {speedup} |",
             (
@@ -182,6 +220,21 @@ def metrics_markdown(result: GenerationResult) -> str:
             f"| PSNR to baseline | – | {psnr_text} |",
             f"| SSIM to baseline | – | {ssim} |",
         ]
+    )
+
+
+def _what_ran(result: GenerationResult) -> str:
+    """The line above the table: the plugins, or the tuned plan's setting with what it promised."""
+    m = result.metrics()
+    if result.tuned is None:
+        plugins = ", ".join(f"`{p}`" for p in m["plugins"]) or "none (accelerated = baseline)"
+        return f"**plugins:** {plugins}"
+    t = m["tuned"]
+    return (
+        f"**tuned plan:** `{t['setting']}` ({tuned.PANELS_NOT_USED})  \n"
+        f"{t['num_inference_steps']} steps; validated PSNR {t['psnr']:.2f} dB (held-out prompts), "
+        f"{t['speedup']:.2f}× fewer denoiser FLOPs promised (asked for at least {t['requested_speedup']:g}×); "
+        f"guidance {m['guidance']:g} as tuned"
     )
 
 

@@ -1,7 +1,8 @@
-"""The "Generate" tab: model and settings, the plugin panels, and baseline vs accelerated results.
+"""The "Generate" tab: model and settings, the tuned plan and plugin panels, and baseline vs accelerated results.
 
 Its endpoints: ``select_model``, ``load_model`` (with custom models), ``generate`` (the UI's inputs,
-see :data:`.app.BASE_INPUTS` and :func:`.plugin_panels.plugin_inputs`) and ``generate_json``.
+see :data:`.app.BASE_INPUTS`, :func:`.plugin_panels.plugin_inputs` and :data:`.app.TUNED_INPUTS`)
+and ``generate_json``.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 import gradio as gr
 
-from .generate_handlers import generate_json_endpoint, load_custom, model_changed, run_generation
+from .generate_handlers import generate_json_endpoint, load_custom, model_changed, run_generation, tuned_changed
 from .handlers import errors_readable, handler
 from .models import Limits, ModelRegistry
-from .plugin_panels import build_plugin_panels
+from .plugin_panels import TunedPanel, build_plugin_panels, build_tuned_panel
 
 
 @dataclass
@@ -76,7 +77,12 @@ class GenerateTab:
     settings: _Settings
     plugin_components: list[Any]  # per plugin: enabled, preset, *fields
     panel_updates: list[Any]  # per plugin: accordion, note, enable box
+    tuned: TunedPanel
     results: _Results
+
+    def generate_inputs(self) -> list[Any]:
+        """The "generate" inputs: base inputs, plugin panels, then the tuned box and speed."""
+        return [*self.settings.request_inputs(), *self.plugin_components, *self.tuned.inputs()]
 
 
 def build_generate_tab(registry: ModelRegistry, limits: Limits, allow_custom_models: bool) -> GenerateTab:
@@ -86,13 +92,15 @@ def build_generate_tab(registry: ModelRegistry, limits: Limits, allow_custom_mod
             settings = _settings_column(registry, limits, allow_custom_models)
         with gr.Column(scale=5, min_width=320):
             gr.Markdown("### Acceleration plugins")
+            tuned = build_tuned_panel()
             plugin_components, panel_updates = build_plugin_panels()
-    return GenerateTab(settings, plugin_components, panel_updates, _results_area())
+    return GenerateTab(settings, plugin_components, panel_updates, tuned, _results_area())
 
 
 def wire_generate_tab(demo: gr.Blocks, tab: GenerateTab, registry: ModelRegistry, max_concurrent: int) -> None:
     """Wire the tab's events and its endpoints (the plugin panels wire their own presets)."""
     _wire_model_events(demo, registry, tab)
+    _wire_tuned_events(registry, tab)
     _wire_generate_events(registry, tab, max_concurrent)
 
 
@@ -207,7 +215,14 @@ def _results_area() -> _Results:
 def _wire_model_events(demo: gr.Blocks, registry: ModelRegistry, tab: GenerateTab) -> None:
     """Model selection (and page load) updates the settings and panels; examples fill the prompt; custom models."""
     settings = tab.settings
-    model_outputs = [settings.model_info, settings.example, settings.size, settings.frames, *tab.panel_updates]
+    model_outputs = [
+        settings.model_info,
+        settings.example,
+        settings.size,
+        settings.frames,
+        *tab.panel_updates,
+        *tab.tuned.updatables(),
+    ]
     settings.model.change(
         handler(model_changed, registry=registry), settings.model, model_outputs, api_name="select_model"
     )
@@ -227,10 +242,24 @@ def _wire_model_events(demo: gr.Blocks, registry: ModelRegistry, tab: GenerateTa
         settings.custom_source.submit(**load_event, api_visibility="private")
 
 
+def _wire_tuned_events(registry: ModelRegistry, tab: GenerateTab) -> None:
+    """Switching the tuned plan on, or moving its speed: the note says what the speed picks, and the
+    steps and guidance sliders show the plan's."""
+    panel, settings = tab.tuned, tab.settings
+    event = {
+        "fn": handler(tuned_changed, registry=registry),
+        "inputs": [settings.model, panel.enabled, panel.speed],
+        "outputs": [panel.note, settings.steps, settings.guidance],
+        "api_visibility": "private",
+    }
+    panel.enabled.input(**event)
+    panel.speed.release(**event)
+
+
 def _wire_generate_events(registry: ModelRegistry, tab: GenerateTab, max_concurrent: int) -> None:
     """The Generate button (and Enter in the prompt) runs the comparison; ``generate_json`` does it for API clients."""
     settings, results = tab.settings, tab.results
-    inputs = [*settings.request_inputs(), *tab.plugin_components]
+    inputs = tab.generate_inputs()
     settings.run_button.click(
         handler(run_generation, registry=registry),
         inputs,

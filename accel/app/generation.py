@@ -12,6 +12,10 @@ plugins and caches, whatever other users ask for at the same time.
 
 The baseline runs with ``accel.apply(pipe)`` and no config: accel's context only counts the denoiser
 calls (outputs are bit-identical to a bare pipeline), which gives the baseline NFEs.
+
+A "tuned" request (``tuned=True, tuned_speedup=s``) uses the model's plan instead of the plugin
+panels (see :mod:`.tuned`): the baseline runs the plan's full step count, the accelerated run the
+configs and step count of ``plan.pick(speedup=s)``, both at the plan's guidance scale.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import torch
 from .. import api
 from ..compat import check_compatible
 from ..errors import AccelError
-from . import presets
+from ..plugin import plugin_for
+from . import presets, tuned
 from .models import AppError, Limits, ModelEntry, ModelRegistry, one_line
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,10 @@ Progress = Callable[[float, str], None]
 @dataclasses.dataclass
 class GenerationRequest:
     """One click of "Generate". ``plugins`` maps plugin keys (see :mod:`accel.app.presets`) to their
-    field values; only enabled plugins are listed. ``size``/``frames`` None: the model's default."""
+    field values; only enabled plugins are listed. ``size``/``frames`` None: the model's default.
+
+    ``tuned``: run the model's tuned plan at ``tuned_speedup`` (x fewer denoiser FLOPs) instead of
+    ``plugins``; the plan then sets the steps and the guidance (see :mod:`.tuned`)."""
 
     model: str
     prompt: str
@@ -55,6 +63,8 @@ class GenerationRequest:
     batch: int = 1
     frames: int | None = None
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    tuned: bool = False
+    tuned_speedup: float | None = None
 
 
 @dataclasses.dataclass
@@ -74,13 +84,19 @@ class GenerationResult:
     accelerated: RunOutput
     psnr: float
     ssim: float
+    tuned: tuned.TunedRun | None = None  # the plan setting the accelerated run used, if tuned
+
+    @property
+    def accelerated_steps(self) -> int:
+        return self.tuned.num_inference_steps if self.tuned is not None else self.request.steps
 
     @property
     def speedup(self) -> float:
         return self.baseline.seconds / self.accelerated.seconds if self.accelerated.seconds > 0 else float("nan")
 
     def metrics(self) -> dict[str, Any]:
-        """JSON-compatible numbers (PSNR of identical outputs is the string "inf")."""
+        """JSON-compatible numbers (PSNR of identical outputs is the string "inf"); ``steps`` is the
+        baseline's step count, ``tuned`` what the tuned plan ran (None without it)."""
         r = self.request
         return {
             "model": r.model,
@@ -103,6 +119,8 @@ class GenerationResult:
             "psnr": _json_float(self.psnr),
             "ssim": _json_float(self.ssim),
             "identical": bool(torch.equal(self.baseline.output, self.accelerated.output)),
+            "accelerated_steps": self.accelerated_steps,
+            "tuned": self.tuned.metrics() if self.tuned is not None else None,
         }
 
 
@@ -127,8 +145,17 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
     return int(number)
 
 
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool) or value in (0, 1, None):
+        return bool(value)
+    raise AppError(f"{name} must be true or false, got {value!r}")
+
+
 def validate(request: GenerationRequest, entry: ModelEntry, limits: Limits) -> GenerationRequest:
-    """A checked copy of ``request`` (defaults filled in); raises :class:`AppError` with the reason."""
+    """A checked copy of ``request`` (defaults filled in); raises :class:`AppError` with the reason.
+
+    A tuned request gets the plan's full step count and guidance scale, a speed inside the plan's
+    range, and no panel plugins (they are not used)."""
     prompt = request.prompt if isinstance(request.prompt, str) else ""
     prompt = " ".join(prompt.split())
     if not prompt:
@@ -156,13 +183,7 @@ def validate(request: GenerationRequest, entry: ModelEntry, limits: Limits) -> G
             if request.frames in (None, 0, "")
             else _int("frames", request.frames, 1, limits.max_frames)
         )
-    if not isinstance(request.plugins, dict):
-        raise AppError("plugins must be a mapping {plugin: settings}")
-    try:
-        presets.build_configs(request.plugins)
-    except ValueError as exc:
-        raise AppError(str(exc)) from None
-    return dataclasses.replace(
+    checked = dataclasses.replace(
         request,
         prompt=prompt,
         seed=seed,
@@ -171,7 +192,35 @@ def validate(request: GenerationRequest, entry: ModelEntry, limits: Limits) -> G
         size=size,
         batch=batch,
         frames=frames,
-        plugins=dict(request.plugins),
+        plugins={},
+        tuned=False,
+        tuned_speedup=None,
+    )
+    if _flag("tuned", request.tuned):
+        return _with_plan(checked, entry, request.tuned_speedup)
+    return dataclasses.replace(checked, plugins=_checked_plugins(request.plugins))
+
+
+def _checked_plugins(plugins: Any) -> dict[str, dict[str, Any]]:
+    """The panels' ``{key: field values}``, once they make valid configs."""
+    if not isinstance(plugins, dict):
+        raise AppError("plugins must be a mapping {plugin: settings}")
+    try:
+        presets.build_configs(plugins)
+    except ValueError as exc:
+        raise AppError(str(exc)) from None
+    return dict(plugins)
+
+
+def _with_plan(request: GenerationRequest, entry: ModelEntry, speedup: Any) -> GenerationRequest:
+    """A tuned request: the plan's full step count and guidance, a speed inside its range, no panel plugins."""
+    plan = tuned.plan_for(entry)
+    return dataclasses.replace(
+        request,
+        steps=tuned.full_steps(plan, request.steps),
+        guidance=tuned.guidance(plan, request.guidance),
+        tuned=True,
+        tuned_speedup=tuned.check_speedup(plan, speedup),
     )
 
 
@@ -289,19 +338,15 @@ def generate(
         progress(0.0, f"loading {entry.name} ...")
     entry = registry.load(request.model)
     request = validate(request, entry, registry.limits)
-    configs = presets.build_configs(request.plugins)
+    tuned_run = tuned.resolve(tuned.plan_for(entry), request.tuned_speedup) if request.tuned else None
+    configs = list(tuned_run.setting.configs) if tuned_run else presets.build_configs(request.plugins)
     adapter = entry.adapter()
-    if configs and adapter is None:
-        raise AppError(f"no accel plugin can run on {entry.name}: {entry.adapter_error()}")
-    try:
-        for config in configs:
-            presets.BY_KEY[_key_of(config)].plugin_cls.check(adapter, config, has_pipeline=True)
-        check_compatible(configs)
-    except AccelError as exc:
-        raise AppError(str(exc)) from None
+    _check_configs(entry, adapter, configs)
     kwargs = call_kwargs(entry, request)
     count = adapter is not None
     steps = request.steps
+    acc_steps = tuned_run.num_inference_steps if tuned_run else steps
+    acc_kwargs = {**kwargs, "num_inference_steps": acc_steps}
     waiting = entry.run_lock.locked()
     if waiting:
         progress(0.0, f"waiting for another request on {entry.name} ...")
@@ -321,25 +366,30 @@ def generate(
             )
             acc = _run(
                 entry,
-                kwargs,
+                acc_kwargs,
                 request.seed,
                 configs,
                 count,
-                lambda i: progress(0.5 + 0.5 * i / steps, f"accelerated: step {i}/{steps}"),
+                lambda i: progress(0.5 + 0.5 * i / acc_steps, f"accelerated: step {i}/{acc_steps}"),
             )
         except Exception as exc:  # noqa: BLE001 - e.g. a size or frame count the model rejects
             log.warning("generation on %s failed", entry.name, exc_info=True)
             raise AppError(f"{entry.name} could not run these settings: {one_line(exc)}") from None
     progress(1.0, "scoring ...")
     psnr, ssim = fidelity(acc.output, base.output)
-    return GenerationResult(request, entry.kind, [str(c) for c in configs], base, acc, psnr, ssim)
+    return GenerationResult(request, entry.kind, [str(c) for c in configs], base, acc, psnr, ssim, tuned_run)
 
 
-def _key_of(config: Any) -> str:
-    for spec in presets.PLUGINS:
-        if isinstance(config, spec.config_cls):
-            return spec.key
-    raise AppError(f"{type(config).__name__} is not offered by the demo")
+def _check_configs(entry: ModelEntry, adapter: Any, configs: list) -> None:
+    """Raise :class:`AppError` unless every config's plugin supports the model and the configs combine."""
+    if configs and adapter is None:
+        raise AppError(f"no accel plugin can run on {entry.name}: {entry.adapter_error()}")
+    try:
+        for config in configs:
+            plugin_for(config).check(adapter, config, has_pipeline=True)
+        check_compatible(configs)
+    except AccelError as exc:
+        raise AppError(str(exc)) from None
 
 
 def fidelity(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:

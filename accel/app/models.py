@@ -23,18 +23,25 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import AccelError
 from ..pipelines.builtin import BUILTIN_MODELS, DEFAULT_MODEL
 
+if TYPE_CHECKING:
+    from ..plan import Plan
+
 log = logging.getLogger(__name__)
 
 
 class AppError(AccelError, ValueError):
     """A problem the user can fix (bad input, unavailable model); its message is shown as is."""
+
+
+#: Why a model has no "tuned" preset: no ``plan.json`` in its plan folder (or no plan folder at all).
+NO_TUNED_PLAN = "no tuned plan is shipped for this model; make one with `accel tune MODEL --out DIR`"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +64,8 @@ class ModelSpec:
     """A pipeline handed to :func:`accel.app.build_app` (tests, notebooks), with how to call it.
 
     ``call_defaults``: extra keyword arguments of every call (e.g. ``height``/``width``);
-    ``examples``: example prompts; ``max_size``: the resolution bound.
+    ``examples``: example prompts; ``max_size``: the resolution bound; ``plan_dir``: the folder of
+    the model's tuned plan (``accel tune ... --out DIR``), None: no tuned preset.
     """
 
     pipe: Any
@@ -65,10 +73,15 @@ class ModelSpec:
     call_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     examples: tuple[str, ...] = ()
     max_size: int | None = None
+    plan_dir: str | None = None
 
 
 class ModelEntry:
-    """One selectable model: where it comes from, whether it can run, and its locks."""
+    """One selectable model: where it comes from, whether it can run, its tuned plan, and its locks.
+
+    ``plan_dir``: the folder holding the model's ``plan.json`` (built-in models: their shipped plan
+    folder, :attr:`BuiltinModel.plan_dir`); None for models without a plan (user-loaded ones).
+    """
 
     def __init__(
         self,
@@ -83,6 +96,7 @@ class ModelEntry:
         max_size: int = 64,
         available: bool = True,
         reason: str = "",
+        plan_dir: str | None = None,
     ) -> None:
         self.name = name
         self.title = title
@@ -94,12 +108,15 @@ class ModelEntry:
         self.max_size = max_size
         self.available = available
         self.reason = reason
+        self.plan_dir = plan_dir
         self.load_lock = threading.Lock()
         self.run_lock = threading.Lock()
         self.warmed = False
         self.local = False  # a user model loaded from a folder on the server (not a hub id)
         self._adapter: Any = None
         self._adapter_error: str | None = None
+        self._plan_lock = threading.Lock()
+        self._plan: tuple[int, Plan] | None = None  # (mtime of plan.json, the plan read from it)
 
     # ------------------------------------------------------------------ derived facts (after loading)
     @property
@@ -121,6 +138,29 @@ class ModelEntry:
     def adapter_error(self) -> str | None:
         self.adapter()
         return self._adapter_error
+
+    def plan(self) -> Plan:
+        """The :class:`accel.plan.Plan` in :attr:`plan_dir`; raises :class:`AppError` saying why there is none.
+
+        Read once and kept until ``plan.json`` changes. Its messages name no server path.
+        """
+        from ..plan import load_plan
+
+        path = os.path.join(self.plan_dir, "plan.json") if self.plan_dir else None
+        try:
+            stamp = os.stat(path).st_mtime_ns if path else None
+        except OSError:
+            stamp = None
+        if stamp is None:
+            raise AppError(NO_TUNED_PLAN)
+        with self._plan_lock:
+            if self._plan is None or self._plan[0] != stamp:
+                try:
+                    self._plan = (stamp, load_plan(path))
+                except (AccelError, OSError) as exc:
+                    log.warning("the tuned plan of %s cannot be read: %s", self.name, exc)
+                    raise AppError(f"the tuned plan of this model cannot be read: {without_paths(str(exc))}") from None
+            return self._plan[1]
 
     def call_parameters(self) -> set[str]:
         return set(inspect.signature(self.pipe.__call__).parameters) if self.pipe is not None else set()
@@ -209,6 +249,7 @@ class ModelRegistry:
                 max_size=self.limits.max_size_builtin,
                 available=trained,
                 reason=reason,
+                plan_dir=spec.plan_dir,
             )
 
     def _builtin_loader(self, name: str) -> Callable[[], Any]:
@@ -232,6 +273,7 @@ class ModelRegistry:
             call_defaults=spec.call_defaults,
             examples=spec.examples,
             max_size=spec.max_size or self.limits.max_size_builtin,
+            plan_dir=spec.plan_dir,
         )
 
     # ------------------------------------------------------------------ queries
