@@ -227,8 +227,12 @@ class DenoisingContext:
         self.generation += 1
         self.stats = GenerationStats(generation=self.generation)
         self.current = None
-        for callback in list(self._generation_start_callbacks):
-            callback()
+        try:
+            for callback in list(self._generation_start_callbacks):
+                callback()
+        except BaseException:
+            self.abort()  # a plugin refused this call: the next one starts afresh and is checked again
+            raise
 
     def end_generation(self) -> None:
         """The last step ran: plugins may free their caches (statistics stay readable)."""

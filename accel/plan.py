@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from typing import Any
 
 import torch
@@ -237,6 +238,26 @@ class Plan:
         os.replace(tmp, path)
         return path
 
+    def export(self, folder: str) -> str:
+        """Write this plan to ``folder/plan.json`` with copies of the files its configs read (LinearAG
+        coefficients, schedules) in ``folder/data``: a folder that can be shipped on its own."""
+        os.makedirs(os.path.join(folder, "data"), exist_ok=True)
+        settings = []
+        for setting in self.settings:
+            configs = []
+            for config in setting.configs:
+                changes = {}
+                for field in type(config).path_fields:
+                    value = getattr(config, field)
+                    if isinstance(value, str) and os.path.isfile(value):
+                        copy = os.path.join(folder, "data", os.path.basename(value))
+                        if os.path.abspath(copy) != os.path.abspath(value):
+                            shutil.copyfile(value, copy)
+                        changes[field] = os.path.abspath(copy)
+                configs.append(config.replace(**changes) if changes else config)
+            settings.append(dataclasses.replace(setting, configs=tuple(configs)))
+        return dataclasses.replace(self, settings=settings).save(os.path.join(folder, "plan.json"))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: str = ".") -> Plan:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -294,7 +315,13 @@ def _relative_paths(data: dict[str, Any], cls: type[PluginConfig], base_dir: str
     for field in getattr(cls, "path_fields", ()):
         value = data.get(field)
         if isinstance(value, str) and os.path.isfile(value):
-            data[field] = os.path.relpath(os.path.abspath(value), base_dir)
+            relative = os.path.relpath(os.path.abspath(value), base_dir)
+            if relative.startswith(os.pardir):
+                raise ConfigError(
+                    f"{cls.__name__}.{field} reads {value}, outside the plan's folder {base_dir}; save the plan with "
+                    "Plan.export(folder), which copies the files it reads into the folder"
+                )
+            data[field] = relative
     return data
 
 

@@ -221,8 +221,8 @@ class TestAdaptiveGuidancePlugin(PluginTesterMixin):
 def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/2", **fitted_for):
     """A hand-written LinearAG file for the tiny SD pipeline at 4 steps, history 1: u_t = 0.5 c_t + 0.5 u_{t-1}
     at steps 1-3. ``fitted_for`` overrides what it claims to be fitted for (denoiser, scheduler, guidance_scale)."""
-    from accel.pipelines.testing import tiny_denoiser
     from accel.fingerprint import denoiser_fingerprint
+    from accel.pipelines.testing import tiny_denoiser
 
     path = test.tmp_path / name
     if not path.exists():

@@ -19,10 +19,10 @@ import torch
 
 import accel
 from accel.compat import check_compatible
+from accel.fingerprint import denoiser_fingerprint
 from accel.pipelines.registry import lookup
 from accel.pipelines.testing import TinyPipeline, tiny_denoiser, tiny_pipeline
 from accel.plugin import plugin_for, registered_configs
-from accel.fingerprint import denoiser_fingerprint
 
 STEPS = 8
 

@@ -243,20 +243,32 @@ class StackSpace:
         return x
 
     def seeds(self) -> list[np.ndarray]:
-        """The initial population's known points: every fewer-steps setting, each plugin alone at its
-        default knobs on a few step counts, and every compatible pair of plugins."""
+        """The initial population's known points, so that no region starts unexplored: every
+        fewer-steps setting; at the full, 70% and 50% step counts, each plugin alone with its default
+        knobs and with each single knob changed; and every compatible pair at default knobs."""
         out = [self.encode(s, {}) for s in self.step_choices]
-        spots = sorted({self.base_steps, self.step_choices[len(self.step_choices) // 2]})
+        spots = sorted({self._nearest_steps(f * self.base_steps) for f in (1.0, 0.7, 0.5)}, reverse=True)
         for steps in spots:
+            base = self.encode(steps, {})
             for group in self.groups:
-                out.append(self.encode(steps, {group.name: {}}))
-        for i, a in enumerate(self.groups):
-            for b in self.groups[i + 1 :]:
-                out.append(self.encode(spots[0], {a.name: {}, b.name: {}}))
+                alone = base.copy()
+                alone[self.index[group.name]] = 1
+                out.append(alone)
+                for name in self._knob_genes(group, alone):
+                    for choice in range(1, len(self.genes[self.index[name]].choices)):
+                        variant = alone.copy()
+                        variant[self.index[name]] = choice
+                        out.append(variant)
+            for i, a in enumerate(self.groups):
+                for b in self.groups[i + 1 :]:
+                    out.append(self.encode(steps, {a.name: {}, b.name: {}}))
         unique: dict[str, np.ndarray] = {}
         for x in out:
             unique.setdefault(self.key(x), self.canonical(x))
         return list(unique.values())
+
+    def _nearest_steps(self, steps: float) -> int:
+        return min(self.step_choices, key=lambda s: (abs(s - steps), s))
 
 
 __all__ = ["Gene", "PLUGIN_GENES", "PluginGenes", "StackSpace"]

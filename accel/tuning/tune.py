@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import math
 import os
 import time
 from types import SimpleNamespace
@@ -39,6 +40,8 @@ from .stack_space import StackSpace
 
 FORMAT = "accel-tune/1"
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
+#: samples the generated eval spec asks for (at least), enough for FID with fold spreads on the built-in models
+EVAL_SAMPLES = 48
 
 
 @dataclasses.dataclass
@@ -278,10 +281,16 @@ class Tuner:
         self._barrier()
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate_all(self, keys_to_x: dict[str, np.ndarray], folder: str, samples_fn: Any) -> dict[str, dict]:
+    def _evaluate_all(
+        self, keys_to_x: dict[str, np.ndarray], folder: str, samples_fn: Any, desc: str | None = None
+    ) -> dict[str, dict]:
         """Score every genome (split over processes); results are read back from ``folder``."""
+        from tqdm.auto import tqdm
+
         todo = sorted(k for k in keys_to_x if not os.path.exists(os.path.join(folder, f"{k}.json")))
-        for key in todo[self.rank :: self.world]:
+        mine = todo[self.rank :: self.world]
+        show = self.progress and desc is not None and len(mine) > 1
+        for key in tqdm(mine, desc=desc, unit="stack", disable=not show, leave=False):
             steps, configs = self.space.decode(keys_to_x[key])
             row = samples_fn().score(steps, configs)
             row.update(
@@ -304,7 +313,9 @@ class Tuner:
 
         x = np.array([self.space.canonical(v) for v in x])
         keys = {self.space.key(v): v for v in x}
-        self.evaluated.update(self._evaluate_all(keys, os.path.join(self.out_dir, "evals"), lambda: self.calibration))
+        self.evaluated.update(
+            self._evaluate_all(keys, os.path.join(self.out_dir, "evals"), lambda: self.calibration, desc="stacks")
+        )
         pop = Population.new(X=x)
         f = np.array([self.objectives(self.space.key(v)) for v in x])
         pop.set("F", f, "G", np.zeros((len(x), 0)), "H", np.zeros((len(x), 0)))
@@ -371,7 +382,7 @@ class Tuner:
             rng = np.random.default_rng([s.seed, generation + 1])
             algorithm = SimpleNamespace(tournament_type="comp_by_dom_and_crowding", random_state=rng)
             offspring = mating.do(problem, pop, s.population, random_state=rng, algorithm=algorithm)
-            offspring = self._population(offspring.get("X"))
+            offspring = self._population(self._fresh(offspring.get("X"), rng))
             pop = survival.do(
                 problem,
                 Population.merge(pop, offspring),
@@ -390,6 +401,26 @@ class Tuner:
         bar.close()
         self.finished_generations = generation
         return pop.get("X")
+
+    def _fresh(self, offspring: np.ndarray, rng: np.random.Generator, attempts: int = 20) -> np.ndarray:
+        """Offspring whose stack was already evaluated (many genomes mean the same stack once canonical)
+        are mutated further, up to ``attempts`` times, so each generation spends its evaluations on
+        new stacks."""
+        space = self.space
+        seen = set(self.evaluated)
+        out = []
+        for x in offspring:
+            x = space.canonical(x)
+            for _ in range(attempts):
+                if space.key(x) not in seen:
+                    break
+                gene = int(rng.integers(space.n_var))
+                x = x.copy()
+                x[gene] = int(rng.integers(space.upper[gene] + 1))
+                x = space.canonical(x)
+            seen.add(space.key(x))
+            out.append(x)
+        return np.array(out)
 
     def _checkpoint(self, generation: int, population: np.ndarray) -> None:
         if self.is_main:
@@ -431,7 +462,9 @@ class Tuner:
         front = self.front(list(keys))
         fewer = {self.space.key(x): x for x in (self.space.encode(s, {}) for s in self.space.step_choices)}
         todo = {k: keys[k] for k in front} | fewer
-        validated = self._evaluate_all(todo, os.path.join(self.out_dir, "validation"), self.validation)
+        validated = self._evaluate_all(
+            todo, os.path.join(self.out_dir, "validation"), self.validation, desc="validation (held-out samples)"
+        )
         return {"front": front, "fewer_steps": list(fewer), "validated": validated}
 
     def wall_speedups(self, keys: list[str]) -> dict[str, float | None]:
@@ -440,8 +473,10 @@ class Tuner:
         if repeats == 0 or not self.is_main:
             return dict.fromkeys(keys)
         prompt, seed = self.validation_prompts[0], self.validation_seeds[0]
+        from tqdm.auto import tqdm
+
         out: dict[str, float | None] = {}
-        for key in keys:
+        for key in tqdm(keys, desc="paired wall clock", unit="setting", disable=not self.progress, leave=False):
             steps, configs = self.space.decode(np.array([int(v) for v in key.split("-")]))
 
             def run(steps: int = steps, configs: list = configs) -> None:
@@ -692,7 +727,7 @@ def write_eval_spec(plan: Plan, out_dir: str, model: str, call: dict[str, Any], 
         "name": f"{os.path.basename(model.rstrip('/'))}-plan",
         "steps": base,
         "prompts": prompt_file,
-        "seeds_per_prompt": 2,
+        "seeds_per_prompt": max(2, math.ceil(EVAL_SAMPLES / max(1, len(held_out)))),
         "base_seed": 10_000,
         "fewer_steps": sorted({r["num_inference_steps"] for r in plan.info["fewer_steps"]} - {base}),
         "configs": [

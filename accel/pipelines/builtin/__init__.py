@@ -13,6 +13,8 @@ import os
 from typing import Any
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
+#: Shipped tuned plans, one folder per model (``accel tune MODEL --out PLANS_DIR/MODEL``).
+PLANS_DIR = os.path.join(os.path.dirname(__file__), "plans")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,11 @@ class BuiltinModel:
     @property
     def path(self) -> str:
         return os.path.join(WEIGHTS_DIR, self.name)
+
+    @property
+    def plan_dir(self) -> str:
+        """The folder of the plan ``accel tune`` made for this model (``plan.json`` and its data files)."""
+        return os.path.join(PLANS_DIR, self.name)
 
     def is_trained(self) -> bool:
         return os.path.isdir(self.path) and bool(os.listdir(self.path))
