@@ -306,7 +306,7 @@ def test_every_plugin_runs_the_shared_contract():
 
     from .plugin_mixin import PluginTesterMixin
 
-    for name in ("test_caching", "test_guidance", "test_ras", "test_repavit", "test_sparse_attention"):
+    for name in ("test_caching", "test_guidance", "test_ras", "test_repavit", "test_sparse_attention", "test_tune"):
         importlib.import_module(f"{__package__}.{name}")
     pending, covered = [PluginTesterMixin], set()
     while pending:

@@ -31,6 +31,8 @@ CORE = {
     "tensors",
     "deprecation",
     "compiling",
+    "fingerprint",
+    "plan",
 }
 PLUGINS = {"caching", "sampling", "sparse_attention", "reparam"}
 

@@ -1,0 +1,321 @@
+"""accel tune: the stack space, the search (resume, processes), and plans (JSON, pick, refusals)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import accel
+from accel.compat import check_compatible
+from accel.fingerprint import denoiser_fingerprint
+from accel.pipelines.testing import tiny_pipeline, tiny_text_pipeline
+from accel.plan import Plan, PlanSetting, PlanTargetConfig, load_plan
+from accel.tuning.stack_space import StackSpace
+from accel.tuning.tune import TuneSettings, tune
+
+from .plugin_mixin import PluginTesterMixin, Target, at_apply
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+PROMPTS = [f"a handwritten {d}" for d in range(10)]
+CALL = {"num_inference_steps": 8, "guidance_scale": 2.0, "height": 16, "width": 16}
+SMALL = dict(population=8, num_prompts=2, seeds=1, validation_prompts=2, validation_seeds=1, wall_repeats=0)
+
+
+def _tune(out, generations=2, pipe=None, **changes):
+    settings = TuneSettings(**{**SMALL, "generations": generations, "linear_ag": False, **changes})
+    return tune(pipe or tiny_text_pipeline("unet"), str(out), settings, call=CALL, prompts=PROMPTS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One small tune (2 generations, LinearAG on) that several tests read: ``(folder, plan)``."""
+    out = tmp_path_factory.mktemp("tune") / "t"
+    return out, _tune(out, generations=2, linear_ag=True)
+
+
+# ---------------------------------------------------------------------- the space
+@pytest.mark.parametrize("family", ["unet", "pixart", "sd3", "wan"])
+def test_every_genome_decodes_to_a_stack_that_applies(family):
+    tiny = tiny_pipeline(family)
+    space = StackSpace(_adapter(tiny.pipe), 8, True)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        x = np.floor(rng.random(space.n_var) * (space.upper + 1)).astype(int)
+        steps, configs = space.decode(x)
+        assert steps in space.step_choices
+        check_compatible(configs)  # pruned before anything runs
+        accel.apply(tiny.pipe, *configs)
+        tiny.pipe(**tiny.inputs(0, steps, 1, 2.0))
+        accel.remove(tiny.pipe)
+        assert space.key(space.canonical(x)) == space.key(x)  # canonical form is stable
+
+
+def _adapter(pipe):
+    from accel.api import adapter_of
+
+    return adapter_of(pipe)
+
+
+def test_space_prunes_incompatible_stacks_and_holds_fewer_steps():
+    space = StackSpace(_adapter(tiny_pipeline("sd3").pipe), 20, True)
+    assert {"block_cache", "ras", "adaptive_guidance"} <= set(space.plugin_names)
+    x = space.encode(10, {"block_cache": {"interval": 3}, "ras": {"ratio": 0.5}})
+    steps, configs = space.decode(x)
+    assert steps == 10 and [type(c).__name__ for c in configs] == ["BlockCacheConfig"]  # RAS + BlockCache pruned
+    seeds = {space.key(s) for s in space.seeds()}
+    for steps in space.step_choices:  # every plain fewer-steps setting is in the first population
+        assert space.key(space.encode(steps, {})) in seeds
+    unet = StackSpace(_adapter(tiny_pipeline("unet").pipe), 20, guided=False)
+    assert unet.plugin_names == ["deepcache"]  # no guidance plugins without CFG; no DiT plugins on a U-Net
+
+
+# ---------------------------------------------------------------------- the search
+def test_front_never_lies_below_fewer_steps_on_calibration(tuned):
+    folder, _ = tuned
+    rows = {}
+    for name in os.listdir(folder / "evals"):
+        row = json.load(open(folder / "evals" / name))
+        rows[row["key"]] = row
+    fewer = [r for r in rows.values() if not r["configs"]]
+    assert len({r["steps"] for r in fewer}) == 6  # 2, 3, 4, 5, 6, 8 steps were all evaluated
+    population = {"-".join(map(str, x)) for x in json.load(open(folder / "checkpoint.json"))["population"]}
+    final = [rows[k] for k in population]
+    for point in fewer:  # each fewer-steps point is matched or beaten by the final population
+        assert any(
+            r["flops_ratio"] <= point["flops_ratio"] + 1e-9 and r["psnr"] >= point["psnr"] - 1e-9 for r in final
+        )
+
+
+def test_resumed_tune_reaches_the_same_front(tmp_path, tuned):
+    folder, whole = tuned
+    _tune(tmp_path / "parts", generations=1, linear_ag=True)
+    stopped = _tune(tmp_path / "parts", generations=2, linear_ag=True, minutes=0.0)  # the budget stops it at once
+    assert json.load(open(tmp_path / "parts" / "checkpoint.json"))["generation"] == 1
+    assert stopped.info["generations"] == 1
+    resumed = _tune(tmp_path / "parts", generations=2, linear_ag=True)
+    assert json.load(open(tmp_path / "parts" / "checkpoint.json")) == json.load(open(folder / "checkpoint.json"))
+    assert [(s.num_inference_steps, [str(c) for c in s.plugins], s.speedup, s.quality) for s in resumed.settings] == [
+        (s.num_inference_steps, [str(c) for c in s.plugins], s.speedup, s.quality) for s in whole.settings
+    ]
+
+
+def test_tune_folder_of_another_setting_is_refused(tuned):
+    with pytest.raises(accel.ConfigError, match="other settings.*search"):
+        _tune(tuned[0], generations=2, linear_ag=True, seed=1)
+
+
+def test_two_processes_give_the_same_front_as_one(tmp_path, tiny_model):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    args = ["tune", tiny_model, "--prompts", str(prompts), "--steps", "8", "--guidance-scale", "2", "--population",
+            "8", "--generations", "2", "--num-prompts", "2", "--validation-prompts", "2", "--validation-seeds", "1",
+            "--wall-repeats", "0", "--no-linear-ag", "--no-progress"]  # fmt: skip
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    launch = [accelerate, "launch", "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "--main_process_port", "29531"]  # fmt: skip
+    for out, procs in (("one", "1"), ("two", "2")):
+        cmd = [*launch, "--num_processes", procs, "-m", "accel.cli", *args, "--out", str(tmp_path / out)]
+        if procs == "1":
+            cmd = [sys.executable, "-m", "accel.cli", *args, "--out", str(tmp_path / out)]
+        subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+    one, two = (json.load(open(tmp_path / out / "plan.json")) for out in ("one", "two"))
+    assert one["settings"] == two["settings"] and one["info"]["fewer_steps"] == two["info"]["fewer_steps"]
+    assert json.load(open(tmp_path / "one" / "checkpoint.json")) == json.load(
+        open(tmp_path / "two" / "checkpoint.json")
+    )
+    assert sorted(os.listdir(tmp_path / "one" / "evals")) == sorted(os.listdir(tmp_path / "two" / "evals"))
+
+
+# ---------------------------------------------------------------------- plans
+def test_plan_round_trips_and_moves_with_its_folder(tmp_path, tuned):
+    folder, tuned_plan = tuned
+    shutil.copytree(folder, tmp_path / "orig")
+    coefficients = str(tmp_path / "orig" / "linear_ag" / "steps4.json")
+    setting = tuned_plan.settings[-1]
+    with_file = dataclasses.replace(  # a setting that reads a file, whatever the tiny search found
+        setting, configs=(accel.LinearAGConfig(coefficients=coefficients), setting.configs[-1]), num_inference_steps=4
+    )
+    plan = dataclasses.replace(tuned_plan, settings=[*tuned_plan.settings, with_file])
+    plan.save(str(tmp_path / "orig" / "plan.json"))
+    shutil.move(tmp_path / "orig", tmp_path / "moved")
+    loaded = load_plan(str(tmp_path / "moved"))
+    assert [(s.num_inference_steps, s.speedup, s.quality, s.wall_speedup) for s in loaded.settings] == [
+        (s.num_inference_steps, s.speedup, s.quality, s.wall_speedup) for s in plan.settings
+    ]
+    for a, b in zip(loaded.settings, plan.settings):
+        assert [type(c) for c in a.configs] == [type(c) for c in b.configs]
+        for config in a.plugins:  # file fields now point into the moved folder
+            for field in type(config).path_fields:
+                value = getattr(config, field)
+                assert not value.endswith(".json") or value.startswith(str(tmp_path / "moved"))
+    again = Plan.from_dict(json.loads(json.dumps(loaded.to_dict())))
+    assert [s.configs for s in again.settings] == [s.configs for s in loaded.settings]
+    loaded.export(str(tmp_path / "shipped"))  # a plan folder of its own: plan.json plus the files it reads
+    shutil.rmtree(tmp_path / "moved")
+    shipped = load_plan(str(tmp_path / "shipped"))
+    assert [str(s) for s in shipped.settings] == [str(s) for s in plan.settings]
+    assert {
+        os.path.dirname(c.coefficients) for s in shipped.settings for c in s.plugins if hasattr(c, "coefficients")
+    } == {str(tmp_path / "shipped" / "data")}
+
+
+def test_plan_settings_run_and_equal_their_plugins_alone(tuned):
+    plan = load_plan(str(tuned[0] / "plan.json"))
+    setting = plan.pick(speedup=max(s.speedup for s in plan.settings if s.plugins))
+    assert setting.plugins and isinstance(setting.configs[-1], PlanTargetConfig)
+    pipe = tiny_text_pipeline("unet")
+
+    def run(configs):
+        accel.apply(pipe, *configs)
+        try:
+            gen = torch.Generator().manual_seed(3)
+            return pipe(
+                "a handwritten 9",
+                generator=gen,
+                output_type="pt",
+                **{**CALL, "num_inference_steps": setting.num_inference_steps},
+            ).images
+        finally:
+            accel.remove(pipe)
+
+    assert torch.equal(run(setting.configs), run(setting.plugins))  # the target check changes nothing
+    accel.apply(pipe, *setting.configs)
+    assert "plan_target" in str(accel.summary(pipe))
+    accel.remove(pipe)
+
+
+def _plan(points):
+    fingerprint = {"class": "X", "config_sha256": "0", "weight_checksum": 1.0}
+    target = PlanTargetConfig(
+        model="m", denoiser=tuple(sorted(fingerprint.items())), scheduler="S", num_inference_steps=4
+    )
+    settings = [
+        PlanSetting((target,), 4, speedup, {"promised": {"psnr": q}, "validated": {"psnr": q}})
+        for speedup, q in points
+    ]
+    return Plan("m", {"denoiser": fingerprint, "scheduler": "S"}, settings)
+
+
+def test_pick_returns_the_setting_that_meets_the_request_at_the_least_cost():
+    plan = _plan([(1.0, 100.0), (1.8, 40.0), (2.5, 33.0), (3.2, 31.0), (4.1, 25.0)])
+    assert plan.pick(speedup=3).speedup == 3.2  # the best quality among those at least 3x faster
+    assert plan.pick(speedup=2.5).speedup == 2.5
+    assert plan.pick(min_psnr=32).speedup == 2.5  # the fastest reaching 32 dB
+    assert plan.pick(min_psnr=25).speedup == 4.1
+    with pytest.raises(accel.ConfigError, match="reaches 5x; it spans 1.00x to 4.10x"):
+        plan.pick(speedup=5)
+    with pytest.raises(accel.ConfigError, match="best reaches 100.00 dB"):
+        plan.pick(min_psnr=120)
+    with pytest.raises(accel.ConfigError, match="exactly one"):
+        plan.pick(speedup=2, min_psnr=30)
+    with pytest.raises(accel.ConfigError, match="positive"):
+        plan.pick(speedup=-1)
+
+
+def _target_for(pipe, **changes):
+    fields = dict(
+        model="tiny",
+        denoiser=tuple(sorted(denoiser_fingerprint(pipe.unet).items())),
+        scheduler=type(pipe.scheduler).__name__,
+        num_inference_steps=4,
+        guidance_scale=2.0,
+    )
+    return PlanTargetConfig(**{**fields, **changes})
+
+
+def test_a_plan_is_refused_on_another_model_scheduler_step_count_or_guidance():
+    from diffusers import EulerDiscreteScheduler
+
+    pipe = tiny_text_pipeline("unet")
+    other = tiny_text_pipeline("unet", seed=1)  # same architecture, other weights
+    with pytest.raises(accel.ConfigError, match="tuned for 'tiny'.*other weights"):
+        accel.apply(other, _target_for(pipe))
+    assert accel.get_handle(other) is None  # nothing stays attached after a refusal
+    pixart = tiny_text_pipeline("pixart")
+    with pytest.raises(accel.ConfigError, match="another config|made for a UNet2DConditionModel"):
+        accel.apply(pixart, _target_for(pipe))
+    euler = tiny_text_pipeline("unet")
+    euler.scheduler = EulerDiscreteScheduler.from_config(euler.scheduler.config)
+    with pytest.raises(accel.ConfigError, match="tuned with the DDIMScheduler scheduler, the pipeline uses Euler"):
+        accel.apply(euler, _target_for(pipe))
+    accel.apply(pipe, _target_for(pipe))
+    call = {**CALL, "output_type": "pt"}
+    pipe("a handwritten 1", **{**call, "num_inference_steps": 4})  # as tuned: runs
+    with pytest.raises(accel.ConfigError, match="tuned for num_inference_steps=4, the pipeline runs 8"):
+        pipe("a handwritten 1", **call)
+    with pytest.raises(accel.ConfigError, match="guidance scale 2, this call uses 5"):
+        pipe("a handwritten 1", **{**call, "num_inference_steps": 4, "guidance_scale": 5.0})
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(accel.ConfigError, match="the pipeline uses EulerDiscreteScheduler"):
+        pipe("a handwritten 1", **{**call, "num_inference_steps": 4})
+    accel.remove(pipe)
+
+
+def test_load_plan_errors_are_clear(tmp_path):
+    with pytest.raises(accel.NotFoundError, match="accel tune MODEL --out DIR"):
+        load_plan(str(tmp_path / "nothing"))
+    (tmp_path / "bad.json").write_text('{"format": "accel-cache-search/1"}')
+    with pytest.raises(accel.ConfigError, match="not an accel plan"):
+        load_plan(str(tmp_path / "bad.json"))
+    (tmp_path / "notjson.json").write_text("import os")
+    with pytest.raises(accel.ConfigError, match="not a JSON plan"):
+        load_plan(str(tmp_path / "notjson.json"))
+    data = _plan([(2.0, 30.0)]).to_dict()
+    data["settings"][0]["configs"] = [{"type": "LinearAGConfig", "coefficients": "../../etc/passwd"}]
+    (tmp_path / "escape.json").write_text(json.dumps(data))
+    with pytest.raises(accel.ConfigError, match="inside the plan's folder"):
+        load_plan(str(tmp_path / "escape.json"))
+
+
+# ---------------------------------------------------------------------- plugin contract
+def _tiny_unet_target(**changes):
+    from accel.pipelines.testing import tiny_denoiser
+
+    fields = dict(
+        model="tiny",
+        denoiser=tuple(sorted(denoiser_fingerprint(tiny_denoiser("unet")).items())),
+        scheduler="DDIMScheduler",
+        num_inference_steps=4,
+        guidance_scale=None,
+    )
+    return PlanTargetConfig(**{**fields, **changes})
+
+
+class TestPlanTargetPlugin(PluginTesterMixin):
+    """The shared plugin contract on the tiny SD pipeline: the plan's target check computes nothing."""
+
+    config_cls = PlanTargetConfig
+    plugin_name = "plan_target"
+    summary_keys = ("tuned_for", "num_inference_steps")
+    unsupported_family = "timm_vit"
+    changes_output = False
+    bad_configs = [
+        ({"num_inference_steps": 0}, "PlanTargetConfig.num_inference_steps must be an integer in [1, 100000], got 0"),
+        ({"denoiser": (("class", "X"),)}, "PlanTargetConfig.denoiser must hold the tuned denoiser's class"),
+        at_apply({"scheduler": "EulerDiscreteScheduler"}, "tuned with the EulerDiscreteScheduler scheduler"),
+        at_apply(
+            {"denoiser": (("class", "UNet2DConditionModel"), ("config_sha256", "0"), ("weight_checksum", 1.0))},
+            "does not fit this pipeline",
+        ),  # fmt: skip
+    ]
+    identity_stats = {"tuned_for": "tiny"}
+
+    def make_target(self):
+        return Target.pipeline("unet", steps=4)
+
+    def config(self):
+        return _tiny_unet_target()
+
+    def identity_config(self):
+        return _tiny_unet_target()
+
+    def check_active(self, stats, summary):
+        assert stats == {"tuned_for": "tiny", "num_inference_steps": 4}
