@@ -63,7 +63,10 @@ def _block_cache(k: dict[str, Any], steps: int) -> PluginConfig:
 
 
 def _ras(k: dict[str, Any], steps: int) -> PluginConfig:
-    return RASConfig(sample_ratio=k["ratio"], warmup_steps=min(k["warmup"], max(1, steps - 1)))
+    warmup = min(k["warmup"], max(1, steps - 1))
+    middle = (warmup + steps) // 2  # one dense refresh of every cache halfway through the sparse steps
+    resets = (middle,) if k["reset"] and warmup < middle < steps - 1 else ()
+    return RASConfig(sample_ratio=k["ratio"], warmup_steps=warmup, error_reset_steps=resets)
 
 
 def _sparse(k: dict[str, Any], steps: int) -> PluginConfig:
@@ -94,7 +97,9 @@ PLUGIN_GENES: tuple[PluginGenes, ...] = (
         ),
         _block_cache,
     ),
-    PluginGenes("ras", (Gene("ratio", (0.25, 0.5, 0.75)), Gene("warmup", (1, 2, 4))), _ras),
+    PluginGenes(
+        "ras", (Gene("ratio", (0.25, 0.5, 0.75)), Gene("warmup", (1, 2, 4)), Gene("reset", (False, True))), _ras
+    ),
     PluginGenes(
         "sparse_attention",
         (
