@@ -42,6 +42,8 @@ FORMAT = "accel-tune/1"
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
 #: samples the generated eval spec asks for (at least), enough for FID with fold spreads on the built-in models
 EVAL_SAMPLES = 48
+#: fewer unseen prompts than this and the generated eval spec uses every prompt (with unseen seeds)
+MIN_EVAL_PROMPTS = 20
 
 
 @dataclasses.dataclass
@@ -188,11 +190,11 @@ class Tuner:
         self.validation_prompts = validation_prompts
         os.makedirs(os.path.join(out_dir, "evals"), exist_ok=True)
         os.makedirs(os.path.join(out_dir, "validation"), exist_ok=True)
-        self._write_or_check_manifest()
         use_linear_ag = settings.linear_ag and guided
         self.space = StackSpace(
             api.adapter_of(pipe), self.base_steps, guided, self._coefficients if use_linear_ag else None
         )
+        self._write_or_check_manifest()
         if use_linear_ag and "adaptive_guidance" in self.space.plugin_names:
             self._calibrate_linear_ag()
         self.calibration = Samples(pipe, calibration_prompts, self.calibration_seeds, call, settings.metric, domain)
@@ -240,6 +242,7 @@ class Tuner:
             "search": {
                 k: v for k, v in dataclasses.asdict(self.settings).items() if k not in ("minutes", "generations")
             },
+            "space": self.space.describe(),
         }
         path = os.path.join(self.out_dir, "tune.json")
         if os.path.exists(path):
@@ -492,7 +495,8 @@ class Tuner:
         metric = self.settings.metric
         validated = result["validated"]
         front = result["front"]
-        kept = self.front(front, validated)  # members still on the front on held-out samples
+        # members still on the front on held-out samples, where plain fewer steps compete with them too
+        kept = self.front(front + result["fewer_steps"], validated)
         walls = self.wall_speedups(kept)
         target = {
             "denoiser": denoiser_fingerprint(getattr(self.pipe, "unet", None) or self.pipe.transformer),
@@ -708,17 +712,27 @@ def tune(
     tuner = Tuner(pipe, name, out_dir, full_call, calibration, held_out, settings, dataset, state, progress)
     plan = tuner.run()
     if isinstance(model, str) and tuner.is_main:
-        write_eval_spec(plan, out_dir, model, call or {}, [p for p in prompts if p not in calibration])
+        write_eval_spec(plan, out_dir, model, call or {}, [p for p in prompts if p not in calibration], prompts)
     return plan
 
 
-def write_eval_spec(plan: Plan, out_dir: str, model: str, call: dict[str, Any], held_out: list[str]) -> str:
+def write_eval_spec(
+    plan: Plan, out_dir: str, model: str, call: dict[str, Any], held_out: list[str], all_prompts: list[str]
+) -> str:
     """``out_dir/eval.yaml``: an ``accel eval`` sweep of the plan's settings and the fewer-steps curve on
     prompts and seeds the search never saw, for domain FID and alignment with fold spreads."""
     import yaml
 
     out_dir = os.path.abspath(out_dir)
-    prompt_file = os.path.join(out_dir, "heldout_prompts.txt")
+    note = "prompts and seeds the search never saw"
+    if len(held_out) < MIN_EVAL_PROMPTS:
+        # too few unseen prompts to cover the domain (FID compares against all of it): every prompt,
+        # with seeds the search never used
+        held_out, note = (
+            all_prompts,
+            "every prompt (too few unseen ones to cover the domain), seeds the search never used",
+        )
+    prompt_file = os.path.join(out_dir, "eval_prompts.txt")
     with open(prompt_file, "w") as f:
         f.write("\n".join(held_out) + "\n")
     base = plan.info["baseline_steps"]
@@ -740,7 +754,7 @@ def write_eval_spec(plan: Plan, out_dir: str, model: str, call: dict[str, Any], 
         spec["guidance_scale"] = call["guidance_scale"]
     path = os.path.join(out_dir, "eval.yaml")
     with open(path, "w") as f:
-        f.write("# accel eval of this plan on held-out prompts and seeds: accel eval " + path + "\n")
+        f.write(f"# accel eval of this plan on {note}: accel eval {path}\n")
         yaml.safe_dump(spec, f, sort_keys=False)
     return path
 
