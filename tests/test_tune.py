@@ -319,3 +319,21 @@ class TestPlanTargetPlugin(PluginTesterMixin):
 
     def check_active(self, stats, summary):
         assert stats == {"tuned_for": "tiny", "num_inference_steps": 4}
+
+
+# ---------------------------------------------------------------------- eval entries on fewer steps
+def test_eval_grid_entries_may_run_their_own_step_count():
+    from accel.evaluation.spec import entry_name, parse_entry
+
+    entry = {"steps": 10, "configs": [{"type": "DeepCacheConfig", "interval": 2}, {"type": "AdaptiveGuidanceConfig"}]}
+    steps, configs = parse_entry(entry, 20)
+    assert steps == 10 and [type(c).__name__ for c in configs] == ["DeepCacheConfig", "AdaptiveGuidanceConfig"]
+    assert entry_name(steps, configs, 20) == "steps10+deepcache_interval2+ag"
+    assert entry_name(20, configs, 20) == "deepcache_interval2+ag"  # the sweep's own step count: no prefix
+    assert parse_entry({"type": "DeepCacheConfig"}, 20)[0] == 20
+    with pytest.raises(accel.ConfigError, match=r"steps must be an integer in \[1, 20\], got 30"):
+        parse_entry({"steps": 30, "configs": [{"type": "DeepCacheConfig"}]}, 20)
+    with pytest.raises(accel.ConfigError, match="plain fewer steps go in `fewer_steps`"):
+        parse_entry({"steps": 10, "configs": []}, 20)
+    with pytest.raises(accel.ConfigError, match="got the keys"):
+        parse_entry({"steps": 10, "plugins": []}, 20)
