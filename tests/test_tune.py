@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ def test_tune_folder_of_another_setting_is_refused(tuned):
         _tune(tuned[0], generations=2, linear_ag=True, seed=1)
 
 
-def test_two_processes_give_the_same_front_as_one(tmp_path, tiny_model):
+def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_model):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     args = ["tune", tiny_model, "--prompts", str(prompts), "--steps", "8", "--guidance-scale", "2", "--population",
@@ -132,6 +133,22 @@ def test_two_processes_give_the_same_front_as_one(tmp_path, tiny_model):
         open(tmp_path / "two" / "checkpoint.json")
     )
     assert sorted(os.listdir(tmp_path / "one" / "evals")) == sorted(os.listdir(tmp_path / "two" / "evals"))
+
+    # killed part-way (SIGKILL once 12 stacks are on disk), then run again: the same front as uninterrupted
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "accel.cli", *args, "--out", str(killed)]
+    process = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        if (killed / "evals").is_dir() and len(os.listdir(killed / "evals")) >= 12:
+            process.kill()
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode != 0 and not (killed / "plan.json").exists()  # it really was cut short
+    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+    assert json.load(open(killed / "plan.json"))["settings"] == one["settings"]
+    assert json.load(open(killed / "checkpoint.json")) == json.load(open(tmp_path / "one" / "checkpoint.json"))
 
 
 # ---------------------------------------------------------------------- plans
