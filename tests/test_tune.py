@@ -153,8 +153,8 @@ def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_m
 
 # ---------------------------------------------------------------------- plans
 def test_plan_round_trips_and_moves_with_its_folder(tmp_path, tuned):
-    folder, tuned_plan = tuned
-    shutil.copytree(folder, tmp_path / "orig")
+    shutil.copytree(tuned[0], tmp_path / "orig")
+    tuned_plan = load_plan(str(tmp_path / "orig"))  # its files now in the copy
     coefficients = str(tmp_path / "orig" / "linear_ag" / "steps4.json")
     setting = tuned_plan.settings[-1]
     with_file = dataclasses.replace(  # a setting that reads a file, whatever the tiny search found
@@ -175,6 +175,9 @@ def test_plan_round_trips_and_moves_with_its_folder(tmp_path, tuned):
                 assert not value.endswith(".json") or value.startswith(str(tmp_path / "moved"))
     again = Plan.from_dict(json.loads(json.dumps(loaded.to_dict())))
     assert [s.configs for s in again.settings] == [s.configs for s in loaded.settings]
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(accel.ConfigError, match=r"outside the plan's folder.*Plan.export"):
+        loaded.save(str(tmp_path / "elsewhere" / "plan.json"))  # it would point at files it does not hold
     loaded.export(str(tmp_path / "shipped"))  # a plan folder of its own: plan.json plus the files it reads
     shutil.rmtree(tmp_path / "moved")
     shipped = load_plan(str(tmp_path / "shipped"))
