@@ -31,6 +31,9 @@ from .fingerprint import denoiser_fingerprint, fingerprint_mismatch
 from .plugin import ALL_KINDS, Plugin, config_from_dict, register_plugin, registered_configs
 
 FORMAT = "accel-plan/1"
+#: Speedups within this fraction of each other count as equal: an adaptive stack's FLOP ratio moves by a
+#: few percent from one prompt to the next, so a 1% faster setting that is 6 dB worse is no real choice.
+SPEED_TOLERANCE = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +183,8 @@ class Plan:
     def pick(self, speedup: float | None = None, min_psnr: float | None = None) -> PlanSetting:
         """The setting that meets the request at the least cost.
 
-        ``speedup=s``: the best validated quality among settings at least ``s`` times faster (FLOPs).
+        ``speedup=s``: the best validated quality among settings at least ``s`` times faster (FLOPs;
+        speedups within :data:`SPEED_TOLERANCE` of ``s`` count).
         ``min_psnr=q``: the fastest setting whose validated PSNR is at least ``q`` dB.
         """
         if (speedup is None) == (min_psnr is None):
@@ -189,7 +193,7 @@ class Plan:
         if speedup is not None:
             if not isinstance(speedup, (int, float)) or not math.isfinite(speedup) or speedup <= 0:
                 raise ConfigError(f"speedup must be a positive number, got {speedup!r}")
-            meeting = [s for s in self.settings if s.speedup >= speedup - 1e-9]
+            meeting = [s for s in self.settings if s.speedup >= speedup * (1 - SPEED_TOLERANCE)]
             if not meeting:
                 raise ConfigError(
                     f"no setting of the {self.model} plan reaches {speedup:g}x; it spans "
@@ -291,6 +295,23 @@ class Plan:
         return cls(data["model"], target, settings, data.get("metric", "psnr"), data.get("info", {}))
 
 
+def distinct_front(settings: list[PlanSetting], metric: str = "psnr") -> list[PlanSetting]:
+    """Settings no other one beats on validated ``metric`` at a speedup within :data:`SPEED_TOLERANCE`
+    of theirs or more, sorted by speedup."""
+
+    def quality(s: PlanSetting) -> float:
+        return float(s.quality["validated"][metric])
+
+    kept = [
+        s
+        for s in settings
+        if not any(
+            o is not s and o.speedup >= s.speedup * (1 - SPEED_TOLERANCE) and quality(o) > quality(s) for o in settings
+        )
+    ]
+    return sorted(kept, key=lambda s: s.speedup)
+
+
 def load_plan(path: str) -> Plan:
     """Read a plan written by ``accel tune`` (``DIR/plan.json``, or the folder itself)."""
     if os.path.isdir(path):
@@ -341,4 +362,4 @@ def _absolute_paths(data: dict[str, Any], base_dir: str) -> dict[str, Any]:
     return data
 
 
-__all__ = ["FORMAT", "Plan", "PlanSetting", "PlanTargetConfig", "load_plan"]
+__all__ = ["FORMAT", "SPEED_TOLERANCE", "Plan", "PlanSetting", "PlanTargetConfig", "distinct_front", "load_plan"]

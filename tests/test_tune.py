@@ -18,7 +18,7 @@ import accel
 from accel.compat import check_compatible
 from accel.fingerprint import denoiser_fingerprint
 from accel.pipelines.testing import tiny_pipeline, tiny_text_pipeline
-from accel.plan import Plan, PlanSetting, PlanTargetConfig, load_plan
+from accel.plan import Plan, PlanSetting, PlanTargetConfig, distinct_front, load_plan
 from accel.tuning.stack_space import StackSpace
 from accel.tuning.tune import TuneSettings, tune
 
@@ -234,6 +234,9 @@ def test_pick_returns_the_setting_that_meets_the_request_at_the_least_cost():
         plan.pick(speedup=5)
     with pytest.raises(accel.ConfigError, match="best reaches 100.00 dB"):
         plan.pick(min_psnr=120)
+    near = _plan([(2.48, 52.0), (2.50, 46.0), (3.3, 45.0)])  # 1% faster for 6 dB less is no real choice
+    assert near.pick(speedup=2.5).speedup == 2.48  # speedups within 2% count as equal
+    assert [s.speedup for s in distinct_front(near.settings)] == [2.48, 3.3]
     with pytest.raises(accel.ConfigError, match="exactly one"):
         plan.pick(speedup=2, min_psnr=30)
     with pytest.raises(accel.ConfigError, match="positive"):

@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from ..fingerprint import denoiser_fingerprint
 from ..metrics.cost import ModuleFlops, measure_interleaved
 from ..metrics.fidelity import psnr, ssim
-from ..plan import Plan, PlanSetting, PlanTargetConfig
+from ..plan import Plan, PlanSetting, PlanTargetConfig, distinct_front
 from ..plugin import config_from_dict
 from .stack_space import StackSpace
 
@@ -550,7 +550,7 @@ class Tuner:
                 for k in result["fewer_steps"]
             ],
         }
-        plan = Plan(self.model, target, sorted(settings, key=lambda s: s.speedup), metric, info)
+        plan = Plan(self.model, target, distinct_front(settings, metric), metric, info)
         if self.is_main:
             plan.save(os.path.join(self.out_dir, "plan.json"))
             plot_plan(plan, result, self.evaluated, os.path.join(self.out_dir, "front"))
