@@ -134,16 +134,19 @@ def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_m
     )
     assert sorted(os.listdir(tmp_path / "one" / "evals")) == sorted(os.listdir(tmp_path / "two" / "evals"))
 
-    # killed part-way (SIGKILL once 12 stacks are on disk), then run again: the same front as uninterrupted
+    # killed in the middle of generation 1 (SIGKILL once 2 of its stacks are on disk), then run again:
+    # the same front as uninterrupted
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "accel.cli", *args, "--out", str(killed)]
     process = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
+    deadline, at_checkpoint = time.monotonic() + 600, None
     while process.poll() is None and time.monotonic() < deadline:
-        if (killed / "evals").is_dir() and len(os.listdir(killed / "evals")) >= 12:
+        if at_checkpoint is None and (killed / "checkpoint.json").exists():
+            at_checkpoint = len(os.listdir(killed / "evals"))  # generation 0 done
+        if at_checkpoint is not None and len(os.listdir(killed / "evals")) >= at_checkpoint + 2:
             process.kill()
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.wait()
     assert process.returncode != 0 and not (killed / "plan.json").exists()  # it really was cut short
     subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)

@@ -17,6 +17,7 @@ same front.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -104,15 +105,18 @@ class Samples:
         self.baseline, self.baseline_flops = self.generate(call["num_inference_steps"], [])
 
     @torch.no_grad()
-    def generate(self, steps: int, configs: list[Any], prompts: list[tuple[str, int]] | None = None) -> Any:
-        """Images of the stack on these samples, and the denoiser FLOPs counted while it ran."""
+    def generate(
+        self, steps: int, configs: list[Any], prompts: list[tuple[str, int]] | None = None, count: bool = True
+    ) -> Any:
+        """Images of the stack on these samples, and the denoiser FLOPs counted while it ran (``count``;
+        off for timing, since the counter's dispatch overhead would be timed too)."""
         items = prompts or self.items
         denoiser = getattr(self.pipe, "unet", None) or self.pipe.transformer
         api.remove(self.pipe)
         if configs:
             api.apply(self.pipe, *configs)
         try:
-            with ModuleFlops(denoiser) as flops:
+            with ModuleFlops(denoiser) if count else contextlib.nullcontext() as flops:
                 out = self.pipe(
                     prompt=[p for p, _ in items],
                     generator=[torch.Generator("cpu").manual_seed(s) for _, s in items],
@@ -122,7 +126,7 @@ class Samples:
         finally:
             api.remove(self.pipe)
         images = (out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1)
-        return images, float(flops.total)
+        return images, float(flops.total) if count else None
 
     def score(self, steps: int, configs: list[Any]) -> dict[str, float]:
         images, flops = self.generate(steps, configs)
@@ -201,6 +205,7 @@ class Tuner:
         self._validation: Samples | None = None
         self._domain = domain
         self.evaluated: dict[str, dict[str, Any]] = {}
+        self.known: set[str] = set()  # stacks evaluated by the search so far (what offspring must avoid)
 
     # ------------------------------------------------------------------ processes
     @property
@@ -316,6 +321,7 @@ class Tuner:
 
         x = np.array([self.space.canonical(v) for v in x])
         keys = {self.space.key(v): v for v in x}
+        self.known.update(keys)
         self.evaluated.update(
             self._evaluate_all(keys, os.path.join(self.out_dir, "evals"), lambda: self.calibration, desc="stacks")
         )
@@ -347,16 +353,22 @@ class Tuner:
         )
         survival = RankAndCrowding()
         checkpoint = os.path.join(self.out_dir, "checkpoint.json")
+        # every stack on disk, including those of a generation a kill cut short; which of them count as
+        # already known (offspring that repeat one mutate further) is what the checkpoint says, as in an
+        # uninterrupted run
+        self.evaluated.update({row["key"]: row for row in evaluated_rows(self.out_dir)})
         if os.path.exists(checkpoint):
             with open(checkpoint) as f:
                 data = json.load(f)
             generation, x = int(data["generation"]), np.array(data["population"], dtype=int)
-            pop = survival.do(
-                problem,
-                self._population(x),
-                n_survive=len(x),
-                random_state=np.random.default_rng([s.seed, generation, 1]),
-            )
+            self.known = set(data.get("known", self.evaluated))  # older checkpoints: all on disk
+            pop = self._population(x)
+            if "rank" in data:  # survival's rank and crowding, as computed against the merged population
+                pop.set("rank", np.array(data["rank"]), "crowding", np.array(data["crowding"], dtype=float))
+            else:
+                pop = survival.do(
+                    problem, pop, n_survive=len(x), random_state=np.random.default_rng([s.seed, generation, 1])
+                )
         else:
             generation = 0
             rng = np.random.default_rng([s.seed, 0])
@@ -365,7 +377,7 @@ class Tuner:
                 seeds.append(space.canonical(np.floor(rng.random(space.n_var) * (space.upper + 1)).astype(int)))
             pop = self._population(np.array(seeds))
             pop = survival.do(problem, pop, n_survive=s.population, random_state=np.random.default_rng([s.seed, 0, 1]))
-            self._checkpoint(generation, pop.get("X"))
+            self._checkpoint(generation, pop)
         start = time.perf_counter()
         bar = tqdm(
             total=s.generations,
@@ -393,7 +405,7 @@ class Tuner:
                 random_state=np.random.default_rng([s.seed, generation + 1, 1]),
             )
             generation += 1
-            self._checkpoint(generation, pop.get("X"))
+            self._checkpoint(generation, pop)
             front = self.front([space.key(v) for v in pop.get("X")])
             best = max(self.evaluated[k][s.metric] for k in front)
             fastest = max(1 / self.evaluated[k]["flops_ratio"] for k in front)
@@ -410,7 +422,7 @@ class Tuner:
         are mutated further, up to ``attempts`` times, so each generation spends its evaluations on
         new stacks."""
         space = self.space
-        seen = set(self.evaluated)
+        seen = set(self.known)
         out = []
         for x in offspring:
             x = space.canonical(x)
@@ -425,11 +437,19 @@ class Tuner:
             out.append(x)
         return np.array(out)
 
-    def _checkpoint(self, generation: int, population: np.ndarray) -> None:
+    def _checkpoint(self, generation: int, pop: Any) -> None:
+        """The population in order, with the rank and crowding survival gave it (recomputing them on the
+        survivors alone would change the next tournaments), and the stacks known so far."""
         if self.is_main:
             _write_json(
                 os.path.join(self.out_dir, "checkpoint.json"),
-                {"generation": generation, "population": np.asarray(population, dtype=int).tolist()},
+                {
+                    "generation": generation,
+                    "population": np.asarray(pop.get("X"), dtype=int).tolist(),
+                    "rank": [int(r) for r in pop.get("rank")],
+                    "crowding": [float(c) for c in pop.get("crowding")],
+                    "known": sorted(self.known),
+                },
             )
         self._barrier()
 
@@ -483,7 +503,7 @@ class Tuner:
             steps, configs = self.space.decode(np.array([int(v) for v in key.split("-")]))
 
             def run(steps: int = steps, configs: list = configs) -> None:
-                self.validation().generate(steps, configs, [(prompt, seed)])
+                self.validation().generate(steps, configs, [(prompt, seed)], count=False)
 
             times = measure_interleaved(
                 {"baseline": lambda: run(self.base_steps, []), "stack": run}, warmup=1, repeats=repeats
