@@ -52,6 +52,17 @@ def _ag(tmp_path, family: str, steps: int) -> accel.AdaptiveGuidanceConfig:
     return accel.AdaptiveGuidanceConfig(threshold=-1.0, min_steps=2)
 
 
+def _plan_target(tmp_path, family: str, steps: int) -> accel.PlanTargetConfig:
+    """A tuned plan's target check for the tiny ``family`` pipeline at ``steps`` steps."""
+    return accel.PlanTargetConfig(
+        model=f"tiny-{family}",
+        denoiser=tuple(sorted(denoiser_fingerprint(tiny_denoiser(family)).items())),
+        scheduler=type(tiny_pipeline(family).pipe.scheduler).__name__,
+        num_inference_steps=steps,
+        guidance_scale=4.0,
+    )
+
+
 #: plugin -> how to build its config (tmp_path, family, steps)
 PLUGINS: dict[str, Callable] = {
     "deep_cache": lambda tmp, family, steps: accel.DeepCacheConfig(interval=3, forecast_order=1),
@@ -60,6 +71,7 @@ PLUGINS: dict[str, Callable] = {
     "adaptive_guidance": _ag,
     "linear_ag": linear_ag,
     "sparse_attention": lambda tmp, family, steps: accel.SparseAttentionConfig(),
+    "plan_target": _plan_target,
 }
 #: the tiny family each stack runs on (the first one that every plugin of the stack supports)
 FAMILIES = ("unet", "pixart", "sd3", "wan")
@@ -80,6 +92,10 @@ STACKS: list[tuple[str, ...]] = [
     ("ras", "linear_ag"),
     ("sparse_attention", "adaptive_guidance"),
     ("sparse_attention", "linear_ag"),
+    # a tuned plan's setting: its target check alone and on top of a plugin (it claims nothing and
+    # computes nothing, so its other pairs add no case)
+    ("plan_target",),
+    ("block_cache", "adaptive_guidance", "plan_target"),
 ]
 
 
@@ -135,8 +151,8 @@ def test_the_matrix_covers_every_plugin_and_every_supported_pair():
     by_config = {name: PLUGINS[name] for name in PLUGINS if name != "linear_ag"}
     for a, b in itertools.combinations(sorted(PLUGINS), 2):
         probe = [by_config.get(n, _ag)(None, "pixart", STEPS) for n in (a, b)]
-        if {a, b} == {"adaptive_guidance", "linear_ag"}:
-            continue  # both decide the CFG batch
+        if {a, b} == {"adaptive_guidance", "linear_ag"} or "plan_target" in (a, b):
+            continue  # both decide the CFG batch; the plan's target check composes with anything
         try:
             check_compatible(probe)
         except accel.IncompatiblePluginsError:
