@@ -101,6 +101,20 @@ def test_resumed_tune_reaches_the_same_front(tmp_path, tuned):
     ]
 
 
+def test_bad_tune_settings_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(accel.ConfigError, match=r"tune.population must be an integer in \[4, 1000\], got 2"):
+        TuneSettings(population=2)
+    with pytest.raises(accel.ConfigError, match="tune metric must be one of"):
+        TuneSettings(metric="fid")
+    pipe = tiny_text_pipeline("unet")
+    with pytest.raises(accel.ConfigError, match=r"tune.steps must be an integer in \[2, 10000\], got 1"):
+        tune(
+            pipe, str(tmp_path / "t"), TuneSettings(**SMALL), call={**CALL, "num_inference_steps": 1}, prompts=PROMPTS
+        )
+    with pytest.raises(accel.ConfigError, match="tune needs 4 distinct prompts"):
+        tune(pipe, str(tmp_path / "t"), TuneSettings(**SMALL), call=CALL, prompts=PROMPTS[:3])
+
+
 def test_tune_folder_of_another_setting_is_refused(tuned):
     with pytest.raises(accel.ConfigError, match="other settings.*search"):
         _tune(tuned[0], generations=2, linear_ag=True, seed=1)

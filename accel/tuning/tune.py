@@ -722,6 +722,10 @@ def tune(
     full_call = dict(BUILTIN_MODELS[model].call_defaults) if builtin else {}
     full_call.update(call or {})
     full_call.setdefault("num_inference_steps", 20)
+    from ..config import check_float, check_int
+
+    check_int("tune", "steps", full_call["num_inference_steps"], 2, 10_000)
+    check_float("tune", "guidance_scale", full_call.get("guidance_scale"), 0.0, 100.0, allow_none=True)
     if prompts is None:
         if not builtin:
             raise ConfigError("tune a model that is not built in with prompts=[...] (or --prompts FILE)")
