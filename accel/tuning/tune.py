@@ -140,20 +140,18 @@ class Samples:
         return row
 
 
-class _ResetMutation:
-    """Random-reset mutation for integer genes (each gene redrawn with probability ``prob_var``)."""
+def _reset_mutation(prob_var: float) -> Any:
+    """Random-reset mutation for integer genes: each gene is redrawn with probability ``prob_var``."""
+    from pymoo.core.mutation import Mutation
 
-    def __new__(cls, prob_var: float) -> Any:
-        from pymoo.core.mutation import Mutation
+    class ResetMutation(Mutation):
+        def _do(self, problem: Any, X: np.ndarray, random_state: Any = None, **kwargs: Any) -> np.ndarray:
+            X = np.array(X, dtype=int)
+            redraw = random_state.random(X.shape) < prob_var
+            fresh = np.floor(random_state.random(X.shape) * (problem.xu + 1)).astype(int)
+            return np.where(redraw, fresh, X)
 
-        class ResetMutation(Mutation):
-            def _do(self, problem: Any, X: np.ndarray, random_state: Any = None, **kwargs: Any) -> np.ndarray:
-                X = np.array(X, dtype=int)
-                redraw = random_state.random(X.shape) < prob_var
-                fresh = np.floor(random_state.random(X.shape) * (problem.xu + 1)).astype(int)
-                return np.where(redraw, fresh, X)
-
-        return ResetMutation(prob=1.0)
+    return ResetMutation(prob=1.0)
 
 
 class Tuner:
@@ -348,7 +346,7 @@ class Tuner:
         mating = Mating(
             TournamentSelection(func_comp=binary_tournament),
             UniformCrossover(prob=0.9),
-            _ResetMutation(prob_var=min(0.5, 2.0 / space.n_var)),
+            _reset_mutation(min(0.5, 2.0 / space.n_var)),
             eliminate_duplicates=DefaultDuplicateElimination(),
         )
         survival = RankAndCrowding()
