@@ -1,9 +1,15 @@
 """Forecasting caches against reuse, the forecasting peers and fewer steps, with seed-fold spreads.
 
-Setups (same prompts and seeds): fewer sampling steps; accel FORA every-N with reuse (order 0) and
-with TaylorSeer-style forecasting (order 1, 2); schedules from ``accel search-cache --forecast-order
-1`` (every JSON in ``--front``); diffusers' TaylorSeerCache, FirstBlockCache and MagCache
-(calibrated here); cache-dit's DBCache with and without its TaylorSeer calibrator.
+Setups on a DiT (same prompts and seeds): fewer sampling steps; accel FORA every-N with reuse (order
+0) and with TaylorSeer-style forecasting (order 1, 2), with and without 2 dense warm-up steps (what
+TaylorSeer and cache-dit keep); schedules from ``accel search-cache --forecast-order 1`` (every JSON in
+``--front``); diffusers' TaylorSeerCache, FirstBlockCache and MagCache (calibrated here); cache-dit's
+DBCache with and without its TaylorSeer calibrator.
+
+On a U-Net (``sd-digits``): DeepCache at intervals 3, 5 and 10 with reuse and with forecasts of the deep
+features, against the official ``DeepCache`` package (``DeepCacheSDHelper``, installed by hand) at the
+same branch numbers, and fewer steps; the report notes the largest difference between accel's reuse and
+the package.
 
 Reports per setup: the denoiser FLOP speedup (FLOPs counted while it runs), PSNR to the uncached
 output, domain FID (video FID for videos) and prompt alignment, each as the mean over ``--folds``
@@ -11,6 +17,10 @@ disjoint seed folds with its standard deviation across folds, and the PSNR of fe
 same FLOPs (log-linear interpolation between step counts, never extrapolated).
 
     python benchmarks/forecast_caching.py --model pixart-shapes --samples 120 --front runs/search-pixart-f/front
+    python benchmarks/forecast_caching.py --model sd-digits --samples 120
+
+``--merge`` keeps the rows of an earlier run of the same model, steps, samples and folds and runs only the
+setups it lacks (the baseline always runs again: it is every row's reference).
 """
 
 from __future__ import annotations
@@ -38,6 +48,10 @@ from accel.pipelines.registry import lookup  # noqa: E402
 
 
 @torch.no_grad()
+def denoiser(pipe) -> torch.nn.Module:
+    return pipe.transformer if hasattr(pipe, "transformer") else pipe.unet
+
+
 def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dict, batch: int):
     """Images (or videos) in [0, 1] and the FLOPs of ``setup``'s first batch (the denoiser's, or the whole
     pipeline's for peers whose patched forward recurses under a module hook; counting costs about 4x)."""
@@ -48,7 +62,7 @@ def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dic
     try:
         for i in range(0, len(prompts), batch):
             if i == 0:
-                counter = count_flops() if setup.whole_pipeline_flops else ModuleFlops(pipe.transformer)
+                counter = count_flops() if setup.whole_pipeline_flops else ModuleFlops(denoiser(pipe))
             else:
                 counter = contextlib.nullcontext()
             with counter as counted:
@@ -73,7 +87,59 @@ def identifiers(pipe) -> list[str]:
     return [rf"^{prefix}\.\d+\.({names})$" for prefix in adapter.block_lists]
 
 
+def fora(n: int, order: int, warmup: int) -> Setup:
+    family = "accel BlockCache (reuse)" if order == 0 else f"accel BlockCache forecast order {order}"
+    return Setup(
+        f"FORA N={n} order {order}" + (f" warm-up {warmup}" if warmup else ""),
+        family + (f", warm-up {warmup}" if warmup else ""),
+        lambda p: accel.apply(p, accel.BlockCacheConfig(interval=n, forecast_order=order, warmup_steps=warmup)),
+        lambda p: accel.remove(p),
+    )
+
+
+def unet_setups() -> tuple[list[Setup], dict[str, str]]:
+    """DeepCache with reuse and forecasts against the official package at the same branch, and fewer steps."""
+    out = [Setup("baseline", "baseline")]
+    out += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5, 4, 3)]
+    for n in (3, 5, 10):
+        for order in (0, 1, 2):
+            config = accel.DeepCacheConfig(interval=n, branch=0, forecast_order=order)
+            out.append(
+                Setup(
+                    f"DeepCache N={n} branch 0 order {order}",
+                    "accel DeepCache (reuse)" if order == 0 else f"accel DeepCache forecast order {order}",
+                    lambda p, config=config: accel.apply(p, config),
+                    lambda p: accel.remove(p),
+                )
+            )
+    notes: dict[str, str] = {}
+    try:
+        from DeepCache import DeepCacheSDHelper
+    except ImportError as exc:
+        notes["official DeepCache"] = f"not run: {exc} (pip install --no-deps DeepCache)"
+        return out, notes
+    for n in (3, 5, 10):
+        helper = DeepCacheSDHelper()
+
+        def attach(p, n=n, helper=helper):
+            helper.pipe = p
+            helper.set_params(cache_interval=n, cache_branch_id=0, skip_mode="uniform")
+            helper.enable()
+
+        out.append(
+            Setup(
+                f"official DeepCache N={n} branch 0",
+                "official DeepCache package",
+                attach,
+                lambda p, h=helper: h.disable(),
+            )
+        )
+    return out, notes
+
+
 def setups(pipe, call: dict, prompt: str, front: str | None, model: str) -> tuple[list[Setup], dict[str, str]]:
+    if not hasattr(pipe, "transformer"):
+        return unet_setups()
     from diffusers.hooks import (
         FirstBlockCacheConfig,
         MagCacheConfig,
@@ -85,16 +151,8 @@ def setups(pipe, call: dict, prompt: str, front: str | None, model: str) -> tupl
 
     out = [Setup("baseline", "baseline")]
     out += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]
-    for n in (2, 3, 4):
-        for order in (0, 1, 2):
-            out.append(
-                Setup(
-                    f"FORA N={n} order {order}",
-                    "accel BlockCache (reuse)" if order == 0 else f"accel BlockCache forecast order {order}",
-                    lambda p, n=n, k=order: accel.apply(p, accel.BlockCacheConfig(interval=n, forecast_order=k)),
-                    lambda p: accel.remove(p),
-                )
-            )
+    out += [fora(n, order, 0) for n in (2, 3, 4) for order in (0, 1, 2)]
+    out += [fora(n, order, 2) for n in (2, 3, 4) for order in (1, 2)]
     for path in sorted(glob.glob(os.path.join(front, "*.json"))) if front else []:
         out.append(
             Setup(
@@ -276,10 +334,26 @@ def plot(rows: list[dict], path: str, model: str) -> None:
     plt.close(fig)
 
 
+SAME_OUTPUT = {f"official DeepCache N={n} branch 0": f"DeepCache N={n} branch 0 order 0" for n in (3, 5, 10)}
+
+
+def earlier_rows(path: str, meta: dict) -> dict[str, dict]:
+    """Rows of an earlier run with the same workload, by setup name (empty when there is none)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        earlier = json.load(f)
+    if earlier["meta"] != meta:
+        raise SystemExit(f"--merge: {path} is from another workload ({earlier['meta']}, not {meta})")
+    return {row["setup"]: row for row in earlier["rows"] if row["family"] != "baseline"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--model", default="pixart-shapes", choices=["pixart-shapes", "sd3-shapes", "wan-moving-shapes"]
+        "--model",
+        default="pixart-shapes",
+        choices=["pixart-shapes", "sd3-shapes", "wan-moving-shapes", "sd-digits"],
     )
     parser.add_argument("--samples", type=int, default=120)
     parser.add_argument("--folds", type=int, default=3)
@@ -288,8 +362,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=30)
     parser.add_argument("--out", default=None)
     parser.add_argument("--only", nargs="+", default=None, help="keep only setups whose family contains one of these")
+    parser.add_argument("--merge", action="store_true", help="keep an earlier run's rows; run only the missing setups")
     args = parser.parse_args()
     out = args.out or f"benchmarks/results/forecast_caching/{args.model}"
+    meta = {"model": args.model, "steps": args.steps, "samples": args.samples, "folds": args.folds}
+    kept = earlier_rows(out + ".json", meta) if args.merge else {}
 
     pipe, call, prompts, seeds, domain, real = workload(args.model, args.steps, args.samples, 90_000, 11)
     video = args.model.startswith("wan")
@@ -297,7 +374,12 @@ def main() -> None:
     if args.only:
         keep = ("baseline", *args.only)
         all_setups = [s for s in all_setups if any(word in s.family for word in keep)]
-    rows, baseline, base_flops, outside = [], None, None, None
+    all_setups = [s for s in all_setups if s.name not in kept]
+    if args.merge:
+        with open(out + ".json") as f:
+            notes = {**json.load(f)["notes"], **notes}
+    rows, baseline, base_flops, outside = list(kept.values()), None, None, None
+    same_output: dict[str, torch.Tensor] = {}
     from tqdm.auto import tqdm
 
     for setup in tqdm(all_setups, desc=args.model, unit="setup"):
@@ -311,15 +393,21 @@ def main() -> None:
         except Exception as exc:
             notes[setup.name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
             continue
+        notes.pop(setup.name, None)
         flops -= outside if setup.whole_pipeline_flops else 0
         if baseline is None:
             baseline, base_flops = images, flops
-        row = {"setup": setup.name, "family": setup.family, "flop_speedup": base_flops / flops}
+        if setup.name in SAME_OUTPUT or setup.name in SAME_OUTPUT.values():
+            same_output[setup.name] = images
+        row = {"setup": setup.name, "family": setup.family, "flop_speedup": base_flops / flops, "flops": flops}
         row.update(score(images, baseline, prompts, domain, real, args.folds, video))
         rows.append(row)
         tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    for official, ours in SAME_OUTPUT.items():
+        if official in same_output and ours in same_output:
+            diff = float((same_output[official] - same_output[ours]).abs().max())
+            notes[f"{official} vs accel {ours}"] = f"largest pixel difference {diff:.3g} over {len(prompts)} samples"
     fewer_steps_reference(rows)
-    meta = {"model": args.model, "steps": args.steps, "samples": args.samples, "folds": args.folds}
     write(rows, notes, out, meta)
     print(f"wrote {out}.md / .json / .png")
 
