@@ -464,6 +464,10 @@ def test_search_resumes_from_checkpoint_to_the_same_front(tmp_path):
     resumed = _search(tmp_path / "b", 3)
     again = resumed.run(progress=False)
     assert np.array_equal(final, again)
+    # the checkpoint keeps survival's rank and crowding (recomputed on the survivors alone they differ,
+    # and the next tournaments with them), so the resumed search's state is the uninterrupted one's
+    checkpoints = [json.loads((tmp_path / run / "checkpoint.json").read_text()) for run in ("a", "b")]
+    assert "crowding" in checkpoints[0] and checkpoints[0] == checkpoints[1]
     front_a = [straight.evaluated[k] for k in sorted(straight.evaluated)]
     front_b = [resumed.evaluated[k] for k in sorted(resumed.evaluated)]
     assert front_a == front_b
@@ -472,6 +476,18 @@ def test_search_resumes_from_checkpoint_to_the_same_front(tmp_path):
     assert [r["flops_ratio_predicted"] for r in rows] == sorted(r["flops_ratio_predicted"] for r in rows)
     loaded = CacheSchedule.load(rows[0]["path"])  # front members are ready-to-use BlockCache schedules
     assert loaded.metadata["cost"]["flops_ratio_measured"] == rows[0]["flops_ratio_measured"]
+
+
+def test_search_starts_from_every_hand_interval(tmp_path):
+    """More hand seeds than the population: the first population still spans the cheapest and the dearest
+    (every FORA interval), not just the first interval's seeds."""
+    search = _search(tmp_path, 0, forecast_order=1)
+    seeds = search.space.seeds()
+    assert len(seeds) > search.settings.population
+    first = search.run(progress=False)
+    costs = sorted(search.space.cost(b) for b in seeds)
+    chosen = [search.space.cost(b) for b in first]
+    assert min(chosen) == costs[0] and max(chosen) == costs[-1]
 
 
 def test_deepcache_step_search_space(tmp_path):

@@ -17,7 +17,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 from .. import api
 from ..errors import ConfigError
 from ..metrics.fidelity import psnr, ssim
+from . import nsga2
 
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
 
@@ -95,6 +95,15 @@ def _bits_key(bits: np.ndarray) -> str:
     return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex() + f":{len(bits)}"
 
 
+def spread(seeds: list[np.ndarray], size: int, cost: Callable[[np.ndarray], float]) -> list[np.ndarray]:
+    """At most ``size`` of the hand-made ``seeds``, evenly spaced in cost order from the cheapest to the
+    dearest, so that the first population spans every interval rather than the first one's variants."""
+    if len(seeds) <= size:
+        return list(seeds)
+    ordered = sorted(seeds, key=cost)  # stable: equal costs keep their order
+    return [ordered[int(i)] for i in np.linspace(0, len(ordered) - 1, size).round()]
+
+
 class ScheduleSearch:
     """NSGA-II over a search space (see :mod:`accel.tuning.cache_search_spaces`), resumable."""
 
@@ -118,21 +127,23 @@ class ScheduleSearch:
         return self.evaluated[key]
 
     # ------------------------------------------------------------------ checkpoint
-    def save(self, generation: int, population: np.ndarray) -> None:
+    def save(self, generation: int, population: Any) -> None:
+        """The population in order with survival's rank and crowding, and every evaluated schedule."""
         data = {
             "format": "accel-cache-search/1",
             "generation": generation,
             "settings": dataclasses.asdict(self.settings),
             "space": self.space.kind,
             "n_var": self.space.n_var,
-            "population": [p.astype(int).tolist() for p in population],
+            "population": [p.astype(int).tolist() for p in population.get("X")],
+            **nsga2.ranking(population),
             "evaluated": {k: list(v) for k, v in self.evaluated.items()},
         }
         with open(self.checkpoint_path + ".tmp", "w") as f:
             json.dump(data, f)
         os.replace(self.checkpoint_path + ".tmp", self.checkpoint_path)
 
-    def load(self) -> tuple[int, np.ndarray] | None:
+    def load(self) -> dict[str, Any] | None:
         if not os.path.exists(self.checkpoint_path):
             return None
         with open(self.checkpoint_path) as f:
@@ -142,33 +153,23 @@ class ScheduleSearch:
                 f"{self.checkpoint_path} belongs to a different search (space or size differs); use another --out"
             )
         self.evaluated = {k: tuple(v) for k, v in data["evaluated"].items()}
-        return int(data["generation"]), np.array(data["population"], dtype=bool)
+        return data
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool = True, on_generation: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
         """Run or resume; returns the final population's bit vectors."""
-        from pymoo.algorithms.moo.nsga2 import RankAndCrowding, binary_tournament
-        from pymoo.core.duplicate import DefaultDuplicateElimination
-        from pymoo.core.mating import Mating
         from pymoo.core.population import Population
         from pymoo.core.problem import Problem
         from pymoo.operators.crossover.pntx import PointCrossover
         from pymoo.operators.mutation.bitflip import BitflipMutation
-        from pymoo.operators.selection.tournament import TournamentSelection
         from tqdm.auto import tqdm
 
         s = self.settings
         problem = Problem(n_var=self.space.n_var, n_obj=2, xl=0, xu=1, vtype=bool)
         flip = s.mutation if s.mutation is not None else min(0.5, 4.0 / self.space.n_var)
-        mating = Mating(
-            TournamentSelection(func_comp=binary_tournament),
-            PointCrossover(n_points=4, prob=0.9),
-            BitflipMutation(prob=1.0, prob_var=flip),
-            eliminate_duplicates=DefaultDuplicateElimination(),
-        )
-        survival = RankAndCrowding()
+        mate = nsga2.mating(PointCrossover(n_points=4, prob=0.9), BitflipMutation(prob=1.0, prob_var=flip))
 
-        def to_population(x: np.ndarray) -> Any:
+        def to_population(x: np.ndarray, rng: Any = None) -> Any:
             pop = Population.new(X=x.astype(bool))
             pop.set(
                 "F", np.array([self.evaluate(b) for b in x]), "G", np.zeros((len(x), 0)), "H", np.zeros((len(x), 0))
@@ -179,41 +180,23 @@ class ScheduleSearch:
         if resumed is None:
             generation = 0
             rng = np.random.default_rng([s.seed, 0])
-            seeds = [b for b in self.space.seeds()][: s.population]
+            seeds = spread(self.space.seeds(), s.population, self.space.cost)
             while len(seeds) < s.population:
                 seeds.append(rng.random(self.space.n_var) < rng.uniform(0.3, 0.9))
-            pop = survival.do(
-                problem,
-                to_population(np.array(seeds)),
-                n_survive=s.population,
-                random_state=np.random.default_rng([s.seed, 0, 1]),
-            )
-            self.save(generation, pop.get("X"))
+            pop = nsga2.survive(problem, to_population(np.array(seeds)), s.population, s.seed, generation)
+            self.save(generation, pop)
         else:
-            generation, x = resumed
-            pop = survival.do(
-                problem,
-                to_population(x),
-                n_survive=len(x),
-                random_state=np.random.default_rng([s.seed, generation, 1]),
-            )
+            generation = int(resumed["generation"])
+            pop = to_population(np.array(resumed["population"], dtype=bool))
+            pop = nsga2.restore_ranking(problem, pop, resumed, s.seed, generation)
         start = time.perf_counter()
         bar = tqdm(total=s.generations, initial=generation, desc="search-cache", unit="gen", disable=not progress)
         while generation < s.generations:
             if s.minutes is not None and time.perf_counter() - start > s.minutes * 60:
                 break
-            rng = np.random.default_rng([s.seed, generation + 1])
-            tournament = SimpleNamespace(tournament_type="comp_by_dom_and_crowding", random_state=rng)
-            offspring = mating.do(problem, pop, s.population, random_state=rng, algorithm=tournament)
-            offspring = to_population(offspring.get("X"))
-            pop = survival.do(
-                problem,
-                Population.merge(pop, offspring),
-                n_survive=s.population,
-                random_state=np.random.default_rng([s.seed, generation + 1, 1]),
-            )
+            pop = nsga2.next_generation(problem, mate, pop, s.population, s.seed, generation, to_population)
             generation += 1
-            self.save(generation, pop.get("X"))
+            self.save(generation, pop)
             front = self.front(pop.get("X"))
             best = max(-self.evaluated[_bits_key(b)][1] for b in front)
             bar.set_postfix(front=len(front), best_quality=f"{best:.3g}", evaluated=len(self.evaluated))

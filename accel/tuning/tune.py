@@ -24,7 +24,6 @@ import json
 import math
 import os
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from ..metrics.cost import ModuleFlops, measure_interleaved
 from ..metrics.fidelity import psnr, ssim
 from ..plan import Plan, PlanSetting, PlanTargetConfig, distinct_front
 from ..plugin import config_from_dict
+from . import nsga2
 from .stack_space import StackSpace
 
 FORMAT = "accel-tune/1"
@@ -331,25 +331,14 @@ class Tuner:
     # ------------------------------------------------------------------ search
     def search(self) -> np.ndarray:
         """Run or resume NSGA-II; returns the final population."""
-        from pymoo.algorithms.moo.nsga2 import RankAndCrowding, binary_tournament
-        from pymoo.core.duplicate import DefaultDuplicateElimination
-        from pymoo.core.mating import Mating
-        from pymoo.core.population import Population
         from pymoo.core.problem import Problem
         from pymoo.operators.crossover.ux import UniformCrossover
-        from pymoo.operators.selection.tournament import TournamentSelection
         from tqdm.auto import tqdm
 
         s = self.settings
         space = self.space
         problem = Problem(n_var=space.n_var, n_obj=2, xl=0, xu=space.upper, vtype=int)
-        mating = Mating(
-            TournamentSelection(func_comp=binary_tournament),
-            UniformCrossover(prob=0.9),
-            _reset_mutation(min(0.5, 2.0 / space.n_var)),
-            eliminate_duplicates=DefaultDuplicateElimination(),
-        )
-        survival = RankAndCrowding()
+        mate = nsga2.mating(UniformCrossover(prob=0.9), _reset_mutation(min(0.5, 2.0 / space.n_var)))
         checkpoint = os.path.join(self.out_dir, "checkpoint.json")
         # every stack on disk, including those of a generation a kill cut short; which of them count as
         # already known (offspring that repeat one mutate further) is what the checkpoint says, as in an
@@ -360,21 +349,14 @@ class Tuner:
                 data = json.load(f)
             generation, x = int(data["generation"]), np.array(data["population"], dtype=int)
             self.known = set(data.get("known", self.evaluated))  # older checkpoints: all on disk
-            pop = self._population(x)
-            if "rank" in data:  # survival's rank and crowding, as computed against the merged population
-                pop.set("rank", np.array(data["rank"]), "crowding", np.array(data["crowding"], dtype=float))
-            else:
-                pop = survival.do(
-                    problem, pop, n_survive=len(x), random_state=np.random.default_rng([s.seed, generation, 1])
-                )
+            pop = nsga2.restore_ranking(problem, self._population(x), data, s.seed, generation)
         else:
             generation = 0
             rng = np.random.default_rng([s.seed, 0])
             seeds = space.seeds()
             while len(seeds) < s.population:
                 seeds.append(space.canonical(np.floor(rng.random(space.n_var) * (space.upper + 1)).astype(int)))
-            pop = self._population(np.array(seeds))
-            pop = survival.do(problem, pop, n_survive=s.population, random_state=np.random.default_rng([s.seed, 0, 1]))
+            pop = nsga2.survive(problem, self._population(np.array(seeds)), s.population, s.seed, generation)
             self._checkpoint(generation, pop)
         start = time.perf_counter()
         bar = tqdm(
@@ -392,15 +374,14 @@ class Tuner:
                         f"time budget of {s.minutes:g} min reached at generation {generation}; run again to resume"
                     )
                 break
-            rng = np.random.default_rng([s.seed, generation + 1])
-            algorithm = SimpleNamespace(tournament_type="comp_by_dom_and_crowding", random_state=rng)
-            offspring = mating.do(problem, pop, s.population, random_state=rng, algorithm=algorithm)
-            offspring = self._population(self._fresh(offspring.get("X"), rng))
-            pop = survival.do(
+            pop = nsga2.next_generation(
                 problem,
-                Population.merge(pop, offspring),
-                n_survive=s.population,
-                random_state=np.random.default_rng([s.seed, generation + 1, 1]),
+                mate,
+                pop,
+                s.population,
+                s.seed,
+                generation,
+                lambda x, rng: self._population(self._fresh(x, rng)),
             )
             generation += 1
             self._checkpoint(generation, pop)
@@ -444,8 +425,7 @@ class Tuner:
                 {
                     "generation": generation,
                     "population": np.asarray(pop.get("X"), dtype=int).tolist(),
-                    "rank": [int(r) for r in pop.get("rank")],
-                    "crowding": [float(c) for c in pop.get("crowding")],
+                    **nsga2.ranking(pop),
                     "known": sorted(self.known),
                 },
             )
