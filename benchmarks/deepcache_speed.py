@@ -8,6 +8,12 @@ the official ``DeepCache`` package (``pip install DeepCache``) and ToMe for SD (
 where they run with the installed diffusers (the table says so where they do not).
 
     python benchmarks/deepcache_speed.py --steps 10 --repeats 2
+    python benchmarks/deepcache_speed.py --profile   # where a cached step's time goes
+
+``--profile`` times one full U-Net call and one cached (shallow) call at each branch with
+``torch.profiler`` and splits their CPU time into the operators the FLOP counter counts (matmuls,
+convolutions, attention) and everything else (norms, activations, adds, copies): the share of the
+latter on the shallow path is what keeps the wall clock below the FLOP ideal at large intervals.
 """
 
 from __future__ import annotations
@@ -113,6 +119,78 @@ def setups(pipe, intervals: list[int]) -> tuple[list[Setup], dict[str, str]]:
     return out, notes
 
 
+FLOP_OPS = ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "conv", "convolution", "scaled_dot_product")
+
+
+def _split_time(prof) -> tuple[float, float]:
+    """Self CPU seconds of the operators the FLOP counter counts, and of all other operators."""
+    counted = other = 0.0
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        name = event.key[len("aten::") :]
+        if any(name == op or name.startswith(op + "_") or name.startswith("_" + op) for op in FLOP_OPS):
+            counted += event.self_cpu_time_total / 1e6
+        elif name.startswith("_convolution") or "conv" in name or "attention" in name:
+            counted += event.self_cpu_time_total / 1e6
+        else:
+            other += event.self_cpu_time_total / 1e6
+    return counted, other
+
+
+def profile_calls(pipe, kwargs: dict, branches: list[int]) -> list[str]:
+    """One full and one cached U-Net call per branch: wall time, FLOPs and the split of their CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def one_step(config, flops: bool):
+        """Per U-Net call of a 2-step run: its FLOPs (``flops``), or its seconds and time split (profiled)."""
+        calls = []
+
+        def pre(module, args):
+            meter = FlopCounterMode(display=False) if flops else profile(activities=[ProfilerActivity.CPU])
+            module._accel_meter = meter
+            module._accel_meter.__enter__()
+            module._accel_start = time.perf_counter()
+
+        def post(module, args, output):
+            seconds = time.perf_counter() - module._accel_start
+            module._accel_meter.__exit__(None, None, None)
+            meter = module._accel_meter
+            calls.append(meter.get_total_flops() if flops else (seconds, *_split_time(meter)))
+
+        handles = [pipe.unet.register_forward_pre_hook(pre), pipe.unet.register_forward_hook(post)]
+        if config is not None:
+            accel.apply(pipe, config)
+        try:
+            with torch.no_grad():
+                pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, "num_inference_steps": 2})
+        finally:
+            if config is not None:
+                accel.remove(pipe)
+            for h in handles:
+                h.remove()
+        return calls[1]  # the second call: full without DeepCache, cached with it
+
+    def measure(config):
+        one_step(config, flops=False)  # warm-up
+        return (one_step(config, flops=True), *one_step(config, flops=False))
+
+    full_flops, *full = measure(None)
+    lines = [
+        "| call | seconds | share of a full call's time | share of its FLOPs | matmul/conv/attention s | other s |",
+        "|---|---|---|---|---|---|",
+        f"| full U-Net | {full[0]:.2f} | 1.00 | 1.00 | {full[1]:.2f} | {full[2]:.2f} |",
+    ]
+    for branch in branches:
+        flops, *shallow = measure(accel.DeepCacheConfig(interval=2, branch=branch))
+        lines.append(
+            f"| cached step, branch {branch} | {shallow[0]:.2f} | {shallow[0] / full[0]:.3f} | "
+            f"{flops / full_flops:.3f} | {shallow[1]:.2f} | {shallow[2]:.2f} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -120,6 +198,7 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, nargs="+", default=[2, 3, 5, 10])
     parser.add_argument("--guidance", type=float, default=1.0, help="1.0: no CFG (batch 1); >1: CFG batch 2")
     parser.add_argument("--out", default="benchmarks/results/deepcache_speed")
+    parser.add_argument("--profile", action="store_true", help="split one full and one cached call's time instead")
     args = parser.parse_args()
 
     pipe = build_pipeline()
@@ -133,6 +212,17 @@ def main() -> None:
         width=512,
         output_type="latent",
     )
+    if args.profile:
+        lines = profile_calls(pipe, kwargs, [0, 1, 3])
+        header = (
+            f"Where a DeepCache step's time goes: SD 1.5 U-Net (random weights, 64x64 latents, guidance "
+            f"{args.guidance:g}, fp32, {torch.get_num_threads()} CPU threads), one call each after a warm-up, CPU "
+            "self time by operator; FLOPs counted in a separate run."
+        )
+        with open(args.out + "_profile.md", "w") as f:
+            f.write(header + "\n\n" + "\n".join(lines) + "\n")
+        print(header, *lines, sep="\n")
+        return
     run_setups, notes = setups(pipe, args.intervals)
     results = {}
     outputs = {}
