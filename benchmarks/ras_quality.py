@@ -6,10 +6,6 @@ samples one image at a time), with the pipeline's CFG. RAS settings scale the pa
 (4 dense warm-up steps, dense error-reset steps at 12 and 20) to ``--steps``.
 
     python benchmarks/ras_quality.py --out benchmarks/results/ras_quality
-    python benchmarks/ras_quality.py --forecast-orders 0 1 --out benchmarks/results/ras_forecast
-
-``--forecast-orders 0 1`` runs every setting twice: dropped tokens reusing their last noise prediction
-(the paper) and extrapolating it to first order (``RASConfig.forecast_order=1``).
 """
 
 from __future__ import annotations
@@ -21,19 +17,16 @@ from dit_caching import Setup, compare_with_fewer_steps, evaluate, workload, wri
 import accel
 
 
-def ras_setup(ratio: float, steps: int, final: float | None = None, forecast_order: int = 0) -> Setup:
+def ras_setup(ratio: float, steps: int, final: float | None = None) -> Setup:
     scale = steps / 28
     config = accel.RASConfig(
         sample_ratio=ratio,
         final_sample_ratio=final,
         warmup_steps=max(1, round(4 * scale)),
         error_reset_steps=(round(12 * scale), round(20 * scale)),
-        forecast_order=forecast_order,
     )
     name = f"RAS ratio {ratio:g}" + (f" -> {final:g}" if final is not None else "")
-    name += f" forecast {forecast_order}" if forecast_order else ""
-    family = "RAS (accel)" + (" + forecast of dropped tokens" if forecast_order else "")
-    return Setup(name, family, lambda p: accel.apply(p, config), lambda p: accel.remove(p))
+    return Setup(name, "RAS (accel)", lambda p: accel.apply(p, config), lambda p: accel.remove(p))
 
 
 def main() -> None:
@@ -42,9 +35,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--samples", type=int, default=60)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.75, 0.5, 0.35, 0.25, 0.15])
-    parser.add_argument(
-        "--forecast-orders", type=int, nargs="+", default=[0], help="RASConfig.forecast_order values to run"
-    )
     parser.add_argument("--out", default="benchmarks/results/ras_quality")
     args = parser.parse_args()
 
@@ -52,9 +42,8 @@ def main() -> None:
 
     setups = [Setup("baseline", "baseline")]
     setups += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (19, 18, 17, 16, 14, 12, 10, 8, 6)]
-    for order in args.forecast_orders:
-        setups += [ras_setup(r, args.steps, forecast_order=order) for r in args.ratios]
-        setups.append(ras_setup(0.5, args.steps, final=0.15, forecast_order=order))
+    setups += [ras_setup(r, args.steps) for r in args.ratios]
+    setups.append(ras_setup(0.5, args.steps, final=0.15))
     notes: dict[str, str] = {}
     rows = evaluate(pipe, setups, prompts, seeds, call, domain, real, notes, batch=1)
     compare_with_fewer_steps(rows)

@@ -251,63 +251,6 @@ def test_batch_two_and_non_square_latents():
     assert stats["tokens"] == 32 and stats["tokens_per_step"] == [32, 16, 16, 16]
 
 
-@pytest.mark.parametrize("order", [0, 1])
-def test_dropped_tokens_reuse_or_forecast_their_noise_prediction(order, monkeypatch):
-    """The denoiser's prediction is made linear in the step (A + B * step), with junk on dropped tokens: the
-    scheduler must get, for a dropped token, its value at its last computed step (order 0, the paper) or
-    the exact line through its last two computed values (order 1)."""
-    tiny = tiny_pipeline("sd3")
-    torch.manual_seed(0)
-    seen, junk = [], 1e3
-    original_step = type(tiny.pipe.scheduler).step
-
-    def recording_step(self, model_output, timestep, sample, *args, **kwargs):
-        seen.append(model_output.clone())
-        return original_step(self, model_output, timestep, sample, *args, **kwargs)
-
-    monkeypatch.setattr(type(tiny.pipe.scheduler), "step", recording_step)
-    accel.apply(tiny.pipe, accel.RASConfig(sample_ratio=0.25, warmup_steps=2, forecast_order=order))
-    plugin = _plugin(tiny.pipe)
-    lines = {}
-
-    def linear_in_step(module, args, output):
-        sample = output[0]
-        if "a" not in lines:
-            # the same line for both CFG halves, so that the guided prediction is that line too
-            lines["a"], lines["b"] = (torch.randn_like(sample[:1]).expand_as(sample) for _ in range(2))
-        step = plugin.session.context.current.step_index
-        value = lines["a"] + lines["b"] * step
-        if plugin.active is not None:
-            patch = plugin.layout.patch_size(tiny.denoiser)
-            tokens = to_tokens(value, patch).clone()
-            dropped = torch.ones(tokens.shape[1], dtype=torch.bool)
-            dropped[plugin.active] = False
-            tokens[:, dropped] = junk
-            value = from_tokens(tokens, patch, value.shape)
-        return (value, *output[1:])
-
-    handle = tiny.denoiser.register_forward_hook(linear_in_step)
-    _run(tiny, steps=6, output_type="latent")
-    handle.remove()
-    patch = plugin.layout.patch_size(tiny.denoiser)
-    a, b = to_tokens(lines["a"][:1], patch), to_tokens(lines["b"][:1], patch)
-    last_computed = torch.zeros(plugin.num_tokens)
-    for step, given in enumerate(seen):
-        given = to_tokens(given, patch)
-        assert given.abs().max() < junk / 10  # every dropped token was filled in
-        computed = torch.ones(plugin.num_tokens, dtype=torch.bool)
-        if plugin.plan[step] is not None:
-            computed[:] = False
-            computed[plugin.plan[step]] = True
-        last_computed[computed] = step
-        at = float(step) if order == 1 else last_computed[None, :, None, None]
-        torch.testing.assert_close(given, a + b * at, rtol=1e-5, atol=1e-5)
-    assert any(plan is not None for plan in plugin.plan.values())
-    if order == 1:
-        assert _stats(tiny.pipe)["forecast_bytes"] > 0
-    accel.remove(tiny.pipe)
-
-
 def test_token_layout_roundtrip_and_importance():
     x = torch.randn(2, 4, 6, 8)
     assert torch.equal(from_tokens(to_tokens(x, 2), 2, x.shape), x)
@@ -379,7 +322,6 @@ class TestRASPlugin(PluginTesterMixin):
         "attention_flops_fraction",
         "attention_flops_saved",
         "cache_bytes",
-        "forecast_bytes",
     )
     unsupported_family = "wan"
     bad_configs = [

@@ -30,9 +30,6 @@ class RASConfig(PluginConfig):
             pushed back into the recomputed set. 0 disables it.
         keep_tokens: image token indices (row-major over the patch grid) always recomputed. Text tokens
             are never dropped.
-        forecast_order: what a dropped token's noise prediction is: 0 reuses its last computed value (the
-            paper); 1 extrapolates the line through its last two computed values over the step index
-            (TaylorSeer's first order, applied per token).
     """
 
     short_prefix = "ras"
@@ -44,7 +41,6 @@ class RASConfig(PluginConfig):
     keep: str = "high"
     starvation_scale: float = 0.1
     keep_tokens: tuple[int, ...] = ()
-    forecast_order: int = 0
 
     def __post_init__(self) -> None:
         check_float("RASConfig", "sample_ratio", self.sample_ratio, 0.0, 1.0, low_inclusive=False)
@@ -57,7 +53,6 @@ class RASConfig(PluginConfig):
         check_choice("RASConfig", "keep", self.keep, KEEP)
         check_float("RASConfig", "starvation_scale", self.starvation_scale, 0.0, 10.0)
         check_int_tuple("RASConfig", "keep_tokens", self.keep_tokens, 0, 10**9)
-        check_int("RASConfig", "forecast_order", self.forecast_order, 0, 1)
 
     def is_dense(self, step: int) -> bool:
         always_dense = self.sample_ratio >= 1.0 and self.final_sample_ratio in (None, 1.0)

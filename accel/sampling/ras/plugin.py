@@ -135,25 +135,24 @@ class RASPlugin(Plugin):
         return self.active
 
     def step(self, step_fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Wrapper of ``scheduler.step``: dropped tokens move with their cached (or forecast) prediction."""
+        """Wrapper of ``scheduler.step``: dropped tokens move with their cached prediction."""
         args = list(args)
         output = args[0] if args else kwargs["model_output"]
         sample = args[2] if len(args) > 2 else kwargs.get("sample")
         info = self.session.context.current
         patch = self.layout.patch_size(self.session.denoiser)
         active = self.plan.get(info.step_index) if info is not None else None
-        step = float(info.step_index) if info is not None else 0.0
-        tokens = to_tokens(output, patch)
-        if self.last is None or self.last.shape != tokens.shape:
-            self.last, self.previous = None, None  # first step, or the batch changed: nothing to reuse
-            active = None
-        computed = torch.ones(tokens.shape[1], dtype=torch.bool, device=tokens.device)
-        if active is not None:
-            computed[:] = False
-            computed[active.to(tokens.device)] = True
-            tokens = torch.where(computed[:, None, None], tokens, self.predict(step).to(tokens.dtype))
+        cached = self.cached_output
+        if active is not None and cached is not None and cached.shape == output.shape:
+            tokens = to_tokens(output, patch).clone()
+            dropped = torch.ones(tokens.shape[1], dtype=torch.bool)
+            dropped[active] = False
+            tokens[:, dropped.to(tokens.device)] = to_tokens(cached, patch)[:, dropped.to(tokens.device)].to(
+                tokens.dtype
+            )
             output = from_tokens(tokens, patch, output.shape)
-        self.remember(tokens.detach(), computed, step)
+        self.cached_output = output.detach()
+        self.note_bytes("output", self.cached_output)
         channels = sample.shape[1] if (sample is not None and patch is not None and sample.ndim == 4) else None
         self.scores = importance(output, patch, self.config.metric, channels).cpu()
         if args:
@@ -161,33 +160,6 @@ class RASPlugin(Plugin):
         else:
             kwargs["model_output"] = output
         return step_fn(*args, **kwargs)
-
-    def predict(self, step: float) -> torch.Tensor:
-        """Every token's last computed prediction, or with ``forecast_order=1`` its line through the last two
-        computed ones evaluated at ``step`` (tokens computed only once reuse)."""
-        if not self.config.forecast_order or self.previous is None:
-            return self.last
-        gap = (self.last_step - self.previous_step).clamp(min=1.0)
-        slope = (step - self.last_step) / gap
-        slope = torch.where(torch.isfinite(self.previous_step), slope, torch.zeros_like(slope))
-        return self.last + slope.to(self.last.device)[:, None, None] * (self.last - self.previous)
-
-    def remember(self, tokens: torch.Tensor, computed: torch.Tensor, step: float) -> None:
-        """Keep, per token, its newest computed prediction (and the one before, for forecasting)."""
-        n = tokens.shape[1]
-        if self.last is None:
-            self.last, self.last_step = tokens, torch.full((n,), step)
-            self.previous, self.previous_step = None, torch.full((n,), -float("inf"))
-        else:
-            if self.config.forecast_order:
-                prior = self.previous if self.previous is not None else self.last
-                self.previous = torch.where(computed[:, None, None], self.last, prior)
-                self.previous_step = torch.where(computed.cpu(), self.last_step, self.previous_step)
-            self.last = torch.where(computed[:, None, None], tokens, self.last)
-            self.last_step = torch.where(computed.cpu(), torch.full((n,), step), self.last_step)
-        self.note_bytes("output", self.last)
-        if self.previous is not None:
-            self.note_bytes("forecast_history", self.previous)
 
     # ------------------------------------------------------------------ state & statistics
     def note_bytes(self, key: Any, value: Any) -> None:
@@ -199,9 +171,7 @@ class RASPlugin(Plugin):
         self.tokens_per_step: dict[int, int] = {}
         self.scores: torch.Tensor | None = None
         self.starved: torch.Tensor | None = None
-        self.last: torch.Tensor | None = None  # per token, its newest computed noise prediction
-        self.previous: torch.Tensor | None = None  # and the one before (forecast_order=1)
-        self.last_step = self.previous_step = torch.zeros(0)
+        self.cached_output: torch.Tensor | None = None
         self.active = None
         self._bytes: dict[Any, int] = {}
         self.peak_cache_bytes = 0
@@ -209,7 +179,7 @@ class RASPlugin(Plugin):
             processor.reset()
 
     def on_generation_end(self) -> None:
-        self.last = self.previous = None
+        self.cached_output = None
         for processor in self.processors:
             processor.reset()
 
@@ -229,7 +199,6 @@ class RASPlugin(Plugin):
             "attention_flops_fraction": round(sparse_attn / dense_attn, 4) if dense_attn else None,
             "attention_flops_saved": round(1 - sparse_attn / dense_attn, 4) if dense_attn else None,
             "cache_bytes": self.peak_cache_bytes,
-            "forecast_bytes": self._bytes.get("forecast_history", 0),
         }
 
 
