@@ -137,7 +137,18 @@ def unet_setups() -> tuple[list[Setup], dict[str, str]]:
     return out, notes
 
 
-def setups(pipe, call: dict, prompt: str, front: str | None, model: str) -> tuple[list[Setup], dict[str, str]]:
+def front_members(front: str, most: int | None) -> list[str]:
+    """The searched schedules in ``front`` (cheapest first, as the search numbers them), at most ``most`` of
+    them evenly spaced from the first to the last."""
+    paths = sorted(glob.glob(os.path.join(front, "*.json")))
+    if most is None or len(paths) <= most:
+        return paths
+    return [paths[int(i)] for i in np.linspace(0, len(paths) - 1, most).round()]
+
+
+def setups(
+    pipe, call: dict, prompt: str, front: str | None, model: str, front_max: int | None = None
+) -> tuple[list[Setup], dict[str, str]]:
     if not hasattr(pipe, "transformer"):
         return unet_setups()
     from diffusers.hooks import (
@@ -153,7 +164,7 @@ def setups(pipe, call: dict, prompt: str, front: str | None, model: str) -> tupl
     out += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]
     out += [fora(n, order, 0) for n in (2, 3, 4) for order in (0, 1, 2)]
     out += [fora(n, order, 2) for n in (2, 3, 4) for order in (1, 2)]
-    for path in sorted(glob.glob(os.path.join(front, "*.json"))) if front else []:
+    for path in front_members(front, front_max) if front else []:
         out.append(
             Setup(
                 f"searched {os.path.basename(path)[:-5]}",
@@ -359,6 +370,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--front", default=None, help="searched schedules (accel search-cache --out DIR: DIR/front)")
+    parser.add_argument("--front-max", type=int, default=None, help="run at most this many front members")
     parser.add_argument("--batch", type=int, default=30)
     parser.add_argument("--out", default=None)
     parser.add_argument("--only", nargs="+", default=None, help="keep only setups whose family contains one of these")
@@ -370,7 +382,7 @@ def main() -> None:
 
     pipe, call, prompts, seeds, domain, real = workload(args.model, args.steps, args.samples, 90_000, 11)
     video = args.model.startswith("wan")
-    all_setups, notes = setups(pipe, call, prompts[0], args.front, args.model)
+    all_setups, notes = setups(pipe, call, prompts[0], args.front, args.model, args.front_max)
     if args.only:
         keep = ("baseline", *args.only)
         all_setups = [s for s in all_setups if any(word in s.family for word in keep)]
