@@ -20,7 +20,8 @@ same FLOPs (log-linear interpolation between step counts, never extrapolated).
     python benchmarks/forecast_caching.py --model sd-digits --samples 120
 
 ``--merge`` keeps the rows of an earlier run of the same model, steps, samples and folds and runs only the
-setups it lacks (the baseline always runs again: it is every row's reference).
+setups it lacks (the baseline always runs again: it is every row's reference). The tables are rewritten
+after every setup, so ``--merge`` also resumes an interrupted run.
 """
 
 from __future__ import annotations
@@ -415,6 +416,9 @@ def main() -> None:
         row.update(score(images, baseline, prompts, domain, real, args.folds, video))
         rows.append(row)
         tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        if row["family"] != "baseline":  # after every setup, so that --merge resumes an interrupted run
+            fewer_steps_reference(rows)
+            write(rows, notes, out, meta)
     for official, ours in SAME_OUTPUT.items():
         if official in same_output and ours in same_output:
             diff = float((same_output[official] - same_output[ours]).abs().max())
