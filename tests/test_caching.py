@@ -480,7 +480,7 @@ def test_search_resumes_from_checkpoint_to_the_same_front(tmp_path):
 
 def test_search_starts_from_every_hand_interval(tmp_path):
     """More hand seeds than the population: the first population still spans the cheapest and the dearest
-    (every FORA interval), not just the first interval's seeds."""
+    (every FORA interval), not just the first interval's seeds, and forecasts where the search may."""
     search = _search(tmp_path, 0, forecast_order=1)
     seeds = search.space.seeds()
     assert len(seeds) > search.settings.population
@@ -488,6 +488,8 @@ def test_search_starts_from_every_hand_interval(tmp_path):
     costs = sorted(search.space.cost(b) for b in seeds)
     chosen = [search.space.cost(b) for b in first]
     assert min(chosen) == costs[0] and max(chosen) == costs[-1]
+    assert len(set(chosen)) == len(chosen)  # one seed per cost level: no reuse/forecast twins
+    assert all((search.space.to_forecast(b) > 0).any() for b in first)  # and the forecasting twin of each
 
 
 def test_deepcache_step_search_space(tmp_path):

@@ -96,12 +96,20 @@ def _bits_key(bits: np.ndarray) -> str:
 
 
 def spread(seeds: list[np.ndarray], size: int, cost: Callable[[np.ndarray], float]) -> list[np.ndarray]:
-    """At most ``size`` of the hand-made ``seeds``, evenly spaced in cost order from the cheapest to the
-    dearest, so that the first population spans every interval rather than the first one's variants."""
+    """At most ``size`` of the hand-made ``seeds``, evenly spaced in cost from the cheapest to the dearest,
+    so that the first population spans every interval rather than the first one's variants. Seeds of equal
+    cost (the same schedule with and without forecasting) count as one level, represented by the first
+    the space lists (the forecasting one); the rest fill any places left."""
     if len(seeds) <= size:
         return list(seeds)
-    ordered = sorted(seeds, key=cost)  # stable: equal costs keep their order
-    return [ordered[int(i)] for i in np.linspace(0, len(ordered) - 1, size).round()]
+    levels: dict[float, list[np.ndarray]] = {}
+    for seed in seeds:
+        levels.setdefault(round(cost(seed), 9), []).append(seed)
+    groups = [levels[c] for c in sorted(levels)]
+    if len(groups) >= size:
+        return [groups[int(i)][0] for i in np.linspace(0, len(groups) - 1, size).round()]
+    rest = [seed for group in groups for seed in group[1:]]
+    return [g[0] for g in groups] + [rest[int(i)] for i in np.linspace(0, len(rest) - 1, size - len(groups)).round()]
 
 
 class ScheduleSearch:

@@ -181,7 +181,7 @@ class BlockScheduleSpace:
                             live,
                             cached or None,
                         )
-                        choices = {False, bool(self.forecast_order)}
+                        choices = (True, False) if self.forecast_order else (False,)  # forecasting first
                         out += [self.from_mask(sched.recompute, forecast=f) for f in choices]
         return out
 
@@ -259,7 +259,7 @@ class DeepCacheStepSpace:
         for interval in (2, 3, 4, 5):
             for schedule in ("uniform", "quadratic"):
                 mask = np.array(DeepCacheConfig(interval=interval, schedule=schedule).full_steps(self.num_steps)[1:])
-                for forecast in {False, bool(self.forecast_order)}:
+                for forecast in (True, False) if self.forecast_order else (False,):  # forecasting first
                     flags = np.full(self.num_steps - 1, forecast) if self.forecast_order else np.zeros(0, dtype=bool)
                     out.append(np.concatenate([mask, flags]).astype(bool))
         return out
