@@ -104,16 +104,46 @@ def calibrate_mag_ratios(pipe, call: dict, prompt: str) -> list[float]:
     return [float(v) for v in lists[-1].split(",")] if lists else []
 
 
+def mag_cache_setups(
+    pipe, call: dict, prompt: str, thresholds: tuple[float, ...], family: str, notes: dict[str, str]
+) -> list[Setup]:
+    """diffusers' MagCache at each threshold, with magnitude ratios calibrated here on ``prompt`` (a note
+    instead where calibration fails)."""
+    from diffusers.hooks import MagCacheConfig, apply_mag_cache
+
+    try:
+        ratios = calibrate_mag_ratios(pipe, call, prompt)
+        if not ratios:
+            raise RuntimeError("MagCache calibration printed no ratios")
+    except Exception as exc:
+        notes["MagCache"] = f"not run: {type(exc).__name__}: {exc}"
+        return []
+    return [
+        diffusers_hook(
+            f"MagCache t={t}",
+            family,
+            lambda p, t=t: apply_mag_cache(
+                p.transformer,
+                MagCacheConfig(
+                    threshold=t,
+                    num_inference_steps=call["num_inference_steps"],
+                    mag_ratios=ratios,
+                    max_skip_steps=3,
+                ),
+            ),
+        )
+        for t in thresholds
+    ]
+
+
 def peer_setups(pipe, call: dict, prompt: str, model: str) -> tuple[list[Setup], dict[str, str]]:
     from diffusers.hooks import (
         FasterCacheConfig,
         FirstBlockCacheConfig,
-        MagCacheConfig,
         PyramidAttentionBroadcastConfig,
         TaylorSeerCacheConfig,
         apply_faster_cache,
         apply_first_block_cache,
-        apply_mag_cache,
         apply_pyramid_attention_broadcast,
         apply_taylorseer_cache,
     )
@@ -180,28 +210,7 @@ def peer_setups(pipe, call: dict, prompt: str, model: str) -> tuple[list[Setup],
                 ),
             )
         )
-    try:
-        ratios = calibrate_mag_ratios(pipe, call, prompt)
-        if not ratios:
-            raise RuntimeError("MagCache calibration printed no ratios")
-        for t in (0.04, 0.1, 0.2):
-            setups.append(
-                diffusers_hook(
-                    f"MagCache t={t}",
-                    "MagCache",
-                    lambda p, t=t: apply_mag_cache(
-                        p.transformer,
-                        MagCacheConfig(
-                            threshold=t,
-                            num_inference_steps=call["num_inference_steps"],
-                            mag_ratios=ratios,
-                            max_skip_steps=3,
-                        ),
-                    ),
-                )
-            )
-    except Exception as exc:
-        notes["MagCache"] = f"not run: {type(exc).__name__}: {exc}"
+    setups += mag_cache_setups(pipe, call, prompt, (0.04, 0.1, 0.2), "MagCache", notes)
     try:
         import cache_dit
         from cache_dit import DBCacheConfig

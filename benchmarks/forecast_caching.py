@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from dit_caching import Setup, _fresh, calibrate_mag_ratios, diffusers_hook, workload  # noqa: E402
+from dit_caching import Setup, _fresh, diffusers_hook, mag_cache_setups, workload  # noqa: E402
 
 import accel  # noqa: E402
 from accel.metrics.cost import ModuleFlops, count_flops  # noqa: E402
@@ -154,10 +154,8 @@ def setups(
         return unet_setups()
     from diffusers.hooks import (
         FirstBlockCacheConfig,
-        MagCacheConfig,
         TaylorSeerCacheConfig,
         apply_first_block_cache,
-        apply_mag_cache,
         apply_taylorseer_cache,
     )
 
@@ -202,28 +200,7 @@ def setups(
             )
         )
     notes: dict[str, str] = {}
-    try:
-        ratios = calibrate_mag_ratios(pipe, call, prompt)
-        if not ratios:
-            raise RuntimeError("MagCache calibration printed no ratios")
-        for t in (0.1, 0.2):
-            out.append(
-                diffusers_hook(
-                    f"MagCache t={t}",
-                    "diffusers MagCache",
-                    lambda p, t=t: apply_mag_cache(
-                        p.transformer,
-                        MagCacheConfig(
-                            threshold=t,
-                            num_inference_steps=call["num_inference_steps"],
-                            mag_ratios=ratios,
-                            max_skip_steps=3,
-                        ),
-                    ),
-                )
-            )
-    except Exception as exc:
-        notes["MagCache"] = f"not run: {type(exc).__name__}: {exc}"
+    out += mag_cache_setups(pipe, call, prompt, (0.1, 0.2), "diffusers MagCache", notes)
     out += cache_dit_setups(notes, model)
     return out, notes
 
