@@ -9,6 +9,7 @@ fails, everything registered so far is removed again and the model is left untou
 from __future__ import annotations
 
 import copy
+import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,9 @@ from .summary import Summary
 DENOISER_ATTRIBUTES = ("unet", "transformer", "transformer_2", "transformer_3", "prior")
 
 _HANDLES: weakref.WeakKeyDictionary[Any, AccelHandle] = weakref.WeakKeyDictionary()
+#: Serialises apply / remove across threads (each also holds the target's loop context, see
+#: ``DenoisingContext.exclusive``, so that no generation runs on a half-changed pipeline).
+_API_LOCK = threading.RLock()
 
 
 class AccelHandle:
@@ -79,25 +83,27 @@ def apply(
     """
     flat = _flatten(configs)
     denoisers = _resolve(target)
-    handle = _HANDLES.get(target)
-    _check_not_owned_elsewhere(denoisers, handle)
-    compat.check_compatible((handle.configs if handle else []) + flat)
-    is_pipeline = not isinstance(target, nn.Module)
-    adapters = {name: lookup(module) for name, module in denoisers}
-    for name, _ in denoisers:
-        for config in flat:
-            plugin_for(config).check(adapters[name], config, has_pipeline=is_pipeline)
+    with _API_LOCK:
+        handle = _HANDLES.get(target)
+        _check_not_owned_elsewhere(denoisers, handle)
+        compat.check_compatible((handle.configs if handle else []) + flat)
+        is_pipeline = not isinstance(target, nn.Module)
+        adapters = {name: lookup(module) for name, module in denoisers}
+        for name, _ in denoisers:
+            for config in flat:
+                plugin_for(config).check(adapters[name], config, has_pipeline=is_pipeline)
 
-    created = handle is None
-    if handle is None:
-        handle = _new_handle(target, denoisers, adapters, is_pipeline, num_inference_steps, cfg_stacked)
-    else:
-        _update_loop_hints(handle.context, num_inference_steps, cfg_stacked)
-    _attach_all(handle, flat, created)
-    handle.configs.extend(flat)
-    _HANDLES[target] = handle
-    for _, module in denoisers:
-        _HANDLES[module] = handle
+        created = handle is None
+        if handle is None:
+            handle = _new_handle(target, denoisers, adapters, is_pipeline, num_inference_steps, cfg_stacked)
+        with handle.context.exclusive("apply"):
+            if not created:
+                _update_loop_hints(handle.context, num_inference_steps, cfg_stacked)
+            _attach_all(handle, flat, created)
+        handle.configs.extend(flat)
+        _HANDLES[target] = handle
+        for _, module in denoisers:
+            _HANDLES[module] = handle
     return handle
 
 
@@ -184,21 +190,23 @@ def remove(target: Any) -> bool:
 
     The model is restored exactly: same outputs bit for bit, no leftover hooks or overrides.
     """
-    handle = get_handle(target)
-    if handle is None:
-        return False
-    owner = handle.target
-    errors: list[BaseException] = []
-    for session in handle.sessions:
-        try:
-            session.remove()
-        except BaseException as exc:
-            errors.append(exc)
-        _HANDLES.pop(session.denoiser, None)
-    handle.context.unbind_pipeline()
-    if owner is not None:
-        _HANDLES.pop(owner, None)
-    _HANDLES.pop(target, None)
+    with _API_LOCK:
+        handle = get_handle(target)
+        if handle is None:
+            return False
+        with handle.context.exclusive("remove"):
+            owner = handle.target
+            errors: list[BaseException] = []
+            for session in handle.sessions:
+                try:
+                    session.remove()
+                except BaseException as exc:
+                    errors.append(exc)
+                _HANDLES.pop(session.denoiser, None)
+            handle.context.unbind_pipeline()
+            if owner is not None:
+                _HANDLES.pop(owner, None)
+            _HANDLES.pop(target, None)
     if errors:
         raise errors[0]
     return True
@@ -212,8 +220,9 @@ def replicate(target: Any) -> Any:
 
     The copy has the same plugins with its own accel state and summary, and shares the original's
     weights (parameters and buffers are not copied, so it costs little memory). ``remove`` and
-    ``apply`` work on each independently. Call it while the original is not generating; the
-    original's plugins are taken off and put back, which resets its statistics::
+    ``apply`` work on each independently. Call it while the original is not generating (otherwise
+    :class:`ConcurrentUseError`); the original's plugins are taken off and put back, which resets
+    its statistics::
 
         workers = [accel.replicate(pipe) for _ in range(4)]  # one per thread
     """
@@ -222,24 +231,23 @@ def replicate(target: Any) -> Any:
         raise NotFoundError(f"accel is not attached to this {type(target).__name__}; copy it with copy.deepcopy")
     if handle.target is not target:
         raise StateError("replicate the target accel was applied to (the pipeline), not one of its denoisers")
-    if handle.context.busy:
-        raise StateError("replicate a pipeline between generations, not while it is generating")
     configs = list(handle.configs)
     hints = {
         "num_inference_steps": handle.context.user_num_inference_steps,
         "cfg_stacked": handle.context.user_cfg_stacked,
     }
-    remove(target)
-    try:
-        shared: dict[int, Any] = {}
-        modules = [target] if isinstance(target, nn.Module) else list(target.components.values())
-        for module in (m for m in modules if isinstance(m, nn.Module)):
-            for tensor in list(module.parameters()) + list(module.buffers()):
-                shared[id(tensor)] = tensor
-        clone = copy.deepcopy(target, shared)
-    finally:
-        apply(target, *configs, **hints)
-    apply(clone, *configs, **hints)
+    with _API_LOCK:
+        remove(target)
+        try:
+            shared: dict[int, Any] = {}
+            modules = [target] if isinstance(target, nn.Module) else list(target.components.values())
+            for module in (m for m in modules if isinstance(m, nn.Module)):
+                for tensor in list(module.parameters()) + list(module.buffers()):
+                    shared[id(tensor)] = tensor
+            clone = copy.deepcopy(target, shared)
+        finally:
+            apply(target, *configs, **hints)
+        apply(clone, *configs, **hints)
     return clone
 
 

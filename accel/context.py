@@ -19,13 +19,15 @@ number of steps must be given by the user; plugins that need it raise a clear er
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import inspect
 import math
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -155,6 +157,7 @@ class DenoisingContext:
         self._wrapped_pipeline_attrs: list[tuple[Any, str]] = []
         self._owner_lock = threading.Lock()
         self._owner: threading.Thread | None = None
+        self._exclusive = False  # an apply / remove / reset holds the context
         self._reset_loop_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -192,21 +195,75 @@ class DenoisingContext:
             self._step_wrappers.remove(wrapper)
 
     def claim(self) -> None:
-        """Make the calling thread the one running generations here, or raise :class:`ConcurrentUseError`
-        if another live thread is in the middle of one (its state would be mixed with this one's)."""
+        """Make the calling thread the owner of this context, or raise :class:`ConcurrentUseError`.
+
+        Ownership is taken under a lock, so of several threads entering at once exactly one passes.
+        The owner keeps it until its pipeline call returns (for a bare denoiser: until its generation
+        ends); every other thread is refused until then, and its refusal touches nothing.
+        """
         me = threading.current_thread()
         with self._owner_lock:
             owner = self._owner
-            busy = self._phase is not LoopPhase.IDLE and owner is not None and owner is not me and owner.is_alive()
-            if not busy:
-                self._owner = me
+            if owner is me:
                 return
+            if owner is not None and self._owner_active(owner):
+                raise self._refusal(owner)
+            if owner is not None:  # the previous owner's call is over (or failed): start afresh
+                self._reset_loop_state()
+            self._owner = me
+
+    def _owner_active(self, owner: threading.Thread) -> bool:
+        """Whether ``owner`` still holds this context: it is alive and, with a pipeline, still inside
+        that pipeline's call (its ``__call__`` frame is on the thread's stack)."""
+        if not owner.is_alive():
+            return False
+        if self._exclusive:
+            return True
+        if _call_code(self.pipeline) is None:
+            return self._phase is not LoopPhase.IDLE
+        return self._inside_pipeline_call(owner)
+
+    def _inside_pipeline_call(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is inside this context's pipeline ``__call__``."""
+        pipe = self.pipeline
+        call_code = _call_code(pipe)
+        frame = sys._current_frames().get(thread.ident) if call_code is not None else None
+        while frame is not None:
+            if frame.f_code is call_code and frame.f_locals.get("self") is pipe:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _refusal(self, owner: threading.Thread) -> ConcurrentUseError:
         target = type(self.pipeline).__name__ if self.pipeline is not None else "denoiser"
-        raise ConcurrentUseError(
-            f"this accelerated {target} is generating in thread {owner.name!r}; accel keeps one generation's "
+        doing = "is being changed (accel.apply / remove / reset)" if self._exclusive else "is generating"
+        return ConcurrentUseError(
+            f"this accelerated {target} {doing} in thread {owner.name!r}; accel keeps one generation's "
             "state per pipeline, so two threads cannot share it. Give each worker its own copy with "
             "accel.replicate(pipe) (weights are shared, not copied), or serialise the calls with a lock."
         )
+
+    @contextlib.contextmanager
+    def exclusive(self, action: str) -> Iterator[None]:
+        """Hold the context for ``action`` (apply, remove, reset): refused with :class:`ConcurrentUseError`
+        while another thread generates (or the calling thread is inside its own generation, e.g. in a
+        step callback), and every generation that starts meanwhile is refused."""
+        me = threading.current_thread()
+        with self._owner_lock:
+            owner = self._owner
+            if owner is not None and owner is not me and self._owner_active(owner):
+                raise self._refusal(owner)
+            if owner is me and self._inside_pipeline_call(me):
+                raise ConcurrentUseError(
+                    f"accel.{action} was called during a generation of this pipeline (from a step callback?); "
+                    "call it between generations"
+                )
+            self._owner, self._exclusive = me, True
+        try:
+            yield
+        finally:
+            with self._owner_lock:
+                self._owner, self._exclusive = None, False
 
     @property
     def busy(self) -> bool:
@@ -215,9 +272,13 @@ class DenoisingContext:
 
     @eager
     def abort(self) -> None:
-        """A generation failed part-way: forget it, so that the next call (from any thread) starts afresh."""
-        self._reset_loop_state()
-        self._owner = None
+        """A generation failed part-way: forget it, so that the next call (from any thread) starts
+        afresh. Only the owner aborts: a refused thread leaves the owner's generation alone."""
+        with self._owner_lock:
+            if self._owner not in (None, threading.current_thread()):
+                return
+            self._reset_loop_state()
+            self._owner = None
 
     def start_generation(self) -> None:
         """Begin a new generation: counters and every plugin's per-generation state are reset."""
@@ -235,15 +296,21 @@ class DenoisingContext:
             raise
 
     def end_generation(self) -> None:
-        """The last step ran: plugins may free their caches (statistics stay readable)."""
+        """The last step ran: plugins may free their caches (statistics stay readable).
+
+        A bare denoiser's owner lets go here; a pipeline's keeps the context until its call returns."""
         self._phase = LoopPhase.IDLE
-        self._owner = None
         for callback in list(self._generation_end_callbacks):
             callback()
+        if _call_code(self.pipeline) is None:
+            with self._owner_lock:
+                if self._owner is threading.current_thread():
+                    self._owner = None
 
     def reset(self) -> None:
         """Forget the loop position; the next denoiser call starts a new generation."""
-        self._reset_loop_state()
+        with self.exclusive("reset"):
+            self._reset_loop_state()
 
     # ------------------------------------------------------------------ pipeline binding
     def bind_pipeline(self) -> None:
@@ -296,6 +363,7 @@ class DenoisingContext:
 
     def _prepare_latents_wrapper(self, original: Callable) -> Callable:
         def prepare_latents(*args: Any, **kwargs: Any) -> Any:
+            self.claim()
             pipe = self.pipeline
             if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler:
                 self._bind_scheduler(pipe.scheduler)  # swapped since the last call (set_timesteps ran unseen)
@@ -318,6 +386,7 @@ class DenoisingContext:
 
     def _set_begin_index_wrapper(self, original: Callable) -> Callable:
         def set_begin_index(begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
+            self.claim()
             self._begin_index = int(begin_index)
             return original(begin_index, *args, **kwargs)
 
@@ -469,6 +538,14 @@ class DenoisingContext:
             order = max(int(getattr(self._scheduler, "order", 1) or 1), 1)
             index = self._eval_count // order
         return min(index, self._num_steps - 1)
+
+
+def _call_code(pipe: Any) -> Any:
+    """The code object of ``type(pipe).__call__`` under its decorators (``torch.no_grad``), or None."""
+    if pipe is None:
+        return None
+    call = inspect.unwrap(getattr(type(pipe), "__call__", None) or (lambda: None))
+    return getattr(call, "__code__", None)
 
 
 def _calling_pipeline(max_depth: int = 40) -> Any:

@@ -9,6 +9,7 @@ supported family.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable
 
 import torch.nn as nn
@@ -187,10 +188,17 @@ def supported_families() -> list[str]:
 
 
 _BUILTINS_LOADED = False
+_BUILTINS_LOCK = threading.Lock()
 
 
 def _ensure_builtin_adapters() -> None:
+    """Register the built-in adapters once. The flag is set only after every import finished, under
+    a lock, so that a thread making the process's first lookup never sees a half-filled registry."""
     global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from .adapters import image_dits, timm_vit, unet, video_dits  # noqa: F401  (registration side effect)
+    if _BUILTINS_LOADED:
+        return
+    with _BUILTINS_LOCK:
+        if not _BUILTINS_LOADED:
+            from .adapters import image_dits, timm_vit, unet, video_dits  # noqa: F401  (registration side effect)
+
+            _BUILTINS_LOADED = True
