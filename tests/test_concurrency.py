@@ -45,7 +45,7 @@ def _race(tiny, solo: dict[int, torch.Tensor], rounds: int) -> dict[str, int]:
         barrier = threading.Barrier(THREADS)
         results: dict[int, object] = {}
 
-        def work(seed: int) -> None:
+        def work(seed: int, barrier: threading.Barrier = barrier, results: dict = results) -> None:
             barrier.wait()
             try:
                 results[seed] = _run(tiny, seed)
