@@ -544,9 +544,7 @@ def _call_code(pipe: Any) -> Any:
     """The code object of ``type(pipe).__call__`` under its decorators (``torch.no_grad``), or None."""
     if pipe is None:
         return None
-    call = type(pipe).__dict__.get("__call__") or next(
-        (c.__dict__["__call__"] for c in type(pipe).__mro__ if "__call__" in c.__dict__), None
-    )
+    call = next((c.__dict__["__call__"] for c in type(pipe).__mro__ if "__call__" in c.__dict__), None)
     return getattr(inspect.unwrap(call), "__code__", None) if call is not None else None
 
 
