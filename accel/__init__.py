@@ -20,6 +20,8 @@ from .errors import (
     InvalidInputError,
     MissingContextError,
     NotFoundError,
+    OutOfMemoryError,
+    OutOfSpaceError,
     StateError,
     UnsupportedModelError,
 )
@@ -45,6 +47,8 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "ConcurrentUseError",
+    "OutOfMemoryError",
+    "OutOfSpaceError",
     "StateError",
     "AdaptiveGuidanceConfig",
     "BlockCacheConfig",

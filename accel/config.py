@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from .errors import ConfigError
+from .files import brief
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,7 @@ class PluginConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; allowed fields are {sorted(names)}")
+            raise ConfigError(f"{cls.__name__}: unknown field(s) {brief(unknown)}; allowed fields are {sorted(names)}")
         for field in dataclasses.fields(cls):
             if field.name in data and isinstance(data[field.name], list):
                 data[field.name] = _tupleize(data[field.name])
@@ -103,7 +104,7 @@ def check_int(
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{owner}.{name} must be an integer{_range_text(low, high)}, got {value!r}")
+        raise ConfigError(f"{owner}.{name} must be an integer{_range_text(low, high)}, got {brief(value)}")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{owner}.{name} must be an integer{_range_text(low, high)}, got {value}")
 
@@ -124,7 +125,7 @@ def check_float(
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(
             f"{owner}.{name} must be a finite number{_range_text(low, high, low_inclusive, high_inclusive)}, got "
-            f"{value!r}"
+            f"{brief(value)}"
         )
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
@@ -138,13 +139,13 @@ def check_choice(owner: str, name: str, value: Any, choices: Iterable[Any]) -> N
     """Raise ConfigError unless ``value`` is one of ``choices``, of the same type (``64.0`` is not ``64``)."""
     choices = tuple(choices)
     if not any(value == c and type(value) is type(c) for c in choices):
-        raise ConfigError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
+        raise ConfigError(f"{owner}.{name} must be one of {list(choices)}, got {brief(value)}")
 
 
 def check_int_tuple(owner: str, name: str, value: Any, low: int | None = None, high: int | None = None) -> None:
     """Raise ConfigError unless ``value`` is a tuple of ints in [low, high]."""
     if not isinstance(value, tuple):
-        raise ConfigError(f"{owner}.{name} must be a tuple of integers{_range_text(low, high)}, got {value!r}")
+        raise ConfigError(f"{owner}.{name} must be a tuple of integers{_range_text(low, high)}, got {brief(value)}")
     for item in value:
         check_int(owner, name + "[]", item, low, high)
 
@@ -160,3 +161,33 @@ def _range_text(low: Any, high: Any, low_inclusive: bool = True, high_inclusive:
 def dumps(config: PluginConfig) -> str:
     """JSON text of a config (``type`` included)."""
     return json.dumps(config.to_dict(), sort_keys=True)
+
+
+# ------------------------------------------------------------------ data files (plans, coefficients)
+def field_of(owner: str, data: Any, key: str, required: bool = True, default: Any = None) -> Any:
+    """``data[key]`` of a mapping read from a file; ConfigError naming ``owner.key`` when ``data`` is not
+    a mapping or a required key is missing."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{owner} must be a mapping, got {type(data).__name__}")
+    if key not in data:
+        if required:
+            raise ConfigError(f"{owner}.{key} is missing")
+        return default
+    return data[key]
+
+
+def check_str(owner: str, name: str, value: Any, allow_none: bool = False, max_len: int = 10_000) -> None:
+    """Raise ConfigError unless ``value`` is a non-empty string of at most ``max_len`` characters."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ConfigError(f"{owner}.{name} must be a non-empty string, got {brief(value)}")
+
+
+def check_number_list(owner: str, name: str, value: Any, length: int | None = None) -> None:
+    """Raise ConfigError unless ``value`` is a list of finite numbers (of ``length`` items if given)."""
+    if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+        wanted = "a list of finite numbers" if length is None else f"a list of {length} finite numbers"
+        raise ConfigError(f"{owner}.{name} must be {wanted}, got {brief(value)}")
+    for index, item in enumerate(value):
+        check_float(owner, f"{name}[{index}]", item)

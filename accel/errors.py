@@ -39,3 +39,11 @@ class StateError(AccelError, RuntimeError):
 class ConcurrentUseError(StateError):
     """An accelerated pipeline or denoiser was entered from a second thread while a generation was
     running in another: accel's per-generation state belongs to one generation at a time."""
+
+
+class OutOfSpaceError(AccelError, OSError):
+    """The disk filled up while accel wrote a file; the message names the file and the space left."""
+
+
+class OutOfMemoryError(AccelError, MemoryError):
+    """A requested size (image side, frames, batch) did not fit in memory; the message names the size."""

@@ -15,7 +15,6 @@ step count or guidance scale when the pipeline runs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -25,8 +24,9 @@ import torch
 from diffusers.hooks import ModelHook
 
 from .compiling import eager
-from .config import PluginConfig, check_int
-from .errors import ConfigError, NotFoundError
+from .config import PluginConfig, check_float, check_int, check_str, field_of
+from .errors import AccelError, ConfigError, NotFoundError
+from .files import brief, read_json, resolve_inside, write_json
 from .fingerprint import denoiser_fingerprint, fingerprint_mismatch
 from .plugin import ALL_KINDS, Plugin, config_from_dict, register_plugin, registered_configs
 
@@ -235,12 +235,7 @@ class Plan:
         }
 
     def save(self, path: str) -> str:
-        base_dir = os.path.dirname(os.path.abspath(path))
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(base_dir), f, indent=2)
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict(os.path.dirname(os.path.abspath(path))), indent=2)
 
     def export(self, folder: str) -> str:
         """Write this plan to ``folder/plan.json`` with copies of the files its configs read (LinearAG
@@ -263,36 +258,92 @@ class Plan:
         return dataclasses.replace(self, settings=settings).save(os.path.join(folder, "plan.json"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], base_dir: str = ".") -> Plan:
+    def from_dict(cls, data: dict[str, Any], base_dir: str | None = None) -> Plan:
+        """A plan from its JSON data, every field checked (type, finite numbers, ranges, integers; an
+        error names the field). Files its configs name are resolved inside ``base_dir``, the plan's
+        folder (see :func:`accel.files.resolve_inside`); without ``base_dir`` no file may be named."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ConfigError(
-                f"not an accel plan (format {FORMAT!r} expected, found {found!r}); make one with accel tune"
+                f"not an accel plan (format {FORMAT!r} expected, found {brief(found)}); make one with accel tune"
             )
-        target = data["target"]
-        settings = []
-        for entry in data["settings"]:
-            plugins = [config_from_dict(_absolute_paths(c, base_dir)) for c in entry["configs"]]
-            guard = PlanTargetConfig(
-                model=data["model"],
-                denoiser=tuple(sorted(target["denoiser"].items())),
-                scheduler=target["scheduler"],
-                num_inference_steps=int(entry["num_inference_steps"]),
-                guidance_scale=target.get("guidance_scale"),
-            )
-            settings.append(
-                PlanSetting(
-                    configs=(*plugins, guard),
-                    num_inference_steps=int(entry["num_inference_steps"]),
-                    speedup=float(entry["speedup"]),
-                    quality=entry["quality"],
-                    wall_speedup=entry.get("wall_speedup"),
-                )
-            )
-        if not settings:
-            raise ConfigError("this plan holds no setting")
+        model = field_of("plan", data, "model")
+        check_str("plan", "model", model, max_len=200)
+        target = _checked_target(field_of("plan", data, "target"))
+        metric = field_of("plan", data, "metric", required=False, default="psnr")
+        check_str("plan", "metric", metric, max_len=40)
+        info = field_of("plan", data, "info", required=False, default={})
+        if not isinstance(info, dict):
+            raise ConfigError(f"plan.info must be a mapping, got {type(info).__name__}")
+        entries = field_of("plan", data, "settings")
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"plan.settings must be a non-empty list of settings, got {brief(entries)}")
+        settings = [
+            _setting_from_dict(entry, f"plan.settings[{i}]", model, target, metric, base_dir)
+            for i, entry in enumerate(entries)
+        ]
         settings.sort(key=lambda s: s.speedup)
-        return cls(data["model"], target, settings, data.get("metric", "psnr"), data.get("info", {}))
+        return cls(model, target, settings, metric, info)
+
+
+def _checked_target(target: Any) -> dict[str, Any]:
+    denoiser = field_of("plan.target", target, "denoiser")
+    for key in ("class", "config_sha256"):
+        check_str("plan.target.denoiser", key, field_of("plan.target.denoiser", denoiser, key), max_len=200)
+    check_float(
+        "plan.target.denoiser", "weight_checksum", field_of("plan.target.denoiser", denoiser, "weight_checksum")
+    )
+    check_str("plan.target", "scheduler", field_of("plan.target", target, "scheduler"), max_len=200)
+    guidance = field_of("plan.target", target, "guidance_scale", required=False)
+    check_float("plan.target", "guidance_scale", guidance, 0, 1000, allow_none=True)
+    steps = field_of("plan.target", target, "num_inference_steps", required=False)
+    check_int("plan.target", "num_inference_steps", steps, 1, 100_000, allow_none=True)
+    return target
+
+
+def _setting_from_dict(
+    entry: Any, where: str, model: str, target: dict[str, Any], metric: str, base_dir: str | None
+) -> PlanSetting:
+    steps = field_of(where, entry, "num_inference_steps")
+    check_int(where, "num_inference_steps", steps, 1, 100_000)
+    speedup = field_of(where, entry, "speedup")
+    check_float(where, "speedup", speedup, 0, 10_000, low_inclusive=False)
+    wall = field_of(where, entry, "wall_speedup", required=False)
+    check_float(where, "wall_speedup", wall, 0, 10_000, allow_none=True, low_inclusive=False)
+    quality = field_of(where, entry, "quality")
+    for stage in ("promised", "validated"):
+        values = field_of(f"{where}.quality", quality, stage)
+        if not isinstance(values, dict) or not {"psnr", metric} <= set(values):
+            raise ConfigError(
+                f"{where}.quality.{stage} must be a mapping that holds {sorted({'psnr', metric})}, got {brief(values)}"
+            )
+        for name, value in values.items():
+            check_float(f"{where}.quality.{stage}", str(name)[:40], value)
+    raw_configs = field_of(where, entry, "configs")
+    if not isinstance(raw_configs, list):
+        raise ConfigError(f"{where}.configs must be a list of plugin configs, got {brief(raw_configs)}")
+    plugins = []
+    for index, raw in enumerate(raw_configs):
+        try:
+            plugins.append(config_from_dict(_files_inside(raw, base_dir)))
+        except AccelError as exc:
+            raise type(exc)(f"{where}.configs[{index}]: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.configs[{index}]: {exc}") from None
+    guard = PlanTargetConfig(
+        model=model,
+        denoiser=tuple(sorted(target["denoiser"].items())),
+        scheduler=target["scheduler"],
+        num_inference_steps=steps,
+        guidance_scale=target.get("guidance_scale"),
+    )
+    return PlanSetting(
+        configs=(*plugins, guard),
+        num_inference_steps=steps,
+        speedup=float(speedup),
+        quality=quality,
+        wall_speedup=wall,
+    )
 
 
 def distinct_front(settings: list[PlanSetting], metric: str = "psnr") -> list[PlanSetting]:
@@ -313,20 +364,19 @@ def distinct_front(settings: list[PlanSetting], metric: str = "psnr") -> list[Pl
 
 
 def load_plan(path: str) -> Plan:
-    """Read a plan written by ``accel tune`` (``DIR/plan.json``, or the folder itself)."""
+    """Read a plan written by ``accel tune`` (``DIR/plan.json``, or the folder itself).
+
+    A plan is untrusted data: it is read with size and depth limits, every field is checked, and the
+    files its configs name (LinearAG coefficients, schedules) must lie inside the plan's folder."""
     if os.path.isdir(path):
         path = os.path.join(path, "plan.json")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise NotFoundError(f"no plan at {path!r}; `accel tune MODEL --out DIR` writes DIR/plan.json")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not a JSON plan: {exc}") from None
+    data = read_json(path, "plan")
     try:
         return Plan.from_dict(data, os.path.dirname(os.path.abspath(path)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path} is not a valid accel plan: {exc!r}") from None
+    except AccelError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _relative_paths(data: dict[str, Any], cls: type[PluginConfig], base_dir: str | None) -> dict[str, Any]:
@@ -346,19 +396,23 @@ def _relative_paths(data: dict[str, Any], cls: type[PluginConfig], base_dir: str
     return data
 
 
-def _absolute_paths(data: dict[str, Any], base_dir: str) -> dict[str, Any]:
+def _files_inside(data: Any, base_dir: str | None) -> Any:
+    """A config dict whose file fields (``path_fields``) are resolved inside the plan's folder. A field
+    at its default (``BlockCacheConfig.schedule="fora"``, an empty path) names no file."""
+    if not isinstance(data, dict):
+        return data
     data = dict(data)
     for cls in registered_configs():
         if cls.__name__ != data.get("type"):
             continue
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         for field in getattr(cls, "path_fields", ()):
             value = data.get(field)
-            if isinstance(value, str) and value and not os.path.isabs(value):
-                candidate = os.path.normpath(os.path.join(base_dir, value))
-                if not candidate.startswith(os.path.normpath(base_dir) + os.sep):
-                    raise ConfigError(f"a plan's {field} must lie inside the plan's folder, got {value!r}")
-                if os.path.isfile(candidate):
-                    data[field] = candidate
+            if value is None or value == defaults.get(field):
+                continue
+            if base_dir is None:
+                raise ConfigError(f"{cls.__name__}.{field} names a file, but this plan has no folder to read it from")
+            data[field] = resolve_inside(base_dir, value, f"{cls.__name__}.{field}")
     return data
 
 

@@ -14,10 +14,15 @@ from typing import Any
 
 import gradio as gr
 
+from ..errors import ConfigError
+from ..files import parse_json
 from . import presets, tuned
 from .generation import GenerationRequest, GenerationResult, generate, to_display, to_gif
 from .models import AppError, ModelEntry, ModelRegistry
 from .plugin_panels import panel_support_updates, split_inputs, tuned_note, tuned_panel_updates
+
+#: The longest ``plugins`` JSON the API accepts (every panel's settings fit in a few hundred characters).
+MAX_PLUGINS_JSON = 16_384
 
 
 def model_changed(name: str, *, registry: ModelRegistry) -> list[Any]:
@@ -147,10 +152,14 @@ def generate_json_endpoint(registry: ModelRegistry) -> Callable[..., dict]:
         FLOPs, inside the plan's range) instead of ``plugins``; the plan sets the steps (the baseline
         runs its full step count) and the guidance. The numbers' ``tuned`` entry says what ran.
         """
+        if isinstance(plugins, str) and len(plugins) > MAX_PLUGINS_JSON:
+            raise AppError(f"plugins holds {len(plugins):,} characters; the limit is {MAX_PLUGINS_JSON:,}")
         try:
-            parsed = json.loads(plugins) if isinstance(plugins, str) and plugins.strip() else (plugins or {})
-        except json.JSONDecodeError as exc:
-            raise AppError(f"plugins is not valid JSON: {exc}") from None
+            parsed = (
+                parse_json(plugins, "plugins") if isinstance(plugins, str) and plugins.strip() else (plugins or {})
+            )
+        except ConfigError as exc:
+            raise AppError(str(exc)) from None
         request = GenerationRequest(
             model=model,
             prompt=prompt,

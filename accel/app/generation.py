@@ -37,6 +37,7 @@ import torch
 from .. import api
 from ..compat import check_compatible
 from ..errors import AccelError
+from ..files import brief
 from ..plugin import plugin_for
 from . import presets, tuned
 from .models import AppError, Limits, ModelEntry, ModelRegistry, one_line
@@ -137,18 +138,20 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise AppError(f"{name} must be a whole number, got {value!r}") from None
+        raise AppError(f"{name} must be a whole number, got {brief(value)}") from None
+    except OverflowError:  # an int beyond the float range (10**400)
+        raise AppError(f"{name} must be between {low} and {high}, got a number too large to read") from None
     if not math.isfinite(number) or number != int(number):
-        raise AppError(f"{name} must be a whole number, got {value!r}")
+        raise AppError(f"{name} must be a whole number, got {brief(value)}")
     if not low <= number <= high:
-        raise AppError(f"{name} must be between {low} and {high}, got {int(number)}")
+        raise AppError(f"{name} must be between {low} and {high}, got {number:g}")
     return int(number)
 
 
 def _flag(name: str, value: Any) -> bool:
     if isinstance(value, bool) or value in (0, 1, None):
         return bool(value)
-    raise AppError(f"{name} must be true or false, got {value!r}")
+    raise AppError(f"{name} must be true or false, got {brief(value)}")
 
 
 def validate(request: GenerationRequest, entry: ModelEntry, limits: Limits) -> GenerationRequest:

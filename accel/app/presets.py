@@ -16,6 +16,7 @@ from typing import Any
 from ..caching import BlockCacheConfig, DeepCacheConfig
 from ..config import PluginConfig
 from ..errors import AccelError, ConfigError
+from ..files import brief
 from ..plugin import plugin_for
 from ..sampling import AdaptiveGuidanceConfig, RASConfig
 from ..sparse_attention import SparseAttentionConfig
@@ -49,19 +50,21 @@ class Field:
                         isinstance(choice, int) and _is_number(value) and float(value) == choice
                     ):
                         return choice
-                raise ConfigError(f"{self.label}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+                raise ConfigError(f"{self.label}: {brief(value)} is not one of {', '.join(map(str, self.choices))}")
             return value
         if value is None or (isinstance(value, str) and not value.strip()):
             raise ConfigError(f"{self.label}: a number is required")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{self.label}: {value!r} is not a number") from None
+            raise ConfigError(f"{self.label}: {brief(value)} is not a number") from None
+        except OverflowError:  # an int beyond the float range (10**400)
+            raise ConfigError(f"{self.label}: the number is too large for the allowed range") from None
         if not math.isfinite(number):
-            raise ConfigError(f"{self.label}: {value!r} is not a finite number")
+            raise ConfigError(f"{self.label}: {brief(value)} is not a finite number")
         if self.kind == "int":
             if number != int(number):
-                raise ConfigError(f"{self.label}: {value!r} must be a whole number")
+                raise ConfigError(f"{self.label}: {brief(value)} must be a whole number")
             number = int(number)
         if (self.minimum is not None and number < self.minimum) or (
             self.maximum is not None and number > self.maximum

@@ -11,13 +11,12 @@ schedule embedded next to it.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..files import brief, read_json, write_json
 
 FORMAT = "accel-block-cache-schedule/1"
 
@@ -98,11 +97,7 @@ class CacheSchedule:
         return out
 
     def save(self, path: str) -> str:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.to_json(), f)
-        os.replace(path + ".tmp", path)
-        return path
+        return write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheSchedule:
@@ -122,8 +117,13 @@ class CacheSchedule:
 
     @classmethod
     def load(cls, path: str) -> CacheSchedule:
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        data = read_json(path, "block-cache schedule")
+        try:
+            return cls.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"{path} is not a valid block-cache schedule: {brief(exc)}") from None
 
 
 def fora_schedule(

@@ -16,6 +16,7 @@ import os
 import re
 from typing import Any
 
+from ..files import atomic_write
 from .scoring import FIDELITY, QUALITY
 
 LABELS = {
@@ -195,7 +196,8 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
     fig.suptitle(f"{title}: quality vs speed (black edge: Pareto front; dashed: fewer-steps baseline)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=130)
     plt.close(fig)
     return path
 
@@ -235,7 +237,8 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
             )
         fig.update_xaxes(title_text=axis_label(rows), row=1, col=col)
     fig.update_layout(title=title, height=480, width=420 * len(metrics))
-    fig.write_html(path, include_plotlyjs=True)
+    with atomic_write(path) as f:
+        fig.write_html(f, include_plotlyjs=True)
     return path
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import os
 
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError
+from ..files import brief, read_lines
 from ..pipelines.builtin import BUILTIN_MODELS, data
 
 
@@ -36,20 +36,26 @@ def _interleaved(prompts: list[str]) -> list[str]:
 
 
 def load_prompts(source: str, model: str) -> list[str]:
-    """``"builtin"`` (the model's set), a .txt file (one prompt per line) or a .csv with a ``prompt`` column."""
+    """``"builtin"`` (the model's set), a .txt file (one prompt per line) or a .csv with a ``prompt`` column.
+
+    A prompt file is a regular UTF-8 file of at most :data:`~accel.files.MAX_PROMPT_BYTES` bytes and
+    :data:`~accel.files.MAX_PROMPT_LINES` lines."""
     if source == "builtin":
         return builtin_prompts(model)
-    if not os.path.exists(source):
-        raise NotFoundError(f"prompt file not found: {source!r}")
+    lines = read_lines(source, "prompt file")
     if source.endswith(".csv"):
-        with open(source, newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-                raise ConfigError(f"{source}: a CSV prompt file needs a 'prompt' column (found {reader.fieldnames})")
-            prompts = [row["prompt"].strip() for row in reader if row["prompt"].strip()]
+        reader = csv.DictReader(lines)
+        if reader.fieldnames is None or "prompt" not in reader.fieldnames:
+            raise ConfigError(
+                f"{source}: a CSV prompt file needs a 'prompt' column (found {brief(reader.fieldnames)})"
+            )
+        try:
+            prompts = [(row["prompt"] or "").strip() for row in reader]
+        except csv.Error as exc:
+            raise ConfigError(f"{source}: not a valid CSV file: {exc}") from None
+        prompts = [p for p in prompts if p]
     else:
-        with open(source) as f:
-            prompts = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+        prompts = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     if not prompts:
         raise ConfigError(f"{source}: no prompts found")
     return prompts

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import StateError
-from .runfolder import atomic_write, holds_lock
+from ..files import atomic_write
+from .runfolder import holds_lock
 
 RECORDS = "records.jsonl"
 

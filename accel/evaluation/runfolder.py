@@ -6,8 +6,8 @@ merge and scoring. Under ``accelerate launch`` only the main process takes it; t
 same run write their own record shards under its cover. A second run on a held folder is refused with
 a :class:`~accel.errors.StateError` naming the folder and its holder, or waits (``wait=True``).
 
-:func:`atomic_write` writes a sibling temporary with a name no other process can pick (pid + random),
-fsyncs it and renames it into place.
+Writes go through :func:`accel.files.atomic_write` (a sibling temporary with a unique name, fsynced
+and renamed into place); :func:`remove_stale_temporaries` clears those a crashed writer left.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import datetime
 import glob
 import json
 import os
-import secrets
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from .. import errors
 from ..errors import StateError
+from ..files import atomic_write
 
 LOCK_FILE = ".accel-eval.lock"
 OWNER_FILE = ".accel-eval.owner.json"
@@ -157,28 +157,6 @@ def on_main_process(state: Any, fn: Callable[[], T]) -> T | None:
     if failure is not None:
         raise failure
     return result
-
-
-def temporary_name(path: str) -> str:
-    """A sibling of ``path`` that no other process or call picks: hidden, with pid and random suffix."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, binary: bool = False) -> Iterator[IO[Any]]:
-    """Write ``path`` through a uniquely named temporary, fsynced and renamed into place (or removed)."""
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "xb" if binary else "x") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def remove_stale_temporaries(run_dir: str) -> int:

@@ -20,9 +20,10 @@ import torch
 
 from .. import api
 from ..errors import ConfigError
+from ..files import atomic_write
 from ..metrics.cost import DenoiserTimer, synchronize
 from .records import RecordWriter, merge, read_records, record_key
-from .runfolder import atomic_write, holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
+from .runfolder import holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
 from .spec import SweepSpec, entry_name
 
 BASELINE = "baseline"
@@ -166,7 +167,7 @@ def save_sample(tensor: torch.Tensor, path: str, meta: dict[str, Any]) -> None:
     for key, value in meta.items():
         info.add_text(key, value if isinstance(value, str) else json.dumps(value))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_write(path, binary=True) as f:
+    with atomic_write(path, "wb") as f:
         Image.fromarray(array).save(f, format="PNG", pnginfo=info)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..files import atomic_write, write_json
 from .records import read_records
 from .runner import BASELINE, load_sample
 from .spec import SweepSpec
@@ -422,13 +423,12 @@ COLUMNS = [
 
 def write_summary(run_dir: str, rows: list[dict[str, Any]]) -> None:
     present = [c for c in COLUMNS if any(c in r for r in rows)]
-    with open(os.path.join(run_dir, "summary.csv"), "w", newline="") as f:
+    with atomic_write(os.path.join(run_dir, "summary.csv"), newline="") as f:
         writer = csv.DictWriter(f, fieldnames=present, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _fmt(row.get(k)) for k in present})
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(rows, f, indent=2, default=str)
+    write_json(os.path.join(run_dir, "summary.json"), rows, indent=2, default=str)
 
 
 def _fmt(value: Any) -> Any:

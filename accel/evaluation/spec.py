@@ -27,7 +27,6 @@ keys in a YAML or JSON file are an error, not "the last one wins".
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Any
 
 from ..config import PluginConfig, check_float, check_int
 from ..errors import AccelError, ConfigError, NotFoundError
+from ..files import brief, read_data
 from ..pipelines.builtin import BUILTIN_MODELS
 from .prompts import load_prompts
 
@@ -84,7 +84,7 @@ class SweepSpec:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(
                 f"sweep.model must be a built-in model name ({', '.join(BUILTIN_MODELS)}), a hub id 'org/name' "
-                f"or a local pipeline folder, got {self.model!r}"
+                f"or a local pipeline folder, got {brief(self.model)}"
             )
         self._check_name()
         check_int("sweep", "steps", self.steps, 1, MAX_STEPS)
@@ -96,9 +96,9 @@ class SweepSpec:
         for field in ("clip_model", "inception_weights"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigError(f"sweep.{field} must be a non-empty string or null, got {value!r}")
+                raise ConfigError(f"sweep.{field} must be a non-empty string or null, got {brief(value)}")
         if self.inception_weights is not None and not os.path.isfile(self.inception_weights):
-            raise NotFoundError(f"sweep.inception_weights: no such file {self.inception_weights!r}")
+            raise NotFoundError(f"sweep.inception_weights: no such file {brief(self.inception_weights)}")
         self._check_device()
         self._check_model()
         self._check_scheduler()
@@ -109,11 +109,11 @@ class SweepSpec:
     # ------------------------------------------------------------------ checks
     def _check_name(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not FOLDER_NAME.match(self.name)):
-            raise ConfigError(f"sweep.name must be {FOLDER_NAME_TEXT}, got {self.name!r}")
+            raise ConfigError(f"sweep.name must be {FOLDER_NAME_TEXT}, got {brief(self.name)}")
         if self.name is None and not FOLDER_NAME.match(self.run_name):
             raise ConfigError(
-                f"sweep.name: the run folder name {self.run_name!r} taken from the model is not {FOLDER_NAME_TEXT}; "
-                "set `name`"
+                f"sweep.name: the run folder name {brief(self.run_name)} taken from the model is not "
+                f"{FOLDER_NAME_TEXT}; set `name`"
             )
 
     def _check_fewer_steps(self) -> None:
@@ -122,7 +122,7 @@ class SweepSpec:
         if not isinstance(self.fewer_steps, list):
             raise ConfigError(
                 f"sweep.fewer_steps must be 'auto' or a list of step counts in [1, {self.steps - 1}], "
-                f"got {self.fewer_steps!r}"
+                f"got {brief(self.fewer_steps)}"
             )
         for count in self.fewer_steps:
             check_int("sweep", "fewer_steps[]", count, 1, self.steps - 1)
@@ -132,25 +132,25 @@ class SweepSpec:
             isinstance(self.metrics, list) and all(isinstance(m, str) for m in self.metrics)
         ):
             raise ConfigError(
-                f"sweep.metrics must be a list of metric names from {list(METRICS)}, got {self.metrics!r}"
+                f"sweep.metrics must be a list of metric names from {list(METRICS)}, got {brief(self.metrics)}"
             )
         for metric in self.metric_names():
             if metric not in METRICS:
-                raise ConfigError(f"sweep.metrics: unknown metric {metric!r}; allowed: {list(METRICS)}")
+                raise ConfigError(f"sweep.metrics: unknown metric {brief(metric)}; allowed: {list(METRICS)}")
 
     def _check_device(self) -> None:
         import torch
 
         if not isinstance(self.device, str):
             raise ConfigError(
-                f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {self.device!r}"
+                f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {brief(self.device)}"
             )
         if self.device != "auto":
             try:
                 torch.device(self.device)
             except (RuntimeError, ValueError):
                 raise ConfigError(
-                    f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {self.device!r}"
+                    f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {brief(self.device)}"
                 ) from None
 
     def _check_model(self) -> None:
@@ -161,10 +161,12 @@ class SweepSpec:
         builtin = BUILTIN_MODELS.get(self.model)
         if builtin is not None:
             if builtin.kind == "classifier":
-                raise ConfigError(f"sweep.model: {self.model!r} is a classifier, not a diffusion pipeline; {allowed}")
+                raise ConfigError(
+                    f"sweep.model: {brief(self.model)} is a classifier, not a diffusion pipeline; {allowed}"
+                )
             if not builtin.is_trained():
                 raise NotFoundError(
-                    f"sweep.model: built-in model {self.model!r} has no weights at {builtin.path}; "
+                    f"sweep.model: built-in model {brief(self.model)} has no weights at {builtin.path}; "
                     f"train it with `accel train {self.model}`"
                 )
             return
@@ -172,12 +174,12 @@ class SweepSpec:
         if os.path.isdir(path):
             if not os.path.isfile(os.path.join(path, "model_index.json")):
                 raise ConfigError(
-                    f"sweep.model: {self.model!r} has no model_index.json (not a pipeline folder); {allowed}"
+                    f"sweep.model: {brief(self.model)} has no model_index.json (not a pipeline folder); {allowed}"
                 )
             return
         if HUB_ID.match(self.model) and not os.path.exists(path):
             return  # a hub id: loaded (or downloaded) with the pipeline
-        raise NotFoundError(f"sweep.model: no such directory {self.model!r}; {allowed}")
+        raise NotFoundError(f"sweep.model: no such directory {brief(self.model)}; {allowed}")
 
     def _check_scheduler(self) -> None:
         if self.scheduler is None:
@@ -188,12 +190,14 @@ class SweepSpec:
         if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
             raise ConfigError(
                 f"sweep.scheduler must be null or a diffusers scheduler class name such as 'DDIMScheduler' or "
-                f"'FlowMatchEulerDiscreteScheduler', got {self.scheduler!r}"
+                f"'FlowMatchEulerDiscreteScheduler', got {brief(self.scheduler)}"
             )
 
     def _check_call(self) -> None:
         if not isinstance(self.call, dict) or not all(isinstance(k, str) for k in self.call):
-            raise ConfigError(f"sweep.call must be a mapping of pipeline argument names to values, got {self.call!r}")
+            raise ConfigError(
+                f"sweep.call must be a mapping of pipeline argument names to values, got {brief(self.call)}"
+            )
         for key, value in self.call.items():
             if key in RESERVED_CALL:
                 raise ConfigError(f"sweep.call.{key} is set by accel eval ({RESERVED_CALL[key]})")
@@ -209,13 +213,13 @@ class SweepSpec:
         unknown = sorted(set(self.call) - accepted) if accepted is not None else []
         if unknown:
             raise ConfigError(
-                f"sweep.call: {unknown} are not arguments of {self.model!r}'s pipeline; allowed: "
+                f"sweep.call: {brief(unknown)} are not arguments of {brief(self.model)}'s pipeline; allowed: "
                 f"{sorted(accepted - set(RESERVED_CALL))}"
             )
 
     def _check_prompts(self) -> None:
         if not isinstance(self.prompts, str) or not self.prompts:
-            raise ConfigError(f"sweep.prompts must be 'builtin' or a .txt / .csv file, got {self.prompts!r}")
+            raise ConfigError(f"sweep.prompts must be 'builtin' or a .txt / .csv file, got {brief(self.prompts)}")
         try:
             count = len(load_prompts(self.prompts, self.model))
         except AccelError as exc:
@@ -223,13 +227,15 @@ class SweepSpec:
         try:
             check_int("sweep", "num_prompts", self.num_prompts, 1, count, allow_none=True)
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (the prompt set {self.prompts!r} holds {count}; null: all of them)") from None
+            raise ConfigError(
+                f"{exc} (the prompt set {brief(self.prompts)} holds {count}; null: all of them)"
+            ) from None
 
     def _check_configs(self) -> None:
         if not isinstance(self.configs, list):
             raise ConfigError(
                 "sweep.configs must be a list of grid entries ('none', {type: ..., field: ...} or a list of those), "
-                f"got {self.configs!r}"
+                f"got {brief(self.configs)}"
             )
         names: list[str] = []
         for index, entry in enumerate(self.configs):
@@ -242,7 +248,7 @@ class SweepSpec:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ConfigError(
-                f"sweep.configs: two grid entries share the name {repeated[0]!r}; list each setting once"
+                f"sweep.configs: two grid entries share the name {brief(repeated[0])}; list each setting once"
             )
 
     # ------------------------------------------------------------------ derived
@@ -360,68 +366,14 @@ def parse_configs(entry: Any) -> list[PluginConfig]:
     if isinstance(entry, list):
         return [c for item in entry for c in parse_configs(item)]
     if not isinstance(entry, dict) or "type" not in entry:
-        raise ConfigError(f"a sweep config must be 'none' or a mapping with a 'type' key, got {entry!r}")
+        raise ConfigError(f"a sweep config must be 'none' or a mapping with a 'type' key, got {brief(entry)}")
     return [config_from_dict(entry)]
 
 
 def load_specs(path: str) -> list[SweepSpec]:
-    """Read one or several sweeps from a YAML or JSON file; every error names the file (and the sweep)."""
-    if not os.path.isfile(path):
-        raise NotFoundError(f"sweep spec not found: {path!r}")
-    with open(path) as f:
-        text = f.read()
-    try:
-        raw = _parse(text, yaml_file=path.endswith((".yaml", ".yml")))
-    except AccelError as exc:
-        raise type(exc)(f"{path}: {exc}") from exc
-    return specs_from_data(raw, source=path)
-
-
-def _parse(text: str, yaml_file: bool) -> Any:
-    if not yaml_file:
-        try:
-            return json.loads(text, object_pairs_hook=_unique_pairs)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"not valid JSON: {exc}") from None
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}") from None
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ConfigError(f"duplicate key {key!r}; each key may appear once per mapping")
-        out[key] = value
-    return out
-
-
-@functools.cache
-def _unique_key_loader() -> type:
-    """yaml's SafeLoader, except that a key repeated in one mapping is an error (not "the last one wins")."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=deep)
-                if isinstance(key, (str, int, float, bool)) or key is None:
-                    if key in seen:
-                        raise ConfigError(
-                            f"duplicate key {key!r} at line {key_node.start_mark.line + 1}; each key may appear once "
-                            "per mapping"
-                        )
-                    seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
+    """Read one or several sweeps from a YAML or JSON file; every error names the file (and the sweep).
+    The file is data: read with size, depth and alias limits (:mod:`accel.files`)."""
+    return specs_from_data(read_data(path, "sweep spec"), source=path)
 
 
 def specs_from_data(raw: Any, source: str | None = None) -> list[SweepSpec]:
@@ -443,7 +395,7 @@ def specs_from_data(raw: Any, source: str | None = None) -> list[SweepSpec]:
                 raise ConfigError(f"a sweep must be a mapping, got {type(item).__name__}")
             unknown = sorted(set(item) - names, key=str)
             if unknown:
-                raise ConfigError(f"unknown sweep field(s) {unknown}; allowed: {sorted(names)}")
+                raise ConfigError(f"unknown sweep field(s) {brief(unknown)}; allowed: {sorted(names)}")
             specs.append(SweepSpec(**item))
         except AccelError as exc:
             if not where:
@@ -462,6 +414,6 @@ def check_run_names(specs: list[SweepSpec], source: str | None = None) -> None:
         if spec.run_name in seen:
             raise ConfigError(
                 f"{source + ': ' if source else ''}sweeps {seen[spec.run_name] + 1} and {index + 1} would share the "
-                f"same run folder {spec.run_name!r}; give each a different `name`"
+                f"same run folder {brief(spec.run_name)}; give each a different `name`"
             )
         seen[spec.run_name] = index

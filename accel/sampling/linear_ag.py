@@ -14,16 +14,16 @@ Coefficients are JSON, loaded by path.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 import torch
 
-from ..config import check_float, check_int
+from ..config import check_float, check_int, check_number_list, check_str, field_of
 from ..deprecation import moved_names
 from ..errors import ConfigError
+from ..files import brief, read_json
 from ..fingerprint import denoiser_fingerprint, fingerprint_mismatch
 from ..plugin import register_plugin
 from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
@@ -59,17 +59,33 @@ class LinearAGConfig(AdaptiveGuidanceConfig):
 
 
 def load_coefficients(path: str) -> dict[str, Any]:
-    """The coefficients JSON written by ``accel calibrate-linear-ag``; ConfigError for anything else."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"LinearAG coefficients {path!r} cannot be read as JSON: {exc}") from None
+    """The coefficients JSON written by ``accel calibrate-linear-ag``, every field checked; ConfigError
+    (naming the field) for anything else."""
+    data = read_json(path, "LinearAG coefficients")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        data = data if isinstance(data, dict) else {}
-        found = data.get("format")
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
         again = " (an older format: calibrate again)" if str(found).startswith("accel-linear-ag/") else ""
-        raise ConfigError(f"{path} is not a LinearAG coefficients file (format {found!r}, expected {FORMAT!r}){again}")
+        raise ConfigError(
+            f"{path} is not a LinearAG coefficients file (format {brief(found)}, expected {FORMAT!r}){again}"
+        )
+    where = f"LinearAG coefficients {path}"
+    history = field_of(where, data, "history")
+    check_int(where, "history", history, 1, 64)
+    steps = field_of(where, data, "num_inference_steps")
+    check_int(where, "num_inference_steps", steps, 1, 100_000)
+    check_str(where, "scheduler", field_of(where, data, "scheduler"), max_len=200)
+    check_float(where, "guidance_scale", field_of(where, data, "guidance_scale", required=False), 0, 1000, True)
+    denoiser = field_of(where, data, "denoiser")
+    for key in ("class", "config_sha256"):
+        check_str(f"{where}.denoiser", key, field_of(f"{where}.denoiser", denoiser, key), max_len=200)
+    check_float(f"{where}.denoiser", "weight_checksum", field_of(f"{where}.denoiser", denoiser, "weight_checksum"))
+    coefficients = field_of(where, data, "coefficients")
+    if not isinstance(coefficients, dict):
+        raise ConfigError(f"{where}.coefficients must be a mapping of step -> weights, got {brief(coefficients)}")
+    for step, weights in coefficients.items():
+        if not (isinstance(step, str) and step.isdigit() and int(step) < steps):
+            raise ConfigError(f"{where}.coefficients: keys must be step numbers in [0, {steps}), got {brief(step)}")
+        check_number_list(f"{where}.coefficients", step, weights, length=2 * history + 2)
     return data
 
 

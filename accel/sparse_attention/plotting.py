@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..files import atomic_write
 from ..kernels.block_mask import BlockSparseMask
 
 
@@ -30,6 +31,7 @@ def save_mask_image(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_write(str(path), "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     plt.close(fig)
     return path

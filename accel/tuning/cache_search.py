@@ -24,6 +24,7 @@ import torch
 
 from .. import api
 from ..errors import ConfigError
+from ..files import atomic_write, write_json
 from ..metrics.fidelity import psnr, ssim
 from . import nsga2
 
@@ -147,9 +148,7 @@ class ScheduleSearch:
             **nsga2.ranking(population),
             "evaluated": {k: list(v) for k, v in self.evaluated.items()},
         }
-        with open(self.checkpoint_path + ".tmp", "w") as f:
-            json.dump(data, f)
-        os.replace(self.checkpoint_path + ".tmp", self.checkpoint_path)
+        write_json(self.checkpoint_path, data)
 
     def load(self) -> dict[str, Any] | None:
         if not os.path.exists(self.checkpoint_path):
@@ -244,8 +243,7 @@ class ScheduleSearch:
             }
             rows.append(row)
             self._embed(path, row)
-        with open(os.path.join(self.out_dir, "front.json"), "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(os.path.join(self.out_dir, "front.json"), rows, indent=2)
         return rows
 
     def _embed(self, path: str, row: dict[str, Any]) -> None:
@@ -261,8 +259,7 @@ class ScheduleSearch:
                 },
             }
         )
-        with open(path, "w") as f:
-            json.dump(data, f)
+        write_json(path, data)
 
     def _measure_flops(self, configs: list[Any]) -> float:
         """Denoiser FLOPs of one generation, counted while it runs (checks the cost model)."""
@@ -303,7 +300,8 @@ def plot_front(rows: list[dict[str, Any]], metric: str, path: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=130)
     plt.close(fig)
     return path
 
@@ -354,7 +352,7 @@ def search_cache(
     dataset = BUILTIN_MODELS[model].dataset if isinstance(model, str) and model in BUILTIN_MODELS else None
     calibration = CalibrationSet(pipe, prompts, list(seeds), base_call, settings.metric, dataset)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "search.json"), "w") as f:
+    with atomic_write(os.path.join(out_dir, "search.json")) as f:
         json.dump(
             {
                 "model": name,

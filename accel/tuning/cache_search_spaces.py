@@ -20,6 +20,7 @@ from .. import api
 from ..caching.block_cache import BlockCacheConfig
 from ..caching.deepcache import DeepCacheConfig
 from ..caching.schedule import CacheSchedule, fora_schedule
+from ..files import write_json
 
 
 def _one_call_flops(
@@ -245,13 +246,11 @@ class DeepCacheStepSpace:
         )
 
     def config(self, bits: np.ndarray, path: str) -> DeepCacheConfig:
-        import json
 
         config = DeepCacheConfig(
             branch=self.branch, full_step_mask=self.to_mask(bits), forecast_steps=self.to_forecast(bits)
         )
-        with open(path, "w") as f:
-            json.dump({"format": "accel-deepcache-schedule/1", "config": config.to_dict()}, f)
+        write_json(path, {"format": "accel-deepcache-schedule/1", "config": config.to_dict()})
         return config
 
     def seeds(self) -> list[np.ndarray]:

@@ -8,7 +8,6 @@ The coefficients are written as JSON for :class:`accel.LinearAGConfig`.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 
 from .. import api
 from ..errors import StateError
+from ..files import write_json
 from ..fingerprint import denoiser_fingerprint
 from ..sampling.cfg_batch import prediction_of
 from ..sampling.linear_ag import FORMAT, features
@@ -102,6 +102,5 @@ def calibrate(
     }
     if out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump(data, f, indent=2)
+        write_json(out, data, indent=2)
     return data

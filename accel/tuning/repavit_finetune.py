@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..files import write_json
 from ..reparam.calibrate import calibrate_batchnorm, iterate_batches, num_batches
 from ..reparam.serialization import read_checkpoint, save_reparameterized
 
@@ -102,9 +103,7 @@ def save_training_state(
     tmp = os.path.join(out_dir, OPTIMIZER_FILE + ".tmp")
     save_file(tensors, tmp, metadata={"optimizer": meta})
     os.replace(tmp, os.path.join(out_dir, OPTIMIZER_FILE))
-    with open(os.path.join(out_dir, STATE_FILE + ".tmp"), "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(os.path.join(out_dir, STATE_FILE + ".tmp"), os.path.join(out_dir, STATE_FILE))
+    write_json(os.path.join(out_dir, STATE_FILE), state, indent=2)
 
 
 def load_training_state(out_dir: str, student: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
@@ -389,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     save_reparameterized(folded, os.path.join(args.out_dir, "folded"))
     result.update({"epochs": args.epochs, "history": run["history"], "resumed_from": run["resumed_from"]})
-    with open(os.path.join(args.out_dir, "result.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(os.path.join(args.out_dir, "result.json"), result, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return 0
 

@@ -31,6 +31,7 @@ import torch
 
 from .. import api
 from ..errors import ConfigError
+from ..files import atomic_write, write_json
 from ..fingerprint import denoiser_fingerprint
 from ..metrics.cost import ModuleFlops, measure_interleaved
 from ..metrics.fidelity import psnr, ssim
@@ -562,12 +563,7 @@ class Tuner:
 
 # ---------------------------------------------------------------------- helpers
 def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json(path, data, indent=2)
 
 
 def _portable(data: dict[str, Any], out_dir: str) -> dict[str, Any]:
@@ -632,7 +628,8 @@ def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], ste
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(stem + ".png", dpi=130)
+    with atomic_write(stem + ".png", "wb") as f:
+        fig.savefig(f, format="png", dpi=130)
     plt.close(fig)
 
     figure = go.Figure()
@@ -669,7 +666,8 @@ def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], ste
         xaxis_title="denoiser FLOP speedup (x)",
         yaxis_title=f"{metric} to the full-step output",
     )
-    figure.write_html(stem + ".html", include_plotlyjs="cdn")
+    with atomic_write(stem + ".html") as f:
+        figure.write_html(f, include_plotlyjs="cdn")
     return stem + ".png", stem + ".html"
 
 
@@ -735,7 +733,7 @@ def write_eval_spec(
             "every prompt (too few unseen ones to cover the domain), seeds the search never used",
         )
     prompt_file = os.path.join(out_dir, "eval_prompts.txt")
-    with open(prompt_file, "w") as f:
+    with atomic_write(prompt_file) as f:
         f.write("\n".join(held_out) + "\n")
     base = plan.info["baseline_steps"]
     spec = {
@@ -755,7 +753,7 @@ def write_eval_spec(
     if call.get("guidance_scale") is not None:
         spec["guidance_scale"] = call["guidance_scale"]
     path = os.path.join(out_dir, "eval.yaml")
-    with open(path, "w") as f:
+    with atomic_write(path) as f:
         f.write(f"# accel eval of this plan on {note}: accel eval {path}\n")
         yaml.safe_dump(spec, f, sort_keys=False)
     return path

@@ -11,13 +11,13 @@ see :mod:`.patterns`). Layers missing from the plan run dense. Plans are plain J
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ...errors import ConfigError, NotFoundError
+from ...files import read_json, write_json
 from ...kernels.block_mask import BlockSparseMask
 from ..reorder import SequenceLayout
 from .patterns import PatternSpec, pattern_mask
@@ -98,20 +98,15 @@ class SparsePlan:
         )
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        write_json(str(path), self.to_dict(), indent=2)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> SparsePlan:
         """A plan saved by :meth:`save`; NotFoundError / ConfigError for a missing or unreadable file."""
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise NotFoundError(f"no sparse-attention plan file at {str(path)!r} (write one with SparsePlan.save)")
-        try:
-            data = json.loads(Path(path).read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"sparse-attention plan {str(path)!r} is not JSON: {exc}") from None
+        data = read_json(str(path), "sparse-attention plan")
         if not isinstance(data, dict):
             raise ConfigError(f"sparse-attention plan {str(path)!r} is not a JSON object")
         return cls.from_dict(data)
