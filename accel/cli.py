@@ -18,24 +18,19 @@ import sys
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .errors import AccelError
     from .evaluation import evaluate, format_table
     from .evaluation.scoring import WIDE_SPREAD
 
-    try:
-        results = evaluate(
-            args.spec,
-            out=args.out,
-            max_samples=args.max_samples,
-            progress=not args.no_progress,
-            # the built-in sweep judges on FLOPs unless told otherwise: its verdicts must not depend on
-            # how busy the machine is (wall clock is still reported beside them)
-            speed=args.speed or ("auto" if args.spec else "flops"),
-            wait=args.wait,
-        )
-    except AccelError as exc:  # a bad spec, a run folder in use: the message says what to do, no traceback
-        print(f"accel eval: error: {exc}", file=sys.stderr)
-        return 2
+    results = evaluate(
+        args.spec,
+        out=args.out,
+        max_samples=args.max_samples,
+        progress=not args.no_progress,
+        # the built-in sweep judges on FLOPs unless told otherwise: its verdicts must not depend on
+        # how busy the machine is (wall clock is still reported beside them)
+        speed=args.speed or ("auto" if args.spec else "flops"),
+        wait=args.wait,
+    )
     for run_dir, result in results.items():
         print(f"\n== {run_dir}")
         print(format_table(result["rows"]))
@@ -112,34 +107,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .errors import AccelError
     from .evaluation.prompts import load_prompts
     from .tuning.tune import TuneSettings, tune
 
-    try:
-        settings = TuneSettings(
-            population=args.population,
-            generations=args.generations,
-            seed=args.seed,
-            minutes=args.minutes,
-            num_prompts=args.num_prompts,
-            seeds=args.seeds,
-            validation_prompts=args.validation_prompts,
-            validation_seeds=args.validation_seeds,
-            metric=args.metric,
-            linear_ag=not args.no_linear_ag,
-            wall_repeats=args.wall_repeats,
-        )
-        call = {}
-        if args.steps is not None:
-            call["num_inference_steps"] = args.steps
-        if args.guidance_scale is not None:
-            call["guidance_scale"] = args.guidance_scale
-        prompts = None if args.prompts == "builtin" else load_prompts(args.prompts, args.model)
-        plan = tune(args.model, args.out, settings, call=call, prompts=prompts, progress=not args.no_progress)
-    except AccelError as exc:
-        print(f"accel tune: error: {exc}", file=sys.stderr)
-        return 2
+    settings = TuneSettings(
+        population=args.population,
+        generations=args.generations,
+        seed=args.seed,
+        minutes=args.minutes,
+        num_prompts=args.num_prompts,
+        seeds=args.seeds,
+        validation_prompts=args.validation_prompts,
+        validation_seeds=args.validation_seeds,
+        metric=args.metric,
+        linear_ag=not args.no_linear_ag,
+        wall_repeats=args.wall_repeats,
+    )
+    call = {}
+    if args.steps is not None:
+        call["num_inference_steps"] = args.steps
+    if args.guidance_scale is not None:
+        call["guidance_scale"] = args.guidance_scale
+    prompts = None if args.prompts == "builtin" else load_prompts(args.prompts, args.model)
+    plan = tune(args.model, args.out, settings, call=call, prompts=prompts, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         gap = plan.info["overfitting"]
         print(f"plan: {args.out}/plan.json ({len(plan.settings)} settings, held-out {plan.metric}):")
@@ -368,8 +358,60 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure is one line on stderr: an accel error's message, or for anything
+    else what happened in a sentence, with the traceback written to a log file (never to the screen)."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"accel {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into one line
+        from .errors import AccelError
+
+        if isinstance(exc, AccelError):
+            print(f"accel {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        log = _write_traceback(args.command)
+        print(f"accel {args.command}: error: {_describe(exc)} (traceback: {log})", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected failure in a sentence: a full disk, memory, or the exception's type and message."""
+    import errno
+
+    from .errors import is_out_of_memory
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = repr(exc.filename) if exc.filename else "a file"
+        return f"no space left on the device writing {where}; free some space or choose another output folder"
+    if is_out_of_memory(exc):
+        return "out of memory; use a smaller size, batch or model, or a machine with more memory"
+    return f"unexpected {type(exc).__name__}: {_one_line(exc)[:500]}"
+
+
+def _write_traceback(command: str) -> str:
+    """Write the current exception's traceback to a log file; returns its path."""
+    import tempfile
+    import time
+    import traceback
+
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (os.path.join(root, "accel", "logs"), tempfile.gettempdir()):
+        path = os.path.join(folder, f"accel-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "w") as f:
+                f.write(f"accel {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+            return path
+        except OSError:
+            continue
+    return "not written: no writable log folder"
 
 
 if __name__ == "__main__":

@@ -47,3 +47,12 @@ class OutOfSpaceError(AccelError, OSError):
 
 class OutOfMemoryError(AccelError, MemoryError):
     """A requested size (image side, frames, batch) did not fit in memory; the message names the size."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator failure: CUDA's ``torch.OutOfMemoryError``, a CPU allocation
+    ``RuntimeError`` or a ``MemoryError``."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "can't allocate memory" in text)
+    )

@@ -8,18 +8,20 @@ overwritten: a sample counts as finished once its record line is written (after 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from .. import api
-from ..errors import ConfigError
+from ..errors import ConfigError, OutOfMemoryError, is_out_of_memory
 from ..files import atomic_write
 from ..metrics.cost import DenoiserTimer, synchronize
 from .records import RecordWriter, merge, read_records, record_key
@@ -138,6 +140,21 @@ def _denoiser(pipe) -> torch.nn.Module:
     return getattr(pipe, "unet", None) or pipe.transformer
 
 
+@contextlib.contextmanager
+def _memory_named(call: dict[str, Any]) -> Iterator[None]:
+    """Turn an allocator failure into an :class:`OutOfMemoryError` that names the requested size."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        size = " x ".join(f"{key} {call[key]}" for key in ("height", "width", "num_frames") if key in call)
+        raise OutOfMemoryError(
+            f"out of memory generating one sample at {size or 'the model default size'}; use a smaller size in "
+            "`call:` or a device with more memory"
+        ) from None
+
+
 def generate(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> tuple[torch.Tensor, float, float]:
     """One sample: ``(image (3,H,W) or video (F,3,H,W) in [0,1], seconds, denoiser seconds)``."""
     kwargs = {
@@ -146,7 +163,7 @@ def generate(pipe, prompt: str, seed: int, call: dict[str, Any], steps: int) -> 
         "generator": torch.Generator("cpu").manual_seed(seed),
         "output_type": "pt",
     }
-    with torch.no_grad(), DenoiserTimer(_denoiser(pipe)) as timer:
+    with torch.no_grad(), DenoiserTimer(_denoiser(pipe)) as timer, _memory_named(call):
         synchronize()
         start = time.perf_counter()
         out = pipe(prompt=prompt, **kwargs)
@@ -196,7 +213,8 @@ def _measure_flops(pipe, prompt: str, seed: int, call: dict[str, Any], steps: in
     }
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.no_grad(), FlopCounterMode(display=False) as mode:  # one counter: a second would double the cost
+    # one counter: a second would double the cost
+    with torch.no_grad(), FlopCounterMode(display=False) as mode, _memory_named(call):
         pipe(prompt=prompt, **kwargs)
     denoiser = sum(mode.get_flop_counts().get(type(_denoiser(pipe)).__name__, {}).values())
     nfe = api.summary(pipe)["last_call"].get("nfe")
