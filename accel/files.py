@@ -115,6 +115,8 @@ def parse_yaml(text: str, what: str) -> Any:
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} is not valid YAML: {_one_line(exc)}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{what} nests lists or mappings deeper than {MAX_DEPTH} levels") from None
     finally:
@@ -212,6 +214,17 @@ def _bounded_loader() -> type:
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
+        # the scanner's cost grows with the square of the nesting: refuse deep nesting as it is read
+        def fetch_flow_collection_start(self, token_class: Any) -> None:
+            if self.flow_level >= MAX_DEPTH:
+                raise ConfigError(f"the YAML nests lists or mappings deeper than {MAX_DEPTH} levels")
+            super().fetch_flow_collection_start(token_class)
+
+        def add_indent(self, column: int) -> bool:
+            if len(self.indents) >= MAX_DEPTH:
+                raise ConfigError(f"the YAML nests lists or mappings deeper than {MAX_DEPTH} levels")
+            return super().add_indent(column)
+
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
             seen: set[Any] = set()
             for key_node, _ in node.value:
@@ -267,8 +280,11 @@ def atomic_write(path: str, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[
     failure the temporary file is removed and ``path`` is untouched. A full disk raises
     :class:`OutOfSpaceError` naming the path."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise_os_error(exc, path)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f

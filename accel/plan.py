@@ -261,7 +261,8 @@ class Plan:
     def from_dict(cls, data: dict[str, Any], base_dir: str | None = None) -> Plan:
         """A plan from its JSON data, every field checked (type, finite numbers, ranges, integers; an
         error names the field). Files its configs name are resolved inside ``base_dir``, the plan's
-        folder (see :func:`accel.files.resolve_inside`); without ``base_dir`` no file may be named."""
+        folder (see :func:`accel.files.resolve_inside`), as :func:`load_plan` does for every plan file;
+        without ``base_dir`` (a plan built in memory) they are taken as given."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ConfigError(
@@ -410,9 +411,8 @@ def _files_inside(data: Any, base_dir: str | None) -> Any:
             value = data.get(field)
             if value is None or value == defaults.get(field):
                 continue
-            if base_dir is None:
-                raise ConfigError(f"{cls.__name__}.{field} names a file, but this plan has no folder to read it from")
-            data[field] = resolve_inside(base_dir, value, f"{cls.__name__}.{field}")
+            if base_dir is not None:
+                data[field] = resolve_inside(base_dir, value, f"{cls.__name__}.{field}")
     return data
 
 

@@ -299,12 +299,12 @@ def test_load_plan_errors_are_clear(tmp_path):
     with pytest.raises(accel.ConfigError, match="not an accel plan"):
         load_plan(str(tmp_path / "bad.json"))
     (tmp_path / "notjson.json").write_text("import os")
-    with pytest.raises(accel.ConfigError, match="not a JSON plan"):
+    with pytest.raises(accel.ConfigError, match="is not valid JSON"):
         load_plan(str(tmp_path / "notjson.json"))
     data = _plan([(2.0, 30.0)]).to_dict()
     data["settings"][0]["configs"] = [{"type": "LinearAGConfig", "coefficients": "../../etc/passwd"}]
     (tmp_path / "escape.json").write_text(json.dumps(data))
-    with pytest.raises(accel.ConfigError, match="inside the plan's folder"):
+    with pytest.raises(accel.ConfigError, match="leaves the plan's folder"):
         load_plan(str(tmp_path / "escape.json"))
 
 
