@@ -362,3 +362,38 @@ def test_the_demo_refuses_overflowing_numbers():
         _int("steps", 10**400, 1, 100)
     with pytest.raises(AppError, match="between 1 and 100"):
         _int("steps", 1e300, 1, 100)
+
+
+def test_eval_out_of_memory_names_the_requested_size():
+    """An allocator failure while generating (CUDA's OutOfMemoryError, a CPU allocation error) becomes
+    one OutOfMemoryError naming the size asked for."""
+    import torch
+
+    from accel.evaluation.runner import generate
+    from accel.pipelines.testing import tiny_text_pipeline
+
+    pipe = tiny_text_pipeline("unet")
+    pipe.set_progress_bar_config(disable=True)
+    for failure in (
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 512.00 GiB"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried"),
+    ):
+
+        def decode(*args, failure=failure, **kwargs):
+            raise failure
+
+        pipe.vae.decode = decode
+        message = refused(
+            lambda: generate(pipe, "a handwritten 7", 0, {"height": 64, "width": 96}, 2),
+            accel.OutOfMemoryError,
+            "height 64 x width 96",
+        )
+        assert "smaller size" in message
+    del pipe.vae.decode
+    with pytest.raises(ValueError, match="not an allocator failure"):  # other errors pass through unchanged
+
+        def other(*args, **kwargs):
+            raise ValueError("not an allocator failure")
+
+        pipe.vae.decode = other
+        generate(pipe, "a handwritten 7", 0, {"height": 64, "width": 64}, 2)
