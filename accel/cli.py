@@ -30,6 +30,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         # how busy the machine is (wall clock is still reported beside them)
         speed=args.speed or ("auto" if args.spec else "flops"),
         wait=args.wait,
+        device=args.device,
+        dtype=args.dtype,
     )
     for run_dir, result in results.items():
         print(f"\n== {run_dir}")
@@ -122,14 +124,23 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         metric=args.metric,
         linear_ag=not args.no_linear_ag,
         wall_repeats=args.wall_repeats,
+        batch_size=args.batch_size,
     )
-    call = {}
-    if args.steps is not None:
-        call["num_inference_steps"] = args.steps
-    if args.guidance_scale is not None:
-        call["guidance_scale"] = args.guidance_scale
+    call = _call_arguments(args.call)
+    for key, value in (("num_inference_steps", args.steps), ("guidance_scale", args.guidance_scale)):
+        if value is not None:
+            call[key] = value
     prompts = None if args.prompts == "builtin" else load_prompts(args.prompts, args.model)
-    plan = tune(args.model, args.out, settings, call=call, prompts=prompts, progress=not args.no_progress)
+    plan = tune(
+        args.model,
+        args.out,
+        settings,
+        call=call,
+        prompts=prompts,
+        progress=not args.no_progress,
+        device=args.device,
+        dtype=args.dtype,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         gap = plan.info["overfitting"]
         print(f"plan: {args.out}/plan.json ({len(plan.settings)} settings, held-out {plan.metric}):")
@@ -144,13 +155,53 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _call_arguments(items: list[str] | None) -> dict:
+    """``--call KEY=VALUE`` (repeatable; VALUE read as a YAML scalar: 64, 2.5, true, text) or ``--call FILE``
+    (a YAML or JSON mapping)."""
+    from .errors import ConfigError
+    from .files import parse_yaml, read_data
+
+    call: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            data = read_data(item, "--call file")
+            if not isinstance(data, dict):
+                raise ConfigError(f"--call {item}: the file must hold a mapping of pipeline arguments")
+            call.update(data)
+            continue
+        key, _, text = item.partition("=")
+        if not key.isidentifier():
+            raise ConfigError(f"--call {item!r}: expected KEY=VALUE with a pipeline argument name as KEY")
+        call[key] = parse_yaml(text, f"--call {key}") if text else ""
+    return call
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+    from .devices import DTYPE_CHOICES
+
+    parser.add_argument(
+        "--device",
+        default=None,
+        help=f"where {what} runs: auto (default: the accelerate process's device, else CUDA, else the CPU), "
+        "cpu, cuda, cuda:1, ...",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default=None,
+        help="precision: auto (default: bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16",
+    )
+
+
 def _cmd_calibrate_linear_ag(args: argparse.Namespace) -> int:
+    from .devices import resolve_device, resolve_dtype
     from .evaluation.prompts import load_prompts
     from .pipelines.builtin import BUILTIN_MODELS
     from .pipelines.loading import load
     from .tuning.linear_ag_fit import calibrate
 
-    pipe = load(args.model)
+    device = resolve_device(args.device)
+    pipe = load(args.model, device=str(device), dtype=resolve_dtype(args.dtype, device))
     pipe.set_progress_bar_config(disable=True)
     call = dict(BUILTIN_MODELS[args.model].call_defaults) if args.model in BUILTIN_MODELS else {}
     call.update(num_inference_steps=args.steps, guidance_scale=args.guidance_scale)
@@ -188,6 +239,8 @@ def _cmd_search_cache(args: argparse.Namespace) -> int:
         settings=settings,
         branch=args.branch,
         forecast_order=args.forecast_order,
+        device=args.device,
+        dtype=args.dtype,
     )
     print(f"Pareto front ({len(rows)} schedules, in {args.out}/front):")
     for row in rows:
@@ -214,6 +267,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         share=args.share,
         runs_root=args.runs_root,
         runs_root_editable=not args.fixed_runs_root,
+        device=args.device,
+        dtype=args.dtype,
     )
     return 0
 
@@ -245,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "speedup; auto: wall clock unless its paired spread is wide (default: auto for a spec, flops for the "
         "built-in sweep, whose verdicts must not depend on the machine's load)",
     )
+    _add_device_arguments(ev, "every sweep (overrides the specs' device / dtype)")
     ev.set_defaults(func=_cmd_eval)
 
     info = sub.add_parser("info", help="versions, supported families, plugins, built-in models")
@@ -297,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("--minutes", type=float, default=None, help="time budget; the search checkpoints and stops")
     sc.add_argument("--seed", type=int, default=0)
+    _add_device_arguments(sc)
     sc.set_defaults(func=_cmd_search_cache)
 
     tu = sub.add_parser(
@@ -318,7 +375,24 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--metric", choices=["psnr", "ssim", "alignment"], default="psnr")
     tu.add_argument("--prompts", default="builtin", help="'builtin' or a .txt/.csv prompt file")
     tu.add_argument("--steps", type=int, default=None, help="the baseline's step count (default: the model's)")
-    tu.add_argument("--guidance-scale", type=float, default=None)
+    tu.add_argument(
+        "--guidance-scale", type=float, default=None, help="default: the pipeline's own default (recorded in the plan)"
+    )
+    tu.add_argument(
+        "--call",
+        action="append",
+        metavar="KEY=VALUE|FILE",
+        help="pipeline call argument for every generation, recorded in the plan (repeatable): height=1024, "
+        "num_frames=81, negative_prompt=..., or a YAML/JSON file of them",
+    )
+    tu.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="samples per pipeline call while generating calibration and validation sets (default: 1 on a GPU, "
+        "all at once on the CPU); results do not depend on it",
+    )
+    _add_device_arguments(tu)
     tu.add_argument("--no-linear-ag", action="store_true", help="leave LinearAG (and its calibrations) out")
     tu.add_argument("--wall-repeats", type=int, default=3, help="paired wall-clock repeats per plan setting (0: skip)")
     tu.add_argument("--seed", type=int, default=0)
@@ -334,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--num-prompts", type=int, default=16)
     cal.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     cal.add_argument("--history", type=int, default=2, help="past steps in the affine estimate")
+    _add_device_arguments(cal)
     cal.set_defaults(func=_cmd_calibrate_linear_ag)
 
     rp = sub.add_parser("reparam", help="RePaViT tools: `accel reparam finetune --help`")
@@ -353,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--fixed-runs-root", action="store_true", help="users cannot type another folder (inside the root) in the page"
     )
+    _add_device_arguments(demo, "the demo's models")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

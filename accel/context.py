@@ -158,6 +158,9 @@ class DenoisingContext:
         self._owner_lock = threading.Lock()
         self._owner: threading.Thread | None = None
         self._exclusive = False  # an apply / remove / reset holds the context
+        #: one sample's prepared latents, ``(C, H, W)``, ``(C, F, H, W)`` or packed ``(tokens, C)``, as the
+        #: pipeline's ``prepare_latents`` made them for the last generation (None without a pipeline)
+        self.latent_shape: tuple[int, ...] | None = None
         self._reset_loop_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -373,6 +376,7 @@ class DenoisingContext:
             latents = first_tensor(out)
             if latents is not None:
                 self._latent_batch = int(latents.shape[0])
+                self.latent_shape = tuple(int(n) for n in latents.shape[1:])
             return out
 
         return prepare_latents

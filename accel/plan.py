@@ -5,11 +5,12 @@
     accel.apply(pipe, *setting.configs)
     pipe(prompt, num_inference_steps=setting.num_inference_steps)
 
-A plan is JSON (format ``accel-plan/1``): the model, scheduler, step count and guidance it was tuned
-for, and one entry per front member with its plugin configs, its step count, and the quality and
-cost it promised on calibration prompts and delivered on held-out ones. Every setting's configs end
-with a :class:`PlanTargetConfig`, which refuses another model or scheduler when applied, and another
-step count or guidance scale when the pipeline runs.
+A plan is JSON (format ``accel-plan/2``): the model (class, config, a sketch of its weights),
+scheduler, step count, guidance, call arguments and latent size it was tuned for, what the tune ran
+on (device, dtype, versions), and one entry per front member with its plugin configs, its step
+count, and the quality and cost it promised on calibration prompts and delivered on held-out ones.
+Every setting's configs end with a :class:`PlanTargetConfig`, which checks at apply and at each call
+that the pipeline is the one tuned.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import torch
 from diffusers.hooks import ModelHook
 
 from .compiling import eager
-from .config import PluginConfig, check_float, check_int, check_str, field_of
+from .config import PluginConfig, check_float, check_int, check_int_tuple, check_str, field_of
 from .errors import AccelError, ConfigError, NotFoundError
 from .files import brief, read_json, resolve_inside, write_json
-from .fingerprint import denoiser_fingerprint, fingerprint_mismatch
+from .fingerprint import check_sketch, denoiser_fingerprint, fingerprint_mismatch, warn_once
 from .plugin import ALL_KINDS, Plugin, config_from_dict, register_plugin, registered_configs
 
-FORMAT = "accel-plan/1"
+FORMAT = "accel-plan/2"
 #: Speedups within this fraction of each other count as equal: an adaptive stack's FLOP ratio moves by a
 #: few percent from one prompt to the next, so a 1% faster setting that is 6 dB worse is no real choice.
 SPEED_TOLERANCE = 0.02
@@ -38,9 +39,16 @@ SPEED_TOLERANCE = 0.02
 
 @dataclasses.dataclass(frozen=True)
 class PlanTargetConfig(PluginConfig):
-    """What a tuned setting was tuned for. It changes nothing in the computation: applied with the
-    setting's other configs, it refuses a denoiser other than the tuned one (class, config, weights),
-    and, at each call, another scheduler class, step count or guidance scale."""
+    """What a tuned setting was tuned for. It changes nothing in the computation; applied with the
+    setting's other configs, it checks that the pipeline is the one tuned:
+
+    * another denoiser class or config, or another scheduler class: refused at apply;
+    * another step count or guidance scale: refused at each call;
+    * other weights of the same architecture (a fused LoRA, a fine-tune) or another latent size (the
+      call's height, width or frames): one warning naming the difference, and ``accel.summary`` says
+      so, because the plan's quality figures were measured on the tuned weights and size. With
+      ``strict=True`` these are refused too.
+    """
 
     short_prefix = "plan"
     model: str = ""
@@ -48,15 +56,23 @@ class PlanTargetConfig(PluginConfig):
     scheduler: str = ""
     num_inference_steps: int = 1
     guidance_scale: float | None = None
+    latent_shape: tuple[int, ...] | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         check_int("PlanTargetConfig", "num_inference_steps", self.num_inference_steps, 1, 100_000)
         fields = dict(self.denoiser)
-        if set(fields) != {"class", "config_sha256", "weight_checksum"}:
+        if set(fields) != {"class", "config_sha256", "weights"}:
             raise ConfigError(
-                "PlanTargetConfig.denoiser must hold the tuned denoiser's class, config_sha256 and weight_checksum "
-                f"(accel.fingerprint.denoiser_fingerprint), got {sorted(fields)}"
+                "PlanTargetConfig.denoiser must hold the tuned denoiser's class, config_sha256 and weights "
+                f"(accel.fingerprint.denoiser_fingerprint), got {brief(sorted(fields))}"
             )
+        check_sketch("PlanTargetConfig.denoiser", fields["weights"])
+        check_float("PlanTargetConfig", "guidance_scale", self.guidance_scale, 0, 1000, allow_none=True)
+        if self.latent_shape is not None:
+            check_int_tuple("PlanTargetConfig", "latent_shape", self.latent_shape, 1, 10_000_000)
+        if not isinstance(self.strict, bool):
+            raise ConfigError(f"PlanTargetConfig.strict must be true or false, got {brief(self.strict)}")
 
     def __str__(self) -> str:
         return f"plan_{self.model}_steps{self.num_inference_steps}"
@@ -81,13 +97,27 @@ class PlanTargetPlugin(Plugin):
     kinds = ALL_KINDS - {"vit"}
     needs_pipeline = True
 
+    def __init__(self, config: PlanTargetConfig, session: Any) -> None:
+        super().__init__(config, session)
+        self.weights_differ = False
+        self.latent_shape_seen: tuple[int, ...] | None = None
+
     def attach(self) -> None:
         config = self.config
-        mismatch = fingerprint_mismatch(dict(config.denoiser), denoiser_fingerprint(self.session.denoiser))
-        if mismatch:
+        denoiser = self.session.denoiser
+        mismatch = fingerprint_mismatch(dict(config.denoiser), denoiser_fingerprint(denoiser), denoiser)
+        self.weights_differ = mismatch is not None
+        if mismatch is not None and (mismatch.kind == "architecture" or config.strict):
             raise ConfigError(
                 f"this plan was tuned for {config.model!r} and does not fit this pipeline: {mismatch}; "
-                "tune this model with `accel tune`"
+                "tune this model with `accel tune`" + ("" if mismatch.kind == "architecture" else " (strict=True)")
+            )
+        if mismatch is not None:
+            warn_once(
+                denoiser,
+                mismatch.message,
+                f"this plan was tuned for {config.model!r}, but {mismatch}; its quality figures were measured on "
+                "the tuned weights (load_plan(..., strict=True) refuses instead)",
             )
         self._check_scheduler()
         self.session.register_hook(self.session.denoiser, StepCountCheck(self), self.hook_name())
@@ -111,19 +141,36 @@ class PlanTargetPlugin(Plugin):
                 f"guidance_scale={expected:g} or tune again"
             )
 
-    def check_steps(self, steps: int | None) -> None:
+    def check_call(self, steps: int | None) -> None:
+        """At the first denoiser call of a generation: the step count, and the latent size."""
         if steps is not None and steps != self.config.num_inference_steps:
             raise ConfigError(
                 f"this plan setting was tuned for num_inference_steps={self.config.num_inference_steps}, the "
                 f"pipeline runs {steps}; pass num_inference_steps=setting.num_inference_steps"
             )
+        tuned, found = self.config.latent_shape, self.session.context.latent_shape
+        if tuned is None or found is None or tuple(found) == tuple(tuned):
+            return
+        self.latent_shape_seen = tuple(found)
+        text = (
+            f"this plan was tuned for {self.config.model!r} at latents of shape {tuple(tuned)} per sample, this "
+            f"call makes {tuple(found)} (another height, width or frame count)"
+        )
+        if self.config.strict:
+            raise ConfigError(f"{text}; call at the tuned size, or tune at this one (strict=True)")
+        warn_once(self.session.denoiser, text, f"{text}; the plan's quality and speed figures hold at the tuned size")
 
     def stats(self) -> dict[str, Any]:
-        return {"tuned_for": self.config.model, "num_inference_steps": self.config.num_inference_steps}
+        out = {"tuned_for": self.config.model, "num_inference_steps": self.config.num_inference_steps}
+        if self.weights_differ:
+            out["weights"] = "differ from the tuned ones"
+        if self.latent_shape_seen is not None:
+            out["latent_shape"] = f"{self.latent_shape_seen}, tuned at {tuple(self.config.latent_shape)}"
+        return out
 
 
 class StepCountCheck(ModelHook):
-    """Checks, once per generation, that the pipeline runs the step count the setting was tuned for."""
+    """Checks, once per generation, that the pipeline runs the step count and size the setting was tuned for."""
 
     def __init__(self, plugin: PlanTargetPlugin) -> None:
         super().__init__()
@@ -135,7 +182,7 @@ class StepCountCheck(ModelHook):
         info = self.plugin.session.context.current
         if info is not None and info.generation != self.checked_generation:
             self.checked_generation = info.generation
-            self.plugin.check_steps(info.num_inference_steps)
+            self.plugin.check_call(info.num_inference_steps)
 
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         self._check()
@@ -258,15 +305,18 @@ class Plan:
         return dataclasses.replace(self, settings=settings).save(os.path.join(folder, "plan.json"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], base_dir: str | None = None) -> Plan:
+    def from_dict(cls, data: dict[str, Any], base_dir: str | None = None, strict: bool = False) -> Plan:
         """A plan from its JSON data, every field checked (type, finite numbers, ranges, integers; an
         error names the field). Files its configs name are resolved inside ``base_dir``, the plan's
         folder (see :func:`accel.files.resolve_inside`), as :func:`load_plan` does for every plan file;
-        without ``base_dir`` (a plan built in memory) they are taken as given."""
+        without ``base_dir`` (a plan built in memory) they are taken as given. ``strict``: see
+        :func:`load_plan`."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            older = " (an older format: tune again)" if str(found).startswith("accel-plan/") else ""
             raise ConfigError(
-                f"not an accel plan (format {FORMAT!r} expected, found {brief(found)}); make one with accel tune"
+                f"not an accel plan (format {FORMAT!r} expected, found {brief(found)}){older}; make one with "
+                "accel tune"
             )
         model = field_of("plan", data, "model")
         check_str("plan", "model", model, max_len=200)
@@ -280,7 +330,7 @@ class Plan:
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"plan.settings must be a non-empty list of settings, got {brief(entries)}")
         settings = [
-            _setting_from_dict(entry, f"plan.settings[{i}]", model, target, metric, base_dir)
+            _setting_from_dict(entry, f"plan.settings[{i}]", model, target, metric, base_dir, strict)
             for i, entry in enumerate(entries)
         ]
         settings.sort(key=lambda s: s.speedup)
@@ -291,19 +341,25 @@ def _checked_target(target: Any) -> dict[str, Any]:
     denoiser = field_of("plan.target", target, "denoiser")
     for key in ("class", "config_sha256"):
         check_str("plan.target.denoiser", key, field_of("plan.target.denoiser", denoiser, key), max_len=200)
-    check_float(
-        "plan.target.denoiser", "weight_checksum", field_of("plan.target.denoiser", denoiser, "weight_checksum")
-    )
+    check_sketch("plan.target.denoiser", field_of("plan.target.denoiser", denoiser, "weights"))
     check_str("plan.target", "scheduler", field_of("plan.target", target, "scheduler"), max_len=200)
     guidance = field_of("plan.target", target, "guidance_scale", required=False)
     check_float("plan.target", "guidance_scale", guidance, 0, 1000, allow_none=True)
     steps = field_of("plan.target", target, "num_inference_steps", required=False)
     check_int("plan.target", "num_inference_steps", steps, 1, 100_000, allow_none=True)
+    shape = field_of("plan.target", target, "latent_shape", required=False)
+    if shape is not None:
+        if not isinstance(shape, list):
+            raise ConfigError(f"plan.target.latent_shape must be a list of integers, got {brief(shape)}")
+        check_int_tuple("plan.target", "latent_shape", tuple(shape), 1, 10_000_000)
+    call = field_of("plan.target", target, "call", required=False, default={})
+    if not isinstance(call, dict):
+        raise ConfigError(f"plan.target.call must be a mapping of pipeline arguments, got {brief(call)}")
     return target
 
 
 def _setting_from_dict(
-    entry: Any, where: str, model: str, target: dict[str, Any], metric: str, base_dir: str | None
+    entry: Any, where: str, model: str, target: dict[str, Any], metric: str, base_dir: str | None, strict: bool
 ) -> PlanSetting:
     steps = field_of(where, entry, "num_inference_steps")
     check_int(where, "num_inference_steps", steps, 1, 100_000)
@@ -331,12 +387,15 @@ def _setting_from_dict(
             raise type(exc)(f"{where}.configs[{index}]: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.configs[{index}]: {exc}") from None
+    shape = target.get("latent_shape")
     guard = PlanTargetConfig(
         model=model,
         denoiser=tuple(sorted(target["denoiser"].items())),
         scheduler=target["scheduler"],
         num_inference_steps=steps,
         guidance_scale=target.get("guidance_scale"),
+        latent_shape=tuple(shape) if shape is not None else None,
+        strict=strict,
     )
     return PlanSetting(
         configs=(*plugins, guard),
@@ -364,18 +423,22 @@ def distinct_front(settings: list[PlanSetting], metric: str = "psnr") -> list[Pl
     return sorted(kept, key=lambda s: s.speedup)
 
 
-def load_plan(path: str) -> Plan:
+def load_plan(path: str, strict: bool = False) -> Plan:
     """Read a plan written by ``accel tune`` (``DIR/plan.json``, or the folder itself).
 
     A plan is untrusted data: it is read with size and depth limits, every field is checked, and the
-    files its configs name (LinearAG coefficients, schedules) must lie inside the plan's folder."""
+    files its configs name (LinearAG coefficients, schedules) must lie inside the plan's folder.
+
+    Its settings refuse another model architecture, scheduler, step count or guidance scale. Other
+    weights of the same architecture (a fused LoRA, a fine-tune) or another latent size (height, width,
+    frames) get one warning, and ``accel.summary`` reports them; ``strict=True`` refuses those too."""
     if os.path.isdir(path):
         path = os.path.join(path, "plan.json")
     if not os.path.exists(path):
         raise NotFoundError(f"no plan at {path!r}; `accel tune MODEL --out DIR` writes DIR/plan.json")
     data = read_json(path, "plan")
     try:
-        return Plan.from_dict(data, os.path.dirname(os.path.abspath(path)))
+        return Plan.from_dict(data, os.path.dirname(os.path.abspath(path)), strict=strict)
     except AccelError as exc:
         raise type(exc)(f"{path}: {exc}") from None
 

@@ -30,7 +30,7 @@ def make_plan(pipe, folder: str, model: str = "tiny-unet", settings=SETTINGS):
     from accel.plan import Plan, PlanSetting, PlanTargetConfig
     from accel.sampling import AdaptiveGuidanceConfig
 
-    fingerprint = denoiser_fingerprint(pipe.unet)
+    fingerprint = denoiser_fingerprint(getattr(pipe, "unet", None) or pipe.transformer)
     scheduler = type(pipe.scheduler).__name__
     plugins = {"none": (), "deepcache": (DeepCacheConfig(interval=2),), "ag": (AdaptiveGuidanceConfig(threshold=-1),)}
 
@@ -244,13 +244,16 @@ def test_a_plan_that_does_not_fit_or_cannot_be_read_says_so(tuned_server, tmp_pa
         os.utime(path, ns=(stamp, stamp))  # a new mtime, whatever the file system's clock resolution
         return tuned.availability(entry)
 
-    make_plan(tiny_text_pipeline("unet", seed=1), folder)  # the same architecture with other weights
+    make_plan(tiny_text_pipeline("unet", seed=1), folder)  # other weights: the plan runs (and warns when applied)
     plan, reason = rewritten(1)
-    assert plan is None and "does not fit it" in reason and "other weights" in reason
+    assert reason is None and plan is not None
+    make_plan(tiny_text_pipeline("pixart"), folder)  # another architecture
+    plan, reason = rewritten(2)
+    assert plan is None and "does not fit it" in reason and "another config" in reason
     with open(path, "w") as f:
         f.write("{not json")
-    plan, reason = rewritten(2)
+    plan, reason = rewritten(3)
     assert plan is None and "cannot be read" in reason and str(tmp_path) not in reason
     good = make_plan(pipe, folder)  # the entry reads plan.json again once it changes
-    plan, reason = rewritten(3)
+    plan, reason = rewritten(4)
     assert reason is None and plan.speedup_range() == good.speedup_range()

@@ -74,7 +74,7 @@ BAD_FIELDS = [
     ("model", "./no-such-model-dir", "no such directory"),
     ("model", "/no/such/model", "no such directory"),
     ("model", "sd-digitz", "built-in"),
-    ("prompts", "no-such-prompts.txt", "not found"),
+    ("prompts", "no-such-prompts.txt", "no such file"),
     ("scheduler", "NoSuchScheduler", "scheduler class"),
     ("metrics", "fidelity", "list"),
     ("fewer_steps", [True], "[1, 19]"),

@@ -174,7 +174,7 @@ def test_deep_or_huge_or_binary_plan_files_are_refused(tmp_path):
 # ---------------------------------------------------------------------------------------- coefficients
 def _coefficients(tmp_path, **changes):
     data = {
-        "format": "accel-linear-ag/2",
+        "format": "accel-linear-ag/3",
         "denoiser": denoiser_fingerprint(tiny_denoiser("unet")),
         "scheduler": "DDIMScheduler",
         "guidance_scale": 4.0,

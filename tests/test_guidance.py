@@ -218,7 +218,7 @@ class TestAdaptiveGuidancePlugin(PluginTesterMixin):
         assert summary["last_call"]["nfe"] == 2 + 3  # both branches at step 0, then the conditional one only
 
 
-def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/2", **fitted_for):
+def _coefficients(test, name="coefficients.json", fmt="accel-linear-ag/3", **fitted_for):
     """A hand-written LinearAG file for the tiny SD pipeline at 4 steps, history 1: u_t = 0.5 c_t + 0.5 u_{t-1}
     at steps 1-3. ``fitted_for`` overrides what it claims to be fitted for (denoiser, scheduler, guidance_scale)."""
     from accel.fingerprint import denoiser_fingerprint
@@ -270,7 +270,7 @@ class TestLinearAGPlugin(PluginTesterMixin):
         ({"threshold": 3.0}, "threshold must be a number in [-1.0, 2.0], got 3.0"),
         ({"coefficients": "missing.json"}, "LinearAGConfig.coefficients must be the path of a coefficients JSON file"),
         at_apply({"coefficients": _wrong_format}, "is not a LinearAG coefficients file (format 'something-else/1'"),
-        at_apply({"coefficients": _not_json}, "cannot be read as JSON"),
+        at_apply({"coefficients": _not_json}, "is not valid JSON"),
         ({"coefficients": _directory}, "LinearAGConfig.coefficients must be the path of a coefficients JSON file"),
     ]
     identity_stats = {"predicted_steps": [], "cfg_dropped_at_step": None}

@@ -33,6 +33,8 @@ CORE = {
     "compiling",
     "fingerprint",
     "plan",
+    "files",
+    "devices",
 }
 PLUGINS = {"caching", "sampling", "sparse_attention", "reparam"}
 

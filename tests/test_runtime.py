@@ -19,12 +19,16 @@ import torch
 
 import accel
 from accel.compat import check_compatible
-from accel.fingerprint import denoiser_fingerprint
+from accel.fingerprint import denoiser_fingerprint, weights_sketch
 from accel.pipelines.registry import lookup
 from accel.pipelines.testing import TinyPipeline, tiny_denoiser, tiny_pipeline
 from accel.plugin import plugin_for, registered_configs
 
 STEPS = 8
+#: a valid weights record of some other model
+SKETCH = weights_sketch(
+    torch.nn.Linear(2, 2, bias=False).requires_grad_(False).apply(lambda m: torch.nn.init.ones_(m.weight))
+)
 
 
 def linear_ag(tmp_path, family: str, steps: int) -> accel.LinearAGConfig:
@@ -35,7 +39,7 @@ def linear_ag(tmp_path, family: str, steps: int) -> accel.LinearAGConfig:
         path.write_text(
             json.dumps(
                 {
-                    "format": "accel-linear-ag/2",
+                    "format": "accel-linear-ag/3",
                     "denoiser": denoiser_fingerprint(tiny_denoiser(family)),
                     "scheduler": scheduler,
                     "guidance_scale": 4.0,
@@ -354,7 +358,7 @@ def test_linear_ag_summary_reports_what_ran(tmp_path):
         ({"scheduler": "EulerDiscreteScheduler"}, "fitted with EulerDiscreteScheduler, the pipeline now uses DDIM"),
         ({"guidance_scale": 7.5}, "fitted at guidance scale 7.5, this call uses 4.0"),
         (
-            {"denoiser": {"class": "UNet2DConditionModel", "config_sha256": "0", "weight_checksum": 1.0}},
+            {"denoiser": {"class": "UNet2DConditionModel", "config_sha256": "0", "weights": SKETCH}},
             "another config",
         ),
     ],

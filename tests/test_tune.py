@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import torch
 
 import accel
 from accel.compat import check_compatible
-from accel.fingerprint import denoiser_fingerprint
+from accel.fingerprint import denoiser_fingerprint, weights_sketch
 from accel.pipelines.testing import tiny_pipeline, tiny_text_pipeline
 from accel.plan import Plan, PlanSetting, PlanTargetConfig, distinct_front, load_plan
 from accel.tuning.stack_space import StackSpace
@@ -27,6 +28,10 @@ from .plugin_mixin import PluginTesterMixin, Target, at_apply
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 PROMPTS = [f"a handwritten {d}" for d in range(10)]
 CALL = {"num_inference_steps": 8, "guidance_scale": 2.0, "height": 16, "width": 16}
+#: a valid weights record of some other model
+SKETCH = weights_sketch(
+    torch.nn.Linear(2, 2, bias=False).requires_grad_(False).apply(lambda m: torch.nn.init.ones_(m.weight))
+)
 SMALL = dict(population=8, num_prompts=2, seeds=1, validation_prompts=2, validation_seeds=1, wall_repeats=0)
 
 
@@ -223,7 +228,7 @@ def test_plan_settings_run_and_equal_their_plugins_alone(tuned):
 
 
 def _plan(points):
-    fingerprint = {"class": "X", "config_sha256": "0", "weight_checksum": 1.0}
+    fingerprint = {"class": "X", "config_sha256": "0", "weights": SKETCH}
     target = PlanTargetConfig(
         model="m", denoiser=tuple(sorted(fingerprint.items())), scheduler="S", num_inference_steps=4
     )
@@ -268,10 +273,6 @@ def test_a_plan_is_refused_on_another_model_scheduler_step_count_or_guidance():
     from diffusers import EulerDiscreteScheduler
 
     pipe = tiny_text_pipeline("unet")
-    other = tiny_text_pipeline("unet", seed=1)  # same architecture, other weights
-    with pytest.raises(accel.ConfigError, match="tuned for 'tiny'.*other weights"):
-        accel.apply(other, _target_for(pipe))
-    assert accel.get_handle(other) is None  # nothing stays attached after a refusal
     pixart = tiny_text_pipeline("pixart")
     with pytest.raises(accel.ConfigError, match="another config|made for a UNet2DConditionModel"):
         accel.apply(pixart, _target_for(pipe))
@@ -289,6 +290,47 @@ def test_a_plan_is_refused_on_another_model_scheduler_step_count_or_guidance():
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     with pytest.raises(accel.ConfigError, match="the pipeline uses EulerDiscreteScheduler"):
         pipe("a handwritten 1", **{**call, "num_inference_steps": 4})
+    accel.remove(pipe)
+
+
+def test_other_weights_or_size_run_with_one_warning_or_are_refused_when_strict():
+    """A fused LoRA or a fine-tune (same architecture, other weights) and another latent size run, with
+    one warning naming the difference and a note in the summary; strict=True refuses them."""
+    pipe = tiny_text_pipeline("unet")
+    call = {**CALL, "output_type": "pt", "num_inference_steps": 4}
+    other = tiny_text_pipeline("unet")
+    with torch.no_grad():  # a LoRA-sized change (5% of the norm) on every attention query
+        for name, param in other.unet.named_parameters():
+            if name.endswith("to_q.weight"):
+                param.add_(0.05 * param.norm() * torch.randn_like(param) / param.numel() ** 0.5)
+    with pytest.raises(accel.ConfigError, match=r"weights differ .*to_q\.weight.*strict=True"):
+        accel.apply(other, _target_for(pipe, strict=True))
+    assert accel.get_handle(other) is None  # nothing stays attached after a refusal
+    with pytest.warns(UserWarning, match=r"tuned for 'tiny', but its weights differ .* in \d+ of \d+ tensors"):
+        accel.apply(other, _target_for(pipe))
+    other("a handwritten 1", **call)
+    assert accel.summary(other)["denoisers"]["unet"]["plugins"]["plan_target"]["weights"] == (
+        "differ from the tuned ones"
+    )
+    accel.remove(other)
+    bf16 = tiny_text_pipeline("unet").to(dtype=torch.bfloat16)  # the same weights in another dtype: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        accel.apply(bf16, _target_for(pipe))
+    accel.remove(bf16)
+
+    tuned_shape = (4, 8, 8)  # CALL's 16 x 16 pixels through the tiny VAE (factor 2)
+    accel.apply(pipe, _target_for(pipe, latent_shape=tuned_shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe("a handwritten 1", **call)  # as tuned: silent
+    with pytest.warns(UserWarning, match=r"latents of shape \(4, 8, 8\) per sample, this call makes \(4, 16, 16\)"):
+        pipe("a handwritten 1", **{**call, "height": 32, "width": 32})
+    assert "tuned at (4, 8, 8)" in accel.summary(pipe)["denoisers"]["unet"]["plugins"]["plan_target"]["latent_shape"]
+    accel.remove(pipe)
+    accel.apply(pipe, _target_for(pipe, latent_shape=tuned_shape, strict=True))
+    with pytest.raises(accel.ConfigError, match="another height, width or frame count.*strict=True"):
+        pipe("a handwritten 1", **{**call, "height": 32, "width": 32})
     accel.remove(pipe)
 
 
@@ -335,7 +377,7 @@ class TestPlanTargetPlugin(PluginTesterMixin):
         ({"denoiser": (("class", "X"),)}, "PlanTargetConfig.denoiser must hold the tuned denoiser's class"),
         at_apply({"scheduler": "EulerDiscreteScheduler"}, "tuned with the EulerDiscreteScheduler scheduler"),
         at_apply(
-            {"denoiser": (("class", "UNet2DConditionModel"), ("config_sha256", "0"), ("weight_checksum", 1.0))},
+            {"denoiser": (("class", "UNet2DConditionModel"), ("config_sha256", "0"), ("weights", SKETCH))},
             "does not fit this pipeline",
         ),  # fmt: skip
     ]

@@ -56,6 +56,8 @@ def build_app(
     queue_size: int = 32,
     vision_models: vision.VisionModels | None = None,
     registry: ModelRegistry | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> gr.Blocks:
     """The demo as a ``gr.Blocks`` (queued, not launched).
 
@@ -72,9 +74,13 @@ def build_app(
             requests on the same model always run one after the other.
         queue_size: requests waiting at most; more are refused with a "queue full" message.
         vision_models: the ViT pair of the vision tab (default: built-in ``vit-digits``).
+        device, dtype: where and in what precision the registry loads models (see :mod:`accel.devices`;
+            default: CUDA in bfloat16 when available, else the CPU in float32).
     """
     limits = limits or Limits()
-    registry = registry or ModelRegistry(models, limits=limits, allow_custom=allow_custom_models)
+    registry = registry or ModelRegistry(
+        models, limits=limits, allow_custom=allow_custom_models, device=device, dtype=dtype
+    )
     vision_models = vision_models or vision.VisionModels()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # css in the constructor is still honoured by launch()

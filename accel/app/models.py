@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..devices import resolve_device, resolve_dtype
 from ..errors import AccelError
 from ..pipelines.builtin import BUILTIN_MODELS, DEFAULT_MODEL
 
@@ -212,11 +213,15 @@ class ModelRegistry:
         allow_custom: bool = True,
         max_custom: int = 2,
         device: str | None = None,
+        dtype: str | torch.dtype | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.allow_custom = allow_custom
         self.max_custom = max_custom
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        resolved = resolve_device(device)
+        self.device = str(resolved)
+        #: the dtype of every model the registry loads (see accel.devices: bfloat16 on CUDA, float32 elsewhere)
+        self.dtype = resolve_dtype(dtype, resolved)
         self._lock = threading.RLock()
         self._entries: collections.OrderedDict[str, ModelEntry] = collections.OrderedDict()
         self._custom: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -256,7 +261,7 @@ class ModelRegistry:
         def load() -> Any:
             from ..pipelines.loading import load as load_pipeline
 
-            return load_pipeline(name, device=self.device)
+            return load_pipeline(name, device=self.device, dtype=self.dtype)
 
         return load
 
@@ -383,12 +388,11 @@ class ModelRegistry:
         """
         from ..pipelines.loading import load as load_pipeline
 
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         if local is None:
             from diffusers import DiffusionPipeline
 
             local = DiffusionPipeline.download(source, use_safetensors=True)
-        return load_pipeline(local, dtype=dtype, device=self.device, use_safetensors=True)
+        return load_pipeline(local, dtype=self.dtype, device=self.device, use_safetensors=True)
 
 
 #: The answer for a local path that is not a loadable pipeline folder, whether it is missing, a file,

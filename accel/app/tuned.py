@@ -79,7 +79,7 @@ def availability(entry: ModelEntry | None) -> tuple[Plan | None, str | None]:
 
 
 def fit_problem(plan: Plan, pipe: Any) -> str | None:
-    """Why ``plan`` cannot run on ``pipe`` (another denoiser or scheduler), or None.
+    """Why ``plan`` cannot run on ``pipe`` (another denoiser architecture or scheduler), or None.
 
     The plan's :class:`accel.plan.PlanTargetConfig` refuses such a pipeline as well; checking here
     lets the UI say so before anything runs.
@@ -88,8 +88,8 @@ def fit_problem(plan: Plan, pipe: Any) -> str | None:
     made_for = plan.target.get("denoiser")
     if denoiser is not None and isinstance(made_for, dict):
         mismatch = fingerprint_mismatch(made_for, denoiser_fingerprint(denoiser))
-        if mismatch:
-            return mismatch
+        if mismatch is not None and mismatch.kind == "architecture":  # other weights: the plan runs, and warns
+            return mismatch.message
     scheduler = plan.target.get("scheduler")
     found = type(getattr(pipe, "scheduler", None)).__name__
     if scheduler and found != scheduler:

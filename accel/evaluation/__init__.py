@@ -11,6 +11,7 @@ run at a time per folder (a lock; a second one is refused, or waits with ``wait=
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -31,6 +32,8 @@ def evaluate(
     progress: bool = True,
     speed: str = "auto",
     wait: bool | float = False,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run (or resume) every sweep; returns ``{run_dir: {"rows", "png", "html", "noisy_timing"}}``.
 
@@ -44,6 +47,9 @@ def evaluate(
     Every spec is validated before anything is written. A run folder has one run at a time: when
     another process holds it, ``wait=False`` raises a :class:`~accel.errors.StateError` at once,
     ``wait=True`` queues behind it, a number waits at most that many seconds.
+
+    ``device`` / ``dtype`` (the CLI's ``--device`` / ``--dtype``), when given, replace every sweep's own
+    ``device`` / ``dtype`` fields.
     """
 
     if specs is None:
@@ -56,6 +62,9 @@ def evaluate(
         spec_list = specs_from_data(specs)
     else:
         spec_list = list(specs)
+    overrides = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+    if overrides:
+        spec_list = [dataclasses.replace(spec, **overrides) for spec in spec_list]
     check_run_names(spec_list, specs if isinstance(specs, str) else None)
     check_int("evaluate", "max_samples", max_samples, 1, allow_none=True)
     if not isinstance(wait, (bool, int, float)) or (not isinstance(wait, bool) and wait < 0):

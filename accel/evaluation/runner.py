@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import api
+from ..devices import resolve_device, resolve_dtype, what_ran
 from ..errors import ConfigError, OutOfMemoryError, is_out_of_memory
 from ..files import atomic_write
 from ..metrics.cost import DenoiserTimer, synchronize
@@ -61,28 +62,24 @@ def sample_path(entry: str, prompt_id: int, seed: int) -> str:
     return os.path.join("samples", safe, f"p{prompt_id:04d}_s{seed}.png")
 
 
-def environment() -> dict[str, Any]:
-    import diffusers
+def environment(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """What the run ran on: device and its name, dtype, versions (main process; every rank uses the
+    same kind of device)."""
     import transformers
 
-    import accel
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
     return {
-        "accel": accel.__version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
+        **what_ran(device, dtype),
         "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "device": device,
         "cuda": torch.cuda.is_available(),
         "threads": torch.get_num_threads(),
-        "dtype": "float32",
         "compile": False,
     }
 
 
-def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
+def prepare_run_dir(
+    spec: SweepSpec, out_root: str, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> str:
     """Create the run folder and its config.json, or check that an existing one ran the same sweep.
 
     Holding the folder's lock, also delete the temporaries that crashed writers left behind.
@@ -94,7 +91,7 @@ def prepare_run_dir(spec: SweepSpec, out_root: str) -> str:
     config_path = os.path.join(run_dir, "config.json")
     payload = {
         "spec": spec.to_dict(),
-        "environment": environment(),
+        "environment": environment(device or torch.device("cpu"), dtype or torch.float32),
         "entries": [
             {"name": e.name, "kind": e.kind, "steps": e.steps, "configs": [c.to_dict() for c in e.configs]}
             for e in run_entries(spec)
@@ -121,10 +118,10 @@ def process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def load_pipeline(spec: SweepSpec, device: Any = None):
+def load_pipeline(spec: SweepSpec, device: Any = None, dtype: torch.dtype | None = None):
     from ..pipelines.loading import load
 
-    pipe = load(spec.model, device=str(device) if device is not None else None)
+    pipe = load(spec.model, device=str(device) if device is not None else None, dtype=dtype)
     if spec.scheduler:
         import diffusers
 
@@ -260,7 +257,9 @@ def _generate_missing(
     from tqdm.auto import tqdm
 
     run_dir = os.path.join(out_root, spec.run_name)
-    on_main_process(state, lambda: prepare_run_dir(spec, out_root))
+    device = resolve_device(spec.device, state)
+    dtype = resolve_dtype(spec.dtype, device)
+    on_main_process(state, lambda: prepare_run_dir(spec, out_root, device, dtype))
     state.wait_for_everyone()
     prompts = spec.prompt_list()
     pairs = [(pid, sample_seed(spec, pid, j)) for j in range(spec.seeds_per_prompt) for pid in range(len(prompts))]
@@ -273,7 +272,7 @@ def _generate_missing(
     ]
     flops_path = os.path.join(run_dir, "flops.json")
     flops = json.load(open(flops_path)) if os.path.exists(flops_path) else {}
-    pipe = load_pipeline(spec, state.device if spec.device == "auto" else spec.device)
+    pipe = load_pipeline(spec, device, dtype)
     call = spec.call_kwargs()
     with state.split_between_processes(todo) as mine:
         writer = RecordWriter(run_dir, state.process_index)

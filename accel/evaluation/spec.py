@@ -3,6 +3,8 @@
 A sweep is one model, one sampler setting, a prompt set and a grid of plugin configs::
 
     model: sd-digits            # built-in name, hub id or local path
+    device: auto                # auto (the accelerate process's device, else CUDA, else CPU), cpu, cuda:1
+    dtype: auto                 # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16
     scheduler: null             # optional diffusers scheduler class to swap in
     steps: 20
     guidance_scale: 2.0
@@ -27,14 +29,13 @@ keys in a YAML or JSON file are an error, not "the last one wins".
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Any
 
 from ..config import PluginConfig, check_float, check_int
 from ..errors import AccelError, ConfigError, NotFoundError
-from ..files import brief, read_data
+from ..files import brief, read_data, read_json
 from ..pipelines.builtin import BUILTIN_MODELS
 from .prompts import load_prompts
 
@@ -77,7 +78,8 @@ class SweepSpec:
     clip_model: str | None = None
     inception_weights: str | None = None
     name: str | None = None
-    device: str = "auto"  # "auto": this process's accelerate device
+    device: str = "auto"  # "auto": this process's accelerate device, else CUDA if available, else the CPU
+    dtype: str = "auto"  # "auto": bfloat16 on CUDA, float32 elsewhere; or float32, bfloat16, float16
 
     def __post_init__(self) -> None:
         """Check every field (type, range, existence) now, before any file is written or model loaded."""
@@ -141,6 +143,10 @@ class SweepSpec:
     def _check_device(self) -> None:
         import torch
 
+        from ..devices import DTYPE_CHOICES
+
+        if self.dtype not in DTYPE_CHOICES:
+            raise ConfigError(f"sweep.dtype must be one of {list(DTYPE_CHOICES)}, got {brief(self.dtype)}")
         if not isinstance(self.device, str):
             raise ConfigError(
                 f"sweep.device must be 'auto' or a torch device string ('cpu', 'cuda:0'), got {brief(self.device)}"
@@ -194,28 +200,9 @@ class SweepSpec:
             )
 
     def _check_call(self) -> None:
-        if not isinstance(self.call, dict) or not all(isinstance(k, str) for k in self.call):
-            raise ConfigError(
-                f"sweep.call must be a mapping of pipeline argument names to values, got {brief(self.call)}"
-            )
-        for key, value in self.call.items():
-            if key in RESERVED_CALL:
-                raise ConfigError(f"sweep.call.{key} is set by accel eval ({RESERVED_CALL[key]})")
-            if key in ("height", "width"):
-                check_int("sweep", f"call.{key}", value, 1, MAX_SIDE)
-            elif key == "num_frames":
-                check_int("sweep", f"call.{key}", value, 1, MAX_STEPS)
-            elif key == "guidance_scale":
-                check_float("sweep", "call.guidance_scale", value, 0, MAX_GUIDANCE)
-                if self.guidance_scale is not None:
-                    raise ConfigError("sweep.guidance_scale and sweep.call.guidance_scale are both set; keep one")
-        accepted = _call_parameters(self.model)
-        unknown = sorted(set(self.call) - accepted) if accepted is not None else []
-        if unknown:
-            raise ConfigError(
-                f"sweep.call: {brief(unknown)} are not arguments of {brief(self.model)}'s pipeline; allowed: "
-                f"{sorted(accepted - set(RESERVED_CALL))}"
-            )
+        check_call(self.call, self.model, "sweep")
+        if "guidance_scale" in self.call and self.guidance_scale is not None:
+            raise ConfigError("sweep.guidance_scale and sweep.call.guidance_scale are both set; keep one")
 
     def _check_prompts(self) -> None:
         if not isinstance(self.prompts, str) or not self.prompts:
@@ -298,32 +285,77 @@ class SweepSpec:
         return dataclasses.asdict(self)
 
 
-def _call_parameters(model: str) -> set[str] | None:
-    """The keyword arguments the model's pipeline class accepts, read without loading it (None: unknown,
-    or the pipeline takes ``**kwargs``)."""
-    import inspect
+def check_call(call: Any, model: str, owner: str) -> None:
+    """Check pipeline call arguments (a sweep's ``call:``, ``accel tune --call``): a mapping of argument
+    names, none of those accel sets itself, sizes and guidance in range, and every name an argument of
+    the model's pipeline (when that can be read without loading it)."""
+    if not isinstance(call, dict) or not all(isinstance(k, str) for k in call):
+        raise ConfigError(f"{owner}.call must be a mapping of pipeline argument names to values, got {brief(call)}")
+    for key, value in call.items():
+        if key in RESERVED_CALL:
+            raise ConfigError(f"{owner}.call.{key} is set by accel itself ({RESERVED_CALL[key]})")
+        if key in ("height", "width"):
+            check_int(owner, f"call.{key}", value, 1, MAX_SIDE)
+        elif key == "num_frames":
+            check_int(owner, f"call.{key}", value, 1, MAX_STEPS)
+        elif key == "guidance_scale":
+            check_float(owner, "call.guidance_scale", value, 0, MAX_GUIDANCE)
+    accepted = call_parameters(model)
+    unknown = sorted(set(call) - accepted) if accepted is not None else []
+    if unknown:
+        raise ConfigError(
+            f"{owner}.call: {brief(unknown)} are not arguments of {brief(model)}'s pipeline; allowed: "
+            f"{sorted(accepted - set(RESERVED_CALL))}"
+        )
 
+
+def pipeline_class(model: Any) -> type | None:
+    """The pipeline class of a pipeline object, a built-in model name or a local pipeline folder, read
+    without loading it (None when it cannot be told, e.g. a hub id not yet downloaded)."""
     import diffusers
 
+    if not isinstance(model, str):
+        return type(model)
     builtin = BUILTIN_MODELS.get(model)
     if builtin is not None:
         class_name = builtin.pipeline_class
     else:
         try:
-            with open(os.path.join(os.path.expanduser(model), "model_index.json")) as f:
-                class_name = json.load(f).get("_class_name")
-        except (OSError, ValueError, AttributeError):
+            class_name = read_json(os.path.join(os.path.expanduser(model), "model_index.json"), "model_index.json")
+            class_name = class_name.get("_class_name") if isinstance(class_name, dict) else None
+        except AccelError:
             return None
     cls = getattr(diffusers, class_name, None) if isinstance(class_name, str) else None
-    if not isinstance(cls, type):
+    return cls if isinstance(cls, type) else None
+
+
+def _call_signature(model: Any) -> list[Any] | None:
+    import inspect
+
+    cls = pipeline_class(model)
+    if cls is None:
         return None
     try:
-        parameters = inspect.signature(cls.__call__).parameters.values()
+        return list(inspect.signature(cls.__call__).parameters.values())
     except (TypeError, ValueError):
         return None
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+
+
+def call_parameters(model: Any) -> set[str] | None:
+    """The keyword arguments the model's pipeline class accepts, read without loading it (None: unknown,
+    or the pipeline takes ``**kwargs``)."""
+    parameters = _call_signature(model)
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
     return {p.name for p in parameters if p.name != "self"}
+
+
+def call_default(model: Any, name: str) -> Any:
+    """The default of the pipeline call's argument ``name`` (``guidance_scale``, ``height``), or None."""
+    for parameter in _call_signature(model) or []:
+        if parameter.name == name and parameter.default is not parameter.empty:
+            return parameter.default
+    return None
 
 
 def parse_entry(entry: Any, steps: int) -> tuple[int, list[PluginConfig]]:

@@ -24,11 +24,11 @@ from ..config import check_float, check_int, check_number_list, check_str, field
 from ..deprecation import moved_names
 from ..errors import ConfigError
 from ..files import brief, read_json
-from ..fingerprint import denoiser_fingerprint, fingerprint_mismatch
+from ..fingerprint import check_sketch, denoiser_fingerprint, fingerprint_mismatch, warn_once
 from ..plugin import register_plugin
 from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
 
-FORMAT = "accel-linear-ag/2"
+FORMAT = "accel-linear-ag/3"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def load_coefficients(path: str) -> dict[str, Any]:
     denoiser = field_of(where, data, "denoiser")
     for key in ("class", "config_sha256"):
         check_str(f"{where}.denoiser", key, field_of(f"{where}.denoiser", denoiser, key), max_len=200)
-    check_float(f"{where}.denoiser", "weight_checksum", field_of(f"{where}.denoiser", denoiser, "weight_checksum"))
+    check_sketch(f"{where}.denoiser", field_of(f"{where}.denoiser", denoiser, "weights"))
     coefficients = field_of(where, data, "coefficients")
     if not isinstance(coefficients, dict):
         raise ConfigError(f"{where}.coefficients must be a mapping of step -> weights, got {brief(coefficients)}")
@@ -103,11 +103,19 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
         self.weights = {int(step): torch.tensor(w, dtype=torch.float32) for step, w in data["coefficients"].items()}
 
     def attach(self) -> None:
-        mismatch = fingerprint_mismatch(self.fitted_for["denoiser"] or {}, denoiser_fingerprint(self.session.denoiser))
-        if mismatch:
+        denoiser = self.session.denoiser
+        mismatch = fingerprint_mismatch(self.fitted_for["denoiser"] or {}, denoiser_fingerprint(denoiser), denoiser)
+        if mismatch is not None and mismatch.kind == "architecture":
             raise ConfigError(
                 f"these LinearAG coefficients do not fit this model: {mismatch}; calibrate again for this "
                 "model (accel calibrate-linear-ag)"
+            )
+        if mismatch is not None:  # the affine estimate still applies; how well was measured on other weights
+            warn_once(
+                denoiser,
+                mismatch.message,
+                f"these LinearAG coefficients were fitted on other weights: {mismatch}; calibrate again for "
+                "this checkpoint (accel calibrate-linear-ag) for estimates fitted to it",
             )
         super().attach()
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import api
+from ..devices import module_device_dtype, resolve_device, resolve_dtype, what_ran
 from ..errors import ConfigError
 from ..files import atomic_write, write_json
 from ..metrics.fidelity import psnr, ssim
@@ -318,11 +319,15 @@ def search_cache(
     branch: int = 1,
     progress: bool = True,
     forecast_order: int = 0,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
 ) -> list[dict[str, Any]]:
     """Search caching schedules for ``model`` (a built-in name, a path, or a pipeline) and export the front.
 
     ``kind`` is ``"block"`` (DiTs), ``"deepcache"`` (U-Nets) or ``"auto"`` (from the denoiser's family).
     ``forecast_order`` k > 0 lets every cached unit choose between reuse and a degree-k forecast.
+    ``device`` / ``dtype``: where a named model is loaded (:mod:`accel.devices`); a pipeline object is
+    used where it is.
     """
     from ..evaluation.prompts import builtin_prompts
     from ..pipelines.builtin import BUILTIN_MODELS
@@ -333,7 +338,11 @@ def search_cache(
         raise ConfigError(f"forecast_order must be 0, 1 or 2, got {forecast_order!r}")
     settings = settings or SearchSettings()
     name = model if isinstance(model, str) else type(model).__name__
-    pipe = load(model) if isinstance(model, str) else model
+    if isinstance(model, str):
+        target = resolve_device(device)
+        pipe = load(model, device=str(target), dtype=resolve_dtype(dtype, target))
+    else:
+        pipe = model
     pipe.set_progress_bar_config(disable=True)
     base_call = dict(BUILTIN_MODELS[model].call_defaults) if isinstance(model, str) and model in BUILTIN_MODELS else {}
     base_call.update(call or {})
@@ -363,6 +372,7 @@ def search_cache(
                 "seeds": list(seeds),
                 "call": {k: v for k, v in base_call.items() if isinstance(v, (int, float, str, bool))},
                 "settings": dataclasses.asdict(settings),
+                "ran": what_ran(*module_device_dtype(getattr(pipe, "unet", None) or pipe.transformer)),
             },
             f,
             indent=2,

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .. import api
+from ..devices import module_device_dtype, what_ran
 from ..errors import StateError
 from ..files import write_json
 from ..fingerprint import denoiser_fingerprint
@@ -85,10 +86,12 @@ def calibrate(
     """Record trajectories, fit the coefficients, and write the JSON (if ``out``)."""
     trajectories = record_trajectories(pipe, prompts, call, seeds)
     coefficients, r2 = fit_coefficients(trajectories, history)
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
     data = {
         "format": FORMAT,
         "model": model_name,
-        "denoiser": denoiser_fingerprint(getattr(pipe, "unet", None) or pipe.transformer),
+        "denoiser": denoiser_fingerprint(denoiser),
+        "ran": what_ran(*module_device_dtype(denoiser)),
         "scheduler": type(pipe.scheduler).__name__,
         "num_inference_steps": int(call["num_inference_steps"]),
         "guidance_scale": call.get("guidance_scale"),

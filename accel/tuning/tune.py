@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import api
+from ..devices import dtype_name, module_device_dtype, resolve_device, resolve_dtype, what_ran
 from ..errors import ConfigError
 from ..files import atomic_write, write_json
 from ..fingerprint import denoiser_fingerprint
@@ -64,6 +65,9 @@ class TuneSettings:
     metric: str = "psnr"
     linear_ag: bool = True
     wall_repeats: int = 3
+    #: samples per pipeline call while generating calibration and validation sets (None: one per call on a
+    #: GPU, all in one call on the CPU); the results do not depend on it (per-sample generators)
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         from ..config import check_float, check_int
@@ -75,6 +79,7 @@ class TuneSettings:
         check_int("tune", "validation_prompts", self.validation_prompts, 1, 10_000)
         check_int("tune", "validation_seeds", self.validation_seeds, 1, 1000)
         check_int("tune", "wall_repeats", self.wall_repeats, 0, 100)
+        check_int("tune", "batch_size", self.batch_size, 1, 100_000, allow_none=True)
         check_float("tune", "minutes", self.minutes, 0.0, 1e6, allow_none=True)
         if self.metric not in QUALITY_METRICS:
             raise ConfigError(f"tune metric must be one of {QUALITY_METRICS}, got {self.metric!r}")
@@ -93,16 +98,28 @@ def split_prompts(prompts: list[str], settings: TuneSettings) -> tuple[list[str]
 
 
 class Samples:
-    """Prompts x seeds, their full-step baseline, and how to score a stack on them."""
+    """Prompts x seeds, their full-step baseline, and how to score a stack on them.
+
+    Each sample has its own generator, so a sample's image does not depend on which others share its
+    pipeline call: ``batch_size`` bounds memory without changing results."""
 
     def __init__(
-        self, pipe: Any, prompts: list[str], seeds: list[int], call: dict[str, Any], metric: str, domain: Any
+        self,
+        pipe: Any,
+        prompts: list[str],
+        seeds: list[int],
+        call: dict[str, Any],
+        metric: str,
+        domain: Any,
+        batch_size: int | None = None,
     ):
         self.pipe = pipe
         self.items = [(p, s) for s in seeds for p in prompts]
         self.call = call
         self.metric = metric
         self.domain = domain
+        self.batch_size = batch_size or len(self.items)
+        self.latent_shape: tuple[int, ...] | None = None
         self.baseline, self.baseline_flops = self.generate(call["num_inference_steps"], [])
 
     @torch.no_grad()
@@ -114,20 +131,23 @@ class Samples:
         items = prompts or self.items
         denoiser = getattr(self.pipe, "unet", None) or self.pipe.transformer
         api.remove(self.pipe)
-        if configs:
-            api.apply(self.pipe, *configs)
+        handle = api.apply(self.pipe, *configs)  # with no config: the loop context alone (it reads the latent size)
+        chunks = []
         try:
             with ModuleFlops(denoiser) if count else contextlib.nullcontext() as flops:
-                out = self.pipe(
-                    prompt=[p for p, _ in items],
-                    generator=[torch.Generator("cpu").manual_seed(s) for _, s in items],
-                    output_type="pt",
-                    **{**self.call, "num_inference_steps": steps},
-                )
+                for start in range(0, len(items), self.batch_size):
+                    batch = items[start : start + self.batch_size]
+                    out = self.pipe(
+                        prompt=[p for p, _ in batch],
+                        generator=[torch.Generator("cpu").manual_seed(s) for _, s in batch],
+                        output_type="pt",
+                        **{**self.call, "num_inference_steps": steps},
+                    )
+                    chunks.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1).cpu())
+            self.latent_shape = handle.context.latent_shape
         finally:
             api.remove(self.pipe)
-        images = (out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1)
-        return images, float(flops.total) if count else None
+        return torch.cat(chunks), float(flops.total) if count else None
 
     def score(self, steps: int, configs: list[Any]) -> dict[str, float]:
         images, flops = self.generate(steps, configs)
@@ -179,7 +199,7 @@ class Tuner:
         self.state = state
         self.progress = progress and self.is_main
         self.base_steps = int(call["num_inference_steps"])
-        guided = float(call.get("guidance_scale") or getattr(pipe, "_guidance_scale", 1.0) or 1.0) > 1
+        guided = uses_cfg(pipe, call)
         if settings.metric == "alignment" and dataset is None:
             raise ConfigError("the alignment metric needs a built-in model (its domain classifier)")
         domain = None
@@ -200,7 +220,9 @@ class Tuner:
         self._write_or_check_manifest()
         if use_linear_ag and "adaptive_guidance" in self.space.plugin_names:
             self._calibrate_linear_ag()
-        self.calibration = Samples(pipe, calibration_prompts, self.calibration_seeds, call, settings.metric, domain)
+        self.calibration = Samples(
+            pipe, calibration_prompts, self.calibration_seeds, call, settings.metric, domain, settings.batch_size
+        )
         self._validation: Samples | None = None
         self._domain = domain
         self.evaluated: dict[str, dict[str, Any]] = {}
@@ -240,11 +262,14 @@ class Tuner:
             "model": self.model,
             "call": {k: v for k, v in self.call.items() if isinstance(v, (int, float, str, bool)) or v is None},
             "scheduler": type(self.pipe.scheduler).__name__,
-            "denoiser": denoiser_fingerprint(getattr(self.pipe, "unet", None) or self.pipe.transformer),
+            "denoiser": denoiser_fingerprint(self.denoiser),
             "calibration": {"prompts": self.calibration_prompts, "seeds": self.calibration_seeds},
             "validation": {"prompts": self.validation_prompts, "seeds": self.validation_seeds},
+            "dtype": dtype_name(module_device_dtype(self.denoiser)[1]),
             "search": {
-                k: v for k, v in dataclasses.asdict(self.settings).items() if k not in ("minutes", "generations")
+                k: v
+                for k, v in dataclasses.asdict(self.settings).items()
+                if k not in ("minutes", "generations", "batch_size")  # a budget, and memory: no effect on results
             },
             "space": self.space.describe(),
         }
@@ -455,6 +480,7 @@ class Tuner:
                 self.call,
                 self.settings.metric,
                 self._domain,
+                self.settings.batch_size,
             )
         return self._validation
 
@@ -497,11 +523,14 @@ class Tuner:
         # members still on the front on held-out samples, where plain fewer steps compete with them too
         kept = self.front(front + result["fewer_steps"], validated)
         walls = self.wall_speedups(kept)
+        latent_shape = self.calibration.latent_shape
         target = {
-            "denoiser": denoiser_fingerprint(getattr(self.pipe, "unet", None) or self.pipe.transformer),
+            "denoiser": denoiser_fingerprint(self.denoiser),
             "scheduler": type(self.pipe.scheduler).__name__,
             "num_inference_steps": self.base_steps,
             "guidance_scale": self.call.get("guidance_scale"),
+            "call": recorded_call(self.call),
+            "latent_shape": list(latent_shape) if latent_shape is not None else None,
         }
         settings = []
         for key in kept:
@@ -513,6 +542,7 @@ class Tuner:
                 scheduler=target["scheduler"],
                 num_inference_steps=held_out["steps"],
                 guidance_scale=target["guidance_scale"],
+                latent_shape=latent_shape,
             )
             settings.append(
                 PlanSetting(
@@ -527,8 +557,10 @@ class Tuner:
                 )
             )
         gaps = [s.quality["promised"][metric] - s.quality["validated"][metric] for s in settings]
+        device, dtype = module_device_dtype(self.denoiser)
         info = {
             "tuned": time.strftime("%Y-%m-%d"),
+            "ran": {**what_ran(device, dtype), "processes": self.world},
             "baseline_steps": self.base_steps,
             "calibration_samples": len(self.calibration.items),
             "validation_samples": len(self.validation().items),
@@ -555,6 +587,10 @@ class Tuner:
             plot_plan(plan, result, self.evaluated, os.path.join(self.out_dir, "front"))
         self._barrier()
         return plan
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return getattr(self.pipe, "unet", None) or self.pipe.transformer
 
     def run(self) -> Plan:
         population = self.search()
@@ -678,12 +714,21 @@ def tune(
     call: dict[str, Any] | None = None,
     prompts: list[str] | None = None,
     progress: bool = True,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
 ) -> Plan:
     """Tune ``model`` (a built-in name, a path or hub id, or a pipeline) and write ``out_dir/plan.json``.
 
-    Under ``accelerate launch`` the processes share the work (see the module docstring).
+    ``call``: the pipeline's call arguments besides the prompt (``num_inference_steps``,
+    ``guidance_scale``, ``height``, ``width``, ``num_frames``, ``negative_prompt``, ...), recorded in the
+    plan. Without ``guidance_scale`` the pipeline's own default (its ``__call__`` signature) is used.
+    ``device`` / ``dtype``: where accel loads a named model (see :mod:`accel.devices`; "auto": the
+    accelerate process's device, else CUDA, else the CPU; bfloat16 on CUDA, float32 elsewhere); a
+    pipeline object is used where it is. Under ``accelerate launch`` the processes share the work
+    (see the module docstring), each on its own device.
     """
     from ..evaluation.prompts import builtin_prompts
+    from ..evaluation.spec import check_call
     from ..pipelines.builtin import BUILTIN_MODELS
     from ..pipelines.loading import load
 
@@ -692,36 +737,78 @@ def tune(
     builtin = isinstance(model, str) and model in BUILTIN_MODELS
     if builtin and BUILTIN_MODELS[model].kind == "classifier":
         raise ConfigError(f"{model} is a classifier; accel tune tunes diffusion pipelines")
-    state = _process_state()
-    pipe = load(model) if isinstance(model, str) else model
-    pipe.set_progress_bar_config(disable=True)
+    call = dict(call or {})
+    steps = call.pop("num_inference_steps", None)
+    check_call(call, model, "tune")
     full_call = dict(BUILTIN_MODELS[model].call_defaults) if builtin else {}
-    full_call.update(call or {})
-    full_call.setdefault("num_inference_steps", 20)
+    full_call.update(call)
+    full_call["num_inference_steps"] = steps or full_call.get("num_inference_steps", 20)
     from ..config import check_float, check_int
 
     check_int("tune", "steps", full_call["num_inference_steps"], 2, 10_000)
+    if "guidance_scale" not in full_call and default_guidance(model) is not None:
+        full_call["guidance_scale"] = default_guidance(model)  # recorded in the plan, and checked at apply
     check_float("tune", "guidance_scale", full_call.get("guidance_scale"), 0.0, 100.0, allow_none=True)
     if prompts is None:
         if not builtin:
             raise ConfigError("tune a model that is not built in with prompts=[...] (or --prompts FILE)")
         prompts = builtin_prompts(model)
     calibration, held_out = split_prompts(prompts, settings)
+    state = _process_state()
+    if isinstance(model, str):
+        target_device = resolve_device(device, state)
+        pipe = load(model, device=str(target_device), dtype=resolve_dtype(dtype, target_device))
+    else:
+        pipe = model
+    pipe.set_progress_bar_config(disable=True)
+    if settings.batch_size is None and module_device_dtype(_denoiser_of(pipe))[0].type == "cuda":
+        settings = dataclasses.replace(settings, batch_size=1)  # one sample per call on a GPU: bounded memory
     os.makedirs(out_dir, exist_ok=True)
     dataset = BUILTIN_MODELS[model].dataset if builtin else None
     tuner = Tuner(pipe, name, out_dir, full_call, calibration, held_out, settings, dataset, state, progress)
     plan = tuner.run()
     if isinstance(model, str) and tuner.is_main:
-        write_eval_spec(plan, out_dir, model, call or {}, [p for p in prompts if p not in calibration], prompts)
+        write_eval_spec(plan, out_dir, model, full_call, [p for p in prompts if p not in calibration], prompts)
     return plan
+
+
+def default_guidance(model: Any) -> float | None:
+    """The pipeline's own default ``guidance_scale`` (from its ``__call__`` signature), or None."""
+    from ..evaluation.spec import call_default
+
+    value = call_default(model, "guidance_scale")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def uses_cfg(pipe: Any, call: dict[str, Any]) -> bool:
+    """Whether the pipeline runs classifier-free guidance at this call's guidance scale (the pipelines
+    that do have a ``do_classifier_free_guidance`` property; Flux's embedded guidance is not CFG)."""
+    scale = call.get("guidance_scale")
+    return hasattr(type(pipe), "do_classifier_free_guidance") and scale is not None and float(scale) > 1
+
+
+def recorded_call(call: dict[str, Any]) -> dict[str, Any]:
+    """The call arguments a plan records (JSON values; the step count and guidance have fields of their own)."""
+    return {
+        k: v
+        for k, v in call.items()
+        if k not in ("num_inference_steps", "guidance_scale") and (isinstance(v, (int, float, str, bool)) or v is None)
+    }
+
+
+def _denoiser_of(pipe: Any) -> torch.nn.Module:
+    return getattr(pipe, "unet", None) or pipe.transformer
 
 
 def write_eval_spec(
     plan: Plan, out_dir: str, model: str, call: dict[str, Any], held_out: list[str], all_prompts: list[str]
 ) -> str:
     """``out_dir/eval.yaml``: an ``accel eval`` sweep of the plan's settings and the fewer-steps curve on
-    prompts and seeds the search never saw, for domain FID and alignment with fold spreads."""
+    prompts and seeds the search never saw, for domain FID and alignment with fold spreads. Every path
+    in it is absolute, so it runs from any folder."""
     import yaml
+
+    from ..pipelines.builtin import BUILTIN_MODELS
 
     out_dir = os.path.abspath(out_dir)
     note = "prompts and seeds the search never saw"
@@ -736,8 +823,10 @@ def write_eval_spec(
     with atomic_write(prompt_file) as f:
         f.write("\n".join(held_out) + "\n")
     base = plan.info["baseline_steps"]
+    local = model not in BUILTIN_MODELS and os.path.isdir(os.path.expanduser(model))
     spec = {
-        "model": model,
+        "model": os.path.abspath(os.path.expanduser(model)) if local else model,  # the spec works from any folder
+        "dtype": plan.info.get("ran", {}).get("dtype", "auto"),
         "name": f"{os.path.basename(model.rstrip('/'))}-plan",
         "steps": base,
         "prompts": prompt_file,
@@ -752,6 +841,8 @@ def write_eval_spec(
     }
     if call.get("guidance_scale") is not None:
         spec["guidance_scale"] = call["guidance_scale"]
+    if recorded_call(call):
+        spec["call"] = recorded_call(call)
     path = os.path.join(out_dir, "eval.yaml")
     with atomic_write(path) as f:
         f.write(f"# accel eval of this plan on {note}: accel eval {path}\n")
