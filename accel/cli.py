@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument(
         "--call",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="KEY=VALUE|FILE",
         help="pipeline call argument for every generation, recorded in the plan (repeatable): height=1024, "
         "num_frames=81, negative_prompt=..., or a YAML/JSON file of them",

@@ -132,7 +132,7 @@ def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_m
             "8", "--generations", "2", "--num-prompts", "2", "--validation-prompts", "2", "--validation-seeds", "1",
             "--wall-repeats", "0", "--no-linear-ag", "--no-progress"]  # fmt: skip
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    launch = [accelerate, "launch", "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
+    launch = [accelerate, "launch", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no", "--main_process_port", "29531"]  # fmt: skip
     for out, procs in (("one", "1"), ("two", "2")):
         cmd = [*launch, "--num_processes", procs, "-m", "accel.cli", *args, "--out", str(tmp_path / out)]
@@ -412,3 +412,97 @@ def test_eval_grid_entries_may_run_their_own_step_count():
         parse_entry({"steps": 10, "configs": []}, 20)
     with pytest.raises(accel.ConfigError, match="got the keys"):
         parse_entry({"steps": 10, "plugins": []}, 20)
+
+
+# ---------------------------------------------------------------------- the GPU path, on the CPU
+def test_a_bf16_tune_at_another_size_writes_a_plan_for_the_bf16_pipeline(tmp_path, tiny_model, monkeypatch):
+    """`accel tune FOLDER --dtype bfloat16 --call height=64 width=64` (no --guidance-scale): the plan records
+    bfloat16, the call, the latent size and the pipeline's own default guidance (7.5 for SD), searched
+    AG; its settings apply unchanged to the bf16 pipeline at that size, silently; its eval.yaml runs
+    from any folder."""
+    from diffusers import StableDiffusionPipeline
+
+    from accel.cli import main
+    from accel.evaluation.spec import load_specs
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    out = tmp_path / "tune"
+    argv = ["tune", tiny_model, "--out", str(out), "--prompts", str(prompts), "--steps", "6", "--population", "4",
+            "--generations", "1", "--num-prompts", "2", "--validation-prompts", "2", "--validation-seeds", "1",
+            "--wall-repeats", "0", "--no-linear-ag", "--no-progress", "--dtype", "bfloat16",
+            "--call", "height=64", "width=64"]  # fmt: skip
+    assert main(argv) == 0
+    data = json.load(open(out / "plan.json"))
+    assert data["info"]["ran"]["dtype"] == "bfloat16" and data["info"]["ran"]["device"] == "cpu"
+    assert data["target"]["call"] == {"height": 64, "width": 64} and data["target"]["latent_shape"] == [4, 32, 32]
+    assert data["target"]["guidance_scale"] == 7.5  # StableDiffusionPipeline.__call__'s default
+    assert "adaptive_guidance" in json.load(open(out / "tune.json"))["space"]  # a CFG pipeline: AG is searched
+    plan = load_plan(str(out))
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    for setting in plan.settings:
+        accel.apply(pipe, *setting.configs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no weights or size warning: it is the tuned pipeline
+            image = pipe(
+                "a handwritten 3", num_inference_steps=setting.num_inference_steps, guidance_scale=7.5, height=64,
+                width=64, output_type="pt", generator=torch.Generator().manual_seed(0),
+            ).images  # fmt: skip
+        assert image.shape == (1, 3, 64, 64) and torch.isfinite(image).all()
+        accel.remove(pipe)
+    monkeypatch.chdir("/")
+    spec = load_specs(str(out / "eval.yaml"))[0]  # from another folder: every path is absolute
+    assert spec.dtype == "bfloat16" and spec.call == {"height": 64, "width": 64} and spec.guidance_scale == 7.5
+
+
+def test_batches_give_the_results_of_one_big_call():
+    """Per-sample generators: a sample's image does not depend on its batch (equal up to the last bits of
+    batched matrix products), and the FLOPs counted are the same."""
+    from accel.tuning.tune import Samples
+
+    pipe = tiny_text_pipeline("sd3")
+    pipe.set_progress_bar_config(disable=True)
+    call = {"num_inference_steps": 6, "guidance_scale": 2.0, "height": 16, "width": 16}
+    prompts = [f"a red square {i}" for i in range(3)]
+    whole = Samples(pipe, prompts, [0, 1], call, "psnr", None, batch_size=None)
+    single = Samples(pipe, prompts, [0, 1], call, "psnr", None, batch_size=1)
+    torch.testing.assert_close(single.baseline, whole.baseline, rtol=0, atol=1e-5)
+    assert single.baseline_flops == whole.baseline_flops
+    stack = [accel.BlockCacheConfig(interval=2, forecast_order=1), accel.AdaptiveGuidanceConfig(threshold=0.9)]
+    rows = [s.score(4, stack) for s in (whole, single)]
+    assert rows[0]["flops_ratio"] == rows[1]["flops_ratio"]
+    assert abs(rows[0]["psnr"] - rows[1]["psnr"]) < 1e-3
+
+
+PEAK_RSS = """
+import resource, sys, torch
+from accel.pipelines.testing import tiny_text_pipeline
+from accel.tuning.tune import Samples
+torch.set_num_threads(1)
+pipe = tiny_text_pipeline("unet")
+pipe.set_progress_bar_config(disable=True)
+call = {"num_inference_steps": 2, "guidance_scale": 2.0, "height": 96, "width": 96}
+Samples(pipe, ["a handwritten 0"], [0], call, "psnr", None, batch_size=1)  # warm: one sample's peak
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prompts = [f"a handwritten {i}" for i in range(int(sys.argv[1]))]
+Samples(pipe, prompts, [0], call, "psnr", None, batch_size=int(sys.argv[2]) or None)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_with_batch_size_one_does_not_grow_with_the_prompts():
+    """Generating 8 against 32 calibration prompts at 96 px with --batch-size 1: the peak resident memory
+    stays where one sample put it (within 20 MB), where one call for all of them grows with the prompts."""
+
+    def peak(prompts: int, batch: int) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(prompts), str(batch)], env=ENV, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split()[-1])
+
+    few, many, whole = peak(8, 1), peak(32, 1), peak(32, 0)  # kB the peak grew past one sample's
+    assert many < few + 20_000, (few, many)  # within 20 MB
+    assert whole > many + 100_000, (many, whole)  # the check can fail: one call for all of them does grow
