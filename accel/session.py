@@ -138,6 +138,22 @@ class DenoiserSession:
         """Remember a callable that undoes a change that is not a hook (e.g. a swapped processor)."""
         self._restorers.append(restore)
 
+    def swap_processor(self, attention: nn.Module, processor: Any) -> Any:
+        """Put ``processor`` on an attention module; on removal the original comes back, carrying the
+        attention backend and parallel config set while the swap was on (``set_attention_backend``
+        after ``accel.apply`` reached the swapped-in processor, not the original). Returns the original."""
+        original = attention.processor
+        attention.set_processor(processor)
+
+        def restore() -> None:
+            for name in ("_attention_backend", "_parallel_config"):
+                if hasattr(processor, name):
+                    setattr(original, name, getattr(processor, name))
+            attention.set_processor(original)
+
+        self.add_restorer(restore)
+        return original
+
     def hooks(self) -> list[tuple[nn.Module, str]]:
         return list(self._hooks)
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from accel.errors import AccelError, ConfigError, NotFoundError, StateError
 from accel.evaluation import SweepSpec, evaluate, runner
@@ -79,6 +80,7 @@ BAD_FIELDS = [
     ("metrics", "fidelity", "list"),
     ("fewer_steps", [True], "[1, 19]"),
     ("device", "gpu-please", "device"),
+    ("dtype", "fp8", "['auto', 'float32', 'bfloat16', 'float16']"),
     ("configs", "none", "list"),
 ]
 
@@ -292,6 +294,21 @@ def test_run_folder_lock_between_threads(tmp_path):
     with run_folder_lock(run_dir, wait=5):
         assert holds_lock(run_dir)
     assert not holds_lock(run_dir) and not (tmp_path / "run" / OWNER_FILE).exists()
+
+
+def test_a_bf16_sweep_runs_in_bf16_and_records_it(tmp_path, tiny_model):
+    """`dtype: bfloat16` loads the pipeline in bfloat16; config.json records what ran (device, dtype,
+    versions); a rerun of the folder in another dtype is refused as another sweep."""
+    spec = _tiny_spec(tmp_path, tiny_model, seeds=1, dtype="bfloat16")
+    out = tmp_path / "runs"
+    result = evaluate(spec, out=str(out), progress=False, max_samples=1)
+    config = json.load(open(out / "sweep" / "config.json"))
+    assert config["environment"]["dtype"] == "bfloat16" and config["environment"]["device"] == "cpu"
+    assert config["environment"]["torch"] == torch.__version__
+    rows = {r["config"]: r for r in next(iter(result.values()))["rows"]}
+    assert rows["deepcache_interval2"]["psnr"] > 10  # a bf16 image, scored against the bf16 baseline
+    with pytest.raises(ConfigError, match="holds a different sweep"):
+        evaluate(spec, out=str(out), progress=False, max_samples=1, dtype="float32")
 
 
 def test_temporaries_have_unique_names(tmp_path, tiny_model):

@@ -460,3 +460,23 @@ def test_every_compile_pattern(stack, pattern, tmp_path):
     assert torch.equal(first, second)
     torch.testing.assert_close(first, s.reference(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(longer, s.reference(steps=2 * STEPS), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "family, config", [("wan", accel.SparseAttentionConfig()), ("sd3", accel.RASConfig(sample_ratio=0.5))]
+)
+def test_attention_backend_set_while_attached_survives_remove(family, config):
+    """diffusers' set_attention_backend after accel.apply reaches accel's processors; on remove the
+    original processors come back with that backend, self- and cross-attention alike (before: Wan's
+    self-attention went back to the old backend while its cross-attention kept the new one)."""
+    tiny = tiny_pipeline(family)
+    model = tiny.denoiser
+    accel.apply(tiny.pipe, config)
+    model.set_attention_backend("_native_math")
+    accel.remove(tiny.pipe)
+    backends = {
+        name: str(getattr(module.processor, "_attention_backend", None))
+        for name, module in model.named_modules()
+        if hasattr(module, "processor")
+    }
+    assert backends and set(backends.values()) == {"AttentionBackendName._NATIVE_MATH"}, backends

@@ -132,7 +132,9 @@ def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_m
             "8", "--generations", "2", "--num-prompts", "2", "--validation-prompts", "2", "--validation-seeds", "1",
             "--wall-repeats", "0", "--no-linear-ag", "--no-progress"]  # fmt: skip
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    launch = [accelerate, "launch", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
+    # on a machine without CUDA, --multi_gpu starts gloo CPU processes (--cpu would start one, whatever
+    # --num_processes says)
+    launch = [accelerate, "launch", "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no", "--main_process_port", "29531"]  # fmt: skip
     for out, procs in (("one", "1"), ("two", "2")):
         cmd = [*launch, "--num_processes", procs, "-m", "accel.cli", *args, "--out", str(tmp_path / out)]

@@ -128,8 +128,7 @@ class SparseAttentionPlugin(Plugin):
         for index, (name, module, _kind) in enumerate(modules):
             stock = module.processor
             processor = proc_cls(self, index, name, stock)
-            module.set_processor(processor)
-            self.session.add_restorer(lambda m=module, s=stock: m.set_processor(s))
+            self.session.swap_processor(module, processor)
             self.processors.append(processor)
         if self.plan is not None and self.plan.layers and max(self.plan.layers) >= len(modules):
             raise UnsupportedModelError(

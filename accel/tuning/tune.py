@@ -141,7 +141,7 @@ class Samples:
                         prompt=[p for p, _ in batch],
                         generator=[torch.Generator("cpu").manual_seed(s) for _, s in batch],
                         output_type="pt",
-                        **{**self.call, "num_inference_steps": steps},
+                        **{**per_prompt(self.call, len(batch)), "num_inference_steps": steps},
                     )
                     chunks.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1).cpu())
             self.latent_shape = handle.context.latent_shape
@@ -159,6 +159,15 @@ class Samples:
         if self.domain is not None:
             row["alignment"] = float(self.domain.alignment(images, [p for p, _ in self.items]).mean())
         return row
+
+
+def per_prompt(call: dict[str, Any], count: int) -> dict[str, Any]:
+    """``call`` for a list of ``count`` prompts: a text negative prompt (``negative_prompt``,
+    ``negative_prompt_2``, ...) repeated for each, as diffusers wants it of the same type as the prompt."""
+    return {
+        key: [value] * count if key.startswith("negative_prompt") and isinstance(value, str) else value
+        for key, value in call.items()
+    }
 
 
 def _reset_mutation(prob_var: float) -> Any:

@@ -136,10 +136,8 @@ class Lumina2JointScatterHook(ModelHook):
 
 
 def _swap_processor(plugin: Any, attn: nn.Module, processor: Any) -> None:
-    original = attn.processor
-    attn.set_processor(processor)
+    plugin.session.swap_processor(attn, processor)
     plugin.processors.append(processor)
-    plugin.session.add_restorer(lambda attn=attn, original=original: attn.set_processor(original))
 
 
 def attach_lumina_next(plugin: Any, model: nn.Module) -> None:

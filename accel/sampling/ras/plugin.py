@@ -81,11 +81,9 @@ class RASPlugin(Plugin):
                 for proj in (attn.to_k, attn.to_v):
                     self.session.register_hook(proj, KVProjectionHook(self), self.hook_name("kv"))
             else:
-                original = attn.processor
-                processor = RASFluxAttnProcessor(self, original)
-                attn.set_processor(processor)
+                processor = RASFluxAttnProcessor(self, attn.processor)
+                self.session.swap_processor(attn, processor)
                 self.processors.append(processor)
-                self.session.add_restorer(lambda attn=attn, original=original: attn.set_processor(original))
 
     def detach(self) -> None:
         self.session.context.remove_step_wrapper(self.step)
