@@ -463,7 +463,7 @@ def test_every_compile_pattern(stack, pattern, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "family, config", [("wan", accel.SparseAttentionConfig()), ("sd3", accel.RASConfig(sample_ratio=0.5))]
+    "family, config", [("wan", accel.SparseAttentionConfig()), ("flux", accel.RASConfig(sample_ratio=0.5))]
 )
 def test_attention_backend_set_while_attached_survives_remove(family, config):
     """diffusers' set_attention_backend after accel.apply reaches accel's processors; on remove the
