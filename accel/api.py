@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -89,6 +90,7 @@ def apply(
         compat.check_compatible((handle.configs if handle else []) + flat)
         is_pipeline = not isinstance(target, nn.Module)
         adapters = {name: lookup(module) for name, module in denoisers}
+        _say_discovered(adapters.values())
         for name, _ in denoisers:
             for config in flat:
                 plugin_for(config).check(adapters[name], config, has_pipeline=is_pipeline)
@@ -105,6 +107,24 @@ def apply(
         for _, module in denoisers:
             _HANDLES[module] = handle
     return handle
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _say_discovered(adapters: Iterable[Adapter]) -> None:
+    """Say once per class that a denoiser's blocks were discovered automatically (no hand-written adapter)."""
+    for adapter in adapters:
+        if adapter.discovered and adapter.family not in _ANNOUNCED:
+            _ANNOUNCED.add(adapter.family)
+            blocks = ", ".join(f"{s.block_class}: {[c.attr for c in s.components]}" for s in adapter.block_specs)
+            warnings.warn(
+                f"accel: {adapter.title}: no hand-written adapter; blocks discovered automatically under "
+                f"{list(adapter.block_lists)} ({blocks}). BlockCache and adaptive guidance work on it; RAS and "
+                "sparse attention need a hand-written adapter",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _check_not_owned_elsewhere(denoisers: list[tuple[str, Any]], handle: AccelHandle | None) -> None:
@@ -270,6 +290,8 @@ def summary(target: Any) -> Summary:
             "family": session.adapter.family,
             "plugins": {plugin.name: plugin.stats() for plugin in session.plugins},
         }
+        if session.adapter.discovered:
+            denoisers[session.name]["discovered"] = True  # blocks read off the model, no hand-written adapter
     return Summary(
         target=type(handle.target).__name__,
         attached=True,

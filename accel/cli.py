@@ -61,9 +61,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"accel {accel.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}  "
         f"cuda={torch.cuda.is_available()}"
     )
-    print("supported families:")
-    for adapter in supported_adapters():
-        print(f"  {adapter.family:<14} {adapter.kind:<10} {adapter.title}")
+    adapters = supported_adapters()
+    print(f"supported families ({len(adapters)}):")
+    for adapter in adapters:
+        print(f"  {adapter.family:<16} {adapter.kind:<10} {adapter.title}")
+    print(
+        "  + any other diffusers transformer whose repeated blocks accel discovers (BlockCache, adaptive guidance); "
+        "the matrix: docs/models.md"
+    )
     print("plugins:", ", ".join(c.__name__ for c in registered_configs()))
     print("built-in models:")
     for name, spec in BUILTIN_MODELS.items():

@@ -55,6 +55,10 @@ class Plugin:
                 f"{type(config).__name__} does not support {adapter.title} ({adapter.family}); "
                 f"it supports: {', '.join(ok)}"
             )
+        refusals = dict(adapter.unsupported)
+        refused = next((refusals[c.__name__] for c in type(config).__mro__ if c.__name__ in refusals), None)
+        if refused is not None:
+            raise UnsupportedModelError(f"{type(config).__name__} does not run on {adapter.title}: {refused}")
         if cls.needs_pipeline and not has_pipeline:
             raise UnsupportedModelError(
                 f"{type(config).__name__} wraps the pipeline's scheduler step; apply it to the pipeline "

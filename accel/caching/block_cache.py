@@ -25,9 +25,9 @@ from diffusers.hooks.hooks import StateManager
 
 from ..compiling import PlannedHook, eager
 from ..config import PluginConfig, check_int
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
-from ..tensors import fit_batch, leading_batch, slice_batch, tensor_bytes
+from ..tensors import first_tensor, fit_batch, leading_batch, slice_batch, tensor_bytes
 from .forecast import CachedOutput, check_forecast, position
 from .schedule import CacheSchedule, fora_schedule
 
@@ -101,6 +101,7 @@ class _Plan:
     x: float
     batch: int
     rows: slice | None = None
+    sample_shape: tuple[int, ...] | None = None
 
 
 class ComponentCacheHook(PlannedHook):
@@ -122,18 +123,23 @@ class ComponentCacheHook(PlannedHook):
         info = self.plugin.session.context.current
         state = self.state.get_state()
         batch = leading_batch(args) or leading_batch(kwargs)
+        first = first_tensor(args) if first_tensor(args) is not None else first_tensor(kwargs)
+        shape = tuple(first.shape[1:]) if first is not None else None
+        if state.output is not None and state.sample_shape != shape:
+            state.reset()  # the input changed shape (a sequence that grew): what was cached does not fit
         run, run_uncond = self.plugin.decide(info, self.block, self.component)
         x = position(info, self.plugin.config.forecast_variable)
         if state.output is not None and state.batch == batch and info.cfg_stacked and run != run_uncond:
             rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
-            return _Plan(None, slice_batch(args, rows, batch), slice_batch(kwargs, rows, batch), x, batch, rows)
+            args, kwargs = slice_batch(args, rows, batch), slice_batch(kwargs, rows, batch)
+            return _Plan(None, args, kwargs, x, batch, rows, shape)
         if not run and state.output is not None:
             order = self.plugin.order_for(info, self.block, self.component)
             cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
             if cached is not None:
                 self.plugin.count(False, forecast=order > 0 and len(state.points) > 1)
-                return _Plan(cached, args, kwargs, x, batch)
-        return _Plan(None, args, kwargs, x, batch)
+                return _Plan(cached, args, kwargs, x, batch, sample_shape=shape)
+        return _Plan(None, args, kwargs, x, batch, sample_shape=shape)
 
     @eager
     def _finish(self, plan: _Plan, fresh: Any) -> Any:
@@ -153,6 +159,7 @@ class ComponentCacheHook(PlannedHook):
             estimate = state.estimate(plan.x, self.plugin.order_for(info, self.block, self.component))
             output = _zip_tensors(estimate, fresh, splice, plan.batch)
         state.record(plan.x, output, plan.batch, self.plugin.history, info)
+        state.sample_shape = plan.sample_shape
         self.plugin.count(True, half=plan.rows is not None)
         self.plugin.note_bytes((id(self), self.state.context.name), state)
         return output
@@ -209,11 +216,22 @@ class BlockCachePlugin(Plugin):
                 f"BlockCacheConfig.live_first_blocks + live_last_blocks ({live}) must be < the model's "
                 f"{len(self.blocks)} blocks; as given no block is ever cached"
             )
+        hooked = 0
         for b, (_, block) in enumerate(self.blocks):
             for attr, (module, _kind) in adapter.components(block).items():
                 if attr in self.components:
                     hook = ComponentCacheHook(self, b, self.components.index(attr))
                     self.session.register_hook(module, hook, self.hook_name())
+                    hooked += 1
+        if not hooked:
+            raise UnsupportedModelError(
+                f"BlockCache found nothing to cache in {adapter.title}: "
+                + (
+                    "its blocks have no attention or feed-forward children that discovery recognises"
+                    if adapter.discovered
+                    else f"no block under {list(adapter.block_lists)} has the components {list(self.components)}"
+                )
+            )
 
     def schedule_for(self, num_steps: int) -> CacheSchedule:
         if self.loaded is not None:

@@ -66,10 +66,14 @@ class CachedOutput(BaseState):
     def __init__(self) -> None:
         self.points: list[tuple[float, Any]] = []
         self.batch: int | None = None
+        #: one sample's input shape when the outputs were computed: an output is reused only for an
+        #: input of the same shape (a sequence that grows or shrinks mid-generation is recomputed)
+        self.sample_shape: tuple[int, ...] | None = None
 
     def reset(self) -> None:
         self.points = []
         self.batch = None
+        self.sample_shape = None
 
     @property
     def output(self) -> Any:

@@ -22,7 +22,8 @@ COMPONENT_KINDS = ("self_attn", "cross_attn", "joint_attn", "ffn", "context_ffn"
 
 @dataclasses.dataclass(frozen=True)
 class Component:
-    """A sub-module of a transformer block that a cache may skip: ``attr`` on the block, of ``kind``."""
+    """A sub-module of a transformer block that a cache may skip: ``attr`` on the block (a dotted path for
+    a nested one), of ``kind``."""
 
     attr: str
     kind: str
@@ -55,7 +56,13 @@ class Adapter:
             convention) or ``"cond_first"`` (``DiTPipeline``).
         unbatched_inputs: forward arguments whose leading dimension is not the batch (RoPE tables,
             position ids); batch-slicing plugins leave them alone.
-        patch_size: attribute path of the spatial patch size in the model config, if any.
+        batch_dims: ``(argument, dimension)`` pairs for forward arguments whose batch is not on dim 0
+            (HiDream's stacked Llama embeddings: 1); batch-slicing plugins cut them there.
+        unsupported: ``(config class name, reason)`` pairs: plugins that cannot run on this family
+            although its kind would allow them, refused at apply with the reason.
+        discovered: read off the model's structure by :mod:`.discovery` (no hand-written adapter):
+            BlockCache and adaptive guidance work; what needs the token layout or the attention
+            processors (RAS, sparse attention) is refused.
     """
 
     family: str
@@ -67,6 +74,9 @@ class Adapter:
     cfg_layout: str = "stacked"
     cfg_order: str = "uncond_first"
     unbatched_inputs: frozenset[str] = frozenset()
+    batch_dims: tuple[tuple[str, int], ...] = ()
+    unsupported: tuple[tuple[str, str], ...] = ()
+    discovered: bool = False
 
     def detect_cfg_stacked(self, kwargs: dict, batch: int, latent_batch: int | None) -> bool | None:
         """Whether a denoiser call is a stacked CFG batch; None when it cannot be told."""
@@ -100,10 +110,14 @@ class Adapter:
         return BlockSpec(type(block).__name__, (Component("", "block"),))
 
     def components(self, block: nn.Module) -> dict[str, tuple[nn.Module, str]]:
-        """``{attr: (module, kind)}`` of the cacheable components of ``block`` ('' means the whole block)."""
+        """``{attr: (module, kind)}`` of the cacheable components of ``block`` ('' means the whole block; a
+        dotted ``attr`` reaches into a wrapper, e.g. ``block.attn1``)."""
         out = {}
         for comp in self.block_spec(block).components:
-            module = block if comp.attr == "" else getattr(block, comp.attr, None)
+            try:
+                module = block if comp.attr == "" else block.get_submodule(comp.attr)
+            except AttributeError:  # an optional component this instance does not have
+                continue
             if module is not None:
                 out[comp.attr] = (module, comp.kind)
         return out
@@ -156,18 +170,36 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def lookup(model: object) -> Adapter:
-    """The adapter for ``model`` or an :class:`UnsupportedModelError` naming the supported families."""
+    """The adapter for ``model``: a registered one, else one discovered from the structure of a diffusers
+    transformer (:mod:`.discovery`), else an :class:`UnsupportedModelError` naming the supported families."""
     _ensure_builtin_adapters()
     if isinstance(model, nn.Module):
         model = unwrap(model)
         for adapter in _ADAPTERS:
             if adapter.matches(model):
                 return adapter
+        discovered = _discovered(model)
+        if discovered is not None:
+            return discovered
     raise UnsupportedModelError(
-        f"accel does not support {type(model).__module__}.{type(model).__name__}. Supported families: "
+        f"accel does not support {type(model).__module__}.{type(model).__name__}: it has no adapter, and it is "
+        "not a diffusers transformer whose repeated blocks could be discovered. Supported families: "
         + "; ".join(f"{a.family} ({', '.join(name for _, name in a.model_classes)})" for a in supported_adapters())
-        + ". Pass a diffusers pipeline, one of these denoisers, or a timm VisionTransformer."
+        + ". Pass a diffusers pipeline, one of these denoisers, any diffusers transformer with repeated blocks, "
+        "or a timm VisionTransformer."
     )
+
+
+_DISCOVERED: dict[type, Adapter | None] = {}
+
+
+def _discovered(model: nn.Module) -> Adapter | None:
+    """The discovered adapter of ``model``'s class (read off the first instance seen)."""
+    from .discovery import discover
+
+    if type(model) not in _DISCOVERED:
+        _DISCOVERED[type(model)] = discover(model)
+    return _DISCOVERED[type(model)]
 
 
 def find(model: object) -> Adapter | None:

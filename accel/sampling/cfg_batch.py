@@ -25,21 +25,30 @@ def select_rows(
     batch: int,
     unbatched: frozenset[str],
     signature: inspect.Signature | None = None,
+    batch_dims: dict[str, int] | None = None,
 ) -> tuple[tuple, dict]:
     """Keep batch rows ``index`` of every tensor whose leading dimension is the batch.
 
     Arguments named in ``unbatched`` (RoPE tables, position ids) are left alone, as are tensors
-    whose leading dimension is not the batch (scalar timesteps, shared masks).
+    whose leading dimension is not the batch (scalar timesteps, shared masks). Arguments named in
+    ``batch_dims`` hold the batch on another dimension (HiDream's Llama embeddings: dim 1).
     """
+    batch_dims = batch_dims or {}
 
-    def take(value: Any) -> Any:
+    def take(value: Any, dim: int = 0) -> Any:
         return map_tensors(
-            value, lambda t: t.index_select(0, index.to(t.device)) if t.ndim and t.shape[0] == batch else t
+            value,
+            lambda t: t.index_select(dim, index.to(t.device)) if t.ndim > dim and t.shape[dim] == batch else t,
         )
 
+    def one(name: str | None, value: Any) -> Any:
+        if name in unbatched:
+            return value
+        return take(value, batch_dims.get(name, 0))
+
     names = list(signature.parameters)[1:] if signature is not None else []
-    new_args = tuple(arg if (i < len(names) and names[i] in unbatched) else take(arg) for i, arg in enumerate(args))
-    new_kwargs = {k: (v if k in unbatched else take(v)) for k, v in kwargs.items()}
+    new_args = tuple(one(names[i] if i < len(names) else None, arg) for i, arg in enumerate(args))
+    new_kwargs = {k: one(k, v) for k, v in kwargs.items()}
     return new_args, new_kwargs
 
 

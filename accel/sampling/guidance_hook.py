@@ -104,6 +104,7 @@ class GuidanceHook(PlannedHook):
                 cond.shape[0],
                 self.policy.session.adapter.unbatched_inputs,
                 self.signature,
+                dict(self.policy.session.adapter.batch_dims),
             )
         return plan
 
@@ -130,8 +131,9 @@ class GuidanceHook(PlannedHook):
             uncond_rows = torch.arange(batch)[info.rows("uncond", samples)]
             cond_rows = torch.arange(batch)[info.rows("cond", samples)]
             plan.keep = torch.sort(torch.cat([uncond_rows[run], cond_rows])).values
+            adapter = self.policy.session.adapter
             plan.args, plan.kwargs = select_rows(
-                args, kwargs, plan.keep, batch, self.policy.session.adapter.unbatched_inputs, self.signature
+                args, kwargs, plan.keep, batch, adapter.unbatched_inputs, self.signature, dict(adapter.batch_dims)
             )
         return plan
 

@@ -95,6 +95,11 @@ class SparseAttentionPlugin(Plugin):
     @classmethod
     def check(cls, adapter: Any, config: Any, has_pipeline: bool) -> None:
         super().check(adapter, config, has_pipeline)
+        if adapter.discovered:
+            raise UnsupportedModelError(
+                f"SparseAttentionConfig replaces a family's own attention processors and needs its video token "
+                f"layout, which a hand-written adapter gives; {adapter.title} was discovered automatically"
+            )
         if adapter.family not in PROCESSORS:
             raise UnsupportedModelError(
                 f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}); "

@@ -53,6 +53,11 @@ class RASPlugin(Plugin):
     @classmethod
     def check(cls, adapter: Any, config: Any, has_pipeline: bool) -> None:
         super().check(adapter, config, has_pipeline)
+        if adapter.discovered:
+            raise UnsupportedModelError(
+                f"RASConfig needs the token layout (patch size, where image tokens enter and leave, the RoPE "
+                f"table) that a hand-written adapter gives; {adapter.title} was discovered automatically"
+            )
         layout_for(adapter.family)
 
     # ------------------------------------------------------------------ attach / detach
