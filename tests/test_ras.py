@@ -298,7 +298,8 @@ def test_ras_errors():
         accel.apply(tiny_pipeline("wan").pipe, accel.RASConfig())  # a video DiT: not an image_dit
     with pytest.raises(
         accel.UnsupportedModelError,
-        match="does not support the 'hunyuan_dit' family yet; supported: dit, flux, lumina, lumina2, pixart, sd3",
+        match="does not support the 'hunyuan_dit' family yet: it needs the family's token layout.*; "
+        "supported: dit, flux, lumina, lumina2, pixart, sd3",
     ):
         layout_for("hunyuan_dit")
     with pytest.raises(accel.UnsupportedModelError, match="apply it to the pipeline"):

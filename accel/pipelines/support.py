@@ -79,13 +79,18 @@ def plugin_status(adapter: Adapter, config_name: str) -> Status | None:
     try:
         plugin.check(adapter, config, has_pipeline=True)
     except AccelError as exc:
-        return Status(False, _general(str(exc).split("; supported")[0].split("; it supports")[0], adapter))
+        reason = str(exc).split("; supported:")[0].split("; it supports:")[0]
+        return Status(False, _general(reason, adapter))
     return Status(True)
 
 
 def _general(reason: str, adapter: Adapter) -> str:
     """A refusal in words that hold for every family it applies to (the footnotes are shared)."""
-    return reason.replace(adapter.title, "this model").replace(f"the {adapter.family!r} family", "this family")
+    return (
+        reason.replace(f"{adapter.title} ({adapter.family})", "this family")
+        .replace(adapter.title, "this model")
+        .replace(f"the {adapter.family!r} family", "this family")
+    )
 
 
 def diffusers_transformer_classes() -> list[type]:

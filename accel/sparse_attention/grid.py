@@ -14,7 +14,7 @@ import torch
 from ..context import main_input
 from ..errors import ConfigError
 
-SUPPORTED_FAMILIES = ("wan", "cogvideox", "hunyuan_video", "ltx_video")
+SUPPORTED_FAMILIES = ("wan", "wan_vace", "skyreels_v2", "cogvideox", "hunyuan_video", "ltx_video")
 
 
 def _pair(value: Any) -> tuple[int, ...]:
@@ -27,7 +27,7 @@ def video_grid(family: str, model: torch.nn.Module, args: tuple, kwargs: dict) -
     x = main_input(args, kwargs)
     if x is None:
         return None
-    if family == "wan":
+    if family in ("wan", "wan_vace", "skyreels_v2"):
         if x.ndim != 5:
             return None
         pt, ph, pw = _pair(config.patch_size)

@@ -102,7 +102,8 @@ class SparseAttentionPlugin(Plugin):
             )
         if adapter.family not in PROCESSORS:
             raise UnsupportedModelError(
-                f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}); "
+                f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}): it replaces the stock "
+                "attention processor of the families whose processor and video token grid it knows; "
                 f"it supports: {', '.join(SUPPORTED_FAMILIES)}"
             )
 

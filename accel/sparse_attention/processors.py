@@ -62,9 +62,10 @@ def _wan_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Te
 
 
 class WanSparseProcessor(SparseProcessor):
-    """Wan 2.x self-attention (``attn1``): video tokens only, 3D RoPE."""
+    """Wan 2.x self-attention (``attn1``): video tokens only, 3D RoPE. Also Wan VACE (the same classes)
+    and SkyReels-V2, whose ``SkyReelsV2AttnProcessor`` computes the same q, k, v and RoPE."""
 
-    stock_classes = ("WanAttnProcessor",)
+    stock_classes = ("WanAttnProcessor", "SkyReelsV2AttnProcessor")
 
     def __call__(
         self,
@@ -256,6 +257,8 @@ class LTXVideoSparseProcessor(SparseProcessor):
 #: family -> processor class
 PROCESSORS: dict[str, type[SparseProcessor]] = {
     "wan": WanSparseProcessor,
+    "wan_vace": WanSparseProcessor,
+    "skyreels_v2": WanSparseProcessor,
     "cogvideox": CogVideoXSparseProcessor,
     "hunyuan_video": HunyuanVideoSparseProcessor,
     "ltx_video": LTXVideoSparseProcessor,

@@ -49,6 +49,8 @@ LAYOUTS = {
 def layout_for(family: str) -> RASLayout:
     if family not in LAYOUTS:
         raise UnsupportedModelError(
-            f"RASConfig does not support the {family!r} family yet; supported: {', '.join(sorted(LAYOUTS))}"
+            f"RASConfig does not support the {family!r} family yet: it needs the family's token layout (where the "
+            "image tokens enter and leave the blocks, the patch size, the RoPE table) mapped by hand; "
+            f"supported: {', '.join(sorted(LAYOUTS))}"
         )
     return LAYOUTS[family]
