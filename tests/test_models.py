@@ -68,7 +68,8 @@ def test_block_cache_on_every_family(family):
     total, skippable = _flops(model, family), _component_flops(model, family, adapter)
     assert skippable > 0.3 * total, (skippable, total)  # the components carry the model's work
 
-    _quiet_apply(model, accel.BlockCacheConfig(interval=2), num_inference_steps=STEPS, cfg_stacked=True)
+    config = accel.BlockCacheConfig(interval=2, forecast_order=1)  # FORA N=2 with the order-1 forecast
+    _quiet_apply(model, config, num_inference_steps=STEPS, cfg_stacked=True)
     cached_flops = _flops(model, family)
     first, second = _loop(model, family), _loop(model, family)
     stats = accel.summary(model)["denoisers"][type(model).__name__]["plugins"]["block_cache"]
