@@ -65,7 +65,7 @@ def group_of(module: str) -> str | None:
     if head in CORE:
         return "core"
     if head == "pipelines":
-        return "registry" if len(parts) > 1 and parts[1] in ("registry", "adapters") else "models"
+        return "registry" if len(parts) > 1 and parts[1] in ("registry", "adapters", "discovery") else "models"
     return head
 
 
