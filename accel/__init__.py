@@ -25,7 +25,7 @@ from .errors import (
     StateError,
     UnsupportedModelError,
 )
-from .plan import Plan, PlanSetting, PlanTargetConfig, load_plan
+from .plan import Plan, PlanSetting, load_plan
 from .plugin import Plugin, register_plugin
 from .reparam.plugin import RePaViTConfig  # registers the RePaViT plugin
 from .sampling import (
@@ -41,41 +41,45 @@ from .sparse_attention import SparseAttentionConfig, apply_sparse_attention
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccelError",
+    # the API
+    "apply",
+    "remove",
+    "summary",
+    "replicate",
+    "get_handle",
     "AccelHandle",
+    # plugin configs, and their diffusers-style entry points
+    "DeepCacheConfig",
+    "BlockCacheConfig",
+    "AdaptiveGuidanceConfig",
+    "LinearAGConfig",
+    "RASConfig",
+    "SparseAttentionConfig",
+    "RePaViTConfig",
+    "apply_deep_cache",
+    "apply_block_cache",
+    "apply_adaptive_guidance",
+    "apply_linear_ag",
+    "apply_ras",
+    "apply_sparse_attention",
+    # tuned plans (a setting's target check, PlanTargetConfig, comes with plan.pick(...).configs)
+    "load_plan",
+    "Plan",
+    "PlanSetting",
+    # errors
+    "AccelError",
     "ConfigError",
+    "UnsupportedModelError",
+    "IncompatiblePluginsError",
+    "MissingContextError",
     "InvalidInputError",
     "NotFoundError",
+    "StateError",
     "ConcurrentUseError",
     "OutOfMemoryError",
     "OutOfSpaceError",
-    "StateError",
-    "AdaptiveGuidanceConfig",
-    "BlockCacheConfig",
-    "DeepCacheConfig",
-    "LinearAGConfig",
-    "apply_adaptive_guidance",
-    "apply_linear_ag",
-    "RASConfig",
-    "apply_ras",
-    "apply_block_cache",
-    "apply_deep_cache",
-    "IncompatiblePluginsError",
-    "MissingContextError",
+    # extension points
     "Plugin",
     "PluginConfig",
-    "RePaViTConfig",
-    "SparseAttentionConfig",
-    "UnsupportedModelError",
-    "Plan",
-    "PlanSetting",
-    "PlanTargetConfig",
-    "apply",
-    "load_plan",
-    "apply_sparse_attention",
-    "get_handle",
     "register_plugin",
-    "remove",
-    "replicate",
-    "summary",
 ]

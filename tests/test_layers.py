@@ -3,19 +3,12 @@ inside functions and ``TYPE_CHECKING`` blocks):
 
     core (+ the adapter registry) <- kernels <- plugins (caching, sampling, sparse_attention, reparam)
       <- metrics <- tuning, evaluation <- app, cli
-
-Old import paths kept for one release resolve through ``accel.deprecation.moved_names`` at attribute
-access; they are checked here too (each name must resolve and warn).
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
-import warnings
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "accel"
 
@@ -29,7 +22,6 @@ CORE = {
     "summary",
     "errors",
     "tensors",
-    "deprecation",
     "compiling",
     "fingerprint",
     "plan",
@@ -51,9 +43,6 @@ ALLOWED = {
     "app": {"core", "registry", "models", "kernels", "metrics", "evaluation", "tuning", *PLUGINS},
     "cli": {"core", "registry", "models", "kernels", "metrics", "evaluation", "tuning", "app", *PLUGINS},
 }
-
-#: Deprecated methods that forward to a new home above them, until accel 0.3.0: (module, imported module).
-DEPRECATED_FORWARDS = {("accel.kernels.block_mask", "accel.sparse_attention.plotting")}
 
 
 def group_of(module: str) -> str | None:
@@ -109,8 +98,6 @@ def violations() -> list[str]:
             target = group_of(imported)
             if target is None or target == group or target in ALLOWED[group]:
                 continue
-            if (module, imported) in DEPRECATED_FORWARDS:
-                continue
             out.append(f"{module} ({group}) imports {imported} ({target})")
     return out
 
@@ -135,42 +122,6 @@ def test_layer_checker_sees_a_violation(tmp_path, monkeypatch):
         "accel.sparse_attention.plugin (sparse_attention) imports accel.caching (caching)",
         "accel.sparse_attention.plugin (sparse_attention) imports accel.caching.deepcache (caching)",
     ]
-
-
-def _shims() -> list[tuple[str, str, str]]:
-    out = []
-    for path in sorted(ROOT.rglob("*.py")):
-        if "moved_names(" not in path.read_text() or path.name == "deprecation.py":
-            continue
-        module = importlib.import_module(module_name(path))
-        homes = getattr(module.__dict__.get("__getattr__"), "new_homes", None)
-        assert homes, f"{module.__name__} calls moved_names but exposes no module __getattr__"
-        out += [(module.__name__, name, home) for name, home in homes.items()]
-    return out
-
-
-def test_old_import_paths_resolve_with_a_deprecation_warning():
-    shims = _shims()
-    assert len(shims) >= 20
-    for old, name, home in shims:
-        with pytest.warns(DeprecationWarning, match=f"moved to {home}"):
-            value = getattr(importlib.import_module(old), name)
-        assert value is getattr(importlib.import_module(home), name), (old, name)
-
-
-def test_deprecated_mask_methods_still_work(tmp_path):
-    import torch
-
-    from accel.kernels.block_mask import BlockSparseMask
-
-    mask = BlockSparseMask.from_block_bool(torch.eye(3, dtype=torch.bool), 4, 4, 12, 12)
-    with pytest.warns(DeprecationWarning, match="save_mask_image"):
-        assert mask.to_image(tmp_path / "m.png").exists()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        from accel.sparse_attention.plotting import save_mask_image
-
-        assert save_mask_image(mask, tmp_path / "n.png").exists()
 
 
 #: Modules that may raise Python's own exceptions: developer tools, not reached from the library API.

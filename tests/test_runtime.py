@@ -22,6 +22,7 @@ from accel.compat import check_compatible
 from accel.fingerprint import denoiser_fingerprint, weights_sketch
 from accel.pipelines.registry import lookup
 from accel.pipelines.testing import TinyPipeline, tiny_denoiser, tiny_pipeline
+from accel.plan import PlanTargetConfig
 from accel.plugin import plugin_for, registered_configs
 
 STEPS = 8
@@ -56,9 +57,9 @@ def _ag(tmp_path, family: str, steps: int) -> accel.AdaptiveGuidanceConfig:
     return accel.AdaptiveGuidanceConfig(threshold=-1.0, min_steps=2)
 
 
-def _plan_target(tmp_path, family: str, steps: int) -> accel.PlanTargetConfig:
+def _plan_target(tmp_path, family: str, steps: int) -> PlanTargetConfig:
     """A tuned plan's target check for the tiny ``family`` pipeline at ``steps`` steps."""
-    return accel.PlanTargetConfig(
+    return PlanTargetConfig(
         model=f"tiny-{family}",
         denoiser=tuple(sorted(denoiser_fingerprint(tiny_denoiser(family)).items())),
         scheduler=type(tiny_pipeline(family).pipe.scheduler).__name__,

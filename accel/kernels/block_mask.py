@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
-from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -198,28 +195,3 @@ class BlockSparseMask:
 
     def to(self, device: torch.device | str) -> BlockSparseMask:
         return dataclasses.replace(self, kv_idx=self.kv_idx.to(device), kv_num=self.kv_num.to(device))
-
-    # ------------------------------------------------------------------ moved (until accel 0.3.0)
-    def to_flex(self, batch: int | None = None, heads: int | None = None) -> Any:
-        """Deprecated: use :func:`accel.kernels.flex.to_flex_block_mask`."""
-        from .flex import to_flex_block_mask
-
-        warnings.warn(
-            "BlockSparseMask.to_flex() moved to accel.kernels.flex.to_flex_block_mask(mask); the method "
-            "goes away in accel 0.3.0",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return to_flex_block_mask(self, batch, heads)
-
-    def to_image(self, path: str | Path, **kwargs: Any) -> Path:
-        """Deprecated: use :func:`accel.sparse_attention.plotting.save_mask_image`."""
-        from ..sparse_attention.plotting import save_mask_image
-
-        warnings.warn(
-            "BlockSparseMask.to_image() moved to accel.sparse_attention.plotting.save_mask_image(mask, "
-            "path); the method goes away in accel 0.3.0",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return save_mask_image(self, path, **kwargs)

@@ -1,6 +1,5 @@
 """Sampling-side plugins: adaptive guidance (AG, LinearAG, a diffusers guider) and region-adaptive sampling."""
 
-from ..deprecation import moved_names
 from .adaptive_guidance import AdaptiveGuidanceConfig, apply_adaptive_guidance
 from .guider import AdaptiveClassifierFreeGuidance
 from .linear_ag import LinearAGConfig, apply_linear_ag
@@ -15,5 +14,3 @@ __all__ = [
     "apply_ras",
     "RASConfig",
 ]
-
-__getattr__ = moved_names(__name__, {"calibrate": "accel.tuning.linear_ag_fit"})

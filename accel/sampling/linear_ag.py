@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from ..config import check_float, check_int, check_number_list, check_str, field_of
-from ..deprecation import moved_names
 from ..errors import ConfigError
 from ..files import brief, read_json
 from ..fingerprint import check_sketch, denoiser_fingerprint, fingerprint_mismatch, warn_once
@@ -198,8 +197,3 @@ def apply_linear_ag(module: Any, config: LinearAGConfig, **kwargs: Any):
     from ..api import apply
 
     return apply(module, config, **kwargs)
-
-
-__getattr__ = moved_names(
-    __name__, {name: "accel.tuning.linear_ag_fit" for name in ("calibrate", "fit_coefficients", "record_trajectories")}
-)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..deprecation import moved_names
 from ..kernels.block_mask import BlockSparseMask
 from .builders import PatternSpec, SparsePlan, dynamic_mask, pattern_mask
 from .builders.combine import dense_text, force_diagonal, union
@@ -44,12 +43,3 @@ __all__ = [
     "to_working_order",
     "union",
 ]
-
-__getattr__ = moved_names(
-    __name__,
-    {
-        "DEFAULT_CANDIDATES": "accel.tuning.sparse_plan_search",
-        "PlanSearch": "accel.tuning.sparse_plan_search",
-        "calibrate_plan": "accel.tuning.sparse_calibration",
-    },
-)

@@ -7,7 +7,6 @@ Every builder works on tokens in the *working order* of a :class:`~accel.sparse_
 :class:`~accel.kernels.block_mask.BlockSparseMask`.
 """
 
-from ...deprecation import moved_names
 from .diagonal import band_blocks, multi_diagonal_blocks
 from .dynamic import SCORE_METHODS, block_scores, dynamic_mask, keep_by_threshold, mean_pool, sample_tokens
 from .geometry import block_boxes, box_gaps
@@ -37,8 +36,3 @@ __all__ = [
     "temporal_blocks",
     "window_blocks",
 ]
-
-__getattr__ = moved_names(
-    __name__,
-    {name: "accel.tuning.sparse_plan_search" for name in ("DEFAULT_CANDIDATES", "PlanSearch", "expected_density")},
-)
