@@ -71,14 +71,6 @@ class CallInfo:
     cfg_order: str = "uncond_first"
     timestep: Any = None
 
-    @property
-    def is_first_step(self) -> bool:
-        return self.step_index == 0
-
-    @property
-    def is_last_step(self) -> bool:
-        return self.num_inference_steps is not None and self.step_index == self.num_inference_steps - 1
-
     def require_steps(self, who: str) -> tuple[int, int]:
         """``(step_index, num_inference_steps)`` or a :class:`MissingContextError` naming ``who``."""
         if self.step_index is None or self.num_inference_steps is None:

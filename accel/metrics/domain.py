@@ -99,23 +99,6 @@ class DomainMetrics:
             scores.append(sum(parts) / len(parts) if parts else float("nan"))
         return torch.tensor(scores)
 
-    @torch.no_grad()
-    def attribute_accuracy(self, samples: torch.Tensor, prompts: list[str]) -> dict[str, float]:
-        """Fraction of samples whose predicted attribute (argmax) matches the prompt, per attribute."""
-        frames = self.frames(samples)
-        per_frame = frames.shape[0] // samples.shape[0]
-        probs = self.classifier.probabilities(frames)
-        hits: dict[str, list[float]] = {}
-        for i, prompt in enumerate(prompts):
-            for name, label in parse_prompt(self.dataset, prompt).items():
-                if name == "direction":
-                    moved = data.direction_index(data.motion_direction(samples[i : i + 1] * 2 - 1))
-                    hits.setdefault(name, []).append(float(moved[0] == label))
-                elif name in probs:
-                    votes = probs[name][i * per_frame : (i + 1) * per_frame].mean(0)
-                    hits.setdefault(name, []).append(float(votes.argmax() == label))
-        return {k: sum(v) / len(v) for k, v in hits.items()}
-
     @staticmethod
     def temporal_consistency(videos: torch.Tensor) -> torch.Tensor:
         """Per video, ``1 - mean |frame_{t+1} - frame_t|`` for frames in [0, 1] (VBench-style flicker score)."""

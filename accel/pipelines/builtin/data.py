@@ -59,16 +59,6 @@ VOCABULARY = tuple(
 
 
 # ------------------------------------------------------------------------------------- digits
-@dataclasses.dataclass(frozen=True)
-class Digit:
-    image: torch.Tensor  # (3, 32, 32) in [-1, 1]
-    label: int
-
-    @property
-    def caption(self) -> str:
-        return digit_caption(self.label)
-
-
 def digit_caption(label: int) -> str:
     return f"a handwritten {label}"
 
@@ -346,11 +336,6 @@ def direction_index(displacement: torch.Tensor) -> torch.Tensor:
     horizontal = dc.abs() >= dr.abs()
     idx = torch.where(horizontal, torch.where(dc < 0, 0, 1), torch.where(dr < 0, 2, 3))
     return idx
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images to uint8 [0, 255]."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

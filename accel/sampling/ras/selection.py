@@ -9,7 +9,6 @@ scaled by exp(+-s k) so they come back. One selection is shared by every sample 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def to_tokens(x: torch.Tensor, patch: int | None) -> torch.Tensor:
@@ -57,8 +56,3 @@ def select(
         effective[always] = float("inf")
     index = torch.topk(effective, keep_count, sorted=False).indices
     return torch.sort(index).values
-
-
-def pool_patch(x: torch.Tensor, patch: int) -> torch.Tensor:
-    """Average ``(B, H, W)`` over ``patch x patch`` cells (helper for maps shown to people)."""
-    return F.avg_pool2d(x[:, None], patch)[:, 0]
