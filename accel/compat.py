@@ -2,7 +2,8 @@
 
 Each plugin declares the resources it takes over on a denoiser (``Plugin.claims``). Two plugins
 claiming the same exclusive resource cannot be attached together; a few pairs that touch different
-resources still conflict and are listed in :data:`PAIR_CONFLICTS`.
+resources still conflict, which a plugin's facts state (``PluginFacts.conflicts``: the other plugin's
+name and the reason). The core names no plugin.
 
 Resources:
     ``block_outputs``: replaces the outputs of blocks or block components with cached values.
@@ -34,13 +35,13 @@ EXCLUSIVE_RESOURCES: dict[str, str] = {
     "ffn_structure": "both rewrite the same feed-forward layers",
 }
 
-#: Plugin-name pairs that conflict although they claim different resources.
-PAIR_CONFLICTS: dict[frozenset[str], str] = {
-    frozenset({"block_cache", "ras"}): (
-        "BlockCache reuses block outputs computed over the full token sequence, while RAS recomputes a "
-        "different subset of tokens at every step, so the cached outputs never match the live token set"
-    ),
-}
+
+def pair_conflict(plugin_a: type, plugin_b: type) -> str | None:
+    """Why two plugins that claim different resources still conflict, as either one's facts say."""
+    for one, other in ((plugin_a, plugin_b), (plugin_b, plugin_a)):
+        if one.facts is not None and other.name in one.facts.conflicts:
+            return one.facts.conflicts[other.name]
+    return None
 
 
 def check_compatible(configs: Sequence[PluginConfig]) -> None:
@@ -62,7 +63,7 @@ def check_compatible(configs: Sequence[PluginConfig]) -> None:
                     f"{type(config_a).__name__} and {type(config_b).__name__} cannot be combined: "
                     f"{EXCLUSIVE_RESOURCES[shared[0]]}"
                 )
-            reason = PAIR_CONFLICTS.get(frozenset({plugin_a.name, plugin_b.name}))
+            reason = pair_conflict(plugin_a, plugin_b)
             if reason:
                 raise IncompatiblePluginsError(
                     f"{type(config_a).__name__} and {type(config_b).__name__} cannot be combined: {reason}"

@@ -14,6 +14,7 @@ from .config import PluginConfig
 from .errors import ConfigError, UnsupportedModelError
 
 if TYPE_CHECKING:
+    from .facts import PluginFacts
     from .pipelines.registry import Adapter
     from .session import DenoiserSession
 
@@ -31,6 +32,8 @@ class Plugin:
         claims: resources the plugin takes over on a denoiser (see :mod:`accel.compat`).
         needs_pipeline: the plugin wraps pipeline-level objects (scheduler step) and cannot run on
             a bare denoiser.
+        facts: what the demo, ``accel tune``, the default sweep and the compatibility rules know of
+            the plugin (:class:`accel.facts.PluginFacts`); None for plugins none of them offer.
     """
 
     config_cls: ClassVar[type[PluginConfig]]
@@ -38,6 +41,7 @@ class Plugin:
     kinds: ClassVar[frozenset[str]] = ALL_KINDS
     claims: ClassVar[frozenset[str]] = frozenset()
     needs_pipeline: ClassVar[bool] = False
+    facts: ClassVar[PluginFacts | None] = None
 
     def __init__(self, config: PluginConfig, session: DenoiserSession) -> None:
         self.config = config
@@ -110,6 +114,15 @@ def plugin_for(config: Any) -> type[Plugin]:
 
 def registered_configs() -> list[type[PluginConfig]]:
     return sorted(_PLUGINS, key=lambda c: c.__name__)
+
+
+def registered_plugins() -> list[type[Plugin]]:
+    return [_PLUGINS[c] for c in registered_configs()]
+
+
+def unregister_plugin(plugin_cls: type[Plugin]) -> None:
+    """Take a plugin out of the registry (for plugins registered by tests)."""
+    _PLUGINS.pop(plugin_cls.config_cls, None)
 
 
 def config_from_dict(data: dict[str, Any]) -> PluginConfig:

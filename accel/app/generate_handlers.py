@@ -52,7 +52,7 @@ def model_changed(name: str, *, registry: ModelRegistry) -> list[Any]:
     support = (
         presets.support(entry.adapter())
         if loaded
-        else {spec.key: "the model is not available" for spec in presets.PLUGINS}
+        else {spec.key: "the model is not available" for spec in presets.plugins()}
     )
     return updates + panel_support_updates(support) + tuned_panel_updates(*tuned.availability(entry))
 

@@ -1,5 +1,5 @@
 """The plugin panels of the generate tab: the "Tuned plan" panel and one accordion per plugin of
-:data:`presets.PLUGINS`.
+:func:`presets.plugins`.
 
 Each plugin panel has an "enable" box, a preset radio and the plugin's settings; the tuned panel a
 "use the tuned plan" box and a speed slider whose range is the selected model's plan (see
@@ -37,13 +37,13 @@ def plugin_inputs(
     """The "generate" endpoint's inputs after :data:`.app.BASE_INPUTS`, for API clients.
 
     ``plugins``: ``{key: field values}`` of the enabled plugins (missing fields: the preset's);
-    every other plugin is disabled. Order: per plugin of :data:`presets.PLUGINS`,
+    every other plugin is disabled. Order: per plugin of :func:`presets.plugins`,
     ``enabled, preset, *fields``; then ``tuned, tuned_speedup`` (with ``tuned`` the model's plan
     runs at that speed and the plugin values are not used).
     """
     plugins = plugins or {}
     out: list[Any] = []
-    for spec in presets.PLUGINS:
+    for spec in presets.plugins():
         preset = (presets_ or {}).get(spec.key, "balanced")
         values = spec.defaults(preset if preset in spec.presets else "balanced")
         values.update(plugins.get(spec.key, {}))
@@ -67,7 +67,7 @@ def split_plugin_values(values: list[Any]) -> dict[str, dict[str, Any]]:
     """``{key: field values}`` of the enabled plugins, from the panels' flat list of values."""
     enabled: dict[str, dict[str, Any]] = {}
     i = 0
-    for spec in presets.PLUGINS:
+    for spec in presets.plugins():
         on, _preset = values[i], values[i + 1]
         fields = values[i + 2 : i + 2 + len(spec.fields)]
         i += 2 + len(spec.fields)
@@ -156,7 +156,7 @@ def build_plugin_panels() -> tuple[list[Any], list[Any]]:
     """All panels: their "generate" inputs and the components a model change updates (see :func:`_plugin_panel`)."""
     plugin_components: list[Any] = []
     panel_updates: list[Any] = []
-    for spec in presets.PLUGINS:
+    for spec in presets.plugins():
         inputs, updates = _plugin_panel(spec)
         plugin_components += inputs
         panel_updates += updates
@@ -190,7 +190,7 @@ def _plugin_panel(spec: presets.PluginSpec) -> tuple[list[Any], list[Any]]:
 def panel_support_updates(support: dict[str, str | None]) -> list[Any]:
     """Updates of every panel (accordion label, note, enable box) for ``{key: reason it is unavailable}``."""
     updates: list[Any] = []
-    for spec in presets.PLUGINS:
+    for spec in presets.plugins():
         reason = support[spec.key]
         if reason is None:
             updates += [

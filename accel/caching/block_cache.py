@@ -26,6 +26,7 @@ from diffusers.hooks.hooks import StateManager
 from ..compiling import PlannedHook, eager
 from ..config import PluginConfig, check_int
 from ..errors import ConfigError, UnsupportedModelError
+from ..facts import Field, Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
 from ..tensors import first_tensor, fit_batch, leading_batch, slice_batch, tensor_bytes
 from .forecast import CachedOutput, check_forecast, position
@@ -177,12 +178,47 @@ def _zip_tensors(cached: Any, fresh: Any, fn, batch: int) -> Any:
     return cached
 
 
+FACTS = PluginFacts(
+    key="block_cache",
+    title="BlockCache (FORA)",
+    blurb="DiTs: recompute attention/FFN outputs of each block every N steps and reuse them in between.",
+    fields=(
+        Field("interval", "interval N", "int", 1, 8, 1, info="recompute every N steps; 1 = off"),
+        Field("warmup_steps", "dense warm-up steps", "int", 0, 20, 1),
+        Field("live_first_blocks", "never-cached first blocks", "int", 0, 8, 1),
+        Field("live_last_blocks", "never-cached last blocks", "int", 0, 8, 1),
+    ),
+    presets={
+        "safe": dict(interval=2, warmup_steps=4, live_first_blocks=1, live_last_blocks=1),
+        "balanced": dict(interval=2, warmup_steps=2, live_first_blocks=0, live_last_blocks=0),
+        "fast": dict(interval=3, warmup_steps=1, live_first_blocks=0, live_last_blocks=0),
+    },
+    identity=dict(interval=1, warmup_steps=0, live_first_blocks=0, live_last_blocks=0),
+    genes=(Gene("interval", (2, 3, 4, 5)), Gene("warmup", (0, 1, 2, 3)), Gene("forecast_order", (0, 1, 2))),
+    build=lambda k, steps: BlockCacheConfig(
+        interval=k["interval"], warmup_steps=min(k["warmup"], max(0, steps - 2)), forecast_order=k["forecast_order"]
+    ),
+    sweep={
+        "pixart-shapes": [{"type": "BlockCacheConfig", "schedule": "fora", "interval": n} for n in (2, 3)],
+        "sd3-shapes": [{"type": "BlockCacheConfig", "schedule": "fora", "interval": 2}],
+    },
+    conflicts={
+        "ras": (
+            "BlockCache reuses block outputs computed over the full token sequence, while RAS recomputes a "
+            "different subset of tokens at every step, so the cached outputs never match the live token set"
+        )
+    },
+    order=1,
+)
+
+
 @register_plugin
 class BlockCachePlugin(Plugin):
     config_cls = BlockCacheConfig
     name = "block_cache"
     kinds = frozenset({"image_dit", "video_dit"})
     claims = frozenset({"block_outputs"})
+    facts = FACTS
 
     def __init__(self, config: BlockCacheConfig, session: Any) -> None:
         super().__init__(config, session)

@@ -26,6 +26,7 @@ from diffusers.hooks.hooks import StateManager
 from ..compiling import eager, hook_entry
 from ..config import PluginConfig, check_choice, check_int
 from ..errors import ConfigError, UnsupportedModelError
+from ..facts import Field, Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
 from ..tensors import fit_batch, leading_batch, tensor_bytes
 from .forecast import CachedOutput, check_forecast, position
@@ -186,12 +187,46 @@ class _RefuseAdapterHook(ModelHook):
         return args, kwargs
 
 
+_BRANCH = DeepCacheConfig().branch  # the demo's presets keep the library's default skip branch
+
+FACTS = PluginFacts(
+    key="deepcache",
+    title="DeepCache",
+    blurb="U-Nets: reuse the deep U-Net features for N-1 of every N steps; only the shallow branch runs in between.",
+    fields=(
+        Field("interval", "interval N", "int", 1, 10, 1, info="a full U-Net step every N steps; 1 = off"),
+        Field("branch", "branch", "int", 0, 11, 1, info="live skip branch (official numbering); 0 = fastest"),
+        Field("schedule", "schedule", "choice", choices=("uniform", "quadratic")),
+        Field("full_steps_start", "full steps at start", "int", 0, 20, 1),
+        Field("full_steps_end", "full steps at end", "int", 0, 20, 1),
+    ),
+    presets={
+        "safe": dict(interval=2, branch=_BRANCH, schedule="uniform", full_steps_start=1, full_steps_end=1),
+        "balanced": dict(interval=3, branch=_BRANCH, schedule="uniform", full_steps_start=0, full_steps_end=0),
+        "fast": dict(interval=5, branch=_BRANCH, schedule="quadratic", full_steps_start=0, full_steps_end=0),
+    },
+    identity=dict(interval=1, branch=_BRANCH, schedule="uniform", full_steps_start=0, full_steps_end=0),
+    genes=(
+        Gene("interval", (2, 3, 4, 5, 6, 8)),
+        Gene("branch", (0, 1, 2)),
+        Gene("schedule", ("uniform", "quadratic")),
+        Gene("forecast_order", (0, 1, 2)),
+    ),
+    build=lambda k, steps: DeepCacheConfig(
+        interval=k["interval"], branch=k["branch"], schedule=k["schedule"], forecast_order=k["forecast_order"]
+    ),
+    sweep={"sd-digits": [{"type": "DeepCacheConfig", "interval": n} for n in (2, 3, 5)]},
+    order=0,
+)
+
+
 @register_plugin
 class DeepCachePlugin(Plugin):
     config_cls = DeepCacheConfig
     name = "deep_cache"
     kinds = frozenset({"unet"})
     claims = frozenset({"block_outputs"})
+    facts = FACTS
 
     def __init__(self, config: DeepCacheConfig, session: Any) -> None:
         super().__init__(config, session)

@@ -6,55 +6,24 @@ Few samples give wide intervals, so more verdicts are ties: a spec with more pro
 
 from __future__ import annotations
 
+from ..facts import plugins_with_facts
 from ..pipelines.builtin import BUILTIN_MODELS
-from ..plugin import registered_configs
 from .spec import SweepSpec
 
-#: Per model, the grid entries to try when their config class exists (name -> list of grid entries).
-CANDIDATES: dict[str, dict[str, list]] = {
-    "sd-digits": {
-        "DeepCacheConfig": [
-            {"type": "DeepCacheConfig", "interval": 2},
-            {"type": "DeepCacheConfig", "interval": 3},
-            {"type": "DeepCacheConfig", "interval": 5},
-        ],
-        "AdaptiveGuidanceConfig": [
-            {"type": "AdaptiveGuidanceConfig", "threshold": 0.99},
-            {"type": "AdaptiveGuidanceConfig", "threshold": 0.95},
-        ],
-    },
-    "pixart-shapes": {
-        "BlockCacheConfig": [
-            {"type": "BlockCacheConfig", "schedule": "fora", "interval": 2},
-            {"type": "BlockCacheConfig", "schedule": "fora", "interval": 3},
-        ],
-        "AdaptiveGuidanceConfig": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
-    },
-    "sd3-shapes": {
-        "RASConfig": [{"type": "RASConfig", "sample_ratio": 0.5}, {"type": "RASConfig", "sample_ratio": 0.25}],
-        "BlockCacheConfig": [{"type": "BlockCacheConfig", "schedule": "fora", "interval": 2}],
-    },
-    "wan-moving-shapes": {
-        "SparseAttentionConfig": [{"type": "SparseAttentionConfig"}],
-        "AdaptiveGuidanceConfig": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
-    },
-}
-
+#: Prompts and seeds per prompt of each built-in model's sweep.
 SAMPLES = {"sd-digits": (6, 2), "pixart-shapes": (8, 1), "sd3-shapes": (8, 1), "wan-moving-shapes": (4, 1)}
 
 
 def default_specs() -> list[SweepSpec]:
-    """One sweep per trained built-in diffusion model, over the plugins that exist."""
-    available = {cls.__name__ for cls in registered_configs()}
+    """One sweep per trained built-in diffusion model, over the grid entries the registered plugins'
+    facts list for it (:attr:`accel.facts.PluginFacts.sweep`)."""
     specs = []
-    for model, grid in CANDIDATES.items():
+    for model, (prompts, seeds) in SAMPLES.items():
         if not BUILTIN_MODELS[model].is_trained():
             continue
         configs: list = ["none"]
-        for config_name, entries in grid.items():
-            if config_name in available:
-                configs.extend(entries)
-        prompts, seeds = SAMPLES[model]
+        for plugin in plugins_with_facts():
+            configs.extend(plugin.facts.sweep.get(model, []))
         specs.append(
             SweepSpec(
                 model=model,

@@ -18,6 +18,7 @@ import torch
 
 from ..config import PluginConfig, check_choice, check_float, check_int
 from ..errors import ConfigError, StateError
+from ..facts import Field, Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
 from .cfg_batch import cosine_per_sample, cosine_whole
 from .guidance_hook import GuidanceHook
@@ -67,12 +68,47 @@ class GuidanceState:
         self.ran: dict[int, list[str]] = {}  # step -> per sample: "cfg", "drop" or "predict", as it ran
 
 
+FACTS = PluginFacts(
+    key="adaptive_guidance",
+    title="Adaptive guidance",
+    blurb="Classifier-free guidance models: drop the unconditional branch once it agrees with the conditional one.",
+    fields=(
+        Field(
+            "threshold",
+            "threshold γ",
+            "float",
+            -1.0,
+            1.01,
+            0.001,
+            info="drop CFG once cos(cond, uncond) ≥ γ; above 1 = off, -1 = after step 1",
+        ),
+        Field("min_steps", "steps before testing", "int", 0, 50, 1),
+        Field("reduction", "decision per", "choice", choices=("batch", "sample")),
+    ),
+    presets={
+        "safe": dict(threshold=0.999, min_steps=2, reduction="batch"),
+        "balanced": dict(threshold=0.99, min_steps=0, reduction="batch"),
+        "fast": dict(threshold=0.95, min_steps=0, reduction="batch"),
+    },
+    identity=dict(threshold=1.01, min_steps=0, reduction="batch"),
+    genes=(Gene("threshold", (0.99, 0.97, 0.98, 0.995, 0.999)), Gene("min_steps", (0, 1, 2, 3))),
+    build=lambda k, steps: AdaptiveGuidanceConfig(threshold=k["threshold"], min_steps=min(k["min_steps"], steps - 1)),
+    sweep={
+        "sd-digits": [{"type": "AdaptiveGuidanceConfig", "threshold": t} for t in (0.99, 0.95)],
+        "pixart-shapes": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
+        "wan-moving-shapes": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
+    },
+    order=4,
+)
+
+
 @register_plugin
 class AdaptiveGuidancePlugin(Plugin):
     config_cls = AdaptiveGuidanceConfig
     name = "adaptive_guidance"
     kinds = frozenset({"unet", "image_dit", "video_dit"})
     claims = frozenset({"cfg_batch"})
+    facts = FACTS
 
     def __init__(self, config: Any, session: Any) -> None:
         super().__init__(config, session)

@@ -22,6 +22,7 @@ import torch
 
 from ..config import check_float, check_int, check_number_list, check_str, field_of
 from ..errors import ConfigError
+from ..facts import Gene, PluginFacts
 from ..files import brief, read_json
 from ..fingerprint import check_sketch, denoiser_fingerprint, fingerprint_mismatch, warn_once
 from ..plugin import register_plugin
@@ -92,6 +93,11 @@ def load_coefficients(path: str) -> dict[str, Any]:
 class LinearAGPlugin(AdaptiveGuidancePlugin):
     config_cls = LinearAGConfig
     name = "linear_ag"
+    # not in the demo (it needs per-model coefficients); in accel tune, a mode of the guidance group with
+    # these genes, where coefficients were calibrated
+    facts = PluginFacts(
+        key="linear_ag", title="LinearAG", genes=(Gene("every", (2, 3)), Gene("until", (0.5, 0.3, 0.7))), order=5
+    )
 
     def __init__(self, config: LinearAGConfig, session: Any) -> None:
         super().__init__(config, session)

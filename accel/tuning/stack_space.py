@@ -5,7 +5,8 @@ A genome decodes to ``(num_inference_steps, [plugin configs])``. Decoding is can
 plugin that is off are zeroed, knobs are clamped to what the step count allows, and stacks the
 compatibility rules (:mod:`accel.compat`) forbid are pruned (the later plugin of a conflicting pair
 is switched off) before anything runs, so two genomes that mean the same stack share one key and
-one evaluation. Plain fewer-steps settings are part of the space (every plugin off).
+one evaluation. Plain fewer-steps settings are part of the space (every plugin off). Each plugin's
+genes and how they become a config are its own facts (:class:`accel.facts.PluginFacts`).
 """
 
 from __future__ import annotations
@@ -17,25 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..caching.block_cache import BlockCacheConfig
-from ..caching.deepcache import DeepCacheConfig
 from ..compat import check_compatible
 from ..config import PluginConfig
 from ..errors import AccelError, IncompatiblePluginsError
+from ..facts import Gene, plugins_with_facts
 from ..plugin import plugin_for
-from ..sampling.adaptive_guidance import AdaptiveGuidanceConfig
-from ..sampling.linear_ag import LinearAGConfig
-from ..sampling.ras.config import RASConfig
-from ..sparse_attention.config import SparseAttentionConfig
+from ..sampling.linear_ag import LinearAGConfig, LinearAGPlugin
 
 #: Step counts tried, as fractions of the baseline's.
 STEP_FRACTIONS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Gene:
-    name: str
-    choices: tuple[Any, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,74 +41,17 @@ class PluginGenes:
         return self.build({g.name: g.choices[0] for g in self.knobs}, steps)
 
 
-def _deepcache(k: dict[str, Any], steps: int) -> PluginConfig:
-    return DeepCacheConfig(
-        interval=k["interval"], branch=k["branch"], schedule=k["schedule"], forecast_order=k["forecast_order"]
+def plugin_genes() -> tuple[PluginGenes, ...]:
+    """A group for every registered plugin whose facts declare tune genes and a build, in their order."""
+    return tuple(
+        PluginGenes(p.facts.key, p.facts.genes, p.facts.build)
+        for p in plugins_with_facts()
+        if p.facts.genes and p.facts.build is not None
     )
 
 
-def _block_cache(k: dict[str, Any], steps: int) -> PluginConfig:
-    return BlockCacheConfig(
-        interval=k["interval"], warmup_steps=min(k["warmup"], max(0, steps - 2)), forecast_order=k["forecast_order"]
-    )
-
-
-def _ras(k: dict[str, Any], steps: int) -> PluginConfig:
-    warmup = min(k["warmup"], max(1, steps - 1))
-    middle = (warmup + steps) // 2  # one dense refresh of every cache halfway through the sparse steps
-    resets = (middle,) if k["reset"] and warmup < middle < steps - 1 else ()
-    return RASConfig(sample_ratio=k["ratio"], warmup_steps=warmup, error_reset_steps=resets)
-
-
-def _sparse(k: dict[str, Any], steps: int) -> PluginConfig:
-    return SparseAttentionConfig(tau=k["tau"], max_keep=k["max_keep"], dense_warmup_fraction=k["dense_warmup"])
-
-
-def _guidance(k: dict[str, Any], steps: int) -> PluginConfig:
-    return AdaptiveGuidanceConfig(threshold=k["threshold"], min_steps=min(k["min_steps"], steps - 1))
-
-
-PLUGIN_GENES: tuple[PluginGenes, ...] = (
-    PluginGenes(
-        "deepcache",
-        (
-            Gene("interval", (2, 3, 4, 5, 6, 8)),
-            Gene("branch", (0, 1, 2)),
-            Gene("schedule", ("uniform", "quadratic")),
-            Gene("forecast_order", (0, 1, 2)),
-        ),
-        _deepcache,
-    ),
-    PluginGenes(
-        "block_cache",
-        (
-            Gene("interval", (2, 3, 4, 5)),
-            Gene("warmup", (0, 1, 2, 3)),
-            Gene("forecast_order", (0, 1, 2)),
-        ),
-        _block_cache,
-    ),
-    PluginGenes(
-        "ras", (Gene("ratio", (0.25, 0.5, 0.75)), Gene("warmup", (1, 2, 4)), Gene("reset", (False, True))), _ras
-    ),
-    PluginGenes(
-        "sparse_attention",
-        (
-            Gene("tau", (0.9, 0.7, 0.5)),
-            Gene("max_keep", (0.5, 0.25)),
-            Gene("dense_warmup", (0.2, 0.1, 0.4)),
-        ),
-        _sparse,
-    ),
-    PluginGenes(
-        "adaptive_guidance",
-        (Gene("threshold", (0.99, 0.97, 0.98, 0.995, 0.999)), Gene("min_steps", (0, 1, 2, 3))),
-        _guidance,
-    ),
-)
-
-#: LinearAG shares the guidance group: its "mode" gene picks AG or LinearAG when coefficients exist.
-LINEAR_AG_KNOBS = (Gene("every", (2, 3)), Gene("until", (0.5, 0.3, 0.7)))
+#: LinearAG is a mode of the guidance group: its genes apply where coefficients exist.
+LINEAR_AG_KNOBS = LinearAGPlugin.facts.genes
 
 
 class StackSpace:
@@ -136,7 +70,7 @@ class StackSpace:
     ) -> None:
         self.base_steps = base_steps
         self.step_choices = tuple(sorted({max(2, round(base_steps * f)) for f in STEP_FRACTIONS} | {base_steps}))
-        self.groups = [g for g in PLUGIN_GENES if self._applies(g, adapter, guided)]
+        self.groups = [g for g in plugin_genes() if self._applies(g, adapter, guided)]
         self.linear_ag = linear_ag
         self.genes: list[Gene] = [Gene("steps", self.step_choices)]
         for group in self.groups:
@@ -276,4 +210,4 @@ class StackSpace:
         return min(self.step_choices, key=lambda s: (abs(s - steps), s))
 
 
-__all__ = ["Gene", "PLUGIN_GENES", "PluginGenes", "StackSpace"]
+__all__ = ["Gene", "PluginGenes", "StackSpace", "plugin_genes"]

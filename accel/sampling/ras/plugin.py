@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ...errors import ConfigError, UnsupportedModelError
+from ...facts import Field, Gene, PluginFacts
 from ...plugin import Plugin, register_plugin
 from ...tensors import tensor_bytes
 from .config import RASConfig
@@ -31,6 +32,39 @@ from .lumina import attach_lumina2, attach_lumina_next
 from .selection import from_tokens, importance, select, to_tokens
 
 
+def _build(knobs: dict[str, Any], steps: int) -> RASConfig:
+    """A tune genome's RAS: warm-up clamped to the step count, and one dense refresh of every cache
+    halfway through the sparse steps when ``reset`` is on."""
+    warmup = min(knobs["warmup"], max(1, steps - 1))
+    middle = (warmup + steps) // 2
+    resets = (middle,) if knobs["reset"] and warmup < middle < steps - 1 else ()
+    return RASConfig(sample_ratio=knobs["ratio"], warmup_steps=warmup, error_reset_steps=resets)
+
+
+FACTS = PluginFacts(
+    key="ras",
+    title="RAS (region-adaptive sampling)",
+    blurb="Image DiTs (SD3, PixArt, Flux, ...): on sparse steps recompute only the image tokens that change most.",
+    fields=(
+        Field("sample_ratio", "recomputed tokens", "float", 0.05, 1.0, 0.05, info="fraction per sparse step; 1 = off"),
+        Field("warmup_steps", "dense warm-up steps", "int", 1, 20, 1),
+        Field("metric", "importance metric", "choice", choices=("std", "l2")),
+        Field("keep", "recompute tokens with", "choice", choices=("high", "low")),
+        Field("starvation_scale", "starvation scale", "float", 0.0, 1.0, 0.05),
+    ),
+    presets={
+        "safe": dict(sample_ratio=0.75, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
+        "balanced": dict(sample_ratio=0.5, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
+        "fast": dict(sample_ratio=0.25, warmup_steps=2, metric="std", keep="high", starvation_scale=0.1),
+    },
+    identity=dict(sample_ratio=1.0, warmup_steps=4, metric="std", keep="high", starvation_scale=0.1),
+    genes=(Gene("ratio", (0.25, 0.5, 0.75)), Gene("warmup", (1, 2, 4)), Gene("reset", (False, True))),
+    build=_build,
+    sweep={"sd3-shapes": [{"type": "RASConfig", "sample_ratio": r} for r in (0.5, 0.25)]},
+    order=2,
+)
+
+
 @register_plugin
 class RASPlugin(Plugin):
     config_cls = RASConfig
@@ -38,6 +72,7 @@ class RASPlugin(Plugin):
     kinds = frozenset({"image_dit"})
     claims = frozenset({"token_set", "attention_processor"})
     needs_pipeline = True
+    facts = FACTS
 
     def __init__(self, config: RASConfig, session: Any) -> None:
         super().__init__(config, session)
