@@ -3,8 +3,8 @@
 One :class:`DenoisingContext` exists per pipeline instance (or per bare denoiser). It learns where
 the loop is without touching any class:
 
-* ``pipe.scheduler.set_timesteps`` / ``pipe.prepare_latents`` (instance attributes wrapped by
-  :meth:`DenoisingContext.bind_pipeline`) mark the start of a generation, so every plugin's state
+* ``pipe.scheduler.set_timesteps`` / ``pipe.prepare_latents`` (instance attributes overridden by
+  :mod:`accel.loop_binding`) mark the start of a generation, so every plugin's state
   is reset at the start of every pipeline call;
 * ``pipe.scheduler.set_begin_index`` tells how many steps img2img/inpaint ``strength`` skipped;
 * ``pipe.scheduler.step`` calls are counted: the sampler step is ``evaluations // scheduler.order``,
@@ -22,18 +22,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import inspect
+import functools
 import math
 import sys
-import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .compiling import eager
-from .errors import ConcurrentUseError, ConfigError, MissingContextError, StateError
+from .errors import ConfigError, MissingContextError, StateError
+from .loop_binding import LoopBinding, LoopHandlers
+from .ownership import ThreadOwnership
 from .tensors import first_tensor
 
 #: Names under which denoisers receive their main (noisy latent) input.
@@ -124,7 +125,10 @@ class LoopPhase(enum.Enum):
 
 
 class DenoisingContext:
-    """Per-pipeline (or per-bare-denoiser) view of the denoising loop; see the module docstring."""
+    """Per-pipeline (or per-bare-denoiser) view of the denoising loop; see the module docstring.
+
+    Thread ownership lives in :class:`~accel.ownership.ThreadOwnership`, the overrides of the
+    pipeline's methods in :class:`~accel.loop_binding.LoopBinding`; this class counts steps."""
 
     def __init__(
         self,
@@ -145,11 +149,17 @@ class DenoisingContext:
         self._generation_start_callbacks: list[Callable[[], None]] = []
         self._generation_end_callbacks: list[Callable[[], None]] = []
         self._step_wrappers: list[StepWrapper] = []
-        self._scheduler: Any = None
-        self._wrapped_pipeline_attrs: list[tuple[Any, str]] = []
-        self._owner_lock = threading.Lock()
-        self._owner: threading.Thread | None = None
-        self._exclusive = False  # an apply / remove / reset holds the context
+        self._ownership = ThreadOwnership(
+            lambda: self.pipeline, lambda: self.busy, forget=lambda: self._reset_loop_state()
+        )
+        self._binding = LoopBinding(
+            LoopHandlers(
+                prepare_latents=self._on_prepare_latents,
+                set_timesteps=self._on_set_timesteps,
+                set_begin_index=self._on_set_begin_index,
+                step=self._on_step,
+            )
+        )
         #: one sample's prepared latents, ``(C, H, W)``, ``(C, F, H, W)`` or packed ``(tokens, C)``, as the
         #: pipeline's ``prepare_latents`` made them for the last generation (None without a pipeline)
         self.latent_shape: tuple[int, ...] | None = None
@@ -171,11 +181,22 @@ class DenoisingContext:
     def pipeline(self) -> Any:
         return self._pipeline_ref() if self._pipeline_ref is not None else None
 
+    @property
+    def _scheduler(self) -> Any:
+        return self._binding.scheduler
+
     def on_generation_start(self, callback: Callable[[], None]) -> None:
         self._generation_start_callbacks.append(callback)
 
     def on_generation_end(self, callback: Callable[[], None]) -> None:
         self._generation_end_callbacks.append(callback)
+
+    def remove_callbacks(self, *callbacks: Callable[[], None]) -> None:
+        """Forget generation start/end callbacks (a session that is removed)."""
+        for callback in callbacks:
+            for registered in (self._generation_start_callbacks, self._generation_end_callbacks):
+                if callback in registered:
+                    registered.remove(callback)
 
     def add_step_wrapper(self, wrapper: StepWrapper) -> None:
         """``wrapper(step_fn, *args, **kwargs)`` runs around every ``scheduler.step`` call."""
@@ -190,75 +211,12 @@ class DenoisingContext:
             self._step_wrappers.remove(wrapper)
 
     def claim(self) -> None:
-        """Make the calling thread the owner of this context, or raise :class:`ConcurrentUseError`.
+        """Make the calling thread the owner of this context, or raise :class:`ConcurrentUseError`."""
+        self._ownership.claim()
 
-        Ownership is taken under a lock, so of several threads entering at once exactly one passes.
-        The owner keeps it until its pipeline call returns (for a bare denoiser: until its generation
-        ends); every other thread is refused until then, and its refusal touches nothing.
-        """
-        me = threading.current_thread()
-        with self._owner_lock:
-            owner = self._owner
-            if owner is me:
-                return
-            if owner is not None and self._owner_active(owner):
-                raise self._refusal(owner)
-            if owner is not None:  # the previous owner's call is over (or failed): start afresh
-                self._reset_loop_state()
-            self._owner = me
-
-    def _owner_active(self, owner: threading.Thread) -> bool:
-        """Whether ``owner`` still holds this context: it is alive and, with a pipeline, still inside
-        that pipeline's call (its ``__call__`` frame is on the thread's stack)."""
-        if not owner.is_alive():
-            return False
-        if self._exclusive:
-            return True
-        if _call_code(self.pipeline) is None:
-            return self._phase is not LoopPhase.IDLE
-        return self._inside_pipeline_call(owner)
-
-    def _inside_pipeline_call(self, thread: threading.Thread) -> bool:
-        """Whether ``thread`` is inside this context's pipeline ``__call__``."""
-        pipe = self.pipeline
-        call_code = _call_code(pipe)
-        frame = sys._current_frames().get(thread.ident) if call_code is not None else None
-        while frame is not None:
-            if frame.f_code is call_code and frame.f_locals.get("self") is pipe:
-                return True
-            frame = frame.f_back
-        return False
-
-    def _refusal(self, owner: threading.Thread) -> ConcurrentUseError:
-        target = type(self.pipeline).__name__ if self.pipeline is not None else "denoiser"
-        doing = "is being changed (accel.apply / remove / reset)" if self._exclusive else "is generating"
-        return ConcurrentUseError(
-            f"this accelerated {target} {doing} in thread {owner.name!r}; accel keeps one generation's "
-            "state per pipeline, so two threads cannot share it. Give each worker its own copy with "
-            "accel.replicate(pipe) (weights are shared, not copied), or serialise the calls with a lock."
-        )
-
-    @contextlib.contextmanager
-    def exclusive(self, action: str) -> Iterator[None]:
-        """Hold the context for ``action`` (apply, remove, reset): refused with :class:`ConcurrentUseError`
-        while another thread generates (or the calling thread is inside its own generation, e.g. in a
-        step callback), and every generation that starts meanwhile is refused."""
-        me = threading.current_thread()
-        with self._owner_lock:
-            owner = self._owner
-            if owner is not None and owner is not me and self._owner_active(owner):
-                raise self._refusal(owner)
-            if owner is me and self._inside_pipeline_call(me):
-                raise ConcurrentUseError(
-                    f"accel.{action} was called during a generation of this pipeline (from a step callback?); "
-                    "call it between generations"
-                )
-            self._owner, self._exclusive = me, True
-        try:
-            yield
-        finally:
-            with self._owner_lock:
-                self._owner, self._exclusive = None, False
+    def exclusive(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the context for ``action`` (apply, remove, reset); see :meth:`ThreadOwnership.exclusive`."""
+        return self._ownership.exclusive(action)
 
     @property
     def busy(self) -> bool:
@@ -269,11 +227,7 @@ class DenoisingContext:
     def abort(self) -> None:
         """A generation failed part-way: forget it, so that the next call (from any thread) starts
         afresh. Only the owner aborts: a refused thread leaves the owner's generation alone."""
-        with self._owner_lock:
-            if self._owner not in (None, threading.current_thread()):
-                return
-            self._reset_loop_state()
-            self._owner = None
+        self._ownership.abort()
 
     def start_generation(self) -> None:
         """Begin a new generation: counters and every plugin's per-generation state are reset."""
@@ -297,115 +251,65 @@ class DenoisingContext:
         self._phase = LoopPhase.IDLE
         for callback in list(self._generation_end_callbacks):
             callback()
-        if _call_code(self.pipeline) is None:
-            with self._owner_lock:
-                if self._owner is threading.current_thread():
-                    self._owner = None
+        self._ownership.release_after_bare_generation()
 
     def reset(self) -> None:
         """Forget the loop position; the next denoiser call starts a new generation."""
         with self.exclusive("reset"):
             self._reset_loop_state()
 
-    # ------------------------------------------------------------------ pipeline binding
+    # ------------------------------------------------------------------ the pipeline's loop
     def bind_pipeline(self) -> None:
-        """Wrap the pipeline's scheduler and ``prepare_latents`` (instance attributes only)."""
-        pipe = self.pipeline
-        if pipe is None:
-            return
-        if hasattr(pipe, "prepare_latents"):
-            self._wrap_attr(pipe, "prepare_latents", self._prepare_latents_wrapper)
-        self._bind_scheduler(getattr(pipe, "scheduler", None))
+        """Override the pipeline's scheduler and ``prepare_latents`` (instance attributes only)."""
+        if self.pipeline is not None:
+            self._binding.bind(self.pipeline)
 
     def unbind_pipeline(self) -> None:
-        for owner, name in reversed(self._wrapped_pipeline_attrs):
-            if name in owner.__dict__:
-                del owner.__dict__[name]
-        self._wrapped_pipeline_attrs.clear()
-        self._scheduler = None
-
-    def _wrap_attr(self, owner: Any, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
-        if name in owner.__dict__:
-            raise StateError(
-                f"{type(owner).__name__}.{name} is already overridden on this instance; "
-                "accel will not wrap it twice (is another accel handle attached?)"
-            )
-        original = getattr(owner, name)
-        owner.__dict__[name] = _Wrapper(make_wrapper(original), original)
-        self._wrapped_pipeline_attrs.append((owner, name))
-
-    def _bind_scheduler(self, scheduler: Any) -> None:
-        if scheduler is None or scheduler is self._scheduler:
-            return
-        # forget the previous scheduler's wrappers
-        still = []
-        for owner, name in self._wrapped_pipeline_attrs:
-            if owner is self._scheduler:
-                owner.__dict__.pop(name, None)
-            else:
-                still.append((owner, name))
-        self._wrapped_pipeline_attrs = still
-        self._scheduler = scheduler
-        self._wrap_attr(scheduler, "set_timesteps", self._set_timesteps_wrapper)
-        if hasattr(scheduler, "set_begin_index"):
-            self._wrap_attr(scheduler, "set_begin_index", self._set_begin_index_wrapper)
-        self._wrap_attr(scheduler, "step", self._step_wrapper)
+        self._binding.unbind()
 
     def _maybe_start_generation(self) -> None:
         self.claim()
         if self._phase is not LoopPhase.STARTED:
             self.start_generation()
 
-    def _prepare_latents_wrapper(self, original: Callable) -> Callable:
-        def prepare_latents(*args: Any, **kwargs: Any) -> Any:
-            self.claim()
-            pipe = self.pipeline
-            if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler:
-                self._bind_scheduler(pipe.scheduler)  # swapped since the last call (set_timesteps ran unseen)
-                self._phase = LoopPhase.IDLE
-            self._maybe_start_generation()
-            out = original(*args, **kwargs)
-            latents = first_tensor(out)
-            if latents is not None:
-                self._latent_batch = int(latents.shape[0])
-                self.latent_shape = tuple(int(n) for n in latents.shape[1:])
-            return out
+    def _on_prepare_latents(self, original: Callable, *args: Any, **kwargs: Any) -> Any:
+        self.claim()
+        pipe = self.pipeline
+        if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler:
+            self._binding.follow(pipe.scheduler)  # swapped since the last call (set_timesteps ran unseen)
+            self._phase = LoopPhase.IDLE
+        self._maybe_start_generation()
+        out = original(*args, **kwargs)
+        latents = first_tensor(out)
+        if latents is not None:
+            self._latent_batch = int(latents.shape[0])
+            self.latent_shape = tuple(int(n) for n in latents.shape[1:])
+        return out
 
-        return prepare_latents
+    def _on_set_timesteps(self, original: Callable, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_start_generation()
+        return original(*args, **kwargs)
 
-    def _set_timesteps_wrapper(self, original: Callable) -> Callable:
-        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
-            self._maybe_start_generation()
-            return original(*args, **kwargs)
+    def _on_set_begin_index(self, original: Callable, begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
+        self.claim()
+        self._begin_index = int(begin_index)
+        return original(begin_index, *args, **kwargs)
 
-        return set_timesteps
-
-    def _set_begin_index_wrapper(self, original: Callable) -> Callable:
-        def set_begin_index(begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
-            self.claim()
-            self._begin_index = int(begin_index)
-            return original(begin_index, *args, **kwargs)
-
-        return set_begin_index
-
-    def _step_wrapper(self, original: Callable) -> Callable:
-        def step(*args: Any, **kwargs: Any) -> Any:
-            self.claim()
-            call = original
-            for wrapper in reversed(self._step_wrappers):
-                call = _bind_wrapper(wrapper, call)
-            try:
-                out = call(*args, **kwargs)
-            except BaseException:
-                self.abort()
-                raise
-            self._eval_count += 1
-            self._calls_in_eval = 0
-            if self._total_evals is not None and self._eval_count >= self._total_evals:
-                self.end_generation()
-            return out
-
-        return step
+    def _on_step(self, original: Callable, *args: Any, **kwargs: Any) -> Any:
+        self.claim()
+        call = original
+        for wrapper in reversed(self._step_wrappers):
+            call = functools.partial(wrapper, call)
+        try:
+            out = call(*args, **kwargs)
+        except BaseException:
+            self.abort()
+            raise
+        self._eval_count += 1
+        self._calls_in_eval = 0
+        if self._total_evals is not None and self._eval_count >= self._total_evals:
+            self.end_generation()
+        return out
 
     # ------------------------------------------------------------------ denoiser calls
     @eager
@@ -417,7 +321,7 @@ class DenoisingContext:
             # the user swapped the scheduler since the last call: follow it, and treat this as a new
             # generation (whose latents were already prepared)
             latent_batch = self._latent_batch
-            self._bind_scheduler(getattr(pipe, "scheduler", None))
+            self._binding.follow(getattr(pipe, "scheduler", None))
             self.start_generation()
             self._latent_batch = latent_batch
         if self._phase is LoopPhase.IDLE:
@@ -536,14 +440,6 @@ class DenoisingContext:
         return min(index, self._num_steps - 1)
 
 
-def _call_code(pipe: Any) -> Any:
-    """The code object of ``type(pipe).__call__`` under its decorators (``torch.no_grad``), or None."""
-    if pipe is None:
-        return None
-    call = next((c.__dict__["__call__"] for c in type(pipe).__mro__ if "__call__" in c.__dict__), None)
-    return getattr(inspect.unwrap(call), "__code__", None) if call is not None else None
-
-
 def _calling_pipeline(max_depth: int = 40) -> Any:
     """The diffusers pipeline whose ``__call__`` is on the stack, if any."""
     from diffusers import DiffusionPipeline
@@ -557,31 +453,6 @@ def _calling_pipeline(max_depth: int = 40) -> Any:
             return candidate
         frame = frame.f_back
     return None
-
-
-class _Wrapper:
-    """accel's override of a pipeline or scheduler method (an instance attribute). A deep copy of the
-    pipeline would copy it still bound to the original's loop context, so copying is refused."""
-
-    def __init__(self, call: Callable, original: Callable) -> None:
-        self._call = call
-        self.__wrapped__ = original
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call(*args, **kwargs)
-
-    def __deepcopy__(self, memo: dict) -> Any:
-        raise StateError(
-            "copy.deepcopy of a pipeline with accel attached would share its accel state with the original; "
-            "use accel.replicate(pipe) for an independent accelerated copy, or accel.remove(pipe) before copying"
-        )
-
-
-def _bind_wrapper(wrapper: StepWrapper, inner: Callable) -> Callable:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return wrapper(inner, *args, **kwargs)
-
-    return call
 
 
 def main_input(args: tuple, kwargs: dict) -> torch.Tensor | None:

@@ -223,8 +223,7 @@ class DenoiserSession:
         if hasattr(self.denoiser, "_diffusers_hook"):
             self.denoiser._diffusers_hook.invalidate_child_registries_cache()
         if self._callbacks_installed:
-            self.context._generation_start_callbacks.remove(self._on_generation_start)
-            self.context._generation_end_callbacks.remove(self._on_generation_end)
+            self.context.remove_callbacks(self._on_generation_start, self._on_generation_end)
             self._callbacks_installed = False
         if errors:
             raise errors[0]
