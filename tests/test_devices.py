@@ -75,7 +75,7 @@ def test_tune_loads_each_rank_on_its_own_device(monkeypatch, tmp_path):
         calls.append((model, device, dtype))
         raise Loaded
 
-    monkeypatch.setattr(tune_module, "_process_state", lambda: FakeState(torch.device("cuda", 1)))
+    monkeypatch.setattr("accel.tuning.processes.process_state", lambda: FakeState(torch.device("cuda", 1)))
     monkeypatch.setattr("accel.pipelines.loading.load", fake_load)
     for dtype, expected in (("auto", torch.bfloat16), ("float16", torch.float16)):
         with pytest.raises(Loaded):

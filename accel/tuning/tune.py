@@ -17,11 +17,9 @@ same front.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import json
-import math
 import os
 import time
 from typing import Any
@@ -32,21 +30,19 @@ import torch
 from .. import api
 from ..devices import dtype_name, module_device_dtype, resolve_device, resolve_dtype, what_ran
 from ..errors import ConfigError
-from ..files import atomic_write, write_json
+from ..files import write_json
 from ..fingerprint import denoiser_fingerprint
-from ..metrics.cost import ModuleFlops, measure_interleaved
-from ..metrics.fidelity import psnr, ssim
+from ..metrics.cost import measure_interleaved
 from ..plan import Plan, PlanSetting, PlanTargetConfig, distinct_front
 from ..plugin import config_from_dict
-from . import nsga2
+from . import nsga2, processes
+from .processes import Processes
 from .stack_space import StackSpace
+from .tune_outputs import local_paths, plot_plan, portable_paths, recorded_call, write_eval_spec
+from .tune_samples import Samples
 
 FORMAT = "accel-tune/1"
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
-#: samples the generated eval spec asks for (at least), enough for FID with fold spreads on the built-in models
-EVAL_SAMPLES = 48
-#: fewer unseen prompts than this and the generated eval spec uses every prompt (with unseen seeds)
-MIN_EVAL_PROMPTS = 20
 
 
 @dataclasses.dataclass
@@ -97,79 +93,6 @@ def split_prompts(prompts: list[str], settings: TuneSettings) -> tuple[list[str]
     return unique[: settings.num_prompts], unique[settings.num_prompts : need]
 
 
-class Samples:
-    """Prompts x seeds, their full-step baseline, and how to score a stack on them.
-
-    Each sample has its own generator, so a sample's image does not depend on which others share its
-    pipeline call: ``batch_size`` bounds memory without changing results."""
-
-    def __init__(
-        self,
-        pipe: Any,
-        prompts: list[str],
-        seeds: list[int],
-        call: dict[str, Any],
-        metric: str,
-        domain: Any,
-        batch_size: int | None = None,
-    ):
-        self.pipe = pipe
-        self.items = [(p, s) for s in seeds for p in prompts]
-        self.call = call
-        self.metric = metric
-        self.domain = domain
-        self.batch_size = batch_size or len(self.items)
-        self.latent_shape: tuple[int, ...] | None = None
-        self.baseline, self.baseline_flops = self.generate(call["num_inference_steps"], [])
-
-    @torch.no_grad()
-    def generate(
-        self, steps: int, configs: list[Any], prompts: list[tuple[str, int]] | None = None, count: bool = True
-    ) -> Any:
-        """Images of the stack on these samples, and the denoiser FLOPs counted while it ran (``count``;
-        off for timing, since the counter's dispatch overhead would be timed too)."""
-        items = prompts or self.items
-        denoiser = getattr(self.pipe, "unet", None) or self.pipe.transformer
-        api.remove(self.pipe)
-        handle = api.apply(self.pipe, *configs)  # with no config: the loop context alone (it reads the latent size)
-        chunks = []
-        try:
-            with ModuleFlops(denoiser) if count else contextlib.nullcontext() as flops:
-                for start in range(0, len(items), self.batch_size):
-                    batch = items[start : start + self.batch_size]
-                    out = self.pipe(
-                        prompt=[p for p, _ in batch],
-                        generator=[torch.Generator("cpu").manual_seed(s) for _, s in batch],
-                        output_type="pt",
-                        **{**per_prompt(self.call, len(batch)), "num_inference_steps": steps},
-                    )
-                    chunks.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1).cpu())
-            self.latent_shape = handle.context.latent_shape
-        finally:
-            api.remove(self.pipe)
-        return torch.cat(chunks), float(flops.total) if count else None
-
-    def score(self, steps: int, configs: list[Any]) -> dict[str, float]:
-        images, flops = self.generate(steps, configs)
-        row = {
-            "flops_ratio": flops / self.baseline_flops,
-            "psnr": float(psnr(images, self.baseline).clamp(max=100).mean()),
-            "ssim": float(ssim(images, self.baseline).mean()),
-        }
-        if self.domain is not None:
-            row["alignment"] = float(self.domain.alignment(images, [p for p, _ in self.items]).mean())
-        return row
-
-
-def per_prompt(call: dict[str, Any], count: int) -> dict[str, Any]:
-    """``call`` for a list of ``count`` prompts: a text negative prompt (``negative_prompt``,
-    ``negative_prompt_2``, ...) repeated for each, as diffusers wants it of the same type as the prompt."""
-    return {
-        key: [value] * count if key.startswith("negative_prompt") and isinstance(value, str) else value
-        for key, value in call.items()
-    }
-
-
 def _reset_mutation(prob_var: float) -> Any:
     """Random-reset mutation for integer genes: each gene is redrawn with probability ``prob_var``."""
     from pymoo.core.mutation import Mutation
@@ -205,7 +128,7 @@ class Tuner:
         self.out_dir = out_dir = os.path.abspath(out_dir)
         self.call = call
         self.settings = settings
-        self.state = state
+        self.processes = Processes(state)
         self.progress = progress and self.is_main
         self.base_steps = int(call["num_inference_steps"])
         guided = uses_cfg(pipe, call)
@@ -240,29 +163,15 @@ class Tuner:
     # ------------------------------------------------------------------ processes
     @property
     def is_main(self) -> bool:
-        return self.state is None or self.state.is_main_process
+        return self.processes.is_main
 
     @property
     def rank(self) -> int:
-        return 0 if self.state is None else self.state.process_index
+        return self.processes.rank
 
     @property
     def world(self) -> int:
-        return 1 if self.state is None else self.state.num_processes
-
-    def _barrier(self) -> None:
-        if self.world > 1:
-            self.state.wait_for_everyone()
-
-    def _agree(self, flag: bool) -> bool:
-        """The main process's decision, on every process (time budgets differ by a few ms per rank)."""
-        if self.world == 1:
-            return flag
-        from accelerate.utils import broadcast_object_list
-
-        box = [flag]
-        broadcast_object_list(box, from_process=0)
-        return bool(box[0])
+        return self.processes.world
 
     # ------------------------------------------------------------------ files
     def _write_or_check_manifest(self) -> None:
@@ -294,10 +203,10 @@ class Tuner:
                     "the same arguments or use another --out"
                 )
             return
-        self._barrier()
+        self.processes.barrier()
         if self.is_main:
             _write_json(path, {**manifest, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        self._barrier()
+        self.processes.barrier()
 
     def _coefficients(self, steps: int) -> str | None:
         return os.path.join(self.out_dir, "linear_ag", f"steps{steps}.json")
@@ -319,7 +228,7 @@ class Tuner:
                         model_name=self.model,
                     )
                     os.replace(path + ".tmp", path)
-        self._barrier()
+        self.processes.barrier()
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_all(
@@ -335,10 +244,10 @@ class Tuner:
             steps, configs = self.space.decode(keys_to_x[key])
             row = samples_fn().score(steps, configs)
             row.update(
-                {"key": key, "steps": steps, "configs": [_portable(c.to_dict(), self.out_dir) for c in configs]}
+                {"key": key, "steps": steps, "configs": [portable_paths(c.to_dict(), self.out_dir) for c in configs]}
             )
             _write_json(os.path.join(folder, f"{key}.json"), row)
-        self._barrier()
+        self.processes.barrier()
         out = {}
         for key in keys_to_x:
             with open(os.path.join(folder, f"{key}.json")) as f:
@@ -403,7 +312,7 @@ class Tuner:
         )
         while generation < s.generations:
             over = s.minutes is not None and time.perf_counter() - start > s.minutes * 60
-            if self._agree(over):
+            if self.processes.agree(over):
                 if self.progress:
                     bar.write(
                         f"time budget of {s.minutes:g} min reached at generation {generation}; run again to resume"
@@ -464,7 +373,7 @@ class Tuner:
                     "known": sorted(self.known),
                 },
             )
-        self._barrier()
+        self.processes.barrier()
 
     def front(self, keys: list[str], rows: dict[str, dict] | None = None) -> list[str]:
         """Non-dominated keys (FLOPs and quality), cheapest first; one per (cost, quality) point."""
@@ -544,7 +453,7 @@ class Tuner:
         settings = []
         for key in kept:
             promised, held_out = self.evaluated[key], validated[key]
-            configs = [config_from_dict(_local(c, self.out_dir)) for c in held_out["configs"]]
+            configs = [config_from_dict(local_paths(c, self.out_dir)) for c in held_out["configs"]]
             guard = PlanTargetConfig(
                 model=self.model,
                 denoiser=tuple(sorted(target["denoiser"].items())),
@@ -594,7 +503,7 @@ class Tuner:
         if self.is_main:
             plan.save(os.path.join(self.out_dir, "plan.json"))
             plot_plan(plan, result, self.evaluated, os.path.join(self.out_dir, "front"))
-        self._barrier()
+        self.processes.barrier()
         return plan
 
     @property
@@ -609,111 +518,6 @@ class Tuner:
 # ---------------------------------------------------------------------- helpers
 def _write_json(path: str, data: Any) -> None:
     write_json(path, data, indent=2)
-
-
-def _portable(data: dict[str, Any], out_dir: str) -> dict[str, Any]:
-    """Paths inside the tune folder stored relative to it (the folder can move)."""
-    root = os.path.abspath(out_dir)
-    for key, value in data.items():
-        if isinstance(value, str) and os.path.isabs(value) and value.startswith(root + os.sep):
-            data[key] = os.path.relpath(value, root)
-    return data
-
-
-def _local(data: dict[str, Any], out_dir: str) -> dict[str, Any]:
-    data = dict(data)
-    for key, value in data.items():
-        if isinstance(value, str) and os.path.isfile(os.path.join(out_dir, value)) and not os.path.isabs(value):
-            data[key] = os.path.join(os.path.abspath(out_dir), value)
-    return data
-
-
-def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], stem: str) -> tuple[str, str]:
-    """The plan's front (promised on calibration, validated on held-out samples) against fewer steps,
-    as ``stem.png`` and ``stem.html``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import plotly.graph_objects as go
-
-    metric = plan.metric
-    # the full-step baseline itself (1x, identical output) is left off: its PSNR is capped at 100 dB
-    fewer = sorted((r for r in plan.info["fewer_steps"] if r["speedup"] > 1.001), key=lambda r: r["speedup"])
-    settings = [s for s in plan.settings if s.speedup > 1.001]
-    result = {**result, "front": [k for k in result["front"] if promised[k]["flops_ratio"] < 0.999]}
-    fig, ax = plt.subplots(figsize=(6, 4.4))
-    ax.plot(
-        [r["speedup"] for r in fewer], [r[metric] for r in fewer], "--s", color="gray", label="fewer steps (held out)"
-    )
-    for r in fewer:
-        ax.annotate(
-            f"{r['num_inference_steps']}",
-            (r["speedup"], r[metric]),
-            fontsize=7,
-            color="gray",
-            xytext=(3, -9),
-            textcoords="offset points",
-        )
-    xs = [s.speedup for s in settings]
-    ax.plot(
-        xs, [s.quality["validated"][metric] for s in settings], "-o", color="tab:blue", label="tuned plan (held out)"
-    )
-    ax.plot(
-        [1 / promised[k]["flops_ratio"] for k in result["front"]],
-        [promised[k][metric] for k in result["front"]],
-        "o",
-        mfc="none",
-        color="tab:orange",
-        label="front on calibration (promised)",
-    )
-    ax.set_xlabel("denoiser FLOP speedup over the full-step baseline (x)")
-    ax.set_ylabel(f"{metric} to the full-step output (higher is better)")
-    ax.set_title(f"accel tune: {plan.model}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_write(stem + ".png", "wb") as f:
-        fig.savefig(f, format="png", dpi=130)
-    plt.close(fig)
-
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=[r["speedup"] for r in fewer],
-            y=[r[metric] for r in fewer],
-            mode="lines+markers",
-            name="fewer steps",
-            text=[f"{r['num_inference_steps']} steps" for r in fewer],
-            line={"dash": "dash", "color": "gray"},
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=xs,
-            y=[s.quality["validated"][metric] for s in settings],
-            mode="lines+markers",
-            name="tuned plan",
-            text=[str(s) for s in settings],
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=[1 / promised[k]["flops_ratio"] for k in result["front"]],
-            y=[promised[k][metric] for k in result["front"]],
-            mode="markers",
-            name="front on calibration",
-            marker={"symbol": "circle-open"},
-        )
-    )
-    figure.update_layout(
-        title=f"accel tune: {plan.model}",
-        xaxis_title="denoiser FLOP speedup (x)",
-        yaxis_title=f"{metric} to the full-step output",
-    )
-    with atomic_write(stem + ".html") as f:
-        figure.write_html(f, include_plotlyjs="cdn")
-    return stem + ".png", stem + ".html"
 
 
 def tune(
@@ -763,7 +567,7 @@ def tune(
             raise ConfigError("tune a model that is not built in with prompts=[...] (or --prompts FILE)")
         prompts = builtin_prompts(model)
     calibration, held_out = split_prompts(prompts, settings)
-    state = _process_state()
+    state = processes.process_state()
     if isinstance(model, str):
         target_device = resolve_device(device, state)
         pipe = load(model, device=str(target_device), dtype=resolve_dtype(dtype, target_device))
@@ -796,76 +600,8 @@ def uses_cfg(pipe: Any, call: dict[str, Any]) -> bool:
     return hasattr(type(pipe), "do_classifier_free_guidance") and scale is not None and float(scale) > 1
 
 
-def recorded_call(call: dict[str, Any]) -> dict[str, Any]:
-    """The call arguments a plan records (JSON values; the step count and guidance have fields of their own)."""
-    return {
-        k: v
-        for k, v in call.items()
-        if k not in ("num_inference_steps", "guidance_scale") and (isinstance(v, (int, float, str, bool)) or v is None)
-    }
-
-
 def _denoiser_of(pipe: Any) -> torch.nn.Module:
     return getattr(pipe, "unet", None) or pipe.transformer
-
-
-def write_eval_spec(
-    plan: Plan, out_dir: str, model: str, call: dict[str, Any], held_out: list[str], all_prompts: list[str]
-) -> str:
-    """``out_dir/eval.yaml``: an ``accel eval`` sweep of the plan's settings and the fewer-steps curve on
-    prompts and seeds the search never saw, for domain FID and alignment with fold spreads. Every path
-    in it is absolute, so it runs from any folder."""
-    import yaml
-
-    from ..pipelines.builtin import BUILTIN_MODELS
-
-    out_dir = os.path.abspath(out_dir)
-    note = "prompts and seeds the search never saw"
-    if len(held_out) < MIN_EVAL_PROMPTS:
-        # too few unseen prompts to cover the domain (FID compares against all of it): every prompt,
-        # with seeds the search never used
-        held_out, note = (
-            all_prompts,
-            "every prompt (too few unseen ones to cover the domain), seeds the search never used",
-        )
-    prompt_file = os.path.join(out_dir, "eval_prompts.txt")
-    with atomic_write(prompt_file) as f:
-        f.write("\n".join(held_out) + "\n")
-    base = plan.info["baseline_steps"]
-    local = model not in BUILTIN_MODELS and os.path.isdir(os.path.expanduser(model))
-    spec = {
-        "model": os.path.abspath(os.path.expanduser(model)) if local else model,  # the spec works from any folder
-        "dtype": plan.info.get("ran", {}).get("dtype", "auto"),
-        "name": f"{os.path.basename(model.rstrip('/'))}-plan",
-        "steps": base,
-        "prompts": prompt_file,
-        "seeds_per_prompt": max(2, math.ceil(EVAL_SAMPLES / max(1, len(held_out)))),
-        "base_seed": 10_000,
-        "fewer_steps": sorted({r["num_inference_steps"] for r in plan.info["fewer_steps"]} - {base}),
-        "configs": [
-            {"steps": s.num_inference_steps, "configs": [c.to_dict() for c in s.plugins]}
-            for s in plan.settings
-            if s.plugins
-        ],
-    }
-    if call.get("guidance_scale") is not None:
-        spec["guidance_scale"] = call["guidance_scale"]
-    if recorded_call(call):
-        spec["call"] = recorded_call(call)
-    path = os.path.join(out_dir, "eval.yaml")
-    with atomic_write(path) as f:
-        f.write(f"# accel eval of this plan on {note}: accel eval {path}\n")
-        yaml.safe_dump(spec, f, sort_keys=False)
-    return path
-
-
-def _process_state() -> Any:
-    """accelerate's ``PartialState`` when launched with several processes, else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def evaluated_rows(out_dir: str) -> list[dict[str, Any]]:
