@@ -27,6 +27,9 @@ CORE = {
     "plan",
     "files",
     "devices",
+    "facts",
+    "ownership",
+    "loop_binding",
 }
 PLUGINS = {"caching", "sampling", "sparse_attention", "reparam"}
 
@@ -143,3 +146,15 @@ def test_errors_a_user_can_trigger_are_accels_typed_errors():
             if pattern.search(line):
                 found.append(f"{rel}:{number}: {line.strip()}")
     assert found == []
+
+
+def test_importing_the_adapter_registry_loads_no_builtin_model():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, accel.pipelines.registry, accel.pipelines\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('accel.pipelines.builtin', 'accel.pipelines.loading'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
