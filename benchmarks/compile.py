@@ -14,8 +14,8 @@ FirstBlockCache and TaylorSeer (DiTs). Every denoiser is compiled whole (``modul
 timed in interleaved repeats after two warm-up calls. The FLOP ratio is counted (eager, FlopCounterMode)
 on the same calls. The target of the runtime issue: compiled speedup >= 0.85 x FLOP ratio.
 
-    python benchmarks/compile.py --out benchmarks/results/compile            # all models
-    python benchmarks/compile.py --models pixart --steps 10 --repeats 3
+    python -m benchmarks.compile --out benchmarks/results/compile            # all models
+    python -m benchmarks.compile --models pixart --steps 10 --repeats 3
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import accel
 from accel.metrics.cost import ModuleFlops, measure_interleaved
 from accel.pipelines.testing import tiny_vae  # 8x downscale like SD; only its scale factor is used
 
+from .common import denoiser, table, without_text_encoders
+
 LATENT = 64
 
 
@@ -41,10 +43,9 @@ def unet_pipeline() -> tuple[Any, dict]:
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     unet = UNet2DConditionModel(sample_size=LATENT, cross_attention_dim=768)  # the SD 1.x defaults
-    pipe = StableDiffusionPipeline(
+    pipe = without_text_encoders(
+        StableDiffusionPipeline,
         vae=tiny_vae(levels=4),
-        text_encoder=None,
-        tokenizer=None,
         unet=unet.eval(),
         scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),
         safety_checker=None,
@@ -65,9 +66,8 @@ def pixart_pipeline(layers: int) -> tuple[Any, dict]:
     from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
 
     transformer = PixArtTransformer2DModel(sample_size=LATENT, num_layers=layers, caption_channels=4096)
-    pipe = PixArtAlphaPipeline(
-        tokenizer=None,
-        text_encoder=None,
+    pipe = without_text_encoders(
+        PixArtAlphaPipeline,
         vae=tiny_vae(levels=4),
         transformer=transformer.eval(),
         scheduler=DPMSolverMultistepScheduler(),
@@ -93,16 +93,11 @@ def sd3_pipeline(layers: int) -> tuple[Any, dict]:
     transformer = SD3Transformer2DModel(
         sample_size=LATENT, num_layers=layers, num_attention_heads=24, caption_projection_dim=1536
     )
-    pipe = StableDiffusion3Pipeline(
+    pipe = without_text_encoders(
+        StableDiffusion3Pipeline,
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=tiny_vae(levels=4),
-        text_encoder=None,
-        tokenizer=None,
-        text_encoder_2=None,
-        tokenizer_2=None,
-        text_encoder_3=None,
-        tokenizer_3=None,
     )
     g = torch.Generator().manual_seed(0)
     pooled = torch.randn(1, 2048, generator=g)
@@ -118,7 +113,7 @@ def sd3_pipeline(layers: int) -> tuple[Any, dict]:
 
 
 def _diffusers_cache(name: str) -> Callable[[torch.nn.Module], None]:
-    def apply(denoiser: torch.nn.Module) -> None:
+    def apply(module: torch.nn.Module) -> None:
         from diffusers.hooks import (
             FirstBlockCacheConfig,
             TaylorSeerCacheConfig,
@@ -127,13 +122,13 @@ def _diffusers_cache(name: str) -> Callable[[torch.nn.Module], None]:
         )
 
         if name == "FirstBlockCache":
-            apply_first_block_cache(denoiser, FirstBlockCacheConfig(threshold=0.2))
+            apply_first_block_cache(module, FirstBlockCacheConfig(threshold=0.2))
         else:
             blocks = r"^transformer_blocks\.\d+\.(attn|attn1|attn2|ff|ff_context)$"  # the defaults miss PixArt/SD3
             config = TaylorSeerCacheConfig(
                 cache_interval=2, disable_cache_before_step=2, max_order=1, cache_identifiers=[blocks]
             )
-            apply_taylorseer_cache(denoiser, config)
+            apply_taylorseer_cache(module, config)
 
     return apply
 
@@ -158,10 +153,6 @@ def build(model: str, layers: int) -> tuple[Any, dict]:
     return pixart_pipeline(layers) if model == "pixart" else sd3_pipeline(layers)
 
 
-def denoiser_of(pipe: Any) -> torch.nn.Module:
-    return getattr(pipe, "unet", None) or pipe.transformer
-
-
 def prepared(pipe: Any, configs: list, diffusers_cache: Callable | None) -> Any:
     """A copy of ``pipe`` with the setting attached (the accel context always: diffusers' caches need it)."""
     twin = copy.copy(pipe)
@@ -174,8 +165,8 @@ def prepared(pipe: Any, configs: list, diffusers_cache: Callable | None) -> Any:
     twin.register_modules(scheduler=twin.scheduler)
     accel.apply(twin, *configs)
     if diffusers_cache is not None:  # inside accel's context hook, which gives diffusers' caches the step
-        diffusers_cache(denoiser_of(twin))
-        denoiser_of(twin)._diffusers_hook.invalidate_child_registries_cache()
+        diffusers_cache(denoiser(twin))
+        denoiser(twin)._diffusers_hook.invalidate_child_registries_cache()
     return twin
 
 
@@ -189,22 +180,22 @@ def run_model(model: str, args: argparse.Namespace) -> list[dict]:
         return lambda: p(**call, generator=torch.Generator().manual_seed(0)).images
 
     baseline = prepared(pipe, [], None)
-    with ModuleFlops(denoiser_of(baseline)) as base_flops, torch.no_grad():
+    with ModuleFlops(denoiser(baseline)) as base_flops, torch.no_grad():
         runner(baseline)()
     started = time.perf_counter()
-    denoiser_of(baseline).compile(backend=args.backend)
+    denoiser(baseline).compile(backend=args.backend)
     rows = []
     for name, (configs, diffusers_cache) in settings(model, args.steps).items():
         twin = prepared(pipe, configs, diffusers_cache)
         try:
-            with ModuleFlops(denoiser_of(twin)) as flops, torch.no_grad():
+            with ModuleFlops(denoiser(twin)) as flops, torch.no_grad():
                 runner(twin)()
         except Exception as exc:  # a peer that fails on this model is reported, not fatal
             row = {"model": model, "setting": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
             print(json.dumps(row), flush=True)
             rows.append(row)
             continue
-        denoiser_of(twin).compile(backend=args.backend)
+        denoiser(twin).compile(backend=args.backend)
         compile_start = time.perf_counter()
         with torch.no_grad():
             for _ in range(2):
@@ -236,20 +227,23 @@ def run_model(model: str, args: argparse.Namespace) -> list[dict]:
 
 
 def write_table(rows: list[dict], path: str) -> None:
-    lines = [
-        "| model | setting | FLOP ratio | compiled wall ratio | fraction of FLOP ratio | baseline s | plugin s |",
-        "|---|---|---|---|---|---|---|",
+    cells = [
+        [r["model"], r["setting"], f"failed: {r['error'][:80]}", "", "", "", ""]
+        if "error" in r
+        else [
+            r["model"],
+            r["setting"],
+            f"{r['flop_ratio']:.2f}x",
+            f"{r['compiled_wall_ratio']:.2f}x",
+            f"{r['fraction_of_flop_ratio']:.2f}",
+            f"{r['baseline_s']:.2f}",
+            f"{r['plugin_s']:.2f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | {r['setting']} | failed: {r['error'][:80]} | | | | |")
-            continue
-        lines.append(
-            f"| {r['model']} | {r['setting']} | {r['flop_ratio']:.2f}x | {r['compiled_wall_ratio']:.2f}x | "
-            f"{r['fraction_of_flop_ratio']:.2f} | {r['baseline_s']:.2f} | {r['plugin_s']:.2f} |"
-        )
+    header = ["model", "setting", "FLOP ratio", "compiled wall ratio", "fraction of FLOP ratio", "baseline s"]
     with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(table([*header, "plugin s"], cells)) + "\n")
 
 
 def main() -> None:

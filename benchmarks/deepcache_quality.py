@@ -2,52 +2,35 @@
 taking fewer steps at the same U-Net FLOPs, on the same prompts and seeds (PSNR/SSIM to the uncached
 output, domain FID, prompt alignment).
 
-    python benchmarks/deepcache_quality.py --out benchmarks/results/deepcache_quality
+    python -m benchmarks.deepcache_quality --out benchmarks/results/deepcache_quality
 """
 
 from __future__ import annotations
 
-import argparse
-
-from dit_caching import Setup, compare_with_fewer_steps, evaluate, workload, write_report
-
 import accel
+
+from .common import Setup, accel_setup, evaluate_and_report, reference_setups, workload, workload_parser
 
 
 def deepcache(name: str, **fields) -> Setup:
-    config = accel.DeepCacheConfig(**fields)
-    return Setup(name, "DeepCache (accel)", lambda p: accel.apply(p, config), lambda p: accel.remove(p))
+    return accel_setup(name, "DeepCache (accel)", accel.DeepCacheConfig(**fields))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="sd-digits")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--out", default="benchmarks/results/deepcache_quality")
+    parser = workload_parser(__doc__.split("\n\n")[0], "sd-digits", 200, "benchmarks/results/deepcache_quality")
     args = parser.parse_args()
-
-    pipe, call, prompts, seeds, domain, real = workload(args.model, args.steps, args.samples, 70_000, 7)
-
-    setups = [Setup("baseline", "baseline")]
-    setups += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]
-    for n in (2, 3, 5):
-        setups.append(deepcache(f"N={n} uniform", interval=n))
+    work = workload(args.model, args.steps, args.samples, 70_000, 7)
+    setups = reference_setups((16, 14, 12, 10, 8, 7, 6, 5))
+    setups += [deepcache(f"N={n} uniform", interval=n) for n in (2, 3, 5)]
     setups.append(deepcache("N=3 quadratic", interval=3, schedule="quadratic"))
     setups.append(deepcache("N=5 quadratic", interval=5, schedule="quadratic"))
     setups.append(deepcache("N=3 branch 3", interval=3, branch=3))  # accel 0.1 called this branch 2
-    notes: dict[str, str] = {}
-    rows = evaluate(pipe, setups, prompts, seeds, call, domain, real, notes, batch=50)
-    compare_with_fewer_steps(rows)
-    write_report(
-        rows,
-        notes,
-        args.out,
-        f"DeepCache on `{args.model}` ({args.steps} steps, guidance "
-        f"{call['guidance_scale']:g}, {len(prompts)} samples; FLOPs = U-Net FLOPs counted while it runs; "
-        "PSNR/SSIM to the uncached output; FID/alignment from the domain classifier).",
-        {"model": args.model, "steps": args.steps, "samples": len(prompts)},
+    caption = (
+        f"DeepCache on `{args.model}` ({args.steps} steps, guidance {work[1]['guidance_scale']:g}, {args.samples} "
+        "samples; FLOPs = U-Net FLOPs counted while it runs; PSNR/SSIM to the uncached output; FID/alignment from "
+        "the domain classifier)."
     )
+    evaluate_and_report(work, setups, args, caption, batch=50)
 
 
 if __name__ == "__main__":

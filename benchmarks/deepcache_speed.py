@@ -7,8 +7,8 @@ alike. Reports the wall-clock speedup next to the FLOP speedup (FLOPs counted wh
 the official ``DeepCache`` package (``pip install DeepCache``) and ToMe for SD (``pip install tomesd``),
 where they run with the installed diffusers (the table says so where they do not).
 
-    python benchmarks/deepcache_speed.py --steps 10 --repeats 2
-    python benchmarks/deepcache_speed.py --profile   # where a cached step's time goes
+    python -m benchmarks.deepcache_speed --steps 10 --repeats 2
+    python -m benchmarks.deepcache_speed --profile   # where a cached step's time goes
 
 ``--profile`` times one full U-Net call and one cached (shallow) call at each branch with
 ``torch.profiler`` and splits their CPU time into the operators the FLOP counter counts (matmuls,
@@ -28,6 +28,9 @@ import torch
 
 import accel
 from accel.metrics.cost import ModuleFlops, measure_interleaved
+from accel.pipelines.testing import tiny_vae
+
+from .common import without_text_encoders
 
 SD15_UNET = dict(
     sample_size=64,
@@ -43,22 +46,13 @@ SD15_UNET = dict(
 
 
 def build_pipeline():
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval()
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=None,
-        tokenizer=None,
+    pipe = without_text_encoders(
+        StableDiffusionPipeline,
+        vae=tiny_vae(levels=4),
         unet=unet,
         scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),
         safety_checker=None,

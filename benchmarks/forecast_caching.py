@@ -16,8 +16,8 @@ output, domain FID (video FID for videos) and prompt alignment, each as the mean
 disjoint seed folds with its standard deviation across folds, and the PSNR of fewer steps at the
 same FLOPs (log-linear interpolation between step counts, never extrapolated).
 
-    python benchmarks/forecast_caching.py --model pixart-shapes --samples 120 --front runs/search-pixart-f/front
-    python benchmarks/forecast_caching.py --model sd-digits --samples 120
+    python -m benchmarks.forecast_caching --model pixart-shapes --samples 120 --front runs/search-pixart-f/front
+    python -m benchmarks.forecast_caching --model sd-digits --samples 120
 
 ``--merge`` keeps the rows of an earlier run of the same model, steps, samples and folds and runs only the
 setups it lacks (the baseline always runs again: it is every row's reference). The tables are rewritten
@@ -27,58 +27,50 @@ after every setup, so ``--merge`` also resumes an interrupted run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import json
 import math
 import os
-import statistics
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+import accel
+from accel.metrics.fidelity import psnr
+from accel.pipelines.registry import lookup
 
-from dit_caching import Setup, _fresh, diffusers_hook, mag_cache_setups, workload  # noqa: E402
-
-import accel  # noqa: E402
-from accel.metrics.cost import ModuleFlops, count_flops  # noqa: E402
-from accel.metrics.fidelity import psnr  # noqa: E402
-from accel.pipelines.registry import lookup  # noqa: E402
+from .common import (
+    Setup,
+    accel_setup,
+    batches,
+    diffusers_hook,
+    load_quiet,
+    mag_cache_setups,
+    mean_std,
+    reference_setups,
+    sample,
+    speedup_figure,
+    table,
+    workload,
+    write_results,
+)
 
 
 @torch.no_grad()
-def denoiser(pipe) -> torch.nn.Module:
-    return pipe.transformer if hasattr(pipe, "transformer") else pipe.unet
-
-
 def generate(pipe, setup: Setup, prompts: list[str], seeds: list[int], call: dict, batch: int):
     """Images (or videos) in [0, 1] and the FLOPs of ``setup``'s first batch (the denoiser's, or the whole
     pipeline's for peers whose patched forward recurses under a module hook; counting costs about 4x)."""
     kwargs = {**call, **({"num_inference_steps": setup.steps} if setup.steps else {})}
     pipe = setup.fresh_pipe() if setup.fresh_pipe else pipe
     setup.attach(pipe)
-    outputs, flops = [], 0
     try:
-        for i in range(0, len(prompts), batch):
-            if i == 0:
-                counter = count_flops() if setup.whole_pipeline_flops else ModuleFlops(denoiser(pipe))
-            else:
-                counter = contextlib.nullcontext()
-            with counter as counted:
-                out = pipe(
-                    prompt=prompts[i : i + batch],
-                    generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + batch]],
-                    output_type="pt",
-                    **kwargs,
-                )
-            if i == 0:
-                flops = counted["total"] if setup.whole_pipeline_flops else counted.total
-            outputs.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1))
+        chunks = batches(prompts, seeds, batch)
+        with setup.flops(pipe) as counted:
+            outputs = [sample(pipe, *next(chunks), kwargs)]
+        outputs += [sample(pipe, *chunk, kwargs) for chunk in chunks]
     finally:
         setup.detach(pipe)
-    return torch.cat(outputs), flops
+    return torch.cat(outputs), counted["total"]
 
 
 def identifiers(pipe) -> list[str]:
@@ -90,27 +82,23 @@ def identifiers(pipe) -> list[str]:
 
 def fora(n: int, order: int, warmup: int) -> Setup:
     family = "accel BlockCache (reuse)" if order == 0 else f"accel BlockCache forecast order {order}"
-    return Setup(
+    return accel_setup(
         f"FORA N={n} order {order}" + (f" warm-up {warmup}" if warmup else ""),
         family + (f", warm-up {warmup}" if warmup else ""),
-        lambda p: accel.apply(p, accel.BlockCacheConfig(interval=n, forecast_order=order, warmup_steps=warmup)),
-        lambda p: accel.remove(p),
+        accel.BlockCacheConfig(interval=n, forecast_order=order, warmup_steps=warmup),
     )
 
 
 def unet_setups() -> tuple[list[Setup], dict[str, str]]:
     """DeepCache with reuse and forecasts against the official package at the same branch, and fewer steps."""
-    out = [Setup("baseline", "baseline")]
-    out += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5, 4, 3)]
+    out = reference_setups((16, 14, 12, 10, 8, 7, 6, 5, 4, 3))
     for n in (3, 5, 10):
         for order in (0, 1, 2):
-            config = accel.DeepCacheConfig(interval=n, branch=0, forecast_order=order)
             out.append(
-                Setup(
+                accel_setup(
                     f"DeepCache N={n} branch 0 order {order}",
                     "accel DeepCache (reuse)" if order == 0 else f"accel DeepCache forecast order {order}",
-                    lambda p, config=config: accel.apply(p, config),
-                    lambda p: accel.remove(p),
+                    accel.DeepCacheConfig(interval=n, branch=0, forecast_order=order),
                 )
             )
     notes: dict[str, str] = {}
@@ -159,19 +147,12 @@ def setups(
         apply_taylorseer_cache,
     )
 
-    out = [Setup("baseline", "baseline")]
-    out += [Setup(f"{k} steps", "fewer steps", steps=k) for k in (16, 14, 12, 10, 8, 7, 6, 5)]
+    out = reference_setups((16, 14, 12, 10, 8, 7, 6, 5))
     out += [fora(n, order, 0) for n in (2, 3, 4) for order in (0, 1, 2)]
     out += [fora(n, order, 2) for n in (2, 3, 4) for order in (1, 2)]
     for path in front_members(front, front_max) if front else []:
-        out.append(
-            Setup(
-                f"searched {os.path.basename(path)[:-5]}",
-                "accel searched (forecast per unit)",
-                lambda p, path=path: accel.apply(p, accel.BlockCacheConfig(schedule=path)),
-                lambda p: accel.remove(p),
-            )
-        )
+        name = f"searched {os.path.basename(path)[:-5]}"
+        out.append(accel_setup(name, "accel searched (forecast per unit)", accel.BlockCacheConfig(schedule=path)))
     ids = identifiers(pipe)
     for n in (2, 3, 4):
         for order in (1, 2):
@@ -225,15 +206,11 @@ def cache_dit_setups(notes: dict[str, str], model: str) -> list[Setup]:
 
             name = f"cache-dit DBCache t={t}" + (" + TaylorSeer" if taylor else "")
             family = "cache-dit DBCache" + (" + TaylorSeer" if taylor else "")
-            fresh = lambda: _fresh(model)  # noqa: E731  (cache-dit patches the pipeline for good)
+            fresh = lambda: load_quiet(model)  # noqa: E731  (cache-dit patches the pipeline for good)
             out.append(
                 Setup(name, family, attach, cache_dit.disable_cache, fresh_pipe=fresh, whole_pipeline_flops=True)
             )
     return out
-
-
-def fold_stats(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
 def score(images, baseline, prompts, domain, real, folds: int, video: bool) -> dict[str, float]:
@@ -247,7 +224,7 @@ def score(images, baseline, prompts, domain, real, folds: int, video: bool) -> d
         per_fold["fid"].append(domain.video_fid(real, sub) if video else domain.fid(real, sub))
         per_fold["alignment"].append(float(domain.alignment(sub, [prompts[i] for i in idx]).mean()))
     for metric, values in per_fold.items():
-        row[metric], row[f"{metric}_fold_std"] = fold_stats(values)
+        row[metric], row[f"{metric}_fold_std"] = mean_std(values, lone=float("nan"))
     return row
 
 
@@ -266,61 +243,52 @@ def fewer_steps_reference(rows: list[dict]) -> None:
 
 
 def write(rows: list[dict], notes: dict, out: str, meta: dict) -> None:
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows, "notes": notes}, f, indent=2)
+    cells = []
+    for r in sorted(rows, key=lambda r: (r["family"], r["flop_speedup"])):
+        ref = r.get("psnr_fewer_steps")
+        cells.append(
+            [
+                r["setup"],
+                r["family"],
+                f"{r['flop_speedup']:.2f}x",
+                f"{r['psnr']:.2f} ± {r['psnr_fold_std']:.2f}",
+                "-" if ref is None else f"{ref:.2f} ({r['psnr'] - ref:+.2f})",
+                f"{r['fid']:.3f} ± {r['fid_fold_std']:.3f}",
+                f"{r['alignment']:.3f} ± {r['alignment_fold_std']:.3f}",
+            ]
+        )
+    header = ["setup", "family", "FLOP speedup", "PSNR dB", "fewer steps at same FLOPs", "FID", "alignment"]
     lines = [
         f"`{meta['model']}`, {meta['steps']} steps, {meta['samples']} samples in {meta['folds']} seed folds "
         "(mean ± std across folds); FLOPs = denoiser FLOPs counted while it runs; PSNR to the uncached output.",
         "",
-        "| setup | family | FLOP speedup | PSNR dB | fewer steps at same FLOPs | FID | alignment |",
-        "|---|---|---|---|---|---|---|",
+        *table(header, cells),
+        "",
+        *[f"- {k}: {v}" for k, v in notes.items()],
     ]
-    for r in sorted(rows, key=lambda r: (r["family"], r["flop_speedup"])):
-        ref = r.get("psnr_fewer_steps")
-        versus = "-" if ref is None else f"{ref:.2f} ({r['psnr'] - ref:+.2f})"
-        lines.append(
-            f"| {r['setup']} | {r['family']} | {r['flop_speedup']:.2f}x | "
-            f"{r['psnr']:.2f} ± {r['psnr_fold_std']:.2f} | "
-            f"{versus} | {r['fid']:.3f} ± {r['fid_fold_std']:.3f} | "
-            f"{r['alignment']:.3f} ± {r['alignment_fold_std']:.3f} |"
-        )
-    lines += ["", *[f"- {k}: {v}" for k, v in notes.items()]]
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_results(out, {"meta": meta, "rows": rows, "notes": notes}, lines)
     plot(rows, out + ".png", meta["model"])
 
 
 def plot(rows: list[dict], path: str, model: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    for ax, metric in zip(axes, ("psnr", "fid")):
-        for family in sorted({r["family"] for r in rows}):
-            pts = sorted(
-                [r for r in rows if r["family"] == family and r[metric] < 100], key=lambda r: r["flop_speedup"]
-            )
-            style = "--o" if family == "fewer steps" else "o-" if "accel" in family else "s:"
-            ax.errorbar(
-                [r["flop_speedup"] for r in pts],
-                [r[metric] for r in pts],
-                yerr=[r[f"{metric}_fold_std"] for r in pts],
-                fmt=style,
-                ms=4,
-                capsize=2,
-                label=family,
-            )
-        ax.set_xlabel("denoiser FLOP speedup (x)")
-        ax.set_ylabel({"psnr": "PSNR to uncached (dB)", "fid": "domain FID (lower is better)"}[metric])
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{model}: forecasting caches vs reuse, peers and fewer steps (error bars: fold std)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = {"psnr": "PSNR to uncached (dB)", "fid": "domain FID (lower is better)"}
+    title = f"{model}: forecasting caches vs reuse, peers and fewer steps (error bars: fold std)"
+    with speedup_figure(path, title, list(labels.values()), (12, 4.6), 120) as axes:
+        for ax, metric in zip(axes, labels):
+            for family in sorted({r["family"] for r in rows}):
+                pts = sorted(
+                    [r for r in rows if r["family"] == family and r[metric] < 100], key=lambda r: r["flop_speedup"]
+                )
+                style = "--o" if family == "fewer steps" else "o-" if "accel" in family else "s:"
+                ax.errorbar(
+                    [r["flop_speedup"] for r in pts],
+                    [r[metric] for r in pts],
+                    yerr=[r[f"{metric}_fold_std"] for r in pts],
+                    fmt=style,
+                    ms=4,
+                    capsize=2,
+                    label=family,
+                )
 
 
 SAME_OUTPUT = {f"official DeepCache N={n} branch 0": f"DeepCache N={n} branch 0 order 0" for n in (3, 5, 10)}

@@ -5,15 +5,14 @@ Quality is measured on 3 disjoint seed folds: PSNR/SSIM to plain CFG of the same
 and prompt alignment. "Within CFG's spread" means within 2 standard deviations of plain CFG's
 fold-to-fold spread (FID and alignment).
 
-    python benchmarks/guidance.py --models sd-digits sd3-shapes --out benchmarks/results/guidance
+    python -m benchmarks.guidance --models sd-digits sd3-shapes --out benchmarks/results/guidance
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import os
-import statistics
 import tempfile
 import time
 
@@ -23,37 +22,27 @@ import accel
 from accel.evaluation.prompts import builtin_prompts
 from accel.metrics.domain import DomainMetrics
 from accel.metrics.fidelity import psnr, ssim
-from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS
 from accel.tuning.linear_ag_fit import calibrate
 
-PER_FOLD = {"sd-digits": 60, "pixart-shapes": 60, "sd3-shapes": 60, "wan-moving-shapes": 48}
+from .common import batches, fold_items, folds_parser, load_quiet, mean_std, per_model, plus_minus, sample, table
 
-
-def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
-    prompts = builtin_prompts(model)
-    n = PER_FOLD[model]
-    return [prompts[i % len(prompts)] for i in range(n)], [700_000 + 10_000 * fold + i for i in range(n)]
+PER_FOLD = {"sd-digits": 60, "sd3-shapes": 60, "pixart-shapes": 60, "wan-moving-shapes": 48}
 
 
 @torch.no_grad()
 def run(pipe, model: str, setting: dict, fold: int, steps: int, guidance: float) -> dict:
-    prompts, seeds = fold_items(model, fold)
+    prompts, seeds = fold_items(model, PER_FOLD[model], 700_000 + 10_000 * fold)
     call = dict(BUILTIN_MODELS[model].call_defaults)
-    call.update(num_inference_steps=setting.get("steps", steps), guidance_scale=guidance, output_type="pt")
+    call.update(num_inference_steps=setting.get("steps", steps), guidance_scale=guidance)
     accel.apply(pipe, *setting.get("configs", []))
     images, nfe, seconds = [], 0.0, 0.0
     try:
-        for i in range(0, len(prompts), 30):
+        for chunk, chunk_seeds in batches(prompts, seeds, 30):
             start = time.perf_counter()
-            out = pipe(
-                prompt=prompts[i : i + 30],
-                generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + 30]],
-                **call,
-            )
+            images.append(sample(pipe, chunk, chunk_seeds, call))
             seconds += time.perf_counter() - start
-            nfe += accel.summary(pipe)["last_call"]["nfe"] * len(prompts[i : i + 30])
-            images.append((out.frames if hasattr(out, "frames") else out.images).float().clamp(0, 1))
+            nfe += accel.summary(pipe)["last_call"]["nfe"] * len(chunk)
     finally:
         accel.remove(pipe)
     return {
@@ -64,13 +53,8 @@ def run(pipe, model: str, setting: dict, fold: int, steps: int, guidance: float)
     }
 
 
-def mean_std(values: list[float]) -> list[float]:
-    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
-
-
 def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[float], out: str) -> dict:
-    pipe = load(model)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_quiet(model)
     domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
     video = model == "wan-moving-shapes"
     # videos: the sensitivity report's 480-clip reference (a Frechet distance needs many more clips than features)
@@ -145,60 +129,44 @@ def benchmark(model: str, steps: int, guidance: float, folds: int, gammas: list[
 
 
 def write_markdown(results: list[dict], path: str) -> None:
-    f2 = lambda v: f"{v[0]:.3g} ± {v[1]:.2g}"  # noqa: E731
     lines = ["# Adaptive guidance benchmark (benchmarks/guidance.py)", ""]
     yes = lambda flag: "yes" if flag else "no"  # noqa: E731
     for r in results:
         video = "video_fid" in r["rows"][0]
+        fids = ["fid", "video_fid"] if video else ["fid"]
+        header = ["setting", "NFEs", "NFE saving", "wall speedup", "PSNR to CFG", "SSIM to CFG", "FID"]
+        header += (["video FID"] if video else []) + ["alignment"]
+        header.append("within CFG spread (FID / " + ("video FID / " if video else "") + "align)")
+        cells = [
+            [
+                row["setting"],
+                f"{row['nfe'][0]:.1f}",
+                f"{row['nfe_saving']:.0%}",
+                f"{row['wall_speedup']:.2f}x",
+                *(plus_minus(row.get(k)) for k in ("psnr", "ssim", *fids, "alignment")),
+                " / ".join(yes(row[f"{k}_within_cfg_spread"]) for k in (*fids, "alignment")),
+            ]
+            for row in r["rows"]
+        ]
         lines += [
             f"## {r['model']} ({r['steps']} steps, guidance {r['guidance']:g}, {r['folds']} seed folds x "
             f"{r['samples_per_fold']} samples)",
             "",
-            "| setting | NFEs | NFE saving | wall speedup | PSNR to CFG | SSIM to CFG | FID | "
-            + ("video FID | " if video else "")
-            + "alignment | within CFG spread (FID / "
-            + ("video FID / " if video else "")
-            + "align) |",
-            "|---|---|---|---|---|---|---|---|---|" + ("---|" if video else ""),
+            *table(header, cells),
+            "",
         ]
-        for row in r["rows"]:
-            spread = [yes(row["fid_within_cfg_spread"])] + ([yes(row["video_fid_within_cfg_spread"])] if video else [])
-            lines.append(
-                f"| {row['setting']} | {row['nfe'][0]:.1f} | {row['nfe_saving']:.0%} | {row['wall_speedup']:.2f}x | "
-                f"{f2(row['psnr']) if 'psnr' in row else '-'} | {f2(row['ssim']) if 'ssim' in row else '-'} | "
-                f"{f2(row['fid'])} | "
-                + (f"{f2(row['video_fid'])} | " if video else "")
-                + f"{f2(row['alignment'])} | {' / '.join(spread + [yes(row['alignment_within_cfg_spread'])])} |"
-            )
-        lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--models", nargs="+", default=["sd-digits", "sd3-shapes", "pixart-shapes", "wan-moving-shapes"]
-    )
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--folds", type=int, default=3)
+    parser = folds_parser(__doc__.split("\n\n")[0], PER_FOLD, "benchmarks/results/guidance")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.9, 0.95, 0.98, 0.99, 0.995, 0.999])
-    parser.add_argument("--per-fold", type=int, default=None, help="samples per fold (default: per model, 24-60)")
-    parser.add_argument("--out", default="benchmarks/results/guidance")
     args = parser.parse_args()
-    if args.per_fold:
-        PER_FOLD.update({m: args.per_fold for m in PER_FOLD})
-    os.makedirs(args.out, exist_ok=True)
-    results = []
-    for model in args.models:
-        path = os.path.join(args.out, f"{model}.json")
-        results.append(
-            json.load(open(path))
-            if os.path.exists(path)
-            else benchmark(model, args.steps, args.guidance, args.folds, args.gammas, args.out)
-        )
-    write_markdown(results, os.path.join(args.out, "guidance.md"))
+    run = functools.partial(
+        benchmark, steps=args.steps, guidance=args.guidance, folds=args.folds, gammas=args.gammas, out=args.out
+    )
+    write_markdown(per_model(args, PER_FOLD, run), os.path.join(args.out, "guidance.md"))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Markdown table of a tuned plan against the fewer-steps curve it was validated with.
 
-    python benchmarks/plan_report.py runs/tune-sd3-shapes [--eval runs/eval-plans/sd3-shapes-plan]
+    python -m benchmarks.plan_report runs/tune-sd3-shapes [--eval runs/eval-plans/sd3-shapes-plan]
 
 For every plan setting: held-out FLOP speedup, PSNR promised (calibration) and validated (held out),
 the fewer-steps PSNR interpolated at the same speedup (linear in log-speedup between measured step

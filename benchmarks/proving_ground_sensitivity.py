@@ -11,7 +11,7 @@ numbers), so besides each metric's spread across folds the report gives the **pa
 to the baseline (per fold, then mean and spread over folds): seed-to-seed variation cancels in it,
 which is how two samplers should be compared. Both criteria are reported; neither replaces the other.
 
-    python benchmarks/proving_ground_sensitivity.py --out benchmarks/results/sensitivity
+    python -m benchmarks.proving_ground_sensitivity --out benchmarks/results/sensitivity
 
 Writes ``<out>/<model>.json``, ``<out>/sensitivity.md`` and sample grids ``<out>/<model>_samples.png``.
 Finished models are not rerun; a killed run resumes after the last finished setting
@@ -20,21 +20,30 @@ Finished models are not rerun; a killed run resumes after the last finished sett
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import os
-import statistics
 import time
 
-import numpy as np
 import torch
 
 import accel
-from accel.evaluation.prompts import builtin_prompts
 from accel.metrics.domain import DomainMetrics
 from accel.metrics.fidelity import psnr
-from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS, data
+
+from .common import (
+    batches,
+    denoiser,
+    fold_items,
+    folds_parser,
+    load_quiet,
+    mean_std,
+    per_model,
+    plus_minus,
+    sample,
+    table,
+)
 
 SAMPLES_PER_FOLD = {"sd-digits": 100, "pixart-shapes": 480, "sd3-shapes": 120, "wan-moving-shapes": 96}
 #: Size of the fixed real reference set of the FID (procedural sets; digits use every image not in a floor set).
@@ -50,7 +59,7 @@ class ReuseOutput:
 
     def __init__(self, pipe, k: int) -> None:
         self.k = k
-        self.denoiser = getattr(pipe, "unet", None) or pipe.transformer
+        self.denoiser = denoiser(pipe)
         self.calls_per_step = 2 if type(pipe).__name__ == "WanPipeline" else 1
         self.original = self.denoiser.forward
         self.denoiser.forward = self.forward
@@ -93,20 +102,16 @@ def settings(steps: int, guidance: float) -> list[dict]:
 @torch.no_grad()
 def generate(pipe, model: str, prompts: list[str], seeds: list[int], setting: dict, batch: int = 24) -> torch.Tensor:
     call = dict(BUILTIN_MODELS[model].call_defaults)
-    call.update(num_inference_steps=setting["steps"], guidance_scale=setting["guidance"], output_type="pt")
+    call.update(num_inference_steps=setting["steps"], guidance_scale=setting["guidance"])
     reuse = ReuseOutput(pipe, setting["reuse"]) if setting.get("reuse") else None
     if setting.get("configs"):
         accel.apply(pipe, *setting["configs"])
     out = []
     try:
-        for i in range(0, len(prompts), batch):
+        for chunk, chunk_seeds in batches(prompts, seeds, batch):
             if reuse is not None:
                 reuse.reset()
-            chunk = list(zip(prompts, seeds))[i : i + batch]
-            result = pipe(
-                prompt=[p for p, _ in chunk], generator=[torch.Generator().manual_seed(s) for _, s in chunk], **call
-            )
-            out.append((result.frames if hasattr(result, "frames") else result.images).float().clamp(0, 1))
+            out.append(sample(pipe, chunk, chunk_seeds, call))
     finally:
         if reuse is not None:
             reuse.close()
@@ -123,14 +128,6 @@ def save_sample_grid(samples: torch.Tensor, path: str) -> None:
     Image.fromarray(data.grid(grid * 2 - 1, nrow=ncol)).resize(
         (ncol * 34 * 3, ((len(grid) + ncol - 1) // ncol) * 34 * 3), Image.NEAREST
     ).save(path)
-
-
-def fold_items(model: str, fold: int) -> tuple[list[str], list[int]]:
-    prompts = builtin_prompts(model)
-    n = SAMPLES_PER_FOLD[model]
-    chosen = [prompts[i % len(prompts)] for i in range(n)]
-    seeds = [100_000 * (fold + 1) + i for i in range(n)]
-    return chosen, seeds
 
 
 def real_sets(domain: DomainMetrics, model: str, n: int, count: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -151,13 +148,8 @@ def real_sets(domain: DomainMetrics, model: str, n: int, count: int) -> tuple[to
     )
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> dict:
-    pipe = load(model)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_quiet(model)
     domain = DomainMetrics(BUILTIN_MODELS[model].dataset)
     n = SAMPLES_PER_FOLD[model]
     reference, floor_sets = real_sets(domain, model, n, folds)
@@ -184,7 +176,7 @@ def run_model(model: str, folds: int, steps: int, guidance: float, out: str) -> 
     for setting in todo:
         fids, aligns, video_fids, psnrs, temporal, seconds = [], [], [], [], [], 0.0
         for fold in range(folds):
-            prompts, seeds = fold_items(model, fold)
+            prompts, seeds = fold_items(model, n, 100_000 * (fold + 1))
             start = time.perf_counter()
             samples = generate(pipe, model, prompts, seeds, setting)
             seconds += time.perf_counter() - start
@@ -260,18 +252,6 @@ def _real_alignment(domain: DomainMetrics, model: str, n: int) -> float:
     return float(domain.alignment(data.to_unit(videos), captions).mean())
 
 
-def fmt(value) -> str:
-    if value is None:
-        return "-"
-    mean, std = value
-    return f"{mean:.3g} ± {std:.2g}"
-
-
-def fmt_difference(value) -> str:
-    mean, std = value
-    return f"{mean:+.3g} ± {std:.2g}"
-
-
 #: Shifts smaller than this are no signal, however consistent (alignment is a probability: a shift of
 #: 1e-6 on a saturated classifier is rounding, not a difference the report can show).
 MIN_SHIFT = {"fid": 0.0, "alignment": 1e-3, "video_fid": 0.0}
@@ -298,15 +278,47 @@ def verdict(row: dict, baseline: dict) -> str:
     return f"{', '.join(unpaired) or 'none'} / {', '.join(paired) or 'none'}"
 
 
+METRIC_NAMES = {"fid": "FID", "alignment": "alignment", "video_fid": "video FID"}
+
+
 def write_markdown(results: list[dict], path: str, images: str = "../benchmarks/results/sensitivity/") -> None:
     """The report, ready to paste into docs/ (``images``: the sample grids' path as seen from there)."""
     lines = ["# Proving-ground sensitivity (generated by benchmarks/proving_ground_sensitivity.py)", ""]
     for r in results:
         base = r["rows"][0]
         video = base.get("video_fid") is not None
-        floors = f"floor (FID of {r['samples_per_fold']} other real samples, {r['folds']} sets): {fmt(r['fid_floor'])}"
+        metrics = ["fid", "alignment", "video_fid"] if video else ["fid", "alignment"]
+        floors = (
+            f"floor (FID of {r['samples_per_fold']} other real samples, {r['folds']} sets): "
+            f"{plus_minus(r['fid_floor'])}"
+        )
         if video:
-            floors += f"; video FID floor: {fmt(r['video_fid_floor'])}"
+            floors += f"; video FID floor: {plus_minus(r['video_fid_floor'])}"
+        header = ["setting"]
+        for m in metrics:
+            header += [METRIC_NAMES[m], f"{METRIC_NAMES[m]}, paired difference"]
+        header += ["PSNR to baseline (dB)", "temporal consistency", "s/sample"]
+        header.append("moves beyond the spread (unpaired / paired)")
+        cells = []
+        for row in r["rows"]:
+            is_base = row is base
+            cells.append(
+                [
+                    row["setting"],
+                    *(
+                        cell
+                        for m in metrics
+                        for cell in (
+                            plus_minus(row[m]),
+                            "-" if is_base else plus_minus(row[f"{m}_paired_difference"], signed=True),
+                        )
+                    ),
+                    plus_minus(row["psnr_to_baseline"]),
+                    plus_minus(row["temporal_consistency"]),
+                    f"{row['seconds_per_sample']:.3f}",
+                    "-" if is_base else verdict(row, base),
+                ]
+            )
         lines += [
             f"### {r['model']}",
             "",
@@ -317,56 +329,18 @@ def write_markdown(results: list[dict], path: str, images: str = "../benchmarks/
             f"FID reference: {r['reference_size']} real samples; {floors}; alignment of real data: "
             f"{r['real_alignment']:.3f}.",
             "",
-            "| setting | FID | FID, paired difference | alignment | alignment, paired difference | "
-            + ("video FID | video FID, paired difference | " if video else "")
-            + "PSNR to baseline (dB) | temporal consistency | s/sample | moves beyond the spread (unpaired / paired) "
-            "|",
-            "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if video else ""),
+            *table(header, cells),
+            "",
         ]
-        for row in r["rows"]:
-            is_base = row is base
-
-            def paired(key: str, row: dict = row, is_base: bool = is_base) -> str:
-                return "-" if is_base else fmt_difference(row[f"{key}_paired_difference"])
-
-            lines.append(
-                f"| {row['setting']} | {fmt(row['fid'])} | {paired('fid')} | {fmt(row['alignment'])} | "
-                f"{paired('alignment')} | "
-                + (f"{fmt(row['video_fid'])} | {paired('video_fid')} | " if video else "")
-                + f"{fmt(row['psnr_to_baseline'])} | {fmt(row['temporal_consistency'])} | "
-                f"{row['seconds_per_sample']:.3f} | "
-                f"{'-' if is_base else verdict(row, base)} |"
-            )
-        lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--models", nargs="+", default=["sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes"]
-    )
-    parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--out", default="benchmarks/results/sensitivity")
-    parser.add_argument("--per-fold", type=int, default=None, help="samples per fold (smoke runs)")
+    parser = folds_parser(__doc__.split("\n\n")[0], SAMPLES_PER_FOLD, "benchmarks/results/sensitivity")
     args = parser.parse_args()
-    if args.per_fold:
-        SAMPLES_PER_FOLD.update({m: args.per_fold for m in SAMPLES_PER_FOLD})
-    os.makedirs(args.out, exist_ok=True)
-    results = []
-    for model in args.models:
-        existing = os.path.join(args.out, f"{model}.json")
-        if os.path.exists(existing):
-            results.append(json.load(open(existing)))
-            continue
-        results.append(run_model(model, args.folds, args.steps, args.guidance, args.out))
-    order = {m: i for i, m in enumerate(args.models)}
-    results.sort(key=lambda r: order.get(r["model"], 99))
-    write_markdown(results, os.path.join(args.out, "sensitivity.md"))
-    np.set_printoptions(precision=3)
+    run = functools.partial(run_model, folds=args.folds, steps=args.steps, guidance=args.guidance, out=args.out)
+    write_markdown(per_model(args, SAMPLES_PER_FOLD, run), os.path.join(args.out, "sensitivity.md"))
 
 
 if __name__ == "__main__":

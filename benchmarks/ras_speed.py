@@ -8,8 +8,8 @@ A full 28-step generation at the paper's settings (4 dense warm-up steps, dense 
 this is the denoising-loop speedup, not a measured 28-step run (one dense step takes minutes on
 2 CPU cores). Batch 1, no CFG (CFG doubles both sides alike).
 
-    python benchmarks/ras_speed.py --ratio 0.25 --out benchmarks/results/ras_speed
-    python benchmarks/ras_speed.py --family lumina --ratio 0.25 --out benchmarks/results/ras_speed_lumina
+    python -m benchmarks.ras_speed --ratio 0.25 --out benchmarks/results/ras_speed
+    python -m benchmarks.ras_speed --family lumina --ratio 0.25 --out benchmarks/results/ras_speed_lumina
 
 Lumina-Next's text only enters through cross-attention (256 prompt tokens here), so RAS's saving
 there is linear in the recomputed tokens, like the self-attention's queries and the MLPs.
@@ -18,8 +18,6 @@ there is linear in the recomputed tokens, like the self-attention's queries and 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import time
@@ -28,6 +26,9 @@ import torch
 
 import accel
 from accel.metrics.cost import synchronize
+from accel.pipelines.testing import tiny_vae
+
+from .common import without_text_encoders, write_results
 
 SD3_MEDIUM = dict(
     sample_size=128,
@@ -60,20 +61,6 @@ TITLES = {"sd3": "an SD3-medium-architecture", "lumina": "a Lumina-Next-SFT-2B-a
 PAPER = {"sd3": "2.36x end-to-end on SD3", "lumina": "2.51x end-to-end on Lumina-Next-T2I"}
 
 
-def _vae(latent_channels: int):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=latent_channels,
-        norm_num_groups=4,
-        layers_per_block=1,
-        shift_factor=0.0,
-    )
-
-
 def build(family: str, layers: int):
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
@@ -86,26 +73,12 @@ def build(family: str, layers: int):
     torch.manual_seed(0)
     if family == "lumina":
         transformer = LuminaNextDiT2DModel(**{**LUMINA_NEXT_2B, "num_layers": layers}).eval()
-        pipe = LuminaPipeline(
-            transformer=transformer,
-            scheduler=FlowMatchEulerDiscreteScheduler(),
-            vae=_vae(4),
-            text_encoder=None,
-            tokenizer=None,
-        )
+        scheduler, cls, channels = FlowMatchEulerDiscreteScheduler(), LuminaPipeline, 4
     else:
         transformer = SD3Transformer2DModel(**{**SD3_MEDIUM, "num_layers": layers}).eval()
-        pipe = StableDiffusion3Pipeline(
-            transformer=transformer,
-            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-            vae=_vae(16),
-            text_encoder=None,
-            tokenizer=None,
-            text_encoder_2=None,
-            tokenizer_2=None,
-            text_encoder_3=None,
-            tokenizer_3=None,
-        )
+        scheduler, cls, channels = FlowMatchEulerDiscreteScheduler(shift=3.0), StableDiffusion3Pipeline, 16
+    vae = tiny_vae(channels, levels=4, shift_factor=0.0)  # latents out: only its scale factor is used
+    pipe = without_text_encoders(cls, transformer=transformer, scheduler=scheduler, vae=vae)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -217,9 +190,6 @@ def main() -> None:
         "loop28_flop_speedup": e2e_flops,
         "tokens_recomputed_on_ras_step": stats["tokens_per_step"][-1],
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(result, f, indent=2)
     lines = [
         f"RAS on {TITLES[args.family]} transformer ({args.layers} layers, random weights, fp32, "
         f"{torch.get_num_threads()} CPU threads), {args.resolution}x{args.resolution} "
@@ -235,8 +205,7 @@ def main() -> None:
         "steps: "
         f"**{e2e_time:.2f}x wall clock, {e2e_flops:.2f}x FLOPs** (paper: {PAPER[args.family]}).",
     ]
-    with open(args.out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_results(args.out, result, lines)
     print("\n".join(lines))
 
 

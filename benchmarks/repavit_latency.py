@@ -8,9 +8,9 @@ the throughput speed-up and the FLOP ratio counted by ``torch.utils.flop_counter
 The paper (arXiv 2505.21847) measures batch 128 fp32 on a GPU; this script defaults to a small CPU
 batch so it finishes in a few minutes per model on 2 cores. Example::
 
-    python benchmarks/repavit_latency.py                       # ViT-B/16, ViT-L/16, ViT-H/14, fp32
-    python benchmarks/repavit_latency.py --dtype bf16 --batch 8 --repeats 10
-    python benchmarks/repavit_latency.py --models vit_tiny_patch16_224 --batch 2 --repeats 2   # smoke run
+    python -m benchmarks.repavit_latency                       # ViT-B/16, ViT-L/16, ViT-H/14, fp32
+    python -m benchmarks.repavit_latency --dtype bf16 --batch 8 --repeats 10
+    python -m benchmarks.repavit_latency --models vit_tiny_patch16_224 --batch 2 --repeats 2   # smoke run
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ bare denoiser for ``--steps`` steps of one generation, first stock, then with
 ``accel.SparseAttentionConfig()`` (defaults: dynamic masks, first 20% of steps and layer 0 dense).
 A first untimed generation compiles FlexAttention (CPU) or autotunes Triton (GPU).
 
-    python benchmarks/sparse_attention_e2e.py                                  # latent 13x30x52, 4 layers
-    python benchmarks/sparse_attention_e2e.py --families wan --layers 30 --heads 12 --head-dim 128
-    python benchmarks/sparse_attention_e2e.py --frames 3 --height 8 --width 8 --layers 2 --heads 2 --steps 2  # smoke
+    python -m benchmarks.sparse_attention_e2e                                  # latent 13x30x52, 4 layers
+    python -m benchmarks.sparse_attention_e2e --families wan --layers 30 --heads 12 --head-dim 128
+    python -m benchmarks.sparse_attention_e2e --frames 3 --height 8 --width 8 --layers 2 --heads 2 --steps 2  # smoke
 
 Results go to ``benchmarks/results/sparse_attention_e2e_<device>.{json,md}``.
 """
@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import accel
 
-import accel  # noqa: E402
+from .common import table, write_results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -165,25 +164,31 @@ def model_tokens(family: str, args: argparse.Namespace) -> int:
 
 
 def write(result: dict, out: Path, device: str, tag: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"sparse_attention_e2e_{device}{('_' + tag) if tag else ''}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    stem = out / f"sparse_attention_e2e_{device}{('_' + tag) if tag else ''}"
+    header = ["family", "tokens", "stock (s)", "sparse (s)", "speedup", "mean density", "attention FLOPs saved"]
+    cells = [
+        [
+            r["family"],
+            r["tokens"],
+            r["stock_s"],
+            r["sparse_s"],
+            f"{r['speedup']}x",
+            r["mean_density"],
+            f"{r['attention_flops_saved']:.0%}",
+            r["backends"],
+        ]
+        for r in result["rows"]
+    ]
     lines = [
         f"# Sparse attention end to end ({result['device']}, {result['dtype']})",
         "",
         f"Random-weight transformers: {result['layers']} layers, {result['heads']} heads x {result['head_dim']}, "
         f"latent {'x'.join(map(str, result['latent']))}, {result['steps']} steps, config `{result['config']}`.",
         "",
-        "| family | tokens | stock (s) | sparse (s) | speedup | mean density | attention FLOPs saved | backends |",
-        "|---|---|---|---|---|---|---|---|",
+        *table([*header, "backends"], cells),
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['family']} | {r['tokens']} | {r['stock_s']} | {r['sparse_s']} | {r['speedup']}x | "
-            f"{r['mean_density']} | {r['attention_flops_saved']:.0%} | {r['backends']} |"
-        )
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / stem}.json and .md")
+    write_results(str(stem), result, lines)
+    print(f"wrote {stem}.json and .md")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ For each density, a random block mask with that fraction of key blocks per query
 always on) runs through each backend; the table reports the median time, the measured speedup
 over dense SDPA, the ideal speedup 1/density and the fraction of ideal reached.
 
-    python benchmarks/sparse_attention_kernels.py                         # 13x15x26 tokens, 12 heads, D=64
-    python benchmarks/sparse_attention_kernels.py --frames 21 --height 30 --width 52 --dtype bfloat16
-    python benchmarks/sparse_attention_kernels.py --frames 2 --height 4 --width 8 --heads 2 --repeats 1  # smoke
+    python -m benchmarks.sparse_attention_kernels                         # 13x15x26 tokens, 12 heads, D=64
+    python -m benchmarks.sparse_attention_kernels --frames 21 --height 30 --width 52 --dtype bfloat16
+    python -m benchmarks.sparse_attention_kernels --frames 2 --height 4 --width 8 --heads 2 --repeats 1  # smoke
 
 Backends: on CUDA ``triton`` and ``flex``; on CPU compiled ``flex`` and the ``torch`` gather path
 (the Triton interpreter is far too slow to time). Results go to
@@ -16,22 +16,20 @@ Backends: on CUDA ``triton`` and ``flex``; on CPU compiled ``flex`` and the ``to
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from accel.kernels import block_sparse_attention
+from accel.kernels.block_mask import BlockSparseMask
+from accel.sparse_attention.builders.combine import diagonal_blocks
 
-from accel.kernels import block_sparse_attention  # noqa: E402
-from accel.kernels.block_mask import BlockSparseMask  # noqa: E402
-from accel.sparse_attention.builders.combine import diagonal_blocks  # noqa: E402
+from .common import table, write_results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,10 +166,22 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def write(result: dict, out: Path, device: str, tag: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"sparse_attention_kernels_{device}{('_' + tag) if tag else ''}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    stem = out / f"sparse_attention_kernels_{device}{('_' + tag) if tag else ''}"
     s = result["shape"]
+    cells = [
+        [r["backend"], f"{r['density']:.3f}", f"n/a: {r['error']}", "", "", ""]
+        if "error" in r
+        else [
+            r["backend"],
+            f"{r['density']:.3f}",
+            r["ms"],
+            f"{r['speedup']}x",
+            f"{r['ideal']}x",
+            f"{r['fraction_of_ideal']:.0%}",
+        ]
+        for r in result["rows"]
+    ]
+    header = ["backend", "density", "time (ms)", "speedup vs SDPA", "ideal (1/density)", "fraction of ideal"]
     lines = [
         f"# Block-sparse attention kernels ({result['device']}, {result['dtype']})",
         "",
@@ -179,19 +189,10 @@ def write(result: dict, out: Path, device: str, tag: str) -> None:
         f"D={s['head_dim']}, block {s['block']}. Dense SDPA: {result['dense_sdpa_ms']} ms "
         f"(median of {result['repeats']}).",
         "",
-        "| backend | density | time (ms) | speedup vs SDPA | ideal (1/density) | fraction of ideal |",
-        "|---|---|---|---|---|---|",
+        *table(header, cells),
     ]
-    for r in result["rows"]:
-        if "error" in r:
-            lines.append(f"| {r['backend']} | {r['density']:.3f} | n/a: {r['error']} | | | |")
-        else:
-            lines.append(
-                f"| {r['backend']} | {r['density']:.3f} | {r['ms']} | {r['speedup']}x | {r['ideal']}x | "
-                f"{r['fraction_of_ideal']:.0%} |"
-            )
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / stem}.json and .md")
+    write_results(str(stem), result, lines)
+    print(f"wrote {stem}.json and .md")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,12 @@ fair competitor is dense attention with fewer steps at the same denoiser FLOPs a
 config, which is run too. Block size 16 at this model's 320 video tokens (5 latent frames x 8 x 8
 patches), so a mask has 20 x 20 blocks.
 
-    python benchmarks/sparse_attention_quality.py --out benchmarks/results/sparse_attention_quality
+    python -m benchmarks.sparse_attention_quality --out benchmarks/results/sparse_attention_quality
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
 
@@ -23,12 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 import accel
-from accel.evaluation.prompts import builtin_prompts
 from accel.metrics.cost import ModuleFlops
 from accel.metrics.domain import DomainMetrics
 from accel.metrics.fidelity import psnr, ssim
-from accel.pipelines import load
 from accel.pipelines.builtin import BUILTIN_MODELS
+
+from .common import batches, fold_items, load_quiet, mean_std, plus_minus, sample, table, write_results
 
 MODEL = "wan-moving-shapes"
 STEPS = 20
@@ -43,28 +41,18 @@ SETTINGS = {
 METRICS = ("fid", "video_fid", "alignment")
 
 
-def fold_items(fold: int, n: int) -> tuple[list[str], list[int]]:
-    base = builtin_prompts(MODEL)
-    return [base[i % len(base)] for i in range(n)], [90_000 + 10_000 * fold + i for i in range(n)]
-
-
 @torch.no_grad()
 def generate(pipe, prompts: list[str], seeds: list[int], steps: int, fields: dict | None) -> dict:
     """Videos of one fold, with the attention FLOPs the plugin skipped (per video) and seconds per video."""
-    call = dict(BUILTIN_MODELS[MODEL].call_defaults, num_inference_steps=steps, output_type="pt")
+    call = dict(BUILTIN_MODELS[MODEL].call_defaults, num_inference_steps=steps)
     if fields is not None:
         accel.apply(pipe, accel.SparseAttentionConfig(block_size=16, tile=(1, 4, 4), **fields))
     videos, density, skipped, seconds = [], [], 0.0, 0.0
     try:
-        for i in range(0, len(prompts), 24):
+        for chunk, chunk_seeds in batches(prompts, seeds, 24):
             start = time.perf_counter()
-            out = pipe(
-                prompt=prompts[i : i + 24],
-                generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + 24]],
-                **call,
-            )
+            videos.append(sample(pipe, chunk, chunk_seeds, call))
             seconds += time.perf_counter() - start
-            videos.append(out.frames.float().clamp(0, 1))
             if fields is not None:
                 stats = next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"]["sparse_attention"]
                 density.append(stats["mean_density"])
@@ -82,7 +70,7 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int, fields: dic
 
 def dense_denoiser_flops(pipe, steps: int) -> float:
     """Denoiser FLOPs of one dense video (both guidance branches), counted by torch's FlopCounterMode."""
-    prompts, seeds = fold_items(0, 1)
+    prompts, seeds = fold_items(MODEL, 1, 90_000)
     with ModuleFlops(pipe.transformer) as counter, torch.no_grad():
         pipe(
             prompt=prompts,
@@ -93,18 +81,13 @@ def dense_denoiser_flops(pipe, steps: int) -> float:
     return float(counter.total)
 
 
-def mean_std(values: list[float]) -> list[float]:
-    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-fold", type=int, default=48)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/sparse_attention_quality")
     args = parser.parse_args()
-    pipe = load(MODEL)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_quiet(MODEL)
     domain = DomainMetrics(BUILTIN_MODELS[MODEL].dataset)
     real = domain.real_samples(480, seed=999)  # the sensitivity report's video reference
     dense_flops = dense_denoiser_flops(pipe, STEPS)
@@ -115,7 +98,7 @@ def main() -> None:
         per = {k: [] for k in (*METRICS, "density", "flop_ratio", "seconds", "psnr", "ssim")}
         paired = {k: [] for k in METRICS}
         for fold in range(args.folds):
-            prompts, seeds = fold_items(fold, args.per_fold)
+            prompts, seeds = fold_items(MODEL, args.per_fold, 90_000 + 10_000 * fold)
             result = generate(pipe, prompts, seeds, steps, fields)
             videos = result["videos"]
             values = {
@@ -159,46 +142,42 @@ def main() -> None:
             if abs(row[f"{k}_paired"][0]) > 2 * max(row[f"{k}_paired"][1], 1e-9)
             and not (k == "alignment" and abs(row[f"{k}_paired"][0]) < 1e-3)
         ]
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(
-            {
-                "model": MODEL,
-                "steps": STEPS,
-                "folds": args.folds,
-                "per_fold": args.per_fold,
-                "dense_denoiser_flops_per_video": dense_flops,
-                "rows": rows,
-            },
-            f,
-            indent=2,
-        )
-    write_markdown(rows, args, args.out + ".md")
+    result = {
+        "model": MODEL,
+        "steps": STEPS,
+        "folds": args.folds,
+        "per_fold": args.per_fold,
+        "dense_denoiser_flops_per_video": dense_flops,
+        "rows": rows,
+    }
+    lines = markdown(rows, args)
+    write_results(args.out, result, lines)
+    print("\n".join(lines))
 
 
-def write_markdown(rows: list[dict], args, path: str) -> None:
-    ms = lambda v, p=3: f"{v[0]:.{p}g} ± {v[1]:.2g}"  # noqa: E731
-    diff = lambda v: f"{v[0]:+.3g} ± {v[1]:.2g}"  # noqa: E731
-    lines = [
+def markdown(rows: list[dict], args: argparse.Namespace) -> list[str]:
+    header = ["setting", "mean density", "denoiser FLOPs", "s/video", "PSNR to dense (dB)", "SSIM", "FID"]
+    header += ["FID, paired", "video FID", "video FID, paired", "alignment", "alignment, paired", "moves"]
+    cells = [
+        [
+            r["setting"],
+            f"{r['density'][0]:.2f}",
+            f"{r['flop_ratio'][0]:.3f}",
+            f"{r['seconds'][0]:.2f}",
+            plus_minus(r.get("psnr")),
+            plus_minus(r.get("ssim")),
+            *(cell for k in METRICS for cell in (plus_minus(r[k]), plus_minus(r.get(f"{k}_paired"), signed=True))),
+            ", ".join(r.get("beyond_spread", [])) or "-",
+        ]
+        for r in rows
+    ]
+    return [
         f"Block-sparse attention on `{MODEL}` ({args.folds} seed folds x {args.per_fold} videos, guidance 2, "
         "block 16; dense warm-up 20% of steps and layer 0 dense, the defaults). FID and video FID against 480 real "
         "clips; paired = per-fold difference to dense; 'moves' = paired difference beyond twice its spread.",
         "",
-        "| setting | mean density | denoiser FLOPs | s/video | PSNR to dense (dB) | SSIM | FID | FID, paired | "
-        "video FID | video FID, paired | alignment | alignment, paired | moves |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(header, cells),
     ]
-    for r in rows:
-        get = lambda k, f, r=r: f(r[k]) if k in r else "-"  # noqa: E731
-        lines.append(
-            f"| {r['setting']} | {r['density'][0]:.2f} | {r['flop_ratio'][0]:.3f} | {r['seconds'][0]:.2f} | "
-            f"{get('psnr', ms)} | {get('ssim', ms)} | {ms(r['fid'])} | {get('fid_paired', diff)} | "
-            f"{ms(r['video_fid'])} | {get('video_fid_paired', diff)} | {ms(r['alignment'])} | "
-            f"{get('alignment_paired', diff)} | {', '.join(r.get('beyond_spread', [])) or '-'} |"
-        )
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

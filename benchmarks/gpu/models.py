@@ -20,6 +20,10 @@ from typing import Any
 
 import torch
 
+from accel.pipelines.testing import tiny_vae
+
+from ..common import without_text_encoders
+
 
 @dataclasses.dataclass
 class Workload:
@@ -51,27 +55,19 @@ class ModelSpec:
 
 def _stub_vae(latent_channels: int, video: bool = False) -> torch.nn.Module:
     """A tiny VAE with the real latent scale factors (8 spatial, 4 temporal for video)."""
-    from diffusers import AutoencoderKL, AutoencoderKLWan
+    if not video:
+        return tiny_vae(latent_channels, levels=4, shift_factor=0.0)
+    from diffusers import AutoencoderKLWan
 
     torch.manual_seed(0)
-    if video:
-        return AutoencoderKLWan(
-            base_dim=4,
-            z_dim=latent_channels,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-            latents_mean=[0.0] * latent_channels,
-            latents_std=[1.0] * latent_channels,
-        )
-    return AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=latent_channels,
-        norm_num_groups=4,
-        layers_per_block=1,
-        shift_factor=0.0,
+    return AutoencoderKLWan(
+        base_dim=4,
+        z_dim=latent_channels,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * latent_channels,
+        latents_std=[1.0] * latent_channels,
     )
 
 
@@ -105,8 +101,8 @@ def build_sd15(device: torch.device, dtype: torch.dtype, smoke: bool) -> Workloa
             attention_head_dim=4, norm_num_groups=16,
         )  # fmt: skip
     unet = _on(device, dtype, lambda: UNet2DConditionModel(**config))
-    pipe = StableDiffusionPipeline(
-        vae=_stub_vae(4), text_encoder=None, tokenizer=None, unet=unet,
+    pipe = without_text_encoders(
+        StableDiffusionPipeline, vae=_stub_vae(4), unet=unet,
         scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )  # fmt: skip
@@ -138,9 +134,9 @@ def build_sdxl(device: torch.device, dtype: torch.dtype, smoke: bool) -> Workloa
             projection_class_embeddings_input_dim=6 * 8 + pooled, norm_num_groups=16,
         )  # fmt: skip
     unet = _on(device, dtype, lambda: UNet2DConditionModel(**config))
-    pipe = StableDiffusionXLPipeline(
-        vae=_stub_vae(4), text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None, unet=unet,
-        scheduler=EulerDiscreteScheduler(), force_zeros_for_empty_prompt=False,
+    pipe = without_text_encoders(
+        StableDiffusionXLPipeline, vae=_stub_vae(4), unet=unet, scheduler=EulerDiscreteScheduler(),
+        force_zeros_for_empty_prompt=False,
     )  # fmt: skip
     side = 64 if smoke else 1024
     call = dict(
@@ -169,10 +165,9 @@ def build_sd3(device: torch.device, dtype: torch.dtype, smoke: bool) -> Workload
             caption_projection_dim=32, pooled_projection_dim=pooled, pos_embed_max_size=16,
         )  # fmt: skip
     transformer = _on(device, dtype, lambda: SD3Transformer2DModel(**config))
-    pipe = StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_stub_vae(16),
-        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
-        tokenizer_3=None,
+    pipe = without_text_encoders(
+        StableDiffusion3Pipeline, transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_stub_vae(16),
     )  # fmt: skip
     side = 64 if smoke else 1024
     call = dict(
@@ -200,10 +195,9 @@ def build_flux(device: torch.device, dtype: torch.dtype, smoke: bool) -> Workloa
             pooled_projection_dim=pooled, axes_dims_rope=(4, 6, 6),
         )  # fmt: skip
     transformer = _on(device, dtype, lambda: FluxTransformer2DModel(**config))
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=_stub_vae(16), text_encoder=None, tokenizer=None,
-        text_encoder_2=None, tokenizer_2=None, transformer=transformer,
-    )  # fmt: skip
+    pipe = without_text_encoders(
+        FluxPipeline, scheduler=FlowMatchEulerDiscreteScheduler(), vae=_stub_vae(16), transformer=transformer
+    )
     side = 64 if smoke else 1024
     call = dict(
         prompt_embeds=_randn(1, 512, text, device=device, dtype=dtype),
@@ -230,8 +224,8 @@ def build_wan(device: torch.device, dtype: torch.dtype, smoke: bool) -> Workload
             num_attention_heads=2, attention_head_dim=16, text_dim=text, freq_dim=32, ffn_dim=64, num_layers=3
         )
     transformer = _on(device, dtype, lambda: WanTransformer3DModel(**config))
-    pipe = WanPipeline(
-        tokenizer=None, text_encoder=None, vae=_stub_vae(16, video=True), transformer=transformer,
+    pipe = without_text_encoders(
+        WanPipeline, vae=_stub_vae(16, video=True), transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
     )  # fmt: skip
     height, width, frames = (64, 64, 9) if smoke else (480, 832, 81)

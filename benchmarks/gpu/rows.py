@@ -19,10 +19,7 @@ U-Nets. A peer that is missing or fails is a note, not a crash.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +27,7 @@ import torch
 
 import accel
 
+from ..common import attach_diffusers_cache, calibrate_mag_ratios, detach_diffusers_cache
 from .models import Workload
 
 #: block-level modules TaylorSeer caches, per model (its default patterns miss some of these)
@@ -103,32 +101,10 @@ def _deepcache_package(notes: dict[str, str]) -> list[Row]:
     return [Row("DeepCache package N=2", attach, lambda pipe: helpers[id(pipe)].disable(), peer="DeepCache")]
 
 
-def _remove_foreign_hooks(module: torch.nn.Module) -> None:
-    for sub in module.modules():
-        registry = getattr(sub, "_diffusers_hook", None)
-        if registry is not None:
-            for name in list(registry.hooks):
-                if not name.startswith("accel"):
-                    registry.remove_hook(name, recurse=False)
-    if hasattr(module, "_diffusers_hook"):
-        module._diffusers_hook.invalidate_child_registries_cache()
-
-
 def _diffusers_row(name: str, apply_fn: Callable[[Any], None]) -> Row:
-    """A diffusers cache hook. Its state needs a cache context, which SD3's pipeline never sets: accel's
-    loop context (``accel.apply(pipe)`` with no plugin, a hook of negligible cost) provides one on
-    every model, so every diffusers row runs the same way."""
-
-    def attach(pipe: Any) -> None:
-        accel.apply(pipe)
-        apply_fn(pipe.transformer)
-        pipe.transformer._diffusers_hook.invalidate_child_registries_cache()
-
-    def detach(pipe: Any) -> None:
-        _remove_foreign_hooks(pipe.transformer)
-        accel.remove(pipe)
-
-    return Row(name, attach, detach, peer="diffusers")
+    """A diffusers cache hook, which ``apply_fn(pipe)`` installs inside accel's loop context (its state needs
+    a cache context, which SD3's pipeline never sets), so every diffusers row runs the same way."""
+    return Row(name, lambda pipe: attach_diffusers_cache(pipe, apply_fn), detach_diffusers_cache, peer="diffusers")
 
 
 def _diffusers_caches(workload: Workload, notes: dict[str, str]) -> list[Row]:
@@ -142,12 +118,12 @@ def _diffusers_caches(workload: Workload, notes: dict[str, str]) -> list[Row]:
     rows = [
         _diffusers_row(
             "diffusers FirstBlockCache t=0.2",
-            lambda m: apply_first_block_cache(m, FirstBlockCacheConfig(threshold=0.2)),
+            lambda pipe: apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=0.2)),
         ),
         _diffusers_row(
             "diffusers TaylorSeer N=2 order 1",
-            lambda m: apply_taylorseer_cache(
-                m,
+            lambda pipe: apply_taylorseer_cache(
+                pipe.transformer,
                 TaylorSeerCacheConfig(
                     cache_interval=2,
                     disable_cache_before_step=2,
@@ -159,36 +135,15 @@ def _diffusers_caches(workload: Workload, notes: dict[str, str]) -> list[Row]:
         ),
     ]
     try:
-        ratios = _mag_ratios(workload)
+        ratios = calibrate_mag_ratios(workload.pipe, workload.call)  # on this (random-weight) model
     except Exception as exc:
         notes["diffusers MagCache"] = f"not run: calibration failed: {type(exc).__name__}: {exc}"
         return rows
     from diffusers.hooks import MagCacheConfig, apply_mag_cache
 
     config = MagCacheConfig(threshold=0.1, num_inference_steps=workload.steps, mag_ratios=ratios, max_skip_steps=3)
-    rows.append(_diffusers_row("diffusers MagCache t=0.1", lambda m: apply_mag_cache(m, config)))
+    rows.append(_diffusers_row("diffusers MagCache t=0.1", lambda pipe: apply_mag_cache(pipe.transformer, config)))
     return rows
-
-
-def _mag_ratios(workload: Workload) -> list[float]:
-    """MagCache's magnitude ratios, calibrated on one generation of this (random-weight) model."""
-    from diffusers.hooks import MagCacheConfig, apply_mag_cache
-
-    pipe = workload.pipe
-    accel.apply(pipe)  # the cache context (see _diffusers_row)
-    apply_mag_cache(pipe.transformer, MagCacheConfig(calibrate=True, num_inference_steps=workload.steps))
-    pipe.transformer._diffusers_hook.invalidate_child_registries_cache()
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer), torch.no_grad():
-            pipe(**workload.call, generator=torch.Generator().manual_seed(0))
-    finally:
-        _remove_foreign_hooks(pipe.transformer)
-        accel.remove(pipe)
-    lists = re.findall(r"\[([0-9eE.,\s+-]+)\]", buffer.getvalue())
-    if not lists:
-        raise RuntimeError("MagCache calibration printed no ratios")
-    return [float(v) for v in lists[-1].split(",")]
 
 
 def _cache_dit(notes: dict[str, str]) -> list[Row]:
