@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -278,12 +279,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="accel", description="Training-free acceleration plugins for diffusion and vision models."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_eval_command(sub: Any) -> None:
     ev = sub.add_parser("eval", help="sweep plugin configs and draw quality-speed curves")
     ev.add_argument(
         "spec", nargs="?", default=None, help="sweep spec (YAML/JSON); default: every built-in model and plugin"
@@ -308,9 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_arguments(ev, "every sweep (overrides the specs' device / dtype)")
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_info_command(sub: Any) -> None:
     info = sub.add_parser("info", help="versions, supported families, plugins, built-in models")
     info.set_defaults(func=_cmd_info)
 
+
+def _add_train_command(sub: Any) -> None:
     tr = sub.add_parser("train", help="retrain a built-in model (CPU, minutes)")
     tr.add_argument(
         "model",
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=_cmd_train)
 
+
+def _add_search_cache_command(sub: Any) -> None:
     sc = sub.add_parser("search-cache", help="NSGA-II search of caching schedules (ECAD); resumable")
     sc.add_argument("model", help="built-in model name, hub id or local path")
     sc.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
@@ -361,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_arguments(sc)
     sc.set_defaults(func=_cmd_search_cache)
 
+
+def _add_tune_command(sub: Any) -> None:
     tu = sub.add_parser(
         "tune",
         help="NSGA-II over the step count and every plugin stack; writes DIR/plan.json (resumable; "
@@ -405,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--no-progress", action="store_true")
     tu.set_defaults(func=_cmd_tune)
 
+
+def _add_calibrate_linear_ag_command(sub: Any) -> None:
     cal = sub.add_parser("calibrate-linear-ag", help="fit LinearAG coefficients on calibration trajectories")
     cal.add_argument("model", help="built-in model name, hub id or local path")
     cal.add_argument("--out", required=True, help="coefficients JSON to write")
@@ -417,11 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_arguments(cal)
     cal.set_defaults(func=_cmd_calibrate_linear_ag)
 
+
+def _add_reparam_command(sub: Any) -> None:
     rp = sub.add_parser("reparam", help="RePaViT tools: `accel reparam finetune --help`")
     rp.add_argument("action", choices=["finetune"])
     rp.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action")
     rp.set_defaults(func=_cmd_reparam)
 
+
+def _add_demo_command(sub: Any) -> None:
     demo = sub.add_parser("demo", help="launch the Gradio demo")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=7860)
@@ -436,6 +446,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_device_arguments(demo, "the demo's models")
     demo.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="accel", description="Training-free acceleration plugins for diffusion and vision models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_eval_command,
+        _add_info_command,
+        _add_train_command,
+        _add_search_cache_command,
+        _add_tune_command,
+        _add_calibrate_linear_ag_command,
+        _add_reparam_command,
+        _add_demo_command,
+    ):
+        add_command(sub)
     return parser
 
 

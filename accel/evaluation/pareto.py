@@ -119,75 +119,8 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
     families = sorted({_family(r["config"]) for r in rows if r["kind"] == "method"})
     colours = {f: plt.cm.tab10(i % 10) for i, f in enumerate(families)}
     for ax, metric in zip(axes[0], metrics):
-        front = pareto_front(rows, metric)
-        curve = sorted(
-            [r for r in rows if r["kind"] in ("baseline", "fewer_steps") and _ok(r, metric)],
-            key=speed,
-        )
-        if curve:
-            ax.plot(
-                [speed(r) for r in curve],
-                [r[metric] for r in curve],
-                "--o",
-                color="0.45",
-                ms=4,
-                label="fewer sampling steps",
-                zorder=1,
-            )
-            for r in curve:
-                if r["kind"] == "fewer_steps":
-                    ax.annotate(
-                        f"{r['steps']} st",
-                        (speed(r), r[metric]),
-                        fontsize=7,
-                        color="0.35",
-                        textcoords="offset points",
-                        xytext=(3, -9),
-                    )
-        for r in rows:
-            if not _ok(r, metric):
-                continue
-            if r["kind"] == "baseline":
-                ax.scatter(
-                    [speed(r)],
-                    [r[metric]],
-                    marker="*",
-                    s=220,
-                    color="gold",
-                    edgecolor="black",
-                    zorder=4,
-                    label=f"baseline ({r['steps']} steps)",
-                )
-            elif r["kind"] == "method":
-                on_front = r["config"] in front
-                low, high = speed_error(r)
-                ax.errorbar(
-                    [speed(r)],
-                    [r[metric]],
-                    xerr=[[low], [high]],
-                    yerr=[error_bar(r, metric)],
-                    fmt="none",
-                    ecolor=colours[_family(r["config"])],
-                    alpha=0.6,
-                    zorder=2,
-                )
-                ax.scatter(
-                    [speed(r)],
-                    [r[metric]],
-                    s=60,
-                    color=colours[_family(r["config"])],
-                    edgecolor="black" if on_front else "none",
-                    linewidth=1.4,
-                    zorder=3,
-                    label=_family(r["config"]),
-                )
-                ax.annotate(
-                    short_label(r["config"]),
-                    (speed(r), r[metric]),
-                    fontsize=6.5,
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                )
+        _plot_fewer_steps(ax, rows, metric)
+        _plot_points(ax, rows, metric, colours)
         ax.set_xlabel(axis_label(rows))
         ax.set_ylabel(LABELS[metric])
         ax.grid(alpha=0.3)
@@ -200,6 +133,83 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
         fig.savefig(f, format="png", dpi=130)
     plt.close(fig)
     return path
+
+
+def _plot_fewer_steps(ax: Any, rows: list[dict[str, Any]], metric: str) -> None:
+    """The dashed fewer-steps curve (with the baseline), each point labelled with its step count."""
+    curve = sorted(
+        [r for r in rows if r["kind"] in ("baseline", "fewer_steps") and _ok(r, metric)],
+        key=speed,
+    )
+    if curve:
+        ax.plot(
+            [speed(r) for r in curve],
+            [r[metric] for r in curve],
+            "--o",
+            color="0.45",
+            ms=4,
+            label="fewer sampling steps",
+            zorder=1,
+        )
+        for r in curve:
+            if r["kind"] == "fewer_steps":
+                ax.annotate(
+                    f"{r['steps']} st",
+                    (speed(r), r[metric]),
+                    fontsize=7,
+                    color="0.35",
+                    textcoords="offset points",
+                    xytext=(3, -9),
+                )
+
+
+def _plot_points(ax: Any, rows: list[dict[str, Any]], metric: str, colours: dict[str, Any]) -> None:
+    """The baseline (a star) and every method (error bars; a black edge on the Pareto front)."""
+    front = pareto_front(rows, metric)
+    for r in rows:
+        if not _ok(r, metric):
+            continue
+        if r["kind"] == "baseline":
+            ax.scatter(
+                [speed(r)],
+                [r[metric]],
+                marker="*",
+                s=220,
+                color="gold",
+                edgecolor="black",
+                zorder=4,
+                label=f"baseline ({r['steps']} steps)",
+            )
+        elif r["kind"] == "method":
+            on_front = r["config"] in front
+            low, high = speed_error(r)
+            ax.errorbar(
+                [speed(r)],
+                [r[metric]],
+                xerr=[[low], [high]],
+                yerr=[error_bar(r, metric)],
+                fmt="none",
+                ecolor=colours[_family(r["config"])],
+                alpha=0.6,
+                zorder=2,
+            )
+            ax.scatter(
+                [speed(r)],
+                [r[metric]],
+                s=60,
+                color=colours[_family(r["config"])],
+                edgecolor="black" if on_front else "none",
+                linewidth=1.4,
+                zorder=3,
+                label=_family(r["config"]),
+            )
+            ax.annotate(
+                short_label(r["config"]),
+                (speed(r), r[metric]),
+                fontsize=6.5,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
 
 
 def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:

@@ -294,46 +294,22 @@ def _generate_missing(
                     current = entry.name
                 if entry.name not in warm:  # one untimed run first: the FLOP count where one is missing
                     warm.add(entry.name)
-                    # fewer-steps entries run the baseline's denoiser call fewer times: scoring scales the
-                    # baseline's count by their NFEs instead of paying for a count of their own
-                    counted = entry.kind != "fewer_steps" and entry.name not in flops
-                    if measure_flops and counted and state.is_main_process:
-                        flops[entry.name] = _measure_flops(pipe, prompts[pid], seed, call, entry.steps)
-                        with atomic_write(flops_path) as f:
-                            json.dump(flops, f, indent=2)
-                    else:
-                        generate(pipe, prompts[pid], seed, call, entry.steps)
+                    _warm_up(
+                        pipe,
+                        entry,
+                        prompts[pid],
+                        seed,
+                        call,
+                        flops,
+                        flops_path,
+                        measure_flops and state.is_main_process,
+                    )
                 sample, seconds, denoiser_seconds = generate(pipe, prompts[pid], seed, call, entry.steps)
-                summary = api.summary(pipe)
                 path = sample_path(entry.name, pid, seed)
-                meta = {
-                    "prompt": prompts[pid],
-                    "config": entry.name,
-                    "seed": str(seed),
-                    "steps": str(entry.steps),
-                    "model": spec.model,
-                }
-                save_sample(sample, os.path.join(run_dir, path), meta)
-                writer.write(
-                    {
-                        "key": record_key(entry.name, pid, seed),
-                        "config": entry.name,
-                        "kind": entry.kind,
-                        "prompt_id": pid,
-                        "prompt": prompts[pid],
-                        "seed": seed,
-                        "steps": entry.steps,
-                        "path": path,
-                        "frames": int(sample.shape[0]) if sample.ndim == 4 else 1,
-                        "latency_s": seconds,
-                        "denoiser_s": denoiser_seconds,
-                        "nfe": summary["last_call"].get("nfe"),
-                        "denoiser_calls": summary["last_call"].get("denoiser_calls"),
-                        "plugin_stats": {name: d["plugins"] for name, d in summary["denoisers"].items()},
-                        "rank": state.process_index,
-                        "time": time.time(),
-                    }
-                )
+                meta = {"prompt": prompts[pid], "config": entry.name, "seed": str(seed), "steps": str(entry.steps)}
+                save_sample(sample, os.path.join(run_dir, path), {**meta, "model": spec.model})
+                timing = {"latency_s": seconds, "denoiser_s": denoiser_seconds}
+                writer.write(_record(entry, pid, prompts[pid], seed, path, sample, timing, api.summary(pipe), state))
                 bar.update(1)
         finally:
             bar.close()
@@ -344,3 +320,40 @@ def _generate_missing(
         merge(run_dir)
     state.wait_for_everyone()
     return run_dir
+
+
+def _warm_up(
+    pipe: Any, entry: Any, prompt: str, seed: int, call: dict, flops: dict, flops_path: str, may_count: bool
+) -> None:
+    """An entry's first, untimed run; it counts the entry's FLOPs where the count is missing. Fewer-steps
+    entries run the baseline's denoiser call fewer times: scoring scales the baseline's count by their
+    NFEs instead of paying for a count of their own."""
+    if may_count and entry.kind != "fewer_steps" and entry.name not in flops:
+        flops[entry.name] = _measure_flops(pipe, prompt, seed, call, entry.steps)
+        with atomic_write(flops_path) as f:
+            json.dump(flops, f, indent=2)
+    else:
+        generate(pipe, prompt, seed, call, entry.steps)
+
+
+def _record(
+    entry: Any, pid: int, prompt: str, seed: int, path: str, sample: Any, timing: dict, summary: dict, state: Any
+) -> dict[str, Any]:
+    """One sample's row of ``records.jsonl``."""
+    return {
+        "key": record_key(entry.name, pid, seed),
+        "config": entry.name,
+        "kind": entry.kind,
+        "prompt_id": pid,
+        "prompt": prompt,
+        "seed": seed,
+        "steps": entry.steps,
+        "path": path,
+        "frames": int(sample.shape[0]) if sample.ndim == 4 else 1,
+        **timing,
+        "nfe": summary["last_call"].get("nfe"),
+        "denoiser_calls": summary["last_call"].get("denoiser_calls"),
+        "plugin_stats": {name: d["plugins"] for name, d in summary["denoisers"].items()},
+        "rank": state.process_index,
+        "time": time.time(),
+    }

@@ -15,6 +15,8 @@ CLI (on the built-in ``vit-digits`` classifier)::
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import math
 import os
@@ -26,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..files import write_json
@@ -181,8 +184,6 @@ def finetune(
     Returns:
         ``{"history": [per-epoch dicts], "epochs_run": int, "resumed_from": int | None, "steps": int}``.
     """
-    from tqdm.auto import tqdm
-
     if epochs < 1 or lr <= 0:
         raise ConfigError(f"epochs must be >= 1 and lr > 0, got epochs={epochs}, lr={lr}")
     device = torch.device(device) if device is not None else next(student.parameters()).device
@@ -191,83 +192,77 @@ def finetune(
     per_epoch = steps_per_epoch or num_batches(data, batch_size)
     if per_epoch is None:
         raise ConfigError("data has no len(); pass steps_per_epoch")
-    total = per_epoch * epochs
     optimizer = torch.optim.AdamW(_param_groups(student, weight_decay), lr=lr, betas=(0.9, 0.999))
-    history: list[dict[str, Any]] = []
-    start_epoch, step, resumed_from = 0, 0, None
-    if out_dir is not None and resume:
-        state = load_training_state(out_dir, student, optimizer)
-        if state is not None:
-            start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-            resumed_from = state["epoch"]
+    start_epoch, step, history, resumed_from = _resume(out_dir if resume else None, student, optimizer)
+    schedule = functools.partial(cosine_lr, total=per_epoch * epochs, lr=lr, warmup=warmup_steps, min_lr=min_lr)
+    loss_fn = functools.partial(distillation_loss, temperature=temperature, kd_weight=kd_weight, ce_weight=ce_weight)
+    fixed = {"schedule": schedule, "loss_fn": loss_fn, "grad_clip": grad_clip, "augment": augment, "device": device}
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "temperature": temperature}
+    settings.update(kd_weight=kd_weight, ce_weight=ce_weight, seed=seed)
     for epoch in range(start_epoch, epochs):
         student.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        bar = tqdm(
-            total=per_epoch,
-            desc=f"repavit finetune {epoch + 1}/{epochs}",
-            unit="step",
-            dynamic_ncols=True,
-            disable=not progress,
-        )
-        losses, started = [], time.time()
-        for i, (images, labels) in enumerate(iterate_batches(data, batch_size, shuffle=True, generator=generator)):
-            if i >= per_epoch:
-                break
-            images = images.to(device)
-            labels = labels.to(device) if labels is not None else None
-            if augment is not None:
-                images = augment(images, generator)
-            current_lr = cosine_lr(step, total, lr, warmup_steps, min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = current_lr
-            with torch.no_grad():
-                teacher_logits = teacher(images)
-            loss = distillation_loss(student(images), teacher_logits, labels, temperature, kd_weight, ce_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
-            optimizer.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{current_lr:.2e}")
-            bar.update(1)
-        bar.close()
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": sum(losses) / max(1, len(losses)),
-                "steps": len(losses),
-                "lr_end": cosine_lr(max(0, step - 1), total, lr, warmup_steps, min_lr),
-                "seconds": round(time.time() - started, 2),
-            }
-        )
+        batches = itertools.islice(iterate_batches(data, batch_size, shuffle=True, generator=generator), per_epoch)
+        with tqdm(total=per_epoch, desc=f"repavit finetune {epoch + 1}/{epochs}", disable=not progress) as bar:
+            row, step = _train_epoch(student, teacher, optimizer, batches, step, generator=generator, bar=bar, **fixed)
+        history.append({"epoch": epoch, **row})
         if out_dir is not None:
             save_training_state(
-                out_dir,
-                student,
-                optimizer,
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    "history": history,
-                    "epochs": epochs,
-                    "lr": lr,
-                    "batch_size": batch_size,
-                    "temperature": temperature,
-                    "kd_weight": kd_weight,
-                    "ce_weight": ce_weight,
-                    "seed": seed,
-                },
+                out_dir, student, optimizer, {"epoch": epoch, "step": step, "history": history, **settings}
             )
     student.eval()
-    return {
-        "history": history,
-        "epochs_run": len(history) - (resumed_from + 1 if resumed_from is not None else 0),
-        "resumed_from": resumed_from,
-        "steps": step,
-    }
+    epochs_run = len(history) - (resumed_from + 1 if resumed_from is not None else 0)
+    return {"history": history, "epochs_run": epochs_run, "resumed_from": resumed_from, "steps": step}
+
+
+def _resume(
+    out_dir: str | None, student: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, int, list[dict[str, Any]], int | None]:
+    """``(first epoch, step, history, last finished epoch)`` from a checkpoint in ``out_dir``, or a fresh start."""
+    state = load_training_state(out_dir, student, optimizer) if out_dir is not None else None
+    if state is None:
+        return 0, 0, [], None
+    return state["epoch"] + 1, state["step"], state["history"], state["epoch"]
+
+
+def _train_epoch(
+    student: nn.Module,
+    teacher: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Any,
+    step: int,
+    schedule: Callable[[int], float],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+    grad_clip: float | None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    generator: torch.Generator,
+    device: torch.device,
+    bar: Any,
+) -> tuple[dict[str, Any], int]:
+    """One epoch of distillation steps; returns its history row (without the epoch) and the step count after it."""
+    losses, started = [], time.time()
+    for images, labels in batches:
+        images = images.to(device)
+        labels = labels.to(device) if labels is not None else None
+        if augment is not None:
+            images = augment(images, generator)
+        current_lr = schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = current_lr
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        loss = loss_fn(student(images), teacher_logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
+        optimizer.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{current_lr:.2e}")
+        bar.update(1)
+    row = {"loss": sum(losses) / max(1, len(losses)), "steps": len(losses), "lr_end": schedule(max(0, step - 1))}
+    return {**row, "seconds": round(time.time() - started, 2)}, step
 
 
 # ------------------------------------------------------------------------------ CLI
