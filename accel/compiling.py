@@ -16,10 +16,13 @@ See ``docs/compile.md`` for the recipes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from diffusers.hooks import ModelHook
+
+if TYPE_CHECKING:
+    from .context import DenoisingContext
 
 F = TypeVar("F", bound=Callable)
 
@@ -37,18 +40,25 @@ def eager(method: F) -> F:
     return torch.compiler.disable(method)  # type: ignore[return-value]
 
 
-class PlannedHook(ModelHook):
-    """A hook that plans each call eagerly, runs the wrapped module (compiled, if the user compiles),
-    and finishes eagerly. Subclasses give two :func:`eager` methods:
+class DecidingHook(ModelHook):
+    """A hook that decides each call eagerly, runs the wrapped module (compiled, if the user compiles),
+    and records eagerly. Subclasses give two :func:`eager` methods:
 
-    * ``_plan(args, kwargs)`` returns a plan with ``output`` (set: return it, the module does not run)
-      and the ``args``/``kwargs`` to run the module on otherwise;
-    * ``_finish(plan, output)`` records what ran and returns what the caller gets.
+    * ``_decide(args, kwargs)`` returns a decision with ``output`` (set: return it, the module does not
+      run) and the ``args``/``kwargs`` to run the module on otherwise;
+    * ``_record(decision, output)`` records what ran and returns what the caller gets.
+
+    The step a call belongs to is read from ``self.context`` (a
+    :class:`~accel.context.DenoisingContext`) inside ``_decide``, never in the traced entry.
     """
+
+    def __init__(self, context: DenoisingContext) -> None:
+        super().__init__()
+        self.context = context
 
     @hook_entry
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        plan = self._plan(args, kwargs)
-        if plan.output is not None:
-            return plan.output
-        return self._finish(plan, self.fn_ref.original_forward(*plan.args, **plan.kwargs))
+        decision = self._decide(args, kwargs)
+        if decision.output is not None:
+            return decision.output
+        return self._record(decision, self.fn_ref.original_forward(*decision.args, **decision.kwargs))

@@ -82,9 +82,16 @@ def keep_both_halves(cached: Any, cached_batch: int | None, fresh: Any, batch: i
     conditional rows replaced, so the next full-batch call finds both halves."""
     if cached is None or cached_batch != 2 * batch or not info.cfg_stacked:
         return fresh
-    rows = info.rows("cond", batch)
+    return splice_rows(cached, fresh, info.rows("cond", batch), cached_batch)
+
+
+def splice_rows(cached: Any, fresh: Any, rows: slice, batch: int) -> Any:
+    """``cached`` with ``rows`` of every tensor whose leading dimension is ``batch`` replaced by ``fresh``
+    (the rows a half-batch call computed); other tensors stay as cached."""
 
     def splice(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        if not old.ndim or old.shape[0] != batch:
+            return old
         out = old.clone()
         out[rows] = new
         return out

@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import torch.nn as nn
 from diffusers.hooks.hooks import StateManager
 
-from ..compiling import PlannedHook, eager
+from ..compiling import DecidingHook, eager
 from ..config import PluginConfig, check_int
+from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
 from ..facts import Field, Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
-from ..tensors import first_tensor, fit_batch, leading_batch, slice_batch, tensor_bytes
-from .forecast import CachedOutput, check_forecast, position
+from ..tensors import first_tensor, fit_batch, leading_batch, slice_batch, splice_rows
+from .forecast import CachedOutput, CacheMemory, check_forecast, position
 from .schedule import CacheSchedule, fora_schedule
+
+if TYPE_CHECKING:
+    from ..pipelines.registry import Adapter
+    from ..session import DenoiserSession
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,93 +95,6 @@ class BlockCacheConfig(PluginConfig):
         return super().__str__()
 
 
-@dataclasses.dataclass
-class _Plan:
-    """What a component hook does at one call: return ``output``, or run on ``args``/``kwargs``
-    (all rows, or the half batch ``rows``) and record at forecast position ``x``."""
-
-    output: Any
-    args: tuple
-    kwargs: dict
-    x: float
-    batch: int
-    rows: slice | None = None
-    sample_shape: tuple[int, ...] | None = None
-
-
-class ComponentCacheHook(PlannedHook):
-    """On one component of one block: run or reuse according to the schedule."""
-
-    _is_stateful = True
-
-    def __init__(self, plugin: BlockCachePlugin, block: int, component: int) -> None:
-        super().__init__()
-        self.plugin = plugin
-        self.block = block
-        self.component = component
-        self.state = StateManager(CachedOutput)
-
-    @eager
-    def _plan(self, args: tuple, kwargs: dict) -> _Plan:
-        """Reuse/forecast (``output`` set), or which rows to compute: all, or one half of a stacked
-        CFG batch whose halves follow different schedules (the other half is reused or forecast)."""
-        info = self.plugin.session.context.current
-        state = self.state.get_state()
-        batch = leading_batch(args) or leading_batch(kwargs)
-        first = first_tensor(args) if first_tensor(args) is not None else first_tensor(kwargs)
-        shape = tuple(first.shape[1:]) if first is not None else None
-        if state.output is not None and state.sample_shape != shape:
-            state.reset()  # the input changed shape (a sequence that grew): what was cached does not fit
-        run, run_uncond = self.plugin.decide(info, self.block, self.component)
-        x = position(info, self.plugin.config.forecast_variable)
-        if state.output is not None and state.batch == batch and info.cfg_stacked and run != run_uncond:
-            rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
-            args, kwargs = slice_batch(args, rows, batch), slice_batch(kwargs, rows, batch)
-            return _Plan(None, args, kwargs, x, batch, rows, shape)
-        if not run and state.output is not None:
-            order = self.plugin.order_for(info, self.block, self.component)
-            cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
-            if cached is not None:
-                self.plugin.count(False, forecast=order > 0 and len(state.points) > 1)
-                return _Plan(cached, args, kwargs, x, batch, sample_shape=shape)
-        return _Plan(None, args, kwargs, x, batch, sample_shape=shape)
-
-    @eager
-    def _finish(self, plan: _Plan, fresh: Any) -> Any:
-        """Record the computed output; for a half batch, splice it into the other half's estimate
-        (a forecast lies on the polynomial it came from, so it does not bend the next forecast)."""
-        info = self.plugin.session.context.current
-        state = self.state.get_state()
-        output = fresh
-        if plan.rows is not None:
-            rows = plan.rows
-
-            def splice(cached: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-                out = cached.clone()
-                out[rows] = new
-                return out
-
-            estimate = state.estimate(plan.x, self.plugin.order_for(info, self.block, self.component))
-            output = _zip_tensors(estimate, fresh, splice, plan.batch)
-        state.record(plan.x, output, plan.batch, self.plugin.history, info)
-        state.sample_shape = plan.sample_shape
-        self.plugin.count(True, half=plan.rows is not None)
-        self.plugin.note_bytes((id(self), self.state.context.name), state)
-        return output
-
-    def reset_state(self, module: nn.Module) -> nn.Module:
-        self.state.reset()
-        return module
-
-
-def _zip_tensors(cached: Any, fresh: Any, fn, batch: int) -> Any:
-    if isinstance(cached, torch.Tensor):
-        return fn(cached, fresh) if cached.ndim and cached.shape[0] == batch else cached
-    if isinstance(cached, (tuple, list)):
-        return type(cached)(_zip_tensors(c, f, fn, batch) for c, f in zip(cached, fresh))
-    return cached
-
-
 FACTS = PluginFacts(
     key="block_cache",
     title="BlockCache (FORA)",
@@ -212,6 +129,174 @@ FACTS = PluginFacts(
 )
 
 
+@dataclasses.dataclass
+class BlockCacheState:
+    """What one generation of BlockCache counts; reset at the start of every generation."""
+
+    #: step -> (component calls computed, where a half-batch call counts 0.5; component calls)
+    per_step: dict[int, tuple[float, int]] = dataclasses.field(default_factory=dict)
+    forecast_calls: int = 0
+    memory: CacheMemory = dataclasses.field(default_factory=CacheMemory)
+
+    def count(self, step: int | None, computed: bool, half: bool = False, forecast: bool = False) -> None:
+        step = -1 if step is None else step
+        done, total = self.per_step.get(step, (0.0, 0))
+        self.per_step[step] = (done + (0.5 if half else float(computed)), total + 1)
+        self.forecast_calls += forecast
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+class CacheDecisions:
+    """Which unit runs at which step (the schedule, made once per step count) and how a cached unit is
+    estimated (its forecast order)."""
+
+    def __init__(
+        self,
+        config: BlockCacheConfig,
+        loaded: CacheSchedule | None,
+        family: str,
+        num_blocks: int,
+        components: tuple[str, ...],
+    ) -> None:
+        self.config = config
+        self.loaded = loaded
+        self.family = family
+        self.num_blocks = num_blocks
+        self.components = components
+        self.schedules: dict[int, CacheSchedule] = {}  # step count -> schedule
+
+    def schedule_for(self, num_steps: int) -> CacheSchedule:
+        if self.loaded is not None:
+            self.loaded.check(num_steps, self.num_blocks, self.components, self.family)
+            return self.loaded
+        c = self.config
+        if c.interval > 1 and c.warmup_steps >= num_steps:
+            raise ConfigError(
+                f"BlockCacheConfig.warmup_steps ({c.warmup_steps}) must be < the {num_steps} steps this call runs; "
+                "as given no step is ever cached"
+            )
+        shape = (num_steps, self.num_blocks, self.components)
+        live = (c.warmup_steps, c.live_first_blocks, c.live_last_blocks, c.components)
+        cond = fora_schedule(*shape, c.interval, *live, self.family)
+        if c.uncond_interval is not None:
+            cond.uncond_recompute = fora_schedule(*shape, c.uncond_interval, *live).recompute
+        return cond
+
+    def decide(self, info: CallInfo, block: int, component: int) -> tuple[bool, bool]:
+        """``(run for this call / the cond half, run for the uncond half)``."""
+        step, total = info.require_steps("BlockCache")
+        if total not in self.schedules:
+            self.schedules[total] = self.schedule_for(total)
+        schedule = self.schedules[total]
+        if info.cfg_stacked:
+            cond = bool(schedule.recompute[step, block, component])
+            return cond, bool(schedule.mask_for("uncond")[step, block, component])
+        run = bool(schedule.mask_for(info.branch)[step, block, component])
+        return run, run
+
+    @property
+    def per_unit_forecast(self) -> bool:
+        return self.loaded is not None and self.loaded.forecast is not None
+
+    @property
+    def history(self) -> int:
+        """Computed outputs each component keeps: the newest, plus the forecast's extra points."""
+        if self.per_unit_forecast:
+            return 1 + int(self.loaded.forecast.max(initial=0))
+        return 1 + self.config.forecast_order
+
+    def order_for(self, info: CallInfo, block: int, component: int) -> int:
+        """The forecast order of a cached unit: the schedule's, else the config's."""
+        if self.per_unit_forecast:
+            return int(self.loaded.forecast[info.step_index, block, component])
+        return self.config.forecast_order
+
+
+@dataclasses.dataclass
+class _Decision:
+    """What a component hook does at one call: return ``output``, or run on ``args``/``kwargs``
+    (all rows, or the half batch ``rows``) and record at forecast position ``x``."""
+
+    info: CallInfo
+    output: Any
+    args: tuple
+    kwargs: dict
+    x: float
+    batch: int
+    rows: slice | None = None
+    sample_shape: tuple[int, ...] | None = None
+
+
+class ComponentCacheHook(DecidingHook):
+    """On one component of one block: run or reuse according to the schedule."""
+
+    _is_stateful = True
+
+    def __init__(
+        self,
+        context: DenoisingContext,
+        decisions: CacheDecisions,
+        counts: BlockCacheState,
+        block: int,
+        component: int,
+        variable: str,
+    ) -> None:
+        super().__init__(context)
+        self.decisions = decisions
+        self.counts = counts
+        self.block = block
+        self.component = component
+        self.variable = variable
+        self.state = StateManager(CachedOutput)
+
+    @eager
+    def _decide(self, args: tuple, kwargs: dict) -> _Decision:
+        """Reuse/forecast (``output`` set), or which rows to compute: all, or one half of a stacked
+        CFG batch whose halves follow different schedules (the other half is reused or forecast)."""
+        info = self.context.current
+        state = self.state.get_state()
+        batch = leading_batch(args) or leading_batch(kwargs)
+        first = first_tensor(args) if first_tensor(args) is not None else first_tensor(kwargs)
+        shape = tuple(first.shape[1:]) if first is not None else None
+        if state.output is not None and state.sample_shape != shape:
+            state.reset()  # the input changed shape (a sequence that grew): what was cached does not fit
+        run, run_uncond = self.decisions.decide(info, self.block, self.component)
+        x = position(info, self.variable)
+        if state.output is not None and state.batch == batch and info.cfg_stacked and run != run_uncond:
+            rows = info.rows("uncond" if run_uncond else "cond", batch // 2)
+            args, kwargs = slice_batch(args, rows, batch), slice_batch(kwargs, rows, batch)
+            return _Decision(info, None, args, kwargs, x, batch, rows, shape)
+        if not run and state.output is not None:
+            order = self.decisions.order_for(info, self.block, self.component)
+            cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
+            if cached is not None:
+                self.counts.count(info.step_index, False, forecast=order > 0 and len(state.points) > 1)
+                return _Decision(info, cached, args, kwargs, x, batch, sample_shape=shape)
+        return _Decision(info, None, args, kwargs, x, batch, sample_shape=shape)
+
+    @eager
+    def _record(self, decision: _Decision, fresh: Any) -> Any:
+        """Record the computed output; for a half batch, splice it into the other half's estimate
+        (a forecast lies on the polynomial it came from, so it does not bend the next forecast)."""
+        info = decision.info
+        state = self.state.get_state()
+        output = fresh
+        if decision.rows is not None:
+            estimate = state.estimate(decision.x, self.decisions.order_for(info, self.block, self.component))
+            output = splice_rows(estimate, fresh, decision.rows, decision.batch)
+        state.record(decision.x, output, decision.batch, self.decisions.history, info)
+        state.sample_shape = decision.sample_shape
+        self.counts.count(info.step_index, True, half=decision.rows is not None)
+        self.counts.memory.note((id(self), self.state.context.name), state)
+        return output
+
+    def reset_state(self, module: nn.Module) -> nn.Module:
+        self.state.reset()
+        return module
+
+
 @register_plugin
 class BlockCachePlugin(Plugin):
     config_cls = BlockCacheConfig
@@ -220,15 +305,47 @@ class BlockCachePlugin(Plugin):
     claims = frozenset({"block_outputs"})
     facts = FACTS
 
-    def __init__(self, config: BlockCacheConfig, session: Any) -> None:
+    def __init__(self, config: BlockCacheConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
         self.loaded: CacheSchedule | None = CacheSchedule.load(config.schedule) if config.schedule != "fora" else None
-        self._masks: dict[tuple[int, str], Any] = {}
-        self.on_generation_start()
+        self.state = BlockCacheState()
+        self.blocks: list[tuple[str, nn.Module]] = []
+        self.components: tuple[str, ...] = ()
+        self.decisions: CacheDecisions | None = None
 
     def attach(self) -> None:
         adapter = self.session.adapter
         self.components = adapter.component_names()
+        self._check_schedule(adapter)
+        self.blocks = adapter.blocks(self.session.denoiser)
+        live = self.config.live_first_blocks + self.config.live_last_blocks
+        if self.loaded is None and self.config.interval > 1 and live >= len(self.blocks):
+            raise ConfigError(
+                f"BlockCacheConfig.live_first_blocks + live_last_blocks ({live}) must be < the model's "
+                f"{len(self.blocks)} blocks; as given no block is ever cached"
+            )
+        self.decisions = CacheDecisions(self.config, self.loaded, adapter.family, len(self.blocks), self.components)
+        hooked = 0
+        for b, (_, block) in enumerate(self.blocks):
+            for attr, (module, _kind) in adapter.components(block).items():
+                if attr in self.components:
+                    c = self.components.index(attr)
+                    hook = ComponentCacheHook(
+                        self.session.context, self.decisions, self.state, b, c, self.config.forecast_variable
+                    )
+                    self.session.register_hook(module, hook, self.hook_name())
+                    hooked += 1
+        if not hooked:
+            raise UnsupportedModelError(
+                f"BlockCache found nothing to cache in {adapter.title}: "
+                + (
+                    "its blocks have no attention or feed-forward children that discovery recognises"
+                    if adapter.discovered
+                    else f"no block under {list(adapter.block_lists)} has the components {list(self.components)}"
+                )
+            )
+
+    def _check_schedule(self, adapter: Adapter) -> None:
         if self.config.components is not None:
             unknown = sorted(set(self.config.components) - set(self.components))
             if unknown:
@@ -245,130 +362,28 @@ class BlockCachePlugin(Plugin):
                 f"the schedule's components {list(self.loaded.components)} do not match "
                 f"{adapter.family}'s {list(self.components)}"
             )
-        self.blocks = adapter.blocks(self.session.denoiser)
-        live = self.config.live_first_blocks + self.config.live_last_blocks
-        if self.loaded is None and self.config.interval > 1 and live >= len(self.blocks):
-            raise ConfigError(
-                f"BlockCacheConfig.live_first_blocks + live_last_blocks ({live}) must be < the model's "
-                f"{len(self.blocks)} blocks; as given no block is ever cached"
-            )
-        hooked = 0
-        for b, (_, block) in enumerate(self.blocks):
-            for attr, (module, _kind) in adapter.components(block).items():
-                if attr in self.components:
-                    hook = ComponentCacheHook(self, b, self.components.index(attr))
-                    self.session.register_hook(module, hook, self.hook_name())
-                    hooked += 1
-        if not hooked:
-            raise UnsupportedModelError(
-                f"BlockCache found nothing to cache in {adapter.title}: "
-                + (
-                    "its blocks have no attention or feed-forward children that discovery recognises"
-                    if adapter.discovered
-                    else f"no block under {list(adapter.block_lists)} has the components {list(self.components)}"
-                )
-            )
-
-    def schedule_for(self, num_steps: int) -> CacheSchedule:
-        if self.loaded is not None:
-            self.loaded.check(num_steps, len(self.blocks), self.components, self.session.adapter.family)
-            return self.loaded
-        c = self.config
-        if c.interval > 1 and c.warmup_steps >= num_steps:
-            raise ConfigError(
-                f"BlockCacheConfig.warmup_steps ({c.warmup_steps}) must be < the {num_steps} steps this call runs; "
-                "as given no step is ever cached"
-            )
-        cond = fora_schedule(
-            num_steps,
-            len(self.blocks),
-            self.components,
-            c.interval,
-            c.warmup_steps,
-            c.live_first_blocks,
-            c.live_last_blocks,
-            c.components,
-            self.session.adapter.family,
-        )
-        if c.uncond_interval is not None:
-            uncond = fora_schedule(
-                num_steps,
-                len(self.blocks),
-                self.components,
-                c.uncond_interval,
-                c.warmup_steps,
-                c.live_first_blocks,
-                c.live_last_blocks,
-                c.components,
-            )
-            cond.uncond_recompute = uncond.recompute
-        return cond
-
-    def decide(self, info: Any, block: int, component: int) -> tuple[bool, bool]:
-        """``(run for this call / the cond half, run for the uncond half)``."""
-        step, total = info.require_steps("BlockCache")
-        if total not in self._masks:
-            self._masks[total] = self.schedule_for(total)
-        schedule = self._masks[total]
-        if info.cfg_stacked:
-            return bool(schedule.recompute[step, block, component]), bool(
-                schedule.mask_for("uncond")[step, block, component]
-            )
-        run = bool(schedule.mask_for(info.branch)[step, block, component])
-        return run, run
-
-    @property
-    def _per_unit_forecast(self) -> bool:
-        return self.loaded is not None and self.loaded.forecast is not None
-
-    @property
-    def history(self) -> int:
-        """Computed outputs each component keeps: the newest, plus the forecast's extra points."""
-        if self._per_unit_forecast:
-            return 1 + int(self.loaded.forecast.max(initial=0))
-        return 1 + self.config.forecast_order
-
-    def order_for(self, info: Any, block: int, component: int) -> int:
-        """The forecast order of a cached unit: the schedule's, else the config's."""
-        if self._per_unit_forecast:
-            return int(self.loaded.forecast[info.step_index, block, component])
-        return self.config.forecast_order
-
-    def count(self, computed: bool, half: bool = False, forecast: bool = False) -> None:
-        info = self.session.context.current
-        step = info.step_index if info is not None else -1
-        done, total = self.per_step.get(step, (0.0, 0))
-        self.per_step[step] = (done + (0.5 if half else float(computed)), total + 1)
-        self.forecast_calls += forecast
-
-    def note_bytes(self, key: Any, state: CachedOutput) -> None:
-        self._bytes[key] = (tensor_bytes(state.output), state.history_bytes())
-        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(a + b for a, b in self._bytes.values()))
-        self.peak_forecast_bytes = max(self.peak_forecast_bytes, sum(b for _, b in self._bytes.values()))
 
     def on_generation_start(self) -> None:
-        self.per_step: dict[int, tuple[float, int]] = {}
-        self._bytes: dict[Any, tuple[int, int]] = {}
-        self.peak_cache_bytes = 0
-        self.peak_forecast_bytes = 0
-        self.forecast_calls = 0
+        self.state.reset()
 
     def stats(self) -> dict[str, Any]:
-        steps = sorted(self.per_step)
-        computed = sum(self.per_step[s][0] for s in steps)
-        calls = sum(self.per_step[s][1] for s in steps)
+        counts = self.state
+        steps = sorted(counts.per_step)
+        computed = sum(counts.per_step[s][0] for s in steps)
+        calls = sum(counts.per_step[s][1] for s in steps)
+        per_unit = self.decisions is not None and self.decisions.per_unit_forecast
         return {
             "schedule": self.config.schedule if self.loaded is None else os.path.basename(self.config.schedule),
-            "blocks": len(getattr(self, "blocks", [])),
-            "components": list(getattr(self, "components", ())),
+            "blocks": len(self.blocks),
+            "components": list(self.components),
             "component_calls": calls,
             "component_calls_computed": computed,
             "recompute_fraction": round(computed / calls, 4) if calls else None,
-            "recompute_fraction_per_step": [round(self.per_step[s][0] / self.per_step[s][1], 3) for s in steps],
-            "forecast_order": "per unit" if self._per_unit_forecast else self.config.forecast_order,
-            "forecast_calls": self.forecast_calls,
-            "cache_bytes": self.peak_cache_bytes,
-            "forecast_bytes": self.peak_forecast_bytes,
+            "recompute_fraction_per_step": [round(counts.per_step[s][0] / counts.per_step[s][1], 3) for s in steps],
+            "forecast_order": "per unit" if per_unit else self.config.forecast_order,
+            "forecast_calls": counts.forecast_calls,
+            "cache_bytes": counts.memory.peak_cache_bytes,
+            "forecast_bytes": counts.memory.peak_forecast_bytes,
         }
 
 

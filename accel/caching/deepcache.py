@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
 from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import StateManager
 
-from ..compiling import eager, hook_entry
+from ..compiling import DecidingHook, eager
 from ..config import PluginConfig, check_choice, check_int
+from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
 from ..facts import Field, Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
-from ..tensors import fit_batch, leading_batch, tensor_bytes
-from .forecast import CachedOutput, check_forecast, position
+from ..tensors import fit_batch, leading_batch
+from .forecast import CachedOutput, CacheMemory, check_forecast, position
+
+if TYPE_CHECKING:
+    from ..session import DenoiserSession
 
 SCHEDULES = ("uniform", "quadratic")
 
@@ -127,66 +131,6 @@ class DeepCacheConfig(PluginConfig):
         return list(self.forecast_steps)
 
 
-class DeepLayerHook(ModelHook):
-    """On a deep U-Net layer: compute and cache on full steps, return the cache otherwise."""
-
-    _is_stateful = True
-
-    def __init__(self, plugin: DeepCachePlugin) -> None:
-        super().__init__()
-        self.plugin = plugin
-        self.state = StateManager(CachedOutput)
-
-    @hook_entry
-    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        cached, x, batch = self._cached(args, kwargs)
-        if cached is not None:
-            return cached
-        output = self.fn_ref.original_forward(*args, **kwargs)
-        self._record(x, batch, output)
-        return output
-
-    @eager
-    def _cached(self, args: tuple, kwargs: dict) -> tuple[Any, float, int]:
-        """The reused or forecast output on a cached step (None on full steps), the forecast position
-        and the batch size of this call."""
-        info = self.plugin.session.context.current
-        state = self.state.get_state()
-        batch = leading_batch(args) or leading_batch(kwargs)
-        x = position(info, self.plugin.config.forecast_variable) if info is not None else 0.0
-        if info is not None and not self.plugin.is_full_step(info) and state.output is not None:
-            order = self.plugin.order_at(info)
-            cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
-            if cached is not None:
-                self.plugin.skipped_layer_calls += 1
-                self.plugin.forecast_calls += order > 0 and len(state.points) > 1
-                return cached, x, batch
-        return None, x, batch
-
-    @eager
-    def _record(self, x: float, batch: int, output: Any) -> None:
-        state = self.state.get_state()
-        state.record(x, output, batch, self.plugin.history, self.plugin.session.context.current)
-        self.plugin.note_cache_bytes((id(self), self.state.context.name), state)
-
-    def reset_state(self, module: nn.Module) -> nn.Module:
-        self.state.reset()
-        return module
-
-
-class _RefuseAdapterHook(ModelHook):
-    """On the U-Net root: T2I-Adapter residuals are added in place to deep features, which would corrupt the cache."""
-
-    @eager
-    def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
-        if kwargs.get("down_intrablock_additional_residuals") is not None:
-            raise UnsupportedModelError(
-                "DeepCache does not support T2I-Adapter residuals "
-                "(down_intrablock_additional_residuals); remove DeepCache or the adapter"
-            )
-        return args, kwargs
-
-
 _BRANCH = DeepCacheConfig().branch  # the demo's presets keep the library's default skip branch
 
 FACTS = PluginFacts(
@@ -220,6 +164,114 @@ FACTS = PluginFacts(
 )
 
 
+@dataclasses.dataclass
+class DeepCacheState:
+    """What one generation of DeepCache counts; reset at the start of every generation."""
+
+    steps_seen: dict[int, bool] = dataclasses.field(default_factory=dict)  # step -> full U-Net ran
+    skipped_layer_calls: int = 0
+    forecast_calls: int = 0
+    memory: CacheMemory = dataclasses.field(default_factory=CacheMemory)
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+class DeepCacheSteps:
+    """Which steps run the whole U-Net, and each cached step's forecast order (made once per step count)."""
+
+    def __init__(self, config: DeepCacheConfig, state: DeepCacheState) -> None:
+        self.config = config
+        self.state = state
+        self._full: dict[int, list[bool]] = {}  # step count -> per step, full U-Net
+        self._orders: dict[int, list[int]] = {}  # step count -> per step, forecast order
+
+    def is_full_step(self, info: CallInfo) -> bool:
+        step, total = info.require_steps("DeepCache")
+        if total not in self._full:
+            self._full[total] = self.config.full_steps(total)
+        full = self._full[total][step]
+        self.state.steps_seen.setdefault(step, full)
+        return full
+
+    def order_at(self, info: CallInfo) -> int:
+        step, total = info.require_steps("DeepCache")
+        if total not in self._orders:
+            self._orders[total] = self.config.forecast_orders(total)
+        return self._orders[total][step]
+
+    @property
+    def history(self) -> int:
+        """Computed outputs each deep layer keeps: the newest, plus the forecast's extra points."""
+        orders = self.config.forecast_steps or (self.config.forecast_order,)
+        return 1 + max(orders)
+
+
+@dataclasses.dataclass
+class _Decision:
+    info: CallInfo | None
+    output: Any
+    args: tuple
+    kwargs: dict
+    x: float
+    batch: int
+
+
+class DeepLayerHook(DecidingHook):
+    """On a deep U-Net layer: compute and cache on full steps, return the cache otherwise."""
+
+    _is_stateful = True
+
+    def __init__(
+        self, context: DenoisingContext, steps: DeepCacheSteps, counts: DeepCacheState, variable: str
+    ) -> None:
+        super().__init__(context)
+        self.steps = steps
+        self.counts = counts
+        self.variable = variable
+        self.state = StateManager(CachedOutput)
+
+    @eager
+    def _decide(self, args: tuple, kwargs: dict) -> _Decision:
+        """The reused or forecast output on a cached step (run the layer on full steps)."""
+        info = self.context.current
+        state = self.state.get_state()
+        batch = leading_batch(args) or leading_batch(kwargs)
+        x = position(info, self.variable) if info is not None else 0.0
+        if info is not None and not self.steps.is_full_step(info) and state.output is not None:
+            order = self.steps.order_at(info)
+            cached = fit_batch(state.estimate(x, order), state.batch, batch, info)
+            if cached is not None:
+                self.counts.skipped_layer_calls += 1
+                self.counts.forecast_calls += order > 0 and len(state.points) > 1
+                return _Decision(info, cached, args, kwargs, x, batch)
+        return _Decision(info, None, args, kwargs, x, batch)
+
+    @eager
+    def _record(self, decision: _Decision, output: Any) -> Any:
+        state = self.state.get_state()
+        state.record(decision.x, output, decision.batch, self.steps.history, decision.info)
+        self.counts.memory.note((id(self), self.state.context.name), state)
+        return output
+
+    def reset_state(self, module: nn.Module) -> nn.Module:
+        self.state.reset()
+        return module
+
+
+class _RefuseAdapterHook(ModelHook):
+    """On the U-Net root: T2I-Adapter residuals are added in place to deep features, which would corrupt the cache."""
+
+    @eager
+    def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+        if kwargs.get("down_intrablock_additional_residuals") is not None:
+            raise UnsupportedModelError(
+                "DeepCache does not support T2I-Adapter residuals "
+                "(down_intrablock_additional_residuals); remove DeepCache or the adapter"
+            )
+        return args, kwargs
+
+
 @register_plugin
 class DeepCachePlugin(Plugin):
     config_cls = DeepCacheConfig
@@ -228,12 +280,11 @@ class DeepCachePlugin(Plugin):
     claims = frozenset({"block_outputs"})
     facts = FACTS
 
-    def __init__(self, config: DeepCacheConfig, session: Any) -> None:
+    def __init__(self, config: DeepCacheConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
-        self._schedule: dict[int, list[bool]] = {}
-        self._orders: dict[int, list[int]] = {}
+        self.state = DeepCacheState()
+        self.steps = DeepCacheSteps(config, self.state)
         self.deep_layers: list[str] = []
-        self.on_generation_start()
 
     def attach(self) -> None:
         unet = self.session.denoiser
@@ -250,46 +301,17 @@ class DeepCachePlugin(Plugin):
         if layout.mid is not None:
             modules.append(("mid_block", layout.mid))
         for _name, module in modules:
-            self.session.register_hook(module, DeepLayerHook(self), self.hook_name())
+            hook = DeepLayerHook(self.session.context, self.steps, self.state, self.config.forecast_variable)
+            self.session.register_hook(module, hook, self.hook_name())
         self.deep_layers = [name for name, _ in modules]
         self.session.register_hook(unet, _RefuseAdapterHook(), self.hook_name("guard"))
 
-    def is_full_step(self, info: Any) -> bool:
-        step, total = info.require_steps("DeepCache")
-        if total not in self._schedule:
-            self._schedule[total] = self.config.full_steps(total)
-        full = self._schedule[total][step]
-        if step not in self.steps_seen:
-            self.steps_seen[step] = full
-        return full
-
-    @property
-    def history(self) -> int:
-        """Computed outputs each deep layer keeps: the newest, plus the forecast's extra points."""
-        orders = self.config.forecast_steps or (self.config.forecast_order,)
-        return 1 + max(orders)
-
-    def order_at(self, info: Any) -> int:
-        step, total = info.require_steps("DeepCache")
-        if total not in self._orders:
-            self._orders[total] = self.config.forecast_orders(total)
-        return self._orders[total][step]
-
-    def note_cache_bytes(self, key: Any, state: CachedOutput) -> None:
-        self._bytes[key] = (tensor_bytes(state.output), state.history_bytes())
-        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(a + b for a, b in self._bytes.values()))
-        self.peak_forecast_bytes = max(self.peak_forecast_bytes, sum(b for _, b in self._bytes.values()))
-
     def on_generation_start(self) -> None:
-        self.steps_seen: dict[int, bool] = {}
-        self.skipped_layer_calls = 0
-        self.forecast_calls = 0
-        self._bytes: dict[Any, tuple[int, int]] = {}
-        self.peak_cache_bytes = 0
-        self.peak_forecast_bytes = 0
+        self.state.reset()
 
     def stats(self) -> dict[str, Any]:
-        steps = [self.steps_seen[s] for s in sorted(self.steps_seen)]
+        counts = self.state
+        steps = [counts.steps_seen[s] for s in sorted(counts.steps_seen)]
         return {
             "interval": self.config.interval,
             "branch": self.config.branch,
@@ -297,11 +319,11 @@ class DeepCachePlugin(Plugin):
             "cached_steps": len(steps) - sum(steps),
             "schedule": step_pattern(steps),
             "deep_layers": len(self.deep_layers),
-            "skipped_layer_calls": self.skipped_layer_calls,
+            "skipped_layer_calls": counts.skipped_layer_calls,
             "forecast_order": self.config.forecast_order,
-            "forecast_calls": self.forecast_calls,
-            "cache_bytes": self.peak_cache_bytes,
-            "forecast_bytes": self.peak_forecast_bytes,
+            "forecast_calls": counts.forecast_calls,
+            "cache_bytes": counts.memory.peak_cache_bytes,
+            "forecast_bytes": counts.memory.peak_forecast_bytes,
         }
 
 

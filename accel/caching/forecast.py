@@ -9,6 +9,7 @@ one weighted sum of stored tensors; ``k = 0`` is plain reuse.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -105,6 +106,21 @@ class CachedOutput(BaseState):
     def history_bytes(self) -> int:
         """Bytes held beyond the newest output: what forecasting costs over plain reuse."""
         return sum(tensor_bytes(value) for _, value in self.points[1:])
+
+
+@dataclasses.dataclass
+class CacheMemory:
+    """The bytes a caching plugin's hooks hold, and their peak over a generation."""
+
+    #: (hook, branch) -> (bytes of the newest cached output, bytes of the forecast's older ones)
+    held: dict[tuple[int, str], tuple[int, int]] = dataclasses.field(default_factory=dict)
+    peak_cache_bytes: int = 0
+    peak_forecast_bytes: int = 0
+
+    def note(self, key: tuple[int, str], cached: CachedOutput) -> None:
+        self.held[key] = (tensor_bytes(cached.output), cached.history_bytes())
+        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(a + b for a, b in self.held.values()))
+        self.peak_forecast_bytes = max(self.peak_forecast_bytes, sum(b for _, b in self.held.values()))
 
 
 def check_forecast(owner: str, order: Any, variable: Any) -> None:
