@@ -12,16 +12,20 @@ at that step at the latest. Negative prompts keep working while CFG is on.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import PluginConfig, check_choice, check_float, check_int
+from ..context import CallInfo
 from ..errors import ConfigError, StateError
 from ..facts import Field, Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
 from .cfg_batch import cosine_per_sample, cosine_whole
-from .guidance_hook import GuidanceHook
+from .guidance_hook import GuidanceHook, Uncond
+
+if TYPE_CHECKING:
+    from ..session import DenoiserSession
 
 REDUCTIONS = ("batch", "sample")
 
@@ -56,16 +60,93 @@ class AdaptiveGuidanceConfig(PluginConfig):
             )
 
 
-class GuidanceState:
-    """Per-generation state of a guidance plugin."""
+class GuidanceLatch:
+    """AG's decision for one sample (or the batch): CFG is on until the similarity of the two predictions
+    reaches ``threshold`` at a step ``>= min_steps``, off from the next step on, and off from
+    ``max_step`` whatever the similarity. Shared by the plugin and the diffusers guider."""
 
-    def __init__(self) -> None:
-        self.dropped_at: dict[int, int] = {}  # sample -> first step without CFG
-        self.similarities: dict[int, float] = {}  # step -> mean cosine similarity seen
-        self.last_cond: tuple[int, torch.Tensor, Any] | None = None
-        self.history: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # step -> (cond, uncond), LinearAG
-        self.predicted_steps: list[int] = []
-        self.ran: dict[int, list[str]] = {}  # step -> per sample: "cfg", "drop" or "predict", as it ran
+    def __init__(self, threshold: float, min_steps: int = 0, max_step: int | None = None) -> None:
+        self.threshold, self.min_steps, self.max_step = threshold, min_steps, max_step
+        self.dropped_at: int | None = None  # first step without CFG
+
+    def off(self, step: int) -> bool:
+        if self.dropped_at is not None and step >= self.dropped_at:
+            return True
+        return self.max_step is not None and step >= self.max_step
+
+    def test(self, step: int, similarity: float) -> None:
+        if self.dropped_at is None and step >= self.min_steps and similarity >= self.threshold:
+            self.dropped_at = step + 1
+
+
+@dataclasses.dataclass
+class AdaptiveGuidanceState:
+    """One generation of AG, reset at its start."""
+
+    latches: dict[int, GuidanceLatch] = dataclasses.field(default_factory=dict)  # sample (0: batch) -> latch
+    similarities: dict[int, float] = dataclasses.field(default_factory=dict)  # step -> mean cosine similarity
+    ran: dict[int, list[Uncond]] = dataclasses.field(default_factory=dict)  # step -> per sample, as it ran
+
+
+class AdaptiveGuidancePolicy:
+    """AG as a :class:`~accel.sampling.guidance_hook.GuidancePolicy`: per sample, evaluate the
+    unconditional branch until its latch drops CFG."""
+
+    def __init__(self, config: AdaptiveGuidanceConfig) -> None:
+        self.config = config
+        self.state = AdaptiveGuidanceState()
+
+    def reset(self) -> None:
+        self.state = AdaptiveGuidanceState()
+
+    def _latch(self, sample: int) -> GuidanceLatch:
+        key = sample if self.config.reduction == "sample" else 0
+        if key not in self.state.latches:
+            c = self.config
+            self.state.latches[key] = GuidanceLatch(c.threshold, c.min_steps, c.max_step)
+        return self.state.latches[key]
+
+    def modes(self, info: CallInfo, samples: int) -> list[Uncond]:
+        return [Uncond.DROP if self._latch(i).off(info.step_index) else Uncond.CFG for i in range(samples)]
+
+    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, modes: list[Uncond]) -> None:
+        """Record what ran and its similarity; latch CFG off from the next step where it reached gamma."""
+        self.state.ran[step] = list(modes)
+        rows = [i for i, m in enumerate(modes) if m is Uncond.CFG]
+        if not rows:
+            return
+        index = torch.tensor(rows)
+        per_sample = cosine_per_sample(cond[index], uncond[index])
+        self.state.similarities[step] = round(float(per_sample.mean()), 6)
+        if self.config.reduction == "batch":
+            if step >= self.config.min_steps:  # the whole batch as one vector, as the public ComfyUI node
+                self._latch(0).test(step, float(cosine_whole(cond[index], uncond[index])))
+        else:
+            for row, similarity in zip(rows, per_sample.tolist()):
+                self._latch(row).test(step, similarity)
+
+    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
+        raise StateError("adaptive guidance never predicts the unconditional branch")
+
+    def stats(self) -> dict[str, Any]:
+        """From what ran: the step from which the unconditional branch was never evaluated again (per
+        sample with ``reduction="sample"``), and per step ``C`` (evaluated), ``p`` (predicted), ``-``
+        (dropped) or ``m`` (mixed across samples)."""
+        ran = self.state.ran
+        steps = sorted(ran)
+        samples = max((len(m) for m in ran.values()), default=0)
+        dropped = {
+            i: _off_from(steps, [ran[s][i] is not Uncond.CFG if i < len(ran[s]) else False for s in steps])
+            for i in range(samples)
+        }
+        return {
+            "threshold": self.config.threshold,
+            "cfg_dropped_at_step": _off_from(steps, [all(m is not Uncond.CFG for m in ran[s]) for s in steps])
+            if self.config.reduction == "batch"
+            else {i: step for i, step in dropped.items() if step is not None},
+            "uncond_per_step": "".join(_code(ran[s]) for s in steps),
+            "similarities": [self.state.similarities[s] for s in sorted(self.state.similarities)],
+        }
 
 
 FACTS = PluginFacts(
@@ -110,75 +191,19 @@ class AdaptiveGuidancePlugin(Plugin):
     claims = frozenset({"cfg_batch"})
     facts = FACTS
 
-    def __init__(self, config: Any, session: Any) -> None:
+    def __init__(self, config: AdaptiveGuidanceConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
-        self.state = GuidanceState()
+        self.policy = AdaptiveGuidancePolicy(config)
 
     def attach(self) -> None:
-        self.session.register_hook(self.session.denoiser, GuidanceHook(self), self.hook_name())
+        hook = GuidanceHook(self.session.context, self.session.adapter, self.policy)
+        self.session.register_hook(self.session.denoiser, hook, self.hook_name())
 
     def on_generation_start(self) -> None:
-        self.state = GuidanceState()
-
-    # ------------------------------------------------------------------ policy
-    def _latched(self, sample: int, step: int) -> bool:
-        dropped = self.state.dropped_at.get(sample if self.config.reduction == "sample" else 0)
-        if dropped is not None and step >= dropped:
-            return True
-        return self.config.max_step is not None and step >= self.config.max_step
-
-    def modes(self, step: int, samples: int, cond: torch.Tensor | None) -> list[str]:
-        """Per sample: ``"cfg"`` (evaluate the unconditional branch) or ``"drop"``."""
-        return ["drop" if self._latched(i, step) else "cfg" for i in range(samples)]
-
-    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, modes: list[str]) -> None:
-        """Record what ran at this step and its similarity; latch CFG off from the next step where it reached gamma."""
-        self.state.ran[step] = list(modes)
-        evaluated = [m == "cfg" for m in modes]
-        self.remember(step, cond, uncond)
-        if not any(evaluated):
-            return
-        rows = torch.tensor([i for i, e in enumerate(evaluated) if e])
-        per_sample = cosine_per_sample(cond[rows], uncond[rows])
-        self.state.similarities[step] = round(float(per_sample.mean()), 6)
-        if step < self.config.min_steps:
-            return
-        if self.config.reduction == "batch":
-            if (
-                0 not in self.state.dropped_at
-                and float(cosine_whole(cond[rows], uncond[rows])) >= self.config.threshold
-            ):
-                self.state.dropped_at[0] = step + 1
-        else:
-            for row, sim in zip(rows.tolist(), per_sample.tolist()):
-                if row not in self.state.dropped_at and sim >= self.config.threshold:
-                    self.state.dropped_at[row] = step + 1
-
-    def remember(self, step: int, cond: torch.Tensor, uncond: torch.Tensor) -> None:
-        """Adaptive guidance keeps no history (LinearAG does)."""
-
-    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
-        raise StateError("adaptive guidance never predicts the unconditional branch")
+        self.policy.reset()
 
     def stats(self) -> dict[str, Any]:
-        """From what ran: the step from which the unconditional branch was never evaluated again (per
-        sample with ``reduction="sample"``), and per step ``C`` (evaluated), ``p`` (predicted), ``-``
-        (dropped) or ``m`` (mixed across samples)."""
-        ran = self.state.ran
-        steps = sorted(ran)
-        samples = max((len(m) for m in ran.values()), default=0)
-        dropped = {
-            i: _off_from(steps, [ran[s][i] != "cfg" if i < len(ran[s]) else False for s in steps])
-            for i in range(samples)
-        }
-        return {
-            "threshold": self.config.threshold,
-            "cfg_dropped_at_step": _off_from(steps, [all(m != "cfg" for m in ran[s]) for s in steps])
-            if self.config.reduction == "batch"
-            else {i: step for i, step in dropped.items() if step is not None},
-            "uncond_per_step": "".join(_code(ran[s]) for s in steps),
-            "similarities": [self.state.similarities[s] for s in sorted(self.state.similarities)],
-        }
+        return self.policy.stats()
 
 
 def _off_from(steps: list[int], off: list[bool]) -> int | None:
@@ -189,11 +214,11 @@ def _off_from(steps: list[int], off: list[bool]) -> int | None:
     return start
 
 
-def _code(modes: list[str]) -> str:
+def _code(modes: list[Uncond]) -> str:
     kinds = set(modes)
     if len(kinds) > 1:
         return "m"
-    return {"cfg": "C", "predict": "p", "drop": "-"}[kinds.pop()] if kinds else "?"
+    return {Uncond.CFG: "C", Uncond.PREDICT: "p", Uncond.DROP: "-"}[kinds.pop()] if kinds else "?"
 
 
 def apply_adaptive_guidance(module: Any, config: AdaptiveGuidanceConfig | None = None, **kwargs: Any):

@@ -1,8 +1,8 @@
 """The denoiser hook shared by adaptive guidance (AG) and LinearAG.
 
-Per denoiser call it asks the plugin's policy what each sample's unconditional prediction should
-be at this step: ``"cfg"`` (evaluate it), ``"drop"`` (CFG latched off: reuse the conditional one,
-so ``uncond + s (cond - uncond) == cond``) or ``"predict"`` (LinearAG's affine estimate). Only the
+Per denoiser call it asks a :class:`GuidancePolicy` what each sample's unconditional prediction
+should be at this step (an :class:`Uncond`): evaluate it, drop it (CFG latched off: reuse the
+conditional one, so ``uncond + s (cond - uncond) == cond``) or predict it (LinearAG's affine estimate). Only the
 rows that must be evaluated are run; the full-size prediction the pipeline expects is rebuilt.
 
 Stacked pipelines (``[uncond, cond]`` in one call: SD, SDXL, PixArt, SD3, CogVideoX, ...) and
@@ -13,103 +13,139 @@ two-call pipelines (Wan, Flux ``true_cfg_scale``, HunyuanVideo; the pipeline's
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn as nn
 
-from ..compiling import PlannedHook, eager
-from ..context import main_input
+from ..compiling import DecidingHook, eager
+from ..context import CallInfo, DenoisingContext, main_input
 from .cfg_batch import prediction_of, select_rows, with_prediction
+
+if TYPE_CHECKING:
+    from ..pipelines.registry import Adapter
+
+
+class Uncond(str, enum.Enum):
+    """What becomes of one sample's unconditional prediction at one step."""
+
+    CFG = "cfg"  # evaluated
+    DROP = "drop"  # CFG latched off: the conditional prediction stands in
+    PREDICT = "predict"  # estimated (LinearAG)
+
+
+class GuidancePolicy(Protocol):
+    """What the guidance hook asks: AG's latch, or LinearAG's predictor with AG's latch for the rest."""
+
+    def modes(self, info: CallInfo, samples: int) -> list[Uncond]:
+        """Per sample, what becomes of its unconditional prediction at this call's step."""
+        ...
+
+    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, modes: list[Uncond]) -> None:
+        """The step's predictions as they ran (``uncond`` filled in where it was not evaluated)."""
+        ...
+
+    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
+        """The unconditional prediction of a sample whose mode is :attr:`Uncond.PREDICT`."""
+        ...
 
 
 @dataclasses.dataclass
-class _Plan:
+class _Decision:
     """One denoiser call: run on ``args``/``kwargs`` (all rows, or those the CFG modes keep) unless
     ``output`` is already known, then rebuild the full prediction according to ``kind``."""
 
     kind: str  # "pass", "cond", "uncond" (second call of a two-call pipeline) or "stacked"
-    info: Any
+    info: CallInfo | None
     args: tuple
     kwargs: dict
-    modes: list[str] = dataclasses.field(default_factory=list)
+    modes: list[Uncond] = dataclasses.field(default_factory=list)
     run: list[int] = dataclasses.field(default_factory=list)
     batch: int = 0
     keep: torch.Tensor | None = None
     output: Any = None
 
 
-class GuidanceHook(PlannedHook):
-    """Root hook on the denoiser; ``policy`` is the AG or LinearAG plugin."""
+class GuidanceHook(DecidingHook):
+    """Root hook on the denoiser. Its state: the conditional prediction of the current step, which a
+    two-call pipeline's unconditional call needs."""
 
-    def __init__(self, policy: Any) -> None:
-        super().__init__()
+    _is_stateful = True
+
+    def __init__(self, context: DenoisingContext, adapter: Adapter, policy: GuidancePolicy) -> None:
+        super().__init__(context)
+        self.adapter = adapter
         self.policy = policy
         self.signature: inspect.Signature | None = None
+        self.last_cond: tuple[int, torch.Tensor, Any] | None = None  # (step, prediction, raw output)
+
+    def reset_state(self, module: nn.Module) -> nn.Module:
+        self.last_cond = None
+        return module
 
     def initialize_hook(self, module: nn.Module) -> nn.Module:
         self.signature = inspect.signature(type(module).forward)
         return module
 
     @eager
-    def _plan(self, args: tuple, kwargs: dict) -> _Plan:
-        info = self.policy.session.context.current
+    def _decide(self, args: tuple, kwargs: dict) -> _Decision:
+        info = self.context.current
         if info is None or info.step_index is None:
-            return _Plan("pass", info, args, kwargs)
+            return _Decision("pass", info, args, kwargs)
         if info.cfg_stacked:
-            return self._plan_stacked(info, args, kwargs)
+            return self._decide_stacked(info, args, kwargs)
         branch = self._separate_branch(info)
         if branch == "cond":
-            return _Plan("cond", info, args, kwargs)
+            return _Decision("cond", info, args, kwargs)
         if branch == "uncond":
-            return self._plan_uncond(info, args, kwargs)
-        return _Plan("pass", info, args, kwargs)
+            return self._decide_uncond(info, args, kwargs)
+        return _Decision("pass", info, args, kwargs)
 
     @eager
-    def _finish(self, plan: _Plan, output: Any) -> Any:
-        info = plan.info
-        if plan.kind == "cond":
-            self.policy.state.last_cond = (info.step_index, prediction_of(output), output)
-        elif plan.kind == "uncond":
-            return self._finish_uncond(plan, output)
-        elif plan.kind == "stacked":
-            return self._finish_stacked(plan, output)
+    def _record(self, decision: _Decision, output: Any) -> Any:
+        if decision.kind == "cond":
+            self.last_cond = (decision.info.step_index, prediction_of(output), output)
+        elif decision.kind == "uncond":
+            return self._record_uncond(decision, output)
+        elif decision.kind == "stacked":
+            return self._record_stacked(decision, output)
         return output
 
     # ------------------------------------------------------------------ two calls per step
-    def _separate_branch(self, info: Any) -> str | None:
+    def _separate_branch(self, info: CallInfo) -> str | None:
         """``"cond"``/``"uncond"`` for the calls of a two-call CFG pipeline, else None."""
         if info.branch in ("cond", "uncond"):
             return info.branch
-        if info.branch == "call1" and self.policy.session.adapter.cfg_layout == "separate":
+        if info.branch == "call1" and self.adapter.cfg_layout == "separate":
             return "uncond"  # unnamed second call of a two-call family: the unconditional branch
         return None
 
-    def _plan_uncond(self, info: Any, args: tuple, kwargs: dict) -> _Plan:
-        last = self.policy.state.last_cond
+    def _decide_uncond(self, info: CallInfo, args: tuple, kwargs: dict) -> _Decision:
+        last = self.last_cond
         if last is None or last[0] != info.step_index:
-            return _Plan("pass", info, args, kwargs)  # no cond prediction of this step to work with
+            return _Decision("pass", info, args, kwargs)  # no cond prediction of this step to work with
         cond = last[1]
-        modes = self.policy.modes(info.step_index, cond.shape[0], cond)
-        run = [i for i, m in enumerate(modes) if m == "cfg"]
-        plan = _Plan("uncond", info, args, kwargs, modes=modes, run=run)
+        modes = self.policy.modes(info, cond.shape[0])
+        run = [i for i, m in enumerate(modes) if m is Uncond.CFG]
+        plan = _Decision("uncond", info, args, kwargs, modes=modes, run=run)
         if not run:
-            plan.output = self._finish_uncond(plan, None)
+            plan.output = self._record_uncond(plan, None)
         elif len(run) < len(modes):
             plan.args, plan.kwargs = select_rows(
                 args,
                 kwargs,
                 torch.tensor(run),
                 cond.shape[0],
-                self.policy.session.adapter.unbatched_inputs,
+                self.adapter.unbatched_inputs,
                 self.signature,
-                dict(self.policy.session.adapter.batch_dims),
+                dict(self.adapter.batch_dims),
             )
         return plan
 
-    def _finish_uncond(self, plan: _Plan, output: Any) -> Any:
-        _, cond, cond_output = self.policy.state.last_cond
+    def _record_uncond(self, plan: _Decision, output: Any) -> Any:
+        _, cond, cond_output = self.last_cond
         step = plan.info.step_index
         uncond = torch.empty_like(cond)
         if len(plan.run) == len(plan.modes):
@@ -121,30 +157,30 @@ class GuidanceHook(PlannedHook):
         return with_prediction(cond_output, uncond)
 
     # ------------------------------------------------------------------ stacked [uncond, cond]
-    def _plan_stacked(self, info: Any, args: tuple, kwargs: dict) -> _Plan:
+    def _decide_stacked(self, info: CallInfo, args: tuple, kwargs: dict) -> _Decision:
         batch = int(main_input(args, kwargs).shape[0])
         samples = batch // 2
-        modes = self.policy.modes(info.step_index, samples, None)
-        run = [i for i, m in enumerate(modes) if m == "cfg"]
-        plan = _Plan("stacked", info, args, kwargs, modes=modes, run=run, batch=batch)
+        modes = self.policy.modes(info, samples)
+        run = [i for i, m in enumerate(modes) if m is Uncond.CFG]
+        plan = _Decision("stacked", info, args, kwargs, modes=modes, run=run, batch=batch)
         if len(run) < samples:
             uncond_rows = torch.arange(batch)[info.rows("uncond", samples)]
             cond_rows = torch.arange(batch)[info.rows("cond", samples)]
             plan.keep = torch.sort(torch.cat([uncond_rows[run], cond_rows])).values
-            adapter = self.policy.session.adapter
+            adapter = self.adapter
             plan.args, plan.kwargs = select_rows(
                 args, kwargs, plan.keep, batch, adapter.unbatched_inputs, self.signature, dict(adapter.batch_dims)
             )
         return plan
 
-    def _finish_stacked(self, plan: _Plan, output: Any) -> Any:
+    def _record_stacked(self, plan: _Decision, output: Any) -> Any:
         info, batch, run_uncond = plan.info, plan.batch, plan.run
         samples = batch // 2
         uncond_rows = torch.arange(batch)[info.rows("uncond", samples)]
         cond_rows = torch.arange(batch)[info.rows("cond", samples)]
         if plan.keep is None:
             pred = prediction_of(output)
-            self.policy.observe(info.step_index, pred[cond_rows], pred[uncond_rows], ["cfg"] * samples)
+            self.policy.observe(info.step_index, pred[cond_rows], pred[uncond_rows], [Uncond.CFG] * samples)
             return output
         sub = prediction_of(output)
         position = {int(row): i for i, row in enumerate(plan.keep)}
@@ -159,10 +195,10 @@ class GuidanceHook(PlannedHook):
         full[cond_rows] = cond
         return with_prediction(output, full)
 
-    def _fill(self, uncond: torch.Tensor, cond: torch.Tensor, modes: list[str], step: int) -> None:
+    def _fill(self, uncond: torch.Tensor, cond: torch.Tensor, modes: list[Uncond], step: int) -> None:
         """Fill the rows that were not evaluated: CFG dropped (copy cond) or predicted (LinearAG)."""
         for i, mode in enumerate(modes):
-            if mode == "drop":
+            if mode is Uncond.DROP:
                 uncond[i] = cond[i]
-            elif mode == "predict":
+            elif mode is Uncond.PREDICT:
                 uncond[i] = self.policy.predict_uncond(step, i, cond[i]).to(uncond.dtype)

@@ -14,6 +14,7 @@ from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput
 
 from ..errors import ConfigError
+from .adaptive_guidance import GuidanceLatch
 from .cfg_batch import cosine_whole
 
 
@@ -42,21 +43,23 @@ class AdaptiveClassifierFreeGuidance(ClassifierFreeGuidance):
         self.threshold = threshold
         self.min_steps = min_steps
         self.max_step = max_step
-        self.dropped_at: int | None = None
+        self.latch = GuidanceLatch(threshold, min_steps, max_step)
         self.similarities: dict[int, float] = {}
+
+    @property
+    def dropped_at(self) -> int | None:
+        """The first step without CFG in this generation (None while CFG is on)."""
+        return self.latch.dropped_at
 
     def set_state(self, step: int, num_inference_steps: int, timestep: torch.LongTensor) -> None:
         if step == 0:
-            self.dropped_at = None
+            self.latch = GuidanceLatch(self.threshold, self.min_steps, self.max_step)
             self.similarities = {}
         super().set_state(step, num_inference_steps, timestep)
 
     def _is_cfg_enabled(self) -> bool:
-        if self._step is not None:
-            if self.dropped_at is not None and self._step >= self.dropped_at:
-                return False
-            if self.max_step is not None and self._step >= self.max_step:
-                return False
+        if self._step is not None and self.latch.off(self._step):
+            return False
         return super()._is_cfg_enabled()
 
     def forward(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor | None = None) -> GuiderOutput:
@@ -65,6 +68,5 @@ class AdaptiveClassifierFreeGuidance(ClassifierFreeGuidance):
         if cfg_on and pred_uncond is not None and self._step is not None:
             similarity = float(cosine_whole(pred_cond, pred_uncond))
             self.similarities[self._step] = similarity
-            if self.dropped_at is None and self._step >= self.min_steps and similarity >= self.threshold:
-                self.dropped_at = self._step + 1
+            self.latch.test(self._step, similarity)
         return output

@@ -16,17 +16,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import check_float, check_int, check_number_list, check_str, field_of
+from ..context import CallInfo
 from ..errors import ConfigError
 from ..facts import Gene, PluginFacts
 from ..files import brief, read_json
 from ..fingerprint import check_sketch, denoiser_fingerprint, fingerprint_mismatch, warn_once
-from ..plugin import register_plugin
-from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePlugin
+from ..plugin import Plugin, register_plugin
+from .adaptive_guidance import AdaptiveGuidanceConfig, AdaptiveGuidancePolicy
+from .guidance_hook import GuidanceHook, Uncond
+
+if TYPE_CHECKING:
+    from ..session import DenoiserSession
 
 FORMAT = "accel-linear-ag/3"
 
@@ -89,23 +94,87 @@ def load_coefficients(path: str) -> dict[str, Any]:
     return data
 
 
+@dataclasses.dataclass
+class LinearAGState:
+    """One generation of LinearAG's own bookkeeping, reset at its start (AG's latch keeps its own)."""
+
+    history: dict[int, tuple[torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=dict)  # step -> (c, u)
+    predicted_steps: list[int] = dataclasses.field(default_factory=list)
+
+
+class LinearAGPolicy:
+    """LinearAG as a :class:`~accel.sampling.guidance_hook.GuidancePolicy`: on its chosen steps every
+    unconditional prediction is the affine estimate; on the others, adaptive guidance decides."""
+
+    def __init__(self, config: LinearAGConfig, coefficients: dict[str, Any]) -> None:
+        self.config = config
+        self.latch = AdaptiveGuidancePolicy(config)
+        self.history_len = int(coefficients["history"])
+        self.fitted_steps = int(coefficients["num_inference_steps"])
+        fitted = coefficients["coefficients"]
+        self.weights = {int(step): torch.tensor(w, dtype=torch.float32) for step, w in fitted.items()}
+        self.state = LinearAGState()
+
+    def reset(self) -> None:
+        self.latch.reset()
+        self.state = LinearAGState()
+
+    def predicted(self, step: int, total: int) -> bool:
+        if total != self.fitted_steps:
+            raise ConfigError(
+                f"the LinearAG coefficients were fitted for {self.fitted_steps} steps, the pipeline runs "
+                f"{total}; calibrate again for this step count"
+            )
+        start = self.history_len
+        if step < start or step >= self.config.predict_until * total or step not in self.weights:
+            return False
+        if (step - start) % self.config.predict_every:
+            return False
+        return all((step - k) in self.state.history for k in range(1, self.history_len + 1))
+
+    def modes(self, info: CallInfo, samples: int) -> list[Uncond]:
+        step = info.step_index
+        if self.predicted(step, info.num_inference_steps):
+            if step not in self.state.predicted_steps:
+                self.state.predicted_steps.append(step)
+            return [Uncond.PREDICT] * samples
+        return self.latch.modes(info, samples)
+
+    def observe(self, step: int, cond: torch.Tensor, uncond: torch.Tensor, modes: list[Uncond]) -> None:
+        self.state.history[step] = (cond.detach(), uncond.detach())
+        for old in [s for s in self.state.history if s < step - self.history_len]:
+            del self.state.history[old]
+        self.latch.observe(step, cond, uncond, modes)
+
+    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
+        w = self.weights[step]
+        out = w[0] * cond.float() + w[-1]
+        for k in range(1, self.history_len + 1):
+            past_cond, past_uncond = self.state.history[step - k]
+            out = out + w[2 * k - 1] * past_cond[sample].float() + w[2 * k] * past_uncond[sample].float()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.latch.stats(), "predicted_steps": list(self.state.predicted_steps)}
+
+
 @register_plugin
-class LinearAGPlugin(AdaptiveGuidancePlugin):
+class LinearAGPlugin(Plugin):
     config_cls = LinearAGConfig
     name = "linear_ag"
+    kinds = frozenset({"unet", "image_dit", "video_dit"})
+    claims = frozenset({"cfg_batch"})
     # not in the demo (it needs per-model coefficients); in accel tune, a mode of the guidance group with
     # these genes, where coefficients were calibrated
     facts = PluginFacts(
         key="linear_ag", title="LinearAG", genes=(Gene("every", (2, 3)), Gene("until", (0.5, 0.3, 0.7))), order=5
     )
 
-    def __init__(self, config: LinearAGConfig, session: Any) -> None:
+    def __init__(self, config: LinearAGConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
         data = load_coefficients(config.coefficients)
-        self.history_len = int(data["history"])
-        self.fitted_steps = int(data["num_inference_steps"])
         self.fitted_for = {key: data.get(key) for key in ("denoiser", "scheduler", "guidance_scale")}
-        self.weights = {int(step): torch.tensor(w, dtype=torch.float32) for step, w in data["coefficients"].items()}
+        self.policy = LinearAGPolicy(config, data)
 
     def attach(self) -> None:
         denoiser = self.session.denoiser
@@ -122,10 +191,11 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
                 f"these LinearAG coefficients were fitted on other weights: {mismatch}; calibrate again for "
                 "this checkpoint (accel calibrate-linear-ag) for estimates fitted to it",
             )
-        super().attach()
+        hook = GuidanceHook(self.session.context, self.session.adapter, self.policy)
+        self.session.register_hook(self.session.denoiser, hook, self.hook_name())
 
     def on_generation_start(self) -> None:
-        super().on_generation_start()
+        self.policy.reset()
         pipe = self.session.context.pipeline
         if pipe is None:
             return
@@ -148,42 +218,8 @@ class LinearAGPlugin(AdaptiveGuidancePlugin):
                 "calibrate again at this guidance scale"
             )
 
-    def predicted(self, step: int, total: int) -> bool:
-        if total != self.fitted_steps:
-            raise ConfigError(
-                f"the LinearAG coefficients were fitted for {self.fitted_steps} steps, the pipeline runs "
-                f"{total}; calibrate again for this step count"
-            )
-        start = self.history_len
-        if step < start or step >= self.config.predict_until * total or step not in self.weights:
-            return False
-        if (step - start) % self.config.predict_every:
-            return False
-        return all((step - k) in self.state.history for k in range(1, self.history_len + 1))
-
-    def modes(self, step: int, samples: int, cond: torch.Tensor | None) -> list[str]:
-        info = self.session.context.current
-        if self.predicted(step, info.num_inference_steps):
-            if step not in self.state.predicted_steps:
-                self.state.predicted_steps.append(step)
-            return ["predict"] * samples
-        return super().modes(step, samples, cond)
-
-    def remember(self, step: int, cond: torch.Tensor, uncond: torch.Tensor) -> None:
-        self.state.history[step] = (cond.detach(), uncond.detach())
-        for old in [s for s in self.state.history if s < step - self.history_len]:
-            del self.state.history[old]
-
-    def predict_uncond(self, step: int, sample: int, cond: torch.Tensor) -> torch.Tensor:
-        w = self.weights[step]
-        out = w[0] * cond.float() + w[-1]
-        for k in range(1, self.history_len + 1):
-            past_cond, past_uncond = self.state.history[step - k]
-            out = out + w[2 * k - 1] * past_cond[sample].float() + w[2 * k] * past_uncond[sample].float()
-        return out
-
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "predicted_steps": list(self.state.predicted_steps)}
+        return self.policy.stats()
 
 
 # ------------------------------------------------------------------------------- prediction
