@@ -13,6 +13,7 @@ from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 from ...compiling import eager
 from ...errors import StateError
 from ...tensors import fit_batch, keep_both_halves
+from .state import TokenSelection
 
 
 class RASFluxAttnProcessor:
@@ -21,8 +22,8 @@ class RASFluxAttnProcessor:
     _attention_backend = None
     _parallel_config = None
 
-    def __init__(self, plugin: Any, original: Any) -> None:
-        self.plugin = plugin
+    def __init__(self, selection: TokenSelection, original: Any) -> None:
+        self.selection = selection
         self.original = original
         self._attention_backend = getattr(original, "_attention_backend", None)
         self._parallel_config = getattr(original, "_parallel_config", None)
@@ -56,7 +57,7 @@ class RASFluxAttnProcessor:
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
 
-        text = self.plugin.text_len
+        text = self.selection.text_len
         key, value = self._full_kv(key, value, text)
         out = dispatch_attention_fn(
             query,
@@ -77,16 +78,16 @@ class RASFluxAttnProcessor:
 
     @eager
     def _full_kv(self, key: torch.Tensor, value: torch.Tensor, text: int) -> tuple[torch.Tensor, torch.Tensor]:
-        info = self.plugin.session.context.current
+        info = self.selection.context.current
         branch = info.branch if info is not None else "main"
-        active = self.plugin.active
+        active = self.selection.active
         image_k, image_v = key[:, text:], value[:, text:]
         cached = self.cache.get(branch)
         batch = key.shape[0]
         cached_batch = None if cached is None else cached[0].shape[0]
         if active is None:
             self.cache[branch] = keep_both_halves(cached, cached_batch, (image_k, image_v), batch, info)
-            self.plugin.note_bytes((id(self), branch), self.cache[branch])
+            self.selection.note_bytes((id(self), branch), self.cache[branch])
             return key, value
         if cached is None:
             raise StateError("RAS has no cached keys/values for the dropped tokens: the first steps must be dense")

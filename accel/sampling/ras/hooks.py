@@ -10,35 +10,47 @@ from diffusers.hooks import ModelHook
 from diffusers.hooks.hooks import BaseState, StateManager
 
 from ...compiling import eager
-from ...errors import StateError
+from ...errors import StateError, UnsupportedModelError
 from ...tensors import fit_batch, keep_both_halves
+from .state import TokenSelection
 
 
 class RootHook(ModelHook):
-    """On the denoiser: forget the previous call's token selection; remember the text length (Flux)."""
+    """On the denoiser: forget the previous call's token selection; remember the text length (Flux).
+    RAS keeps the keys/values of dropped tokens by hooking ``to_k``/``to_v``, which fused QKV skips,
+    so fused projections are refused here."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection, kv_attentions: list[nn.Module], family: str) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
+        self.kv_attentions = kv_attentions
+        self.family = family
+
+    def refuse_fused_projections(self) -> None:
+        if any(getattr(attn, "fused_projections", False) for attn in self.kv_attentions):
+            raise UnsupportedModelError(
+                f"RAS on {self.family} does not support fused QKV projections (its key/value cache hooks "
+                "to_k and to_v); call transformer.unfuse_qkv_projections() before generating with RAS"
+            )
 
     @eager
     def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
-        self.plugin.begin_call()
+        self.refuse_fused_projections()
         text = kwargs.get("encoder_hidden_states")
-        self.plugin.text_len = int(text.shape[1]) if isinstance(text, torch.Tensor) else 0
+        self.selection.begin_call(int(text.shape[1]) if isinstance(text, torch.Tensor) else 0)
         return args, kwargs
 
 
 class GatherHook(ModelHook):
     """After patch + position embedding: keep only the tokens recomputed at this step."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
 
     @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        active = self.plugin.choose(int(output.shape[1]))
+        active = self.selection.choose(int(output.shape[1]))
         return output if active is None else output.index_select(1, active.to(output.device))
 
 
@@ -46,16 +58,16 @@ class ScatterHook(ModelHook):
     """Before unpatchify: put the recomputed tokens back in a full-length sequence (zeros elsewhere;
     the scheduler-step wrapper fills them with each token's cached prediction)."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
 
     @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        active = self.plugin.active
+        active = self.selection.active
         if active is None:
             return output
-        full = output.new_zeros(output.shape[0], self.plugin.num_tokens, *output.shape[2:])
+        full = output.new_zeros(output.shape[0], self.selection.num_tokens, *output.shape[2:])
         full[:, active.to(output.device)] = output
         return full
 
@@ -63,16 +75,16 @@ class ScatterHook(ModelHook):
 class RopeHook(ModelHook):
     """Slice a RoPE table (text rows, then image rows) to the text rows and the active image rows."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
 
     @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
-        active = self.plugin.active
+        active = self.selection.active
         if active is None:
             return output
-        rows = torch.cat([torch.arange(self.plugin.text_len), self.plugin.text_len + active.cpu()])
+        rows = torch.cat([torch.arange(self.selection.text_len), self.selection.text_len + active.cpu()])
 
         def cut(t: torch.Tensor) -> torch.Tensor:
             return t.index_select(0, rows.to(t.device))
@@ -95,26 +107,26 @@ class KVProjectionHook(ModelHook):
 
     _is_stateful = True
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
         self.state = StateManager(_FullProjection)
 
     @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         state = self.state.get_state()
-        active = self.plugin.active
-        info = self.plugin.session.context.current
+        active = self.selection.active
+        info = self.selection.context.current
         cached = state.full
         batch = output.shape[0]
         if active is None:
             state.full = keep_both_halves(cached, None if cached is None else cached.shape[0], output, batch, info)
-            self.plugin.note_bytes(id(self), state.full)
+            self.selection.note_bytes(id(self), state.full)
             return output
         full = cached
         if full is not None and full.shape[0] != batch:
             full = fit_batch(full, full.shape[0], batch, info)
-        if full is None or full.shape[1] != self.plugin.num_tokens:
+        if full is None or full.shape[1] != self.selection.num_tokens:
             raise StateError(
                 "RAS has no cached keys/values for the dropped tokens: the first steps must be dense "
                 "(RASConfig.warmup_steps >= 1)"

@@ -19,7 +19,7 @@ refiner is untouched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -28,19 +28,23 @@ from diffusers.hooks import ModelHook
 from ...compiling import eager
 from .hooks import ScatterHook
 from .lumina_processor import RASLumina2AttnProcessor, RASLuminaNextAttnProcessor
+from .state import TokenSelection
+
+if TYPE_CHECKING:
+    from .plugin import RASPlugin
 
 
 class LuminaNextGatherHook(ModelHook):
     """On ``patch_embedder``: keep the active tokens and their RoPE rows."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
 
     @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
         tokens, mask, img_size, rope = output
-        active = self.plugin.choose(int(tokens.shape[1]))
+        active = self.selection.choose(int(tokens.shape[1]))
         if active is None:
             return output
         return (
@@ -69,22 +73,22 @@ class Lumina2RopeHook(ModelHook):
     """On ``rope_embedder``: choose the active tokens, slice the image RoPE table (and, with a noise
     refiner, the patches) to them, and lay the joint RoPE table out as the sparse joint sequence."""
 
-    def __init__(self, plugin: Any, gather_patches: bool) -> None:
+    def __init__(self, selection: TokenSelection, gather_patches: bool) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
         self.gather_patches = gather_patches
 
     @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
         patches, text_rope, image_rope, joint_rope, text_lengths, seq_lengths = output
-        plugin = self.plugin
-        active = plugin.choose(int(image_rope.shape[1]))
-        plugin.text_lengths = [int(t) for t in text_lengths]
-        plugin.joint_rows = None
+        selection = self.selection
+        active = selection.choose(int(image_rope.shape[1]))
+        selection.text_lengths = [int(t) for t in text_lengths]
+        selection.joint_rows = None
         if active is None:
             return output
-        plugin.joint_rows = joint_rows(plugin.text_lengths, active.cpu(), plugin.num_tokens)
-        plugin.joint_length = int(joint_rope.shape[1])
+        selection.joint_rows = joint_rows(selection.text_lengths, active.cpu(), selection.num_tokens)
+        selection.joint_length = int(joint_rope.shape[1])
         index = active.to(image_rope.device)
         if self.gather_patches:
             patches = patches.index_select(1, index.to(patches.device))
@@ -92,7 +96,7 @@ class Lumina2RopeHook(ModelHook):
             patches,
             text_rope,
             image_rope.index_select(1, index),
-            _take_rows(joint_rope, plugin.joint_rows),
+            _take_rows(joint_rope, selection.joint_rows),
             text_lengths,
             seq_lengths,
         )
@@ -101,13 +105,13 @@ class Lumina2RopeHook(ModelHook):
 class Lumina2JointGatherHook(ModelHook):
     """Before the first joint block: keep the text rows and the active image rows."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
 
     @eager
     def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
-        rows = self.plugin.joint_rows
+        rows = self.selection.joint_rows
         if rows is None:
             return args, kwargs
         if args:
@@ -121,44 +125,46 @@ class Lumina2JointScatterHook(ModelHook):
     """After the output norm: put the computed rows back in the dense joint layout (dropped image
     rows are zeros; the scheduler-step wrapper fills them with each token's cached prediction)."""
 
-    def __init__(self, plugin: Any) -> None:
+    def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.selection = selection
 
     @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        rows = self.plugin.joint_rows
+        rows = self.selection.joint_rows
         if rows is None:
             return output
-        full = output.new_zeros(output.shape[0], self.plugin.joint_length, *output.shape[2:])
+        full = output.new_zeros(output.shape[0], self.selection.joint_length, *output.shape[2:])
         full[torch.arange(output.shape[0], device=output.device)[:, None], rows.to(output.device)] = output
         return full
 
 
-def _swap_processor(plugin: Any, attn: nn.Module, processor: Any) -> None:
+def _swap_processor(plugin: RASPlugin, attn: nn.Module, processor: Any) -> None:
     plugin.session.swap_processor(attn, processor)
     plugin.processors.append(processor)
 
 
-def attach_lumina_next(plugin: Any, model: nn.Module) -> None:
+def attach_lumina_next(plugin: RASPlugin, model: nn.Module) -> None:
     session = plugin.session
-    session.register_hook(model.patch_embedder, LuminaNextGatherHook(plugin), plugin.hook_name("gather"))
-    session.register_hook(model.norm_out, ScatterHook(plugin), plugin.hook_name("scatter"))
+    session.register_hook(model.patch_embedder, LuminaNextGatherHook(plugin.selection), plugin.hook_name("gather"))
+    session.register_hook(model.norm_out, ScatterHook(plugin.selection), plugin.hook_name("scatter"))
     for _, attn, _ in session.adapter.attention_modules(model, kinds=("self_attn",)):
-        _swap_processor(plugin, attn, RASLuminaNextAttnProcessor(plugin, attn.processor))
+        _swap_processor(plugin, attn, RASLuminaNextAttnProcessor(plugin.selection, attn.processor))
 
 
-def attach_lumina2(plugin: Any, model: nn.Module) -> None:
+def attach_lumina2(plugin: RASPlugin, model: nn.Module) -> None:
     session = plugin.session
     refiner = list(model.noise_refiner)
     session.register_hook(
-        model.rope_embedder, Lumina2RopeHook(plugin, gather_patches=bool(refiner)), plugin.hook_name("rope")
+        model.rope_embedder, Lumina2RopeHook(plugin.selection, gather_patches=bool(refiner)), plugin.hook_name("rope")
     )
     if refiner:
-        session.register_hook(refiner[-1], ScatterHook(plugin), plugin.hook_name("refiner_scatter"))
-    session.register_hook(model.layers[0], Lumina2JointGatherHook(plugin), plugin.hook_name("gather"))
-    session.register_hook(model.norm_out, Lumina2JointScatterHook(plugin), plugin.hook_name("scatter"))
+        session.register_hook(refiner[-1], ScatterHook(plugin.selection), plugin.hook_name("refiner_scatter"))
+    session.register_hook(model.layers[0], Lumina2JointGatherHook(plugin.selection), plugin.hook_name("gather"))
+    session.register_hook(model.norm_out, Lumina2JointScatterHook(plugin.selection), plugin.hook_name("scatter"))
     for block in refiner:
-        _swap_processor(plugin, block.attn, RASLumina2AttnProcessor(plugin, block.attn.processor, joint=False))
+        _swap_processor(
+            plugin, block.attn, RASLumina2AttnProcessor(plugin.selection, block.attn.processor, joint=False)
+        )
     for _, attn, _ in session.adapter.attention_modules(model, kinds=("joint_attn",)):
-        _swap_processor(plugin, attn, RASLumina2AttnProcessor(plugin, attn.processor, joint=True))
+        _swap_processor(plugin, attn, RASLumina2AttnProcessor(plugin.selection, attn.processor, joint=True))

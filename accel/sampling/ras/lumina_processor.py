@@ -20,6 +20,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 from ...compiling import eager
 from ...errors import StateError
 from ...tensors import fit_batch, keep_both_halves
+from .state import TokenSelection
 
 
 def _rows(x: torch.Tensor, starts: list[int] | None, count: int) -> torch.Tensor:
@@ -46,8 +47,8 @@ def _joint(x: torch.Tensor, image: torch.Tensor, starts: list[int]) -> torch.Ten
 class _ImageKVCache:
     """Full-length image keys/values per CFG branch (a processor instance serves one attention)."""
 
-    def __init__(self, plugin: Any, original: Any) -> None:
-        self.plugin = plugin
+    def __init__(self, selection: TokenSelection, original: Any) -> None:
+        self.selection = selection
         self.original = original
         self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -62,17 +63,17 @@ class _ImageKVCache:
 
         ``text``: per-sample count of text rows before the image rows (None: every row is an image token).
         """
-        info = self.plugin.session.context.current
+        info = self.selection.context.current
         branch = info.branch if info is not None else "main"
-        active = self.plugin.active
-        tokens = self.plugin.num_tokens
+        active = self.selection.active
+        tokens = self.selection.num_tokens
         cached = self.cache.get(branch)
         batch = key.shape[0]
         cached_batch = None if cached is None else cached[0].shape[0]
         if active is None:  # dense: remember every image row
             image = (_rows(key, text, tokens), _rows(value, text, tokens))
             self.cache[branch] = keep_both_halves(cached, cached_batch, image, batch, info)
-            self.plugin.note_bytes((id(self), branch), self.cache[branch])
+            self.selection.note_bytes((id(self), branch), self.cache[branch])
             return key, value
         if cached is None:
             raise StateError(
@@ -155,8 +156,8 @@ class RASLumina2AttnProcessor(_ImageKVCache):
     mask, which RAS does not slice; the queries are the recomputed rows only.
     """
 
-    def __init__(self, plugin: Any, original: Any, joint: bool) -> None:
-        super().__init__(plugin, original)
+    def __init__(self, selection: TokenSelection, original: Any, joint: bool) -> None:
+        super().__init__(selection, original)
         self.joint = joint
 
     def __call__(
@@ -187,7 +188,7 @@ class RASLumina2AttnProcessor(_ImageKVCache):
             key = apply_rotary_emb(key, image_rotary_emb, use_real=False)
         query, key = query.to(dtype), key.to(dtype)
 
-        key, value = self.full_kv(key, value, self.plugin.text_lengths if self.joint else None)
+        key, value = self.full_kv(key, value, self.selection.text_lengths if self.joint else None)
         if base_sequence_length is not None:  # the dense sequence length, as without RAS
             softmax_scale = math.sqrt(math.log(key.shape[1], base_sequence_length)) * attn.scale
         else:

@@ -16,20 +16,24 @@ instance and resets with every pipeline call.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...errors import ConfigError, UnsupportedModelError
+from ...errors import UnsupportedModelError
 from ...facts import Field, Gene, PluginFacts
 from ...plugin import Plugin, register_plugin
-from ...tensors import tensor_bytes
 from .config import RASConfig
 from .flux_processor import RASFluxAttnProcessor
 from .hooks import GatherHook, KVProjectionHook, RootHook, RopeHook, ScatterHook
-from .layouts import layout_for
+from .layouts import RASLayout, layout_for
 from .lumina import attach_lumina2, attach_lumina_next
-from .selection import from_tokens, importance, select, to_tokens
+from .selection import from_tokens, importance, to_tokens
+from .state import TokenSelection
+
+if TYPE_CHECKING:
+    from ...pipelines.registry import Adapter
+    from ...session import DenoiserSession
 
 
 def _build(knobs: dict[str, Any], steps: int) -> RASConfig:
@@ -74,19 +78,14 @@ class RASPlugin(Plugin):
     needs_pipeline = True
     facts = FACTS
 
-    def __init__(self, config: RASConfig, session: Any) -> None:
+    def __init__(self, config: RASConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
-        self.text_len = 0
-        self.active: torch.Tensor | None = None
-        self.num_tokens = 0
+        self.selection = TokenSelection(config, session.context)
+        self.layout: RASLayout | None = None
         self.processors: list[Any] = []  # RAS attention processors (Flux, Lumina): reset per generation
-        self.text_lengths: list[int] = []  # Lumina2: per-sample text rows before the image rows
-        self.joint_rows: torch.Tensor | None = None  # Lumina2: rows of the dense joint sequence computed now
-        self.joint_length = 0
-        self.on_generation_start()
 
     @classmethod
-    def check(cls, adapter: Any, config: Any, has_pipeline: bool) -> None:
+    def check(cls, adapter: Adapter, config: RASConfig, has_pipeline: bool) -> None:
         super().check(adapter, config, has_pipeline)
         if adapter.discovered:
             raise UnsupportedModelError(
@@ -99,7 +98,10 @@ class RASPlugin(Plugin):
     def attach(self) -> None:
         model = self.session.denoiser
         self.layout = layout_for(self.session.adapter.family)
-        self.session.register_hook(model, RootHook(self), self.hook_name("root"))
+        attentions = self.session.adapter.attention_modules(model, kinds=("self_attn", "joint_attn"))
+        kv_attentions = [attn for _, attn, _ in attentions] if self.layout.kv == "linear" else []
+        root = RootHook(self.selection, kv_attentions, self.session.adapter.family)
+        self.session.register_hook(model, root, self.hook_name("root"))
         self.session.context.add_step_wrapper(self.step)
         if self.layout.kv == "lumina_next":
             attach_lumina_next(self, model)
@@ -107,80 +109,40 @@ class RASPlugin(Plugin):
         if self.layout.kv == "lumina2":
             attach_lumina2(self, model)
             return
-        self.session.register_hook(model.get_submodule(self.layout.gather), GatherHook(self), self.hook_name("gather"))
+        selection = self.selection
         self.session.register_hook(
-            model.get_submodule(self.layout.scatter), ScatterHook(self), self.hook_name("scatter")
+            model.get_submodule(self.layout.gather), GatherHook(selection), self.hook_name("gather")
         )
+        scatter = model.get_submodule(self.layout.scatter)
+        self.session.register_hook(scatter, ScatterHook(selection), self.hook_name("scatter"))
         if self.layout.rope:
-            self.session.register_hook(model.get_submodule(self.layout.rope), RopeHook(self), self.hook_name("rope"))
-        attentions = self.session.adapter.attention_modules(model, kinds=("self_attn", "joint_attn"))
-        self.kv_attentions = [attn for _, attn, _ in attentions] if self.layout.kv == "linear" else []
-        self.refuse_fused_projections()
+            self.session.register_hook(
+                model.get_submodule(self.layout.rope), RopeHook(selection), self.hook_name("rope")
+            )
+        root.pre_forward(model)  # fused projections are refused at apply too, not only at the first call
         for _, attn, _ in attentions:
             if self.layout.kv == "linear":
                 for proj in (attn.to_k, attn.to_v):
-                    self.session.register_hook(proj, KVProjectionHook(self), self.hook_name("kv"))
+                    self.session.register_hook(proj, KVProjectionHook(selection), self.hook_name("kv"))
             else:
-                processor = RASFluxAttnProcessor(self, attn.processor)
+                processor = RASFluxAttnProcessor(selection, attn.processor)
                 self.session.swap_processor(attn, processor)
                 self.processors.append(processor)
 
     def detach(self) -> None:
         self.session.context.remove_step_wrapper(self.step)
 
-    # ------------------------------------------------------------------ per call / per step
-    def begin_call(self) -> None:
-        self.refuse_fused_projections()
-        self.active = None
-        self.joint_rows = None
-
-    def refuse_fused_projections(self) -> None:
-        """RAS keeps the keys/values of dropped tokens by hooking ``to_k``/``to_v``, which fused QKV skips."""
-        if any(getattr(attn, "fused_projections", False) for attn in getattr(self, "kv_attentions", ())):
-            raise UnsupportedModelError(
-                f"RAS on {self.session.adapter.family} does not support fused QKV projections (its key/value "
-                "cache hooks to_k and to_v); call transformer.unfuse_qkv_projections() before generating with RAS"
-            )
-
-    def choose(self, num_tokens: int) -> torch.Tensor | None:
-        """The sorted image-token indices this call recomputes (None: all of them)."""
-        info = self.session.context.current
-        step, total = info.require_steps("RAS")
-        self.num_tokens = num_tokens
-        if step not in self.plan:
-            keep = self.config.tokens_kept(step, total, num_tokens)
-            active = None
-            if keep < num_tokens and self.scores is not None and self.scores.numel() == num_tokens:
-                if self.starved is None or self.starved.numel() != num_tokens:
-                    self.starved = torch.zeros(num_tokens)
-                beyond = [t for t in self.config.keep_tokens if t >= num_tokens]
-                if beyond:
-                    raise ConfigError(
-                        f"RASConfig.keep_tokens {beyond} are beyond this model's {num_tokens} image tokens "
-                        f"(allowed: 0..{num_tokens - 1})"
-                    )
-                always = torch.tensor(list(self.config.keep_tokens), dtype=torch.long)
-                active = select(
-                    self.scores, self.starved, keep, self.config.starvation_scale, self.config.keep, always
-                )
-                self.starved += 1
-                self.starved[active] = 0
-            else:
-                self.starved = torch.zeros(num_tokens)
-            self.plan[step] = active
-            self.tokens_per_step[step] = num_tokens if active is None else int(active.numel())
-        self.active = self.plan[step]
-        return self.active
-
+    # ------------------------------------------------------------------ per step
     def step(self, step_fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Wrapper of ``scheduler.step``: dropped tokens move with their cached prediction."""
         args = list(args)
         output = args[0] if args else kwargs["model_output"]
         sample = args[2] if len(args) > 2 else kwargs.get("sample")
         info = self.session.context.current
+        selection = self.selection
         patch = self.layout.patch_size(self.session.denoiser)
-        active = self.plan.get(info.step_index) if info is not None else None
-        cached = self.cached_output
+        active = selection.chosen.get(info.step_index) if info is not None else None
+        cached = selection.cached_output
         if active is not None and cached is not None and cached.shape == output.shape:
             tokens = to_tokens(output, patch).clone()
             dropped = torch.ones(tokens.shape[1], dtype=torch.bool)
@@ -189,10 +151,10 @@ class RASPlugin(Plugin):
                 tokens.dtype
             )
             output = from_tokens(tokens, patch, output.shape)
-        self.cached_output = output.detach()
-        self.note_bytes("output", self.cached_output)
+        selection.cached_output = output.detach()
+        selection.note_bytes("output", selection.cached_output)
         channels = sample.shape[1] if (sample is not None and patch is not None and sample.ndim == 4) else None
-        self.scores = importance(output, patch, self.config.metric, channels).cpu()
+        selection.scores = importance(output, patch, self.config.metric, channels).cpu()
         if args:
             args[0] = output
         else:
@@ -200,43 +162,33 @@ class RASPlugin(Plugin):
         return step_fn(*args, **kwargs)
 
     # ------------------------------------------------------------------ state & statistics
-    def note_bytes(self, key: Any, value: Any) -> None:
-        self._bytes[key] = tensor_bytes(value)
-        self.peak_cache_bytes = max(self.peak_cache_bytes, sum(self._bytes.values()))
-
     def on_generation_start(self) -> None:
-        self.plan: dict[int, torch.Tensor | None] = {}
-        self.tokens_per_step: dict[int, int] = {}
-        self.scores: torch.Tensor | None = None
-        self.starved: torch.Tensor | None = None
-        self.cached_output: torch.Tensor | None = None
-        self.active = None
-        self._bytes: dict[Any, int] = {}
-        self.peak_cache_bytes = 0
+        self.selection.reset()
         for processor in self.processors:
             processor.reset()
 
     def on_generation_end(self) -> None:
-        self.cached_output = None
+        self.selection.cached_output = None
         for processor in self.processors:
             processor.reset()
 
     def stats(self) -> dict[str, Any]:
-        steps = sorted(self.tokens_per_step)
-        tokens = [self.tokens_per_step[s] for s in steps]
-        n = self.num_tokens or 1
-        t = self.text_len if self.layout.joint_text else 0
+        selection = self.selection
+        steps = sorted(selection.tokens_per_step)
+        tokens = [selection.tokens_per_step[s] for s in steps]
+        n = selection.num_tokens or 1
+        t = selection.text_len if self.layout is not None and self.layout.joint_text else 0
         dense_attn = sum((n + t) * (n + t) for _ in tokens)
         sparse_attn = sum((k + t) * (n + t) for k in tokens)
         return {
             "tokens": n,
-            "text_tokens": self.text_len,
+            "text_tokens": selection.text_len,
             "tokens_per_step": tokens,
             "sparse_steps": sum(1 for k in tokens if k < n),
             "token_fraction": round(sum(tokens) / (n * len(tokens)), 4) if tokens else None,
             "attention_flops_fraction": round(sparse_attn / dense_attn, 4) if dense_attn else None,
             "attention_flops_saved": round(1 - sparse_attn / dense_attn, 4) if dense_attn else None,
-            "cache_bytes": self.peak_cache_bytes,
+            "cache_bytes": selection.peak_cache_bytes,
         }
 
 
