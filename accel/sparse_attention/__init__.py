@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernels.block_mask import BlockSparseMask
-from .builders import PatternSpec, SparsePlan, dynamic_mask, pattern_mask
+from .builders import HeadPatterns, PatternSpec, dynamic_mask, pattern_mask
 from .builders.combine import dense_text, force_diagonal, union
 from .config import SparseAttentionConfig
 from .plugin import SparseAttentionPlugin
@@ -32,7 +32,7 @@ __all__ = [
     "SequenceLayout",
     "SparseAttentionConfig",
     "SparseAttentionPlugin",
-    "SparsePlan",
+    "HeadPatterns",
     "apply_sparse_attention",
     "dense_text",
     "dynamic_mask",

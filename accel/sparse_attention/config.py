@@ -7,7 +7,7 @@ import dataclasses
 from ..config import PluginConfig, check_choice, check_float, check_int, check_int_tuple
 from ..errors import ConfigError
 
-PATTERNS = ("dynamic", "window", "plan")
+PATTERNS = ("dynamic", "window", "searched")
 SCORES = ("mean", "sample")
 BLOCK_SIZES = (4, 8, 16, 32, 64, 128, 256)
 BACKEND_CHOICES = ("auto", "triton", "flex", "torch")
@@ -19,7 +19,7 @@ class SparseAttentionConfig(PluginConfig):
 
     Attributes:
         pattern: ``"dynamic"`` (content-aware, per head and step; Video-BLADE's ASA), ``"window"``
-            (static 3D local window; STA) or ``"plan"`` (per-layer, per-head patterns from an offline
+            (static 3D local window; STA) or ``"searched"`` (per-layer, per-head patterns from an offline
             search saved as JSON; Sparse-vDiT).
         tau: dynamic: cumulative block-score mass each query block keeps, in (0, 1].
         min_keep, max_keep: dynamic: bounds on the fraction of key blocks each query block keeps.
@@ -28,7 +28,7 @@ class SparseAttentionConfig(PluginConfig):
         block_size: mask block (tokens), a power of two; kernels on GPU want 64 or 128.
         tile: 3D tile (frames, rows, columns) of the token reordering.
         window: ``"window"``: radius in tokens (frames, rows, columns) a query sees around itself.
-        plan_path: ``"plan"``: JSON file written by ``SparsePlan.save`` / ``calibrate_plan``.
+        patterns_path: ``"searched"``: JSON file written by ``HeadPatterns.save`` / ``calibrate_head_patterns``.
         dense_warmup_fraction: leading fraction of the denoising steps that run dense.
         dense_layers: attention layers (0-based, in execution order) that always run dense.
         mask_reuse_steps: a mask built at step s serves steps s .. s + n - 1 (per layer and CFG branch).
@@ -37,7 +37,7 @@ class SparseAttentionConfig(PluginConfig):
     """
 
     short_prefix = "sparseattn"
-    path_fields = ("plan_path",)
+    path_fields = ("patterns_path",)
 
     pattern: str = "dynamic"
     tau: float = 0.9
@@ -48,7 +48,7 @@ class SparseAttentionConfig(PluginConfig):
     block_size: int = 64
     tile: tuple[int, int, int] = (4, 4, 4)
     window: tuple[int, int, int] = (2, 8, 8)
-    plan_path: str | None = None
+    patterns_path: str | None = None
     dense_warmup_fraction: float = 0.2
     dense_layers: tuple[int, ...] = (0,)
     mask_reuse_steps: int = 1
@@ -72,11 +72,12 @@ class SparseAttentionConfig(PluginConfig):
         check_int_tuple(name, "window", self.window, 0)
         if len(self.window) != 3:
             raise ConfigError(f"{name}.window must be three integers (frames, rows, columns), got {self.window!r}")
-        if self.plan_path is not None and not isinstance(self.plan_path, str):
-            raise ConfigError(f"{name}.plan_path must be a path string or None, got {self.plan_path!r}")
-        if self.pattern == "plan" and not self.plan_path:
+        if self.patterns_path is not None and not isinstance(self.patterns_path, str):
+            raise ConfigError(f"{name}.patterns_path must be a path string or None, got {self.patterns_path!r}")
+        if self.pattern == "searched" and not self.patterns_path:
             raise ConfigError(
-                f"{name}.pattern='plan' needs plan_path (a JSON file from SparsePlan.save or calibrate_plan)"
+                f"{name}.pattern='searched' needs patterns_path (a JSON file from HeadPatterns.save or "
+                "calibrate_head_patterns)"
             )
         check_float(name, "dense_warmup_fraction", self.dense_warmup_fraction, 0.0, 1.0)
         check_int_tuple(name, "dense_layers", self.dense_layers, 0)

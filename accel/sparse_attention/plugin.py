@@ -8,43 +8,84 @@ the token order. Densities and attention FLOPs are logged for ``accel.summary``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.hooks import ModelHook
 
 from ..compiling import eager
+from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
 from ..facts import Field, Gene, PluginFacts
 from ..kernels.block_mask import BlockSparseMask
 from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
 from .builders.dynamic import block_scores, keep_by_threshold
+from .builders.head_patterns import HeadPatterns
 from .builders.patterns import finalize
-from .builders.plan import SparsePlan
 from .builders.window import window_blocks
 from .config import SparseAttentionConfig
 from .grid import SUPPORTED_FAMILIES, video_grid
 from .processors import PROCESSORS, SparseProcessor
 from .reorder import SequenceLayout
 
+if TYPE_CHECKING:
+    from ..pipelines.registry import Adapter
+    from ..session import DenoiserSession
+
 #: called with (layer_index, q, k, v [B,H,N,D] in working order, layout) on dense calls when set
 Observer = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, SequenceLayout], None]
+
+
+@dataclasses.dataclass
+class SparseAttentionState:
+    """What one generation of sparse attention keeps and counts; reset at the start of every generation
+    (the video grid is read again at every call)."""
+
+    grid: tuple[int, int, int] | None = None  # the video token grid (frames, height, width) of this call
+    #: (layer, CFG branch) -> (dynamic mask, the step it was built at, the shapes it was built for)
+    masks: dict[tuple[int, str], tuple[BlockSparseMask | None, int | None, tuple]] = dataclasses.field(
+        default_factory=dict
+    )
+    #: layer -> step ("unknown" without one) -> densities of its calls
+    density: dict[int, dict[Any, list[float]]] = dataclasses.field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    flops_dense: float = 0.0
+    flops_done: float = 0.0
+    backends: Counter = dataclasses.field(default_factory=Counter)
+    calls: Counter = dataclasses.field(default_factory=Counter)
+    masks_built: int = 0
+    masks_reused: int = 0
+    layout_fallbacks: int = 0
+
+    def reset(self) -> None:
+        grid = self.grid
+        self.__init__()  # type: ignore[misc]
+        self.grid = grid
+
+    def record(self, layer: int, step: int | None, density: float, kind: str, flops: float) -> None:
+        self.density[layer]["unknown" if step is None else step].append(density)
+        self.flops_dense += flops
+        self.flops_done += flops * density
+        self.calls[kind] += 1
 
 
 class _GridHook(ModelHook):
     """Reads the video token grid from each denoiser call's inputs."""
 
-    def __init__(self, plugin: SparseAttentionPlugin) -> None:
+    def __init__(self, state: SparseAttentionState, family: str) -> None:
         super().__init__()
-        self.plugin = plugin
+        self.state = state
+        self.family = family
 
     @eager
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
-        self.plugin.grid = video_grid(self.plugin.session.adapter.family, unwrap(module), args, kwargs)
+        self.state.grid = video_grid(self.family, unwrap(module), args, kwargs)
         return args, kwargs
 
 
@@ -107,144 +148,27 @@ FACTS = PluginFacts(
 )
 
 
-@register_plugin
-class SparseAttentionPlugin(Plugin):
-    """Block-sparse self/joint attention (see :class:`SparseAttentionConfig`)."""
+class SparseAttention:
+    """The attention call of every replaced processor: dense (the stock call) or block-sparse, with
+    the masks and the token layout it needs. Holds what stays across generations (static masks)."""
 
-    config_cls = SparseAttentionConfig
-    name = "sparse_attention"
-    kinds = frozenset({"video_dit"})
-    claims = frozenset({"attention_processor"})
-    facts = FACTS
-
-    def __init__(self, config: SparseAttentionConfig, session: Any) -> None:
-        super().__init__(config, session)
-        self.grid: tuple[int, int, int] | None = None
-        self.plan: SparsePlan | None = None
-        self.processors: list[SparseProcessor] = []
-        self.observer: Observer | None = None
-        self.force_dense = False
-        self._masks: dict[tuple, tuple[BlockSparseMask, int | None, tuple]] = {}
-        self._static: dict[tuple, BlockSparseMask] = {}
-        self._reset_stats()
-
-    # ------------------------------------------------------------------ checks and lifecycle
-    @classmethod
-    def check(cls, adapter: Any, config: Any, has_pipeline: bool) -> None:
-        super().check(adapter, config, has_pipeline)
-        if adapter.discovered:
-            raise UnsupportedModelError(
-                f"SparseAttentionConfig replaces a family's own attention processors and needs its video token "
-                f"layout, which a hand-written adapter gives; {adapter.title} was discovered automatically"
-            )
-        if adapter.family not in PROCESSORS:
-            raise UnsupportedModelError(
-                f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}): it replaces the stock "
-                "attention processor of the families whose processor and video token grid it knows; "
-                f"it supports: {', '.join(SUPPORTED_FAMILIES)}"
-            )
-
-    def attach(self) -> None:
-        config: SparseAttentionConfig = self.config
-        if config.pattern == "plan":
-            self.plan = SparsePlan.load(config.plan_path)  # type: ignore[arg-type]
-        adapter = self.session.adapter
-        model = unwrap(self.session.denoiser)
-        modules = adapter.attention_modules(model)
-        if not modules:
-            raise UnsupportedModelError(f"{adapter.title}: found no self/joint attention modules to make sparse")
-        beyond = [layer for layer in config.dense_layers if layer >= len(modules)]
-        if beyond:
-            raise ConfigError(
-                f"SparseAttentionConfig.dense_layers {beyond} are beyond this model's {len(modules)} attention "
-                f"layers (allowed: 0..{len(modules) - 1})"
-            )
-        proc_cls = PROCESSORS[adapter.family]
-        for name, module, _kind in modules:
-            stock = module.processor
-            if type(stock).__name__ not in proc_cls.stock_classes:
-                raise UnsupportedModelError(
-                    f"{name} uses {type(stock).__name__}; SparseAttentionConfig replaces only the stock "
-                    f"{' / '.join(proc_cls.stock_classes)} processor of {adapter.title}. Reset the model's processors "
-                    "or remove the other attention customisation first."
-                )
-        for index, (name, module, _kind) in enumerate(modules):
-            stock = module.processor
-            processor = proc_cls(self, index, name, stock)
-            self.session.swap_processor(module, processor)
-            self.processors.append(processor)
-        if self.plan is not None and self.plan.layers and max(self.plan.layers) >= len(modules):
-            raise UnsupportedModelError(
-                f"plan {config.plan_path} names layer {max(self.plan.layers)}, but the model "
-                f"has {len(modules)} attention layers"
-            )
-        self.session.register_hook(self.session.denoiser, _GridHook(self), self.hook_name("grid"))
-
-    def detach(self) -> None:
-        self._masks.clear()
-        self._static.clear()
-
-    def on_generation_start(self) -> None:
-        self._masks.clear()
-        self._reset_stats()
-
-    # ------------------------------------------------------------------ statistics
-    def _reset_stats(self) -> None:
-        self._density: dict[int, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
-        self._flops_dense = 0.0
-        self._flops_done = 0.0
-        self._backends: Counter = Counter()
-        self._calls = Counter()
-        self._masks_built = 0
-        self._masks_reused = 0
-        self._layout_fallbacks = 0
-
-    def _record(self, layer: int, step: int | None, density: float, kind: str, flops: float) -> None:
-        self._density[layer]["unknown" if step is None else step].append(density)
-        self._flops_dense += flops
-        self._flops_done += flops * density
-        self._calls[kind] += 1
-
-    def stats(self) -> dict[str, Any]:
-        names = {p.layer_index: p.layer_name for p in self.processors}
-        steps = sorted({s for per in self._density.values() for s in per}, key=lambda s: (isinstance(s, str), s))
-        by_layer, by_layer_step = {}, {}
-        per_step: dict[Any, list[float]] = defaultdict(list)
-        every: list[float] = []
-        for layer in sorted(self._density):
-            per = self._density[layer]
-            values = [x for s in per for x in per[s]]
-            by_layer[names.get(layer, str(layer))] = round(sum(values) / len(values), 4)
-            by_layer_step[names.get(layer, str(layer))] = [
-                round(sum(per[s]) / len(per[s]), 4) if per.get(s) else None for s in steps
-            ]
-            for s in per:
-                per_step[s].extend(per[s])
-            every.extend(values)
-        saved = 1.0 - self._flops_done / self._flops_dense if self._flops_dense else 0.0
-        return {
-            "pattern": self.config.pattern,
-            "mean_density": round(sum(every) / len(every), 4) if every else None,
-            "density_by_step": {
-                s: round(sum(v) / len(v), 4)
-                for s, v in sorted(per_step.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))
-            },
-            "density_by_layer": by_layer,
-            "density_by_layer_step": by_layer_step,
-            "steps": steps,
-            "attention_flops_dense": self._flops_dense,
-            "attention_flops_computed": self._flops_done,
-            "attention_flops_saved": round(saved, 4),
-            "sparse_calls": self._calls["sparse"],
-            "dense_calls": self._calls["dense"],
-            "backends": dict(self._backends),
-            "masks_built": self._masks_built,
-            "masks_reused": self._masks_reused,
-            "layout_fallbacks": self._layout_fallbacks,
-        }
+    def __init__(
+        self,
+        config: SparseAttentionConfig,
+        context: DenoisingContext,
+        state: SparseAttentionState,
+        patterns: HeadPatterns | None,
+    ) -> None:
+        self.config = config
+        self.context = context
+        self.state = state
+        self.patterns = patterns
+        self.static_masks: dict[tuple, BlockSparseMask] = {}
+        self.observer: Observer | None = None  # the calibration's observer of dense calls
+        self.force_dense = False  # every call dense (calibration)
 
     # ------------------------------------------------------------------ decisions
-    def _dense_step(self, info: Any) -> bool:
+    def _dense_step(self, info: CallInfo | None) -> bool:
         fraction = self.config.dense_warmup_fraction
         if fraction <= 0.0 or info is None:
             return False
@@ -252,37 +176,37 @@ class SparseAttentionPlugin(Plugin):
         return step < math.ceil(fraction * steps - 1e-9)
 
     def _layout(self, video_len: int, text_len: int, text_position: str) -> SequenceLayout:
-        tile = tuple(self.plan.tile) if self.plan is not None else tuple(self.config.tile)
-        grid = self.grid
+        tile = tuple(self.patterns.tile) if self.patterns is not None else tuple(self.config.tile)
+        grid = self.state.grid
         if grid is not None and grid[0] * grid[1] * grid[2] == video_len:
             return SequenceLayout(*grid, text_len=text_len, text_position=text_position, tile=tile)  # type: ignore[arg-type]
-        self._layout_fallbacks += 1
+        self.state.layout_fallbacks += 1
         return SequenceLayout(1, 1, video_len, text_len=text_len, text_position=text_position, tile=(1, 1, 1))
 
     @property
     def block_size(self) -> int:
-        return self.plan.block_size if self.plan is not None else self.config.block_size
+        return self.patterns.block_size if self.patterns is not None else self.config.block_size
 
     def _build_mask(
         self, layer: int, q: torch.Tensor, k: torch.Tensor, layout: SequenceLayout
     ) -> BlockSparseMask | None:
         config, bs = self.config, self.block_size
         heads = q.shape[1]
-        if config.pattern == "plan":
-            key = ("plan", layer, layout, heads, str(q.device))
-            if key not in self._static:
-                self._static[key] = self.plan.mask(layer, layout, heads, q.device, config.force_diagonal)  # type: ignore[union-attr]
-            return self._static[key]
+        if config.pattern == "searched":
+            key = ("searched", layer, layout, heads, str(q.device))
+            if key not in self.static_masks:
+                self.static_masks[key] = self.patterns.mask(layer, layout, heads, q.device, config.force_diagonal)  # type: ignore[union-attr]
+            return self.static_masks[key]
         if config.pattern == "window":
             key = ("window", layout, str(q.device))
-            if key not in self._static:
+            if key not in self.static_masks:
                 blocks = window_blocks(layout, bs, bs, config.window, q.device)
-                self._static[key] = finalize(blocks, layout, bs, config.force_diagonal)
-            return self._static[key]
+                self.static_masks[key] = finalize(blocks, layout, bs, config.force_diagonal)
+            return self.static_masks[key]
         with torch.no_grad():
             scores = block_scores(q, k, bs, bs, config.score, min(config.samples_per_block, bs))
             keep = keep_by_threshold(scores, config.tau, config.min_keep, config.max_keep)
-        self._masks_built += 1
+        self.state.masks_built += 1
         return finalize(keep, layout, bs, config.force_diagonal)
 
     def _mask(
@@ -292,7 +216,7 @@ class SparseAttentionPlugin(Plugin):
             return self._build_mask(layer, q, k, layout)
         key = (layer, branch)
         shape = (layout, tuple(q.shape), str(q.device))
-        cached = self._masks.get(key)
+        cached = self.state.masks.get(key)
         reuse = self.config.mask_reuse_steps
         if (
             cached is not None
@@ -301,11 +225,11 @@ class SparseAttentionPlugin(Plugin):
             and cached[1] is not None
             and 0 <= step - cached[1] < reuse
         ):
-            self._masks_reused += 1
+            self.state.masks_reused += 1
             return cached[0]
         mask = self._build_mask(layer, q, k, layout)
         if reuse > 1:
-            self._masks[key] = (mask, step, shape)  # type: ignore[assignment]
+            self.state.masks[key] = (mask, step, shape)  # type: ignore[assignment]
         return mask
 
     # ------------------------------------------------------------------ the attention call
@@ -325,7 +249,7 @@ class SparseAttentionPlugin(Plugin):
     ) -> torch.Tensor:
         """Attention for one processor call. ``q, k, v`` are ``[B,N,H,D]`` (``seq_dim=1``) or
         ``[B,H,N,D]`` (``seq_dim=2``); the result has the same layout. ``dense()`` is the stock call."""
-        info = self.session.context.current
+        info = self.context.current
         step = info.step_index if info is not None else None
         branch = info.branch if info is not None else "cond"
         layer = processor.layer_index
@@ -348,21 +272,21 @@ class SparseAttentionPlugin(Plugin):
                 layout = self._layout(n - text_len, text_len, text_position)
                 qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
                 self.observer(layer, qw, kw, vw, layout)
-            self._record(layer, step, 1.0, "dense", flops)
+            self.state.record(layer, step, 1.0, "dense", flops)
             return dense()
 
         layout = self._layout(n - text_len, text_len, text_position)
         qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
         mask = self._mask(layer, branch, step, qw, kw, layout)
         if mask is None or mask.is_full():
-            self._record(layer, step, 1.0, "dense", flops)
+            self.state.record(layer, step, 1.0, "dense", flops)
             return dense()
 
         from ..kernels.dispatch import block_sparse_attention
 
         if lengths is None:
             out, used = block_sparse_attention(qw, kw, vw, mask, backend=self.config.backend)
-            self._backends[used] += 1
+            self.state.backends[used] += 1
         else:
             parts = []
             for i, length in enumerate(lengths):
@@ -370,11 +294,127 @@ class SparseAttentionPlugin(Plugin):
                 part, used = block_sparse_attention(
                     qw[i : i + 1], kw[i : i + 1, :, :length], vw[i : i + 1, :, :length], m, backend=self.config.backend
                 )
-                self._backends[used] += 1
+                self.state.backends[used] += 1
                 parts.append(part)
             out = torch.cat(parts, dim=0)
-        self._record(layer, step, mask.expand(b, h).density(), "sparse", flops)
+        self.state.record(layer, step, mask.expand(b, h).density(), "sparse", flops)
         return _model_order(out, layout, seq_dim)
+
+
+@register_plugin
+class SparseAttentionPlugin(Plugin):
+    """Block-sparse self/joint attention (see :class:`SparseAttentionConfig`)."""
+
+    config_cls = SparseAttentionConfig
+    name = "sparse_attention"
+    kinds = frozenset({"video_dit"})
+    claims = frozenset({"attention_processor"})
+    facts = FACTS
+
+    def __init__(self, config: SparseAttentionConfig, session: DenoiserSession) -> None:
+        super().__init__(config, session)
+        self.state = SparseAttentionState()
+        patterns = HeadPatterns.load(config.patterns_path) if config.pattern == "searched" else None  # type: ignore[arg-type]
+        self.attention = SparseAttention(config, session.context, self.state, patterns)
+        self.processors: list[SparseProcessor] = []
+
+    # ------------------------------------------------------------------ checks and lifecycle
+    @classmethod
+    def check(cls, adapter: Adapter, config: SparseAttentionConfig, has_pipeline: bool) -> None:
+        super().check(adapter, config, has_pipeline)
+        if adapter.discovered:
+            raise UnsupportedModelError(
+                f"SparseAttentionConfig replaces a family's own attention processors and needs its video token "
+                f"layout, which a hand-written adapter gives; {adapter.title} was discovered automatically"
+            )
+        if adapter.family not in PROCESSORS:
+            raise UnsupportedModelError(
+                f"SparseAttentionConfig does not support {adapter.title} ({adapter.family}): it replaces the stock "
+                "attention processor of the families whose processor and video token grid it knows; "
+                f"it supports: {', '.join(SUPPORTED_FAMILIES)}"
+            )
+
+    def attach(self) -> None:
+        config: SparseAttentionConfig = self.config
+        patterns = self.attention.patterns
+        adapter = self.session.adapter
+        model = unwrap(self.session.denoiser)
+        modules = adapter.attention_modules(model)
+        if not modules:
+            raise UnsupportedModelError(f"{adapter.title}: found no self/joint attention modules to make sparse")
+        beyond = [layer for layer in config.dense_layers if layer >= len(modules)]
+        if beyond:
+            raise ConfigError(
+                f"SparseAttentionConfig.dense_layers {beyond} are beyond this model's {len(modules)} attention "
+                f"layers (allowed: 0..{len(modules) - 1})"
+            )
+        proc_cls = PROCESSORS[adapter.family]
+        for name, module, _kind in modules:
+            stock = module.processor
+            if type(stock).__name__ not in proc_cls.stock_classes:
+                raise UnsupportedModelError(
+                    f"{name} uses {type(stock).__name__}; SparseAttentionConfig replaces only the stock "
+                    f"{' / '.join(proc_cls.stock_classes)} processor of {adapter.title}. Reset the model's processors "
+                    "or remove the other attention customisation first."
+                )
+        for index, (name, module, _kind) in enumerate(modules):
+            stock = module.processor
+            processor = proc_cls(self.attention, index, name, stock)
+            self.session.swap_processor(module, processor)
+            self.processors.append(processor)
+        if patterns is not None and patterns.layers and max(patterns.layers) >= len(modules):
+            raise UnsupportedModelError(
+                f"head patterns {config.patterns_path} name layer {max(patterns.layers)}, but the model "
+                f"has {len(modules)} attention layers"
+            )
+        grid_hook = _GridHook(self.state, adapter.family)
+        self.session.register_hook(self.session.denoiser, grid_hook, self.hook_name("grid"))
+
+    def detach(self) -> None:
+        self.state.masks.clear()
+        self.attention.static_masks.clear()
+
+    def on_generation_start(self) -> None:
+        self.state.reset()
+
+    def stats(self) -> dict[str, Any]:
+        state = self.state
+        names = {p.layer_index: p.layer_name for p in self.processors}
+        steps = sorted({s for per in state.density.values() for s in per}, key=lambda s: (isinstance(s, str), s))
+        by_layer, by_layer_step = {}, {}
+        per_step: dict[Any, list[float]] = defaultdict(list)
+        every: list[float] = []
+        for layer in sorted(state.density):
+            per = state.density[layer]
+            values = [x for s in per for x in per[s]]
+            by_layer[names.get(layer, str(layer))] = round(sum(values) / len(values), 4)
+            by_layer_step[names.get(layer, str(layer))] = [
+                round(sum(per[s]) / len(per[s]), 4) if per.get(s) else None for s in steps
+            ]
+            for s in per:
+                per_step[s].extend(per[s])
+            every.extend(values)
+        saved = 1.0 - state.flops_done / state.flops_dense if state.flops_dense else 0.0
+        return {
+            "pattern": self.config.pattern,
+            "mean_density": round(sum(every) / len(every), 4) if every else None,
+            "density_by_step": {
+                s: round(sum(v) / len(v), 4)
+                for s, v in sorted(per_step.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))
+            },
+            "density_by_layer": by_layer,
+            "density_by_layer_step": by_layer_step,
+            "steps": steps,
+            "attention_flops_dense": state.flops_dense,
+            "attention_flops_computed": state.flops_done,
+            "attention_flops_saved": round(saved, 4),
+            "sparse_calls": state.calls["sparse"],
+            "dense_calls": state.calls["dense"],
+            "backends": dict(state.backends),
+            "masks_built": state.masks_built,
+            "masks_reused": state.masks_reused,
+            "layout_fallbacks": state.layout_fallbacks,
+        }
 
 
 def _working(x: torch.Tensor, layout: SequenceLayout, seq_dim: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 if TYPE_CHECKING:
-    from .plugin import SparseAttentionPlugin
+    from .plugin import SparseAttention
 
 
 class SparseProcessor:
@@ -25,8 +25,8 @@ class SparseProcessor:
     #: class names of the stock processors this processor replaces
     stock_classes: tuple[str, ...] = ()
 
-    def __init__(self, plugin: SparseAttentionPlugin, layer_index: int, layer_name: str, stock: Any) -> None:
-        self.plugin = plugin
+    def __init__(self, attention: SparseAttention, layer_index: int, layer_name: str, stock: Any) -> None:
+        self.attention = attention
         self.layer_index = layer_index
         self.layer_name = layer_name
         self.stock = stock
@@ -87,7 +87,7 @@ class WanSparseProcessor(SparseProcessor):
         if rotary_emb is not None:
             q = _wan_rope(q, *rotary_emb)
             k = _wan_rope(k, *rotary_emb)
-        out = self.plugin.attend(
+        out = self.attention.attend(
             self,
             q,
             k,
@@ -146,7 +146,7 @@ class HunyuanVideoSparseProcessor(SparseProcessor):
                 ek = attn.norm_added_k(ek)
             q, k, v = torch.cat([q, eq], dim=1), torch.cat([k, ek], dim=1), torch.cat([v, ev], dim=1)
         text_len = encoder_hidden_states.shape[1] if encoder_hidden_states is not None else 0
-        out = self.plugin.attend(
+        out = self.attention.attend(
             self,
             q,
             k,
@@ -204,7 +204,7 @@ class CogVideoXSparseProcessor(SparseProcessor):
         def dense() -> torch.Tensor:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False)
 
-        out = self.plugin.attend(
+        out = self.attention.attend(
             self, q, k, v, seq_dim=2, text_len=text_len, text_position="first", key_padding=None, dense=dense
         )
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
@@ -239,7 +239,7 @@ class LTXVideoSparseProcessor(SparseProcessor):
         q = q.unflatten(2, (attn.heads, -1))
         k = k.unflatten(2, (attn.heads, -1))
         v = v.unflatten(2, (attn.heads, -1))
-        out = self.plugin.attend(
+        out = self.attention.attend(
             self,
             q,
             k,

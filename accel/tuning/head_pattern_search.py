@@ -1,4 +1,4 @@
-"""Offline search of a per-layer, per-head sparsity plan on calibration inputs (Sparse-vDiT, arXiv 2506.03065).
+"""Offline search of a per-layer, per-head sparsity pattern on calibration inputs (Sparse-vDiT, arXiv 2506.03065).
 
 For every attention call observed, sample query rows, compute their exact attention output, and
 the output under each candidate pattern; keep each head's worst relative error per pattern. Then
@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, StateError
+from ..sparse_attention.builders.head_patterns import HeadPatterns
 from ..sparse_attention.builders.patterns import PatternSpec, pattern_mask
-from ..sparse_attention.builders.plan import SparsePlan
 from ..sparse_attention.reorder import SequenceLayout
 
 DEFAULT_CANDIDATES = (
@@ -30,8 +30,9 @@ DEFAULT_CANDIDATES = (
 )
 
 
-class PlanSearch:
-    """Accumulates per-(layer, head, pattern) errors over observed attention calls; :meth:`result` makes the plan.
+class HeadPatternSearch:
+    """Accumulates per-(layer, head, pattern) errors over observed attention calls; :meth:`result` makes
+    the head patterns.
 
     Args:
         candidates: pattern specs to try (see :mod:`.patterns`); ``"dense"`` is always the fallback.
@@ -57,7 +58,7 @@ class PlanSearch:
     ) -> None:
         self.candidates = tuple(str(PatternSpec.parse(c)) for c in candidates)
         if not self.candidates:
-            raise ConfigError("PlanSearch needs at least one candidate pattern")
+            raise ConfigError("HeadPatternSearch needs at least one candidate pattern")
         if any(c in ("dense", "skip") for c in self.candidates):
             raise ConfigError("'dense' and 'skip' are not candidates: dense is the fallback, skip is allow_skip=True")
         if not 0.0 < error_bound:
@@ -119,11 +120,11 @@ class PlanSearch:
         self._layouts[layer] = layout
         self.observations += 1
 
-    def result(self, meta: dict[str, Any] | None = None) -> SparsePlan:
-        """The plan: per layer and head, the cheapest pattern within the bound (or skip / dense)."""
+    def result(self, meta: dict[str, Any] | None = None) -> HeadPatterns:
+        """The head patterns: per layer and head, the cheapest pattern within the bound (or skip / dense)."""
         if not self._errors:
             raise StateError(
-                "PlanSearch.result: no attention call was observed; run the model on calibration inputs first"
+                "HeadPatternSearch.result: no attention call was observed; run the model on calibration inputs first"
             )
         layers, errors, densities = {}, {}, {}
         for layer in sorted(self._errors):
@@ -153,7 +154,7 @@ class PlanSearch:
             "layouts": {str(k): [v.frames, v.height, v.width, v.text_len] for k, v in self._layouts.items()},
         }
         info.update(meta or {})
-        return SparsePlan(
+        return HeadPatterns(
             layers=layers,
             block_size=self.block_size,
             tile=self.tile,  # type: ignore[arg-type]
@@ -164,7 +165,7 @@ class PlanSearch:
         )
 
 
-def expected_density(plan: SparsePlan) -> float:
-    """Mean chosen density over every head of every planned layer (1.0 for an empty plan)."""
-    values = [x for v in plan.densities.values() for x in v]
+def expected_density(patterns: HeadPatterns) -> float:
+    """Mean chosen density over every head of every layer it covers (1.0 for empty patterns)."""
+    values = [x for v in patterns.densities.values() for x in v]
     return float(sum(values) / len(values)) if values else 1.0

@@ -1,9 +1,9 @@
-"""Offline plan search on a real pipeline or denoiser: run calibration inputs densely, observe every
+"""Offline head-pattern search on a real pipeline or denoiser: run calibration inputs densely, observe every
 attention layer's q/k/v, and pick per-head patterns (Sparse-vDiT, arXiv 2506.03065).
 
-    plan = calibrate_plan(pipe, lambda: pipe(**inputs), error_bound=0.05, block_size=64)
-    plan.save("wan_plan.json")
-    accel.apply(pipe, accel.SparseAttentionConfig(pattern="plan", plan_path="wan_plan.json"))
+    patterns = calibrate_head_patterns(pipe, lambda: pipe(**inputs), error_bound=0.05, block_size=64)
+    patterns.save("wan_patterns.json")
+    accel.apply(pipe, accel.SparseAttentionConfig(pattern="searched", patterns_path="wan_patterns.json"))
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 
 from ..api import apply, get_handle, remove
 from ..errors import StateError
-from ..sparse_attention.builders.plan import SparsePlan
+from ..sparse_attention.builders.head_patterns import HeadPatterns
 from ..sparse_attention.config import SparseAttentionConfig
-from .sparse_plan_search import DEFAULT_CANDIDATES, PlanSearch
+from .head_pattern_search import DEFAULT_CANDIDATES, HeadPatternSearch
 
 
-def calibrate_plan(
+def calibrate_head_patterns(
     target: Any,
     run: Callable[[], Any],
     *,
@@ -32,17 +32,19 @@ def calibrate_plan(
     steps: Sequence[int] | None = None,
     num_inference_steps: int | None = None,
     meta: dict[str, Any] | None = None,
-) -> SparsePlan:
-    """Search a :class:`SparsePlan` for ``target`` (a pipeline or video-DiT denoiser).
+) -> HeadPatterns:
+    """Search a :class:`HeadPatterns` for ``target`` (a pipeline or video-DiT denoiser).
 
     ``run()`` must call the pipeline/denoiser on calibration inputs; attention stays dense during
     the search (outputs are the stock outputs). ``steps`` restricts observation to those denoising
     steps (default: all). ``num_inference_steps`` is only needed for a bare denoiser with ``steps``.
-    See :class:`~accel.tuning.sparse_plan_search.PlanSearch` for the other arguments.
+    See :class:`~accel.tuning.head_pattern_search.HeadPatternSearch` for the other arguments.
     """
     if get_handle(target) is not None:
-        raise StateError("calibrate_plan needs a target without accel plugins; call accel.remove(target) first")
-    search = PlanSearch(candidates, error_bound, block_size, tile, allow_skip, skip_bound, sample_rows)
+        raise StateError(
+            "calibrate_head_patterns needs a target without accel plugins; call accel.remove(target) first"
+        )
+    search = HeadPatternSearch(candidates, error_bound, block_size, tile, allow_skip, skip_bound, sample_rows)
     config = SparseAttentionConfig(block_size=block_size, tile=tuple(tile), dense_warmup_fraction=0.0, dense_layers=())
     handle = apply(target, config, num_inference_steps=num_inference_steps)
     try:
@@ -55,8 +57,8 @@ def calibrate_plan(
                     if wanted is None or (info is not None and info.step_index in wanted):
                         search.observe(layer, q, k, v, layout)
 
-                plugin.force_dense = True
-                plugin.observer = observe
+                plugin.attention.force_dense = True
+                plugin.attention.observer = observe
         run()
     finally:
         remove(target)

@@ -1,9 +1,9 @@
-"""Offline per-layer, per-head sparsity plans (Sparse-vDiT, arXiv 2506.03065), stored as JSON.
+"""Offline per-layer, per-head sparsity patterns (Sparse-vDiT, arXiv 2506.03065), stored as JSON.
 
-A plan assigns each attention layer one pattern spec per head (``"window:2,8,8"``, ``"skip"``, ...;
-see :mod:`.patterns`). Layers missing from the plan run dense. Plans are plain JSON (never pickle)::
+Head patterns assign each attention layer one pattern spec per head (``"window:2,8,8"``, ``"skip"``, ...;
+see :mod:`.patterns`). Layers they leave out run dense. They are plain JSON (never pickle)::
 
-    {"format": "accel.sparse_attention.plan", "version": 1, "block_size": 64, "tile": [4, 4, 4],
+    {"format": "accel.sparse_attention.head_patterns", "version": 1, "block_size": 64, "tile": [4, 4, 4],
      "error_bound": 0.05, "layers": {"1": ["window:2,8,8", "skip", ...], ...},
      "errors": {"1": [0.012, 0.0, ...]}, "densities": {"1": [0.21, 0.0, ...]}, "meta": {...}}
 """
@@ -22,17 +22,17 @@ from ...kernels.block_mask import BlockSparseMask
 from ..reorder import SequenceLayout
 from .patterns import PatternSpec, pattern_mask
 
-PLAN_FORMAT = "accel.sparse_attention.plan"
-PLAN_VERSION = 1
+PATTERNS_FORMAT = "accel.sparse_attention.head_patterns"
+PATTERNS_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class SparsePlan:
+class HeadPatterns:
     """Per-layer, per-head pattern specs and the block geometry they were searched with.
 
     Attributes:
         layers: layer index (order of the adapter's attention modules) -> one spec per head.
-        block_size: mask block size (tokens) the plan was searched with.
+        block_size: mask block size (tokens) the patterns were searched with.
         tile: 3D tile of the token reordering.
         error_bound: the relative-error bound of the search, if any.
         errors: measured relative error of the chosen pattern per head (informational).
@@ -51,21 +51,21 @@ class SparsePlan:
     def __post_init__(self) -> None:
         for layer, specs in self.layers.items():
             if not isinstance(layer, int) or layer < 0:
-                raise ConfigError(f"plan layer keys must be non-negative integers, got {layer!r}")
+                raise ConfigError(f"head patterns: layer keys must be non-negative integers, got {layer!r}")
             if not specs:
-                raise ConfigError(f"plan layer {layer} lists no heads")
+                raise ConfigError(f"head patterns: layer {layer} lists no heads")
             for spec in specs:
                 PatternSpec.parse(spec)
         if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ConfigError(f"plan block_size must be a positive integer, got {self.block_size!r}")
+            raise ConfigError(f"head patterns: block_size must be a positive integer, got {self.block_size!r}")
         if len(self.tile) != 3 or any(int(t) < 1 for t in self.tile):
-            raise ConfigError(f"plan tile must be three positive integers, got {self.tile!r}")
+            raise ConfigError(f"head patterns: tile must be three positive integers, got {self.tile!r}")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": PLAN_FORMAT,
-            "version": PLAN_VERSION,
+            "format": PATTERNS_FORMAT,
+            "version": PATTERNS_VERSION,
             "block_size": self.block_size,
             "tile": list(self.tile),
             "error_bound": self.error_bound,
@@ -76,12 +76,16 @@ class SparsePlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SparsePlan:
-        if data.get("format") != PLAN_FORMAT:
-            raise ConfigError(f"not a sparse-attention plan (format {data.get('format')!r}, expected {PLAN_FORMAT!r})")
-        if data.get("version") != PLAN_VERSION:
+    def from_dict(cls, data: dict[str, Any]) -> HeadPatterns:
+        if data.get("format") != PATTERNS_FORMAT:
             raise ConfigError(
-                f"unsupported plan version {data.get('version')!r}; this accel reads version {PLAN_VERSION}"
+                f"not a sparse-attention head-patterns file (format {data.get('format')!r}, "
+                f"expected {PATTERNS_FORMAT!r})"
+            )
+        if data.get("version") != PATTERNS_VERSION:
+            raise ConfigError(
+                f"unsupported head-patterns version {data.get('version')!r}; "
+                f"this accel reads version {PATTERNS_VERSION}"
             )
 
         def per_layer(d: dict[str, Any], cast: Any) -> dict[int, tuple]:
@@ -102,13 +106,15 @@ class SparsePlan:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> SparsePlan:
-        """A plan saved by :meth:`save`; NotFoundError / ConfigError for a missing or unreadable file."""
+    def load(cls, path: str | Path) -> HeadPatterns:
+        """Head patterns saved by :meth:`save`; NotFoundError / ConfigError for a missing or unreadable file."""
         if not Path(path).exists():
-            raise NotFoundError(f"no sparse-attention plan file at {str(path)!r} (write one with SparsePlan.save)")
-        data = read_json(str(path), "sparse-attention plan")
+            raise NotFoundError(
+                f"no sparse-attention head-patterns file at {str(path)!r} (write one with HeadPatterns.save)"
+            )
+        data = read_json(str(path), "sparse-attention head patterns")
         if not isinstance(data, dict):
-            raise ConfigError(f"sparse-attention plan {str(path)!r} is not a JSON object")
+            raise ConfigError(f"sparse-attention head patterns {str(path)!r} is not a JSON object")
         return cls.from_dict(data)
 
     # ------------------------------------------------------------------ masks
@@ -125,7 +131,9 @@ class SparsePlan:
         if specs is None:
             return None
         if len(specs) != heads:
-            raise ConfigError(f"plan layer {layer} has {len(specs)} head patterns, the model has {heads} heads")
+            raise ConfigError(
+                f"head patterns: layer {layer} has {len(specs)} head patterns, the model has {heads} heads"
+            )
         if all(PatternSpec.parse(s).name == "dense" for s in specs):
             return None
         return pattern_mask(list(specs), layout, self.block_size, device, force_diagonal)
