@@ -33,7 +33,7 @@ import torch
 
 from .compiling import eager
 from .errors import ConfigError, MissingContextError, StateError
-from .loop_binding import LoopBinding, LoopHandlers
+from .loop_binding import LoopBinding, LoopHandlers, copy_refused
 from .ownership import ThreadOwnership
 from .tensors import first_tensor
 
@@ -164,6 +164,9 @@ class DenoisingContext:
         #: pipeline's ``prepare_latents`` made them for the last generation (None without a pipeline)
         self.latent_shape: tuple[int, ...] | None = None
         self._reset_loop_state()
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        raise copy_refused()  # every hook holds the context: a copy would share the original's loop
 
     # ------------------------------------------------------------------ lifecycle
     def _reset_loop_state(self) -> None:

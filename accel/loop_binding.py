@@ -87,7 +87,12 @@ class _Override:
         return self._handler(self.__wrapped__, *args, **kwargs)
 
     def __deepcopy__(self, memo: dict) -> Any:
-        raise StateError(
-            "copy.deepcopy of a pipeline with accel attached would share its accel state with the original; "
-            "use accel.replicate(pipe) for an independent accelerated copy, or accel.remove(pipe) before copying"
-        )
+        raise copy_refused()
+
+
+def copy_refused() -> StateError:
+    """Why a pipeline (or denoiser) with accel attached cannot be deep-copied."""
+    return StateError(
+        "copy.deepcopy of a pipeline with accel attached would share its accel state with the original; "
+        "use accel.replicate(pipe) for an independent accelerated copy, or accel.remove(pipe) before copying"
+    )

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.hooks import ModelHook
@@ -30,6 +30,9 @@ from .errors import AccelError, ConfigError, NotFoundError
 from .files import brief, read_json, resolve_inside, write_json
 from .fingerprint import check_sketch, denoiser_fingerprint, fingerprint_mismatch, warn_once
 from .plugin import ALL_KINDS, Plugin, config_from_dict, register_plugin, registered_configs
+
+if TYPE_CHECKING:
+    from .session import DenoiserSession
 
 FORMAT = "accel-plan/2"
 #: Speedups within this fraction of each other count as equal: an adaptive stack's FLOP ratio moves by a
@@ -97,7 +100,7 @@ class PlanTargetPlugin(Plugin):
     kinds = ALL_KINDS - {"vit"}
     needs_pipeline = True
 
-    def __init__(self, config: PlanTargetConfig, session: Any) -> None:
+    def __init__(self, config: PlanTargetConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
         self.weights_differ = False
         self.latent_shape_seen: tuple[int, ...] | None = None

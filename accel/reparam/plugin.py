@@ -29,6 +29,7 @@ from .serialization import read_checkpoint, restructure, set_layernorm_eps
 
 if TYPE_CHECKING:
     from ..api import AccelHandle
+    from ..session import DenoiserSession
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,7 @@ class RePaViTPlugin(Plugin):
     kinds = frozenset({"vit"})
     claims = frozenset({"ffn_structure"})
 
-    def __init__(self, config: RePaViTConfig, session: Any) -> None:
+    def __init__(self, config: RePaViTConfig, session: DenoiserSession) -> None:
         super().__init__(config, session)
         self._stats: dict[str, Any] = {}
 
