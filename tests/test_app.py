@@ -466,7 +466,7 @@ def test_custom_model_errors_do_not_reveal_server_paths(server, tmp_path):
         assert str(tmp_path) not in text and "/etc" not in text and "nope" not in text, text
         messages.add(text)
     assert len(messages) == 1, messages  # missing, a file and a folder without a pipeline read the same
-    from tests.test_loading import pickle_only_pipeline
+    from tests.test_pipelines_loading import pickle_only_pipeline
 
     pickled = pickle_only_pipeline(str(tmp_path / "pickled"), with_objects=True)
     with pytest.raises(gradio_client.exceptions.AppError, match="safetensors") as info:

@@ -306,7 +306,14 @@ def test_every_plugin_runs_the_shared_contract():
 
     from .plugin_mixin import PluginTesterMixin
 
-    for name in ("test_caching", "test_guidance", "test_ras", "test_repavit", "test_sparse_attention", "test_tune"):
+    for name in (
+        "test_caching",
+        "test_sampling_guidance",
+        "test_sampling_ras",
+        "test_reparam",
+        "test_sparse_attention",
+        "test_tuning_tune",
+    ):
         importlib.import_module(f"{__package__}.{name}")
     pending, covered = [PluginTesterMixin], set()
     while pending:

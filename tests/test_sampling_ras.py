@@ -96,10 +96,10 @@ def test_kv_cache_refreshes_on_dense_steps_and_updates_active_rows():
         seen.append(
             (
                 plugin.session.context.current.step_index,
-                plugin.active,
+                plugin.selection.active,
                 output,
                 before,
-                result if plugin.active is None else result.clone(),
+                result if plugin.selection.active is None else result.clone(),
             )
         )
         return result
@@ -153,11 +153,11 @@ def test_sparse_step_on_unchanged_input_reproduces_the_dense_step(family):
     with torch.no_grad():
         tiny.pipe(**kwargs)
     patch = plugin.layout.patch_size(tiny.denoiser)
-    active, n = plugin.plan[1], plugin.num_tokens
+    active, n = plugin.selection.chosen[1], plugin.selection.num_tokens
     accel.remove(tiny.pipe)
     for h in hooks:
         h.remove()
-    assert plugin.plan[0] is None and active.numel() == n // 2
+    assert plugin.selection.chosen[0] is None and active.numel() == n // 2
     dropped = torch.ones(n, dtype=torch.bool)
     dropped[active] = False
     calls = len(outputs) // 3  # denoiser calls per step (2 for separate CFG)
@@ -190,7 +190,7 @@ def test_lumina_kv_tables_refresh_on_dense_steps_and_update_active_rows(family):
         seen.append(
             (
                 plugin.session.context.current.step_index,
-                plugin.active,
+                plugin.selection.active,
                 key,
                 before,
                 full_k.clone(),

@@ -1,4 +1,4 @@
-"""Block-sparse attention: mask representation, builders, reordering, plans, and the plugin on the
+"""Block-sparse attention: mask representation, builders, reordering, searched head patterns, and the plugin on the
 tiny Wan / CogVideoX / HunyuanVideo / LTX-Video pipelines."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from accel.sparse_attention import (
     PatternSpec,
     SequenceLayout,
     SparseAttentionConfig,
-    SparsePlan,
     dense_text,
     force_diagonal,
     pattern_mask,
@@ -37,8 +36,7 @@ from accel.sparse_attention.builders import (
     window_blocks,
 )
 from accel.sparse_attention.plugin import _model_order, _working, suffix_lengths
-from accel.tuning.sparse_calibration import calibrate_plan
-from accel.tuning.sparse_plan_search import PlanSearch
+from accel.tuning.sparse_calibration import calibrate_head_patterns
 
 from .plugin_mixin import PluginTesterMixin, Target, at_apply
 
@@ -220,53 +218,9 @@ def test_pattern_specs_and_per_head_masks():
     assert torch.equal(blocks[0, :3, :3], torch.eye(3, dtype=torch.bool))
 
 
-# ====================================================================================== plans
-def _plan_inputs():
-    layout = SequenceLayout(4, 4, 4, tile=(1, 2, 2))  # 64 tokens, blocks of 4 = one 2x2 tile
-    coords = layout.token_coords()
-    frame = F.one_hot(coords[:, 0], 8).float()
-    g = torch.Generator().manual_seed(0)
-    q = torch.stack([frame * 12.0, frame, torch.zeros(64, 8)])[None]  # [1,3,64,8]
-    v = torch.randn(1, 3, 64, 8, generator=g)
-    v[0, 1] = 0.0  # head 1 outputs nothing
-    return layout, q, q.clone(), v
-
-
-def test_plan_search_picks_cheapest_pattern_within_bound(tmp_path):
-    layout, q, k, v = _plan_inputs()
-    search = PlanSearch(
-        ["diagonal:1", "temporal:0", "window:1,3,3"],
-        error_bound=0.05,
-        block_size=4,
-        tile=(1, 2, 2),
-        allow_skip=True,
-        skip_bound=0.01,
-        sample_rows=64,
-    )
-    search.observe(0, q, k, v, layout, scale=1.0)
-    plan = search.result(meta={"model": "synthetic"})
-    # head 0 attends within its frame: temporal:0 is enough and cheaper than the window;
-    # head 1 has zero output: skipped; head 2 is uniform attention: nothing sparse is close enough
-    assert plan.layers[0] == ("temporal:0", "skip", "dense")
-    assert plan.errors[0][0] <= 0.05 and plan.densities[0][2] == 1.0
-    path = plan.save(tmp_path / "plan.json")
-    assert json.loads(path.read_text())["format"] == "accel.sparse_attention.plan"
-    loaded = SparsePlan.load(path)
-    assert loaded == plan
-    mask = loaded.mask(0, layout, heads=3)
-    assert mask.kv_num[0, 1].max() == 0 and mask.to_block_bool()[0, 2].all()
-    with pytest.raises(ValueError, match="head patterns"):
-        loaded.mask(0, layout, heads=4)
-    assert loaded.mask(5, layout, heads=3) is None  # layers missing from the plan run dense
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(ValueError, match="not a sparse-attention plan"):
-        SparsePlan.load(bad)
-
-
 # ====================================================================================== config
 def test_config_validation_names_allowed_values():
-    with pytest.raises(accel.ConfigError, match=r"pattern must be one of \['dynamic', 'window', 'plan'\]"):
+    with pytest.raises(accel.ConfigError, match=r"pattern must be one of \['dynamic', 'window', 'searched'\]"):
         SparseAttentionConfig(pattern="radial")
     with pytest.raises(accel.ConfigError, match="backend must be one of"):
         SparseAttentionConfig(backend="cuda")
@@ -274,8 +228,8 @@ def test_config_validation_names_allowed_values():
         SparseAttentionConfig(block_size=48)
     with pytest.raises(accel.ConfigError, match="must not exceed max_keep"):
         SparseAttentionConfig(min_keep=0.6, max_keep=0.5)
-    with pytest.raises(accel.ConfigError, match="needs plan_path"):
-        SparseAttentionConfig(pattern="plan")
+    with pytest.raises(accel.ConfigError, match="needs patterns_path"):
+        SparseAttentionConfig(pattern="searched")
     with pytest.raises(accel.ConfigError, match="tau"):
         SparseAttentionConfig(tau=0.0)
     with pytest.raises(accel.ConfigError, match="window must be three"):
@@ -339,7 +293,7 @@ def test_density_one_equals_stock_output(family):
     out = _run(tiny, steps=2)
     stats = plugin.stats()
     assert stats["dense_calls"] > 0 and stats["sparse_calls"] == 0 and stats["mean_density"] == 1.0
-    assert plugin.grid is not None and stats["layout_fallbacks"] == 0
+    assert plugin.state.grid is not None and stats["layout_fallbacks"] == 0
     assert torch.equal(out, stock)
     accel.remove(tiny.pipe)
 
@@ -438,16 +392,16 @@ def test_window_pattern_and_alias():
     out = _run(tiny, steps=2)
     stats = _plugin(handle).stats()
     assert torch.isfinite(out).all() and stats["sparse_calls"] > 0
-    grid = _plugin(handle).grid
+    grid = _plugin(handle).state.grid
     expected = pattern_mask(["window:0,2,2"], SequenceLayout(*grid, tile=(1, 2, 4)), 8).density()
     assert stats["mean_density"] == pytest.approx(expected, abs=1e-4) and expected < 1.0
     accel.remove(tiny.pipe)
 
 
-def test_calibrate_plan_then_apply_plan(tmp_path):
+def test_calibrate_head_patterns_then_apply_them(tmp_path):
     tiny = tiny_pipeline("cogvideox")
     stock = _run(tiny, steps=2)
-    plan = calibrate_plan(
+    plan = calibrate_head_patterns(
         tiny.pipe,
         lambda: _run(tiny, steps=2),
         candidates=["diagonal:1", "temporal:0"],
@@ -464,7 +418,7 @@ def test_calibrate_plan_then_apply_plan(tmp_path):
     handle = accel.apply(
         tiny.pipe,
         SparseAttentionConfig(
-            pattern="plan", plan_path=str(path), dense_warmup_fraction=0.0, dense_layers=(), backend="torch"
+            pattern="searched", patterns_path=str(path), dense_warmup_fraction=0.0, dense_layers=(), backend="torch"
         ),
     )
     out = _run(tiny, steps=2)
@@ -510,8 +464,8 @@ class TestSparseAttentionPlugin(PluginTesterMixin):
     )
     unsupported_family = "pixart"
     bad_configs = [
-        ({"pattern": "radial"}, "SparseAttentionConfig.pattern must be one of ['dynamic', 'window', 'plan']"),
-        ({"pattern": "plan"}, "SparseAttentionConfig.pattern='plan' needs plan_path"),
+        ({"pattern": "radial"}, "SparseAttentionConfig.pattern must be one of ['dynamic', 'window', 'searched']"),
+        ({"pattern": "searched"}, "SparseAttentionConfig.pattern='searched' needs patterns_path"),
         ({"tau": 0.0}, "SparseAttentionConfig.tau must be a number in (0.0, 1.0], got 0.0"),
         ({"min_keep": 0.6}, "SparseAttentionConfig.min_keep (0.6) must not exceed max_keep (0.5)"),
         ({"block_size": 48}, "SparseAttentionConfig.block_size must be one of [4, 8, 16, 32, 64, 128, 256], got 48"),
@@ -524,7 +478,9 @@ class TestSparseAttentionPlugin(PluginTesterMixin):
             "SparseAttentionConfig.block_size must be one of [4, 8, 16, 32, 64, 128, 256], got 64.0",
         ),
         at_apply(
-            {"pattern": "plan", "plan_path": "missing_plan.json"}, "missing_plan.json", error=accel.NotFoundError
+            {"pattern": "searched", "patterns_path": "missing_plan.json"},
+            "missing_plan.json",
+            error=accel.NotFoundError,
         ),
     ]
     identity_stats = {"sparse_calls": 0, "mean_density": 1.0, "attention_flops_saved": 0.0}

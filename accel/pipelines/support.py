@@ -155,7 +155,7 @@ def markdown() -> str:
         "# Supported models",
         "",
         "Generated from the adapter registry and from automatic block discovery by "
-        "`python -m accel.pipelines.support > docs/models.md`; `tests/test_models.py` checks that it is "
+        "`python -m accel.pipelines.support > docs/models.md`; `tests/test_pipelines_models.py` checks that it is "
         "current. A diffusers transformer with no hand-written adapter is still accelerated when its "
         "repeated blocks can be discovered (second table): BlockCache and adaptive guidance work on it, "
         "while RAS and sparse attention need a hand-written adapter. `-`: the plugin is for another kind of "

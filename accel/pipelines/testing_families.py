@@ -1,5 +1,5 @@
 """Tiny random configurations of the families added in 2026 (and of two classes accel only discovers),
-with the keyword inputs of one denoiser call: the test factory of ``tests/test_models.py``.
+with the keyword inputs of one denoiser call: the test factory of ``tests/test_pipelines_models.py``.
 
 Built from configs, no download, the way diffusers' own model tests build theirs (sizes read from
 those tests and checked against the installed classes). Each family's ``inputs(batch, seed, step)``
