@@ -8,7 +8,7 @@ A dump holds:
 
 * every record of the default ``accel eval`` sweep (run afresh in a temporary folder): per entry,
   prompt and seed, the NFEs, the denoiser calls, and a hash of the sample's pixels; and the summary
-  columns (PSNR, SSIM, FID, alignment, FLOP ratio, NFE) of every entry, rounded to 1e-6;
+  columns (PSNR, SSIM, FID, alignment, FLOP ratios, NFE) of every entry, rounded to 1e-6;
 * ``accel tune``'s search space and first population on every built-in diffusion model;
 * the demo's plugin panels (fields, presets, no-op settings) and the compatibility verdict of every
   pair of plugins.
@@ -26,7 +26,18 @@ import sys
 import tempfile
 from typing import Any
 
-SUMMARY_COLUMNS = ("psnr", "ssim", "fid", "alignment", "temporal_consistency", "flops_ratio", "speedup", "nfe")
+#: every quality, FLOP and NFE column of an entry's row; not the wall-clock ``speedup`` (it changes from run to run)
+SUMMARY_COLUMNS = (
+    "psnr",
+    "ssim",
+    "fid",
+    "alignment",
+    "temporal_consistency",
+    "clip_score",
+    "flop_ratio",
+    "denoiser_flop_ratio",
+    "nfe",
+)
 
 
 def sweep() -> dict[str, Any]:
@@ -88,9 +99,9 @@ def demo_and_compat() -> dict[str, Any]:
     for a, b in itertools.combinations(presets.plugins(), 2):
         try:
             check_compatible([a.config({}), b.config({})])
-            pairs[f"{a.key}+{b.key}"] = "compatible"
+            pairs["+".join(sorted((a.key, b.key)))] = "compatible"  # keyed by the pair, not the panels' order
         except IncompatiblePluginsError as exc:
-            pairs[f"{a.key}+{b.key}"] = str(exc)
+            pairs["+".join(sorted((a.key, b.key)))] = str(exc)
     return {"panels": panels, "pairs": pairs}
 
 
