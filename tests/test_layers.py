@@ -30,6 +30,7 @@ CORE = {
     "facts",
     "ownership",
     "loop_binding",
+    "parallel",
 }
 PLUGINS = {"caching", "sampling", "sparse_attention", "reparam"}
 

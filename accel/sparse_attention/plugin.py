@@ -22,6 +22,7 @@ from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
 from ..facts import Field, Gene, PluginFacts
 from ..kernels.block_mask import BlockSparseMask
+from ..parallel import refuse_context_parallelism
 from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
 from .builders.dynamic import block_scores, keep_by_threshold
@@ -335,6 +336,7 @@ class SparseAttentionPlugin(Plugin):
             )
 
     def attach(self) -> None:
+        self._refuse_context_parallelism()
         config: SparseAttentionConfig = self.config
         patterns = self.attention.patterns
         adapter = self.session.adapter
@@ -374,7 +376,16 @@ class SparseAttentionPlugin(Plugin):
         self.state.masks.clear()
         self.attention.static_masks.clear()
 
+    def _refuse_context_parallelism(self) -> None:
+        refuse_context_parallelism(
+            "SparseAttentionConfig",
+            self.session.denoiser,
+            "its attention processors run the sharded attention of diffusers' context-parallel dispatch, "
+            "so every call would stay dense (no speed-up)",
+        )
+
     def on_generation_start(self) -> None:
+        self._refuse_context_parallelism()
         self.state.reset()
 
     def stats(self) -> dict[str, Any]:

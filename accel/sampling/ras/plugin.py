@@ -22,6 +22,7 @@ import torch
 
 from ...errors import UnsupportedModelError
 from ...facts import Field, Gene, PluginFacts
+from ...parallel import refuse_context_parallelism
 from ...plugin import Plugin, register_plugin
 from .config import RASConfig
 from .flux_processor import RASFluxAttnProcessor
@@ -97,6 +98,7 @@ class RASPlugin(Plugin):
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> None:
         model = self.session.denoiser
+        self._refuse_context_parallelism()
         self.layout = layout_for(self.session.adapter.family)
         attentions = self.session.adapter.attention_modules(model, kinds=("self_attn", "joint_attn"))
         kv_attentions = [attn for _, attn, _ in attentions] if self.layout.kv == "linear" else []
@@ -162,7 +164,16 @@ class RASPlugin(Plugin):
         return step_fn(*args, **kwargs)
 
     # ------------------------------------------------------------------ state & statistics
+    def _refuse_context_parallelism(self) -> None:
+        refuse_context_parallelism(
+            "RASConfig",
+            self.session.denoiser,
+            "each rank holds only its shard of the image tokens, so RAS cannot rank them on the full "
+            "sequence and would recompute every token (no speed-up)",
+        )
+
     def on_generation_start(self) -> None:
+        self._refuse_context_parallelism()
         self.selection.reset()
         for processor in self.processors:
             processor.reset()

@@ -1,0 +1,146 @@
+"""One rank of a context-parallel run on the CPU: ``torchrun --nproc_per_node 2 -m tests.context_parallel_worker OUT``.
+
+Each rank builds the same tiny pipelines and shards their denoisers with diffusers' Ulysses context
+parallelism (gloo). Per rank, under ``OUT``:
+
+* ``rank<k>_<case>.pt``: the output of every case of :data:`CASES` (plain, and each plugin or stack
+  that runs under context parallelism), with ``rank<k>.json`` holding its ``accel.summary`` savings;
+* in ``rank<k>.json``, what RAS and sparse attention do when applied to a context-parallel denoiser,
+  and when parallelism is enabled after they were applied: each must refuse with the reason, never
+  run silently as a no-op.
+
+The test (``tests/test_parallel.py``) runs :data:`CASES` in one process and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+STEPS = 4
+
+
+def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
+    import accel
+
+    def block_cache() -> Any:
+        return accel.BlockCacheConfig(interval=2)
+
+    def guidance() -> Any:
+        return accel.AdaptiveGuidanceConfig(threshold=-1.0)  # CFG dropped after the first step
+
+    return {
+        f"{family}_{name}": (family, configs)
+        for family in ("wan", "flux")
+        for name, configs in (
+            ("plain", lambda: []),
+            ("block_cache", lambda: [block_cache()]),
+            ("adaptive_guidance", lambda: [guidance()]),
+            ("block_cache+adaptive_guidance", lambda: [block_cache(), guidance()]),
+        )
+    }
+
+
+#: case name -> (tiny family, the plugin configs it applies)
+CASES = _cases()
+
+
+def run_case(tiny: Any, configs: list[Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The case's output and the savings ``accel.summary`` reports (NFE, each plugin's own counts)."""
+    import accel
+
+    if configs:
+        accel.apply(tiny.pipe, *configs)
+    with torch.no_grad():
+        output = tiny(**tiny.inputs(steps=STEPS))
+    summary = accel.summary(tiny.pipe) if configs else {}
+    savings = {"nfe": summary["last_call"]["nfe"]} if configs else {}
+    for denoiser in summary.get("denoisers", {}).values():
+        for plugin, stats in denoiser["plugins"].items():
+            savings[plugin] = {k: stats[k] for k in ("recompute_fraction", "cfg_dropped_at_step") if k in stats}
+    return output, savings
+
+
+def _perturbed_shard(tiny: Any, rank: int, calls: list[int]) -> dict[str, Any]:
+    """Adaptive guidance at a threshold its similarities cross, with rank 1's shard of the first block's
+    input perturbed: each rank still takes the same decision (it tests gathered predictions)."""
+    import accel
+
+    def perturb(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        calls.append(1)
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        noisy = hidden + 0.5 * torch.randn(hidden.shape, generator=torch.Generator().manual_seed(7))
+        if "hidden_states" in kwargs:
+            return args, {**kwargs, "hidden_states": noisy}
+        return (noisy, *args[1:]), kwargs
+
+    if rank == 1:
+        tiny.denoiser.blocks[0].register_forward_pre_hook(perturb, with_kwargs=True)
+    accel.apply(tiny.pipe, accel.AdaptiveGuidanceConfig(threshold=0.3, reduction="sample"))
+    with torch.no_grad():
+        output = tiny(**tiny.inputs(steps=STEPS, batch=2))
+    stats = accel.summary(tiny.pipe)
+    plugin = next(iter(stats["denoisers"].values()))["plugins"]["adaptive_guidance"]
+    return {
+        "output": [float(output.double().sum()), float(output.double().square().sum())],
+        "similarities": plugin["similarities"],
+        "cfg_dropped_at_step": {str(k): v for k, v in plugin["cfg_dropped_at_step"].items()},
+        "nfe": stats["last_call"]["nfe"],
+    }
+
+
+def _outcome(call: Callable[[], Any]) -> str:
+    try:
+        call()
+    except Exception as exc:  # recorded for the test to judge
+        return f"{type(exc).__name__}: {exc}"
+    return "ran"
+
+
+def main(out_dir: str) -> None:
+    import torch.distributed as dist
+
+    # diffusers 0.42.1 places rank r on device ``r % torch.accelerator.device_count()``, which divides by
+    # zero on a machine without accelerators. On the CPU every process is its own device: count one.
+    torch.accelerator.device_count = lambda: 1
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+
+    from diffusers import ContextParallelConfig
+
+    import accel
+    from accel.pipelines.testing import tiny_pipeline
+
+    def parallel(tiny: Any) -> Any:
+        tiny.denoiser.enable_parallelism(config=ContextParallelConfig(ulysses_degree=2))
+        return tiny
+
+    results: dict[str, Any] = {}
+    for name, (family, configs) in CASES.items():
+        output, results[name] = run_case(parallel(tiny_pipeline(family)), configs())
+        torch.save(output, os.path.join(out_dir, f"rank{rank}_{name}.pt"))
+    calls: list[int] = []
+    results["perturbed"] = _perturbed_shard(parallel(tiny_pipeline("wan")), rank, calls)
+    results["perturbed_calls"] = len(calls)
+    for family, config in (
+        ("flux", accel.RASConfig(sample_ratio=0.5, warmup_steps=1)),
+        ("wan", accel.SparseAttentionConfig(dense_warmup_fraction=0.0, backend="torch")),
+    ):
+        tiny = parallel(tiny_pipeline(family))
+        results[f"refused_{family}_apply"] = _outcome(lambda tiny=tiny, config=config: accel.apply(tiny.pipe, config))
+        late = tiny_pipeline(family)
+        accel.apply(late.pipe, config)
+        parallel(late)
+        results[f"refused_{family}_late"] = _outcome(lambda late=late: late(**late.inputs(steps=STEPS)))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(results, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

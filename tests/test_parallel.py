@@ -1,0 +1,69 @@
+"""diffusers' context parallelism (Ulysses, 2 processes, gloo on the CPU) with accel's plugins.
+
+The plugins that run there (BlockCache, adaptive guidance, and the two stacked) give the same output
+on every rank, equal to one process, with the same savings; the two whose token or attention choice
+needs the whole sequence (RAS, sparse attention) refuse with the reason, at apply and when
+parallelism is enabled after apply, instead of silently doing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from accel.pipelines.testing import tiny_pipeline
+
+from .context_parallel_worker import CASES, run_case
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def parallel_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("context_parallel")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["-m", "tests.context_parallel_worker", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    return out, ranks
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case):
+    out, ranks = parallel_run
+    family, configs = CASES[case]
+    outputs = [torch.load(out / f"rank{r}_{case}.pt", weights_only=True) for r in range(2)]
+    assert torch.equal(outputs[0], outputs[1])  # every rank holds the same, gathered output
+    single, savings = run_case(tiny_pipeline(family), configs())
+    assert torch.allclose(outputs[0], single, atol=1e-5), float((outputs[0] - single).abs().max())
+    assert ranks[0][case] == ranks[1][case] == savings  # the same savings, reported alike on every rank
+    if "block_cache" in case:
+        assert savings["block_cache"]["recompute_fraction"] < 1.0  # components really reused
+    if "adaptive_guidance" in case:  # two calls (CFG) at step 0, one at each of the 3 others
+        assert savings["adaptive_guidance"]["cfg_dropped_at_step"] == 1 and savings["nfe"] == 5.0
+
+
+def test_ranks_take_the_same_data_dependent_decision_when_one_shard_differs(parallel_run):
+    """Rank 1's shard of the first block's input is perturbed; adaptive guidance (per sample, at a
+    threshold its similarities cross) still decides alike on both ranks, from gathered predictions."""
+    _, ranks = parallel_run
+    first, second = ranks[0]["perturbed"], ranks[1]["perturbed"]
+    assert ranks[0]["perturbed_calls"] == 0 and ranks[1]["perturbed_calls"] > 0  # only rank 1's shard moved
+    assert first == second
+    assert first["cfg_dropped_at_step"] and first["nfe"] < 2 * 4  # the decision was taken, and saved calls
+
+
+@pytest.mark.parametrize("family,config", [("flux", "RASConfig"), ("wan", "SparseAttentionConfig")])
+@pytest.mark.parametrize("when", ["apply", "late"])
+def test_token_choosing_plugins_refuse_context_parallelism(parallel_run, family, config, when):
+    _, ranks = parallel_run
+    for rank in ranks:
+        message = rank[f"refused_{family}_{when}"]
+        assert message.startswith("UnsupportedModelError: ") and config in message
+        assert "context parallelism (ulysses_degree=2" in message and "no speed-up" in message
