@@ -5,6 +5,7 @@ parallelism (gloo). Per rank, under ``OUT``:
 
 * ``rank<k>_<case>.pt``: the output of every case of :data:`CASES` (plain, and each plugin or stack
   that runs under context parallelism), with ``rank<k>.json`` holding its ``accel.summary`` savings;
+* ``rank<k>_compiled.pt`` and the graph counts of two compiled generations (``compile_repeated_blocks``);
 * in ``rank<k>.json``, what RAS and sparse attention do when applied to a context-parallel denoiser,
   and when parallelism is enabled after they were applied: each must refuse with the reason, never
   run silently as a no-op.
@@ -94,6 +95,30 @@ def _perturbed_shard(tiny: Any, rank: int, calls: list[int]) -> dict[str, Any]:
     }
 
 
+def _compiled(tiny: Any) -> dict[str, Any]:
+    """BlockCache + adaptive guidance on a context-parallel denoiser whose repeated blocks are compiled
+    (a graph-recording eager backend): the graphs each of two generations compiles, and the output."""
+    import accel
+
+    torch._dynamo.reset()
+    graphs: list = []
+
+    def backend(gm: Any, example_inputs: Any) -> Any:
+        graphs.append(gm)
+        return gm.forward
+
+    accel.apply(tiny.pipe, accel.BlockCacheConfig(interval=2), accel.AdaptiveGuidanceConfig(threshold=-1.0))
+    tiny.denoiser.compile_repeated_blocks(backend=backend)
+    counts = []
+    with torch._dynamo.config.patch(recompile_limit=64, accumulated_recompile_limit=4096), torch.no_grad():
+        for _ in range(2):
+            before = len(graphs)
+            output = tiny(**tiny.inputs(steps=STEPS))
+            counts.append(len(graphs) - before)
+    torch._dynamo.reset()
+    return {"graphs": counts, "output": output}
+
+
 def _outcome(call: Callable[[], Any]) -> str:
     try:
         call()
@@ -124,6 +149,9 @@ def main(out_dir: str) -> None:
     for name, (family, configs) in CASES.items():
         output, results[name] = run_case(parallel(tiny_pipeline(family)), configs())
         torch.save(output, os.path.join(out_dir, f"rank{rank}_{name}.pt"))
+    compiled = _compiled(parallel(tiny_pipeline("wan")))
+    torch.save(compiled.pop("output"), os.path.join(out_dir, f"rank{rank}_compiled.pt"))
+    results["compiled"] = compiled
     calls: list[int] = []
     results["perturbed"] = _perturbed_shard(parallel(tiny_pipeline("wan")), rank, calls)
     results["perturbed_calls"] = len(calls)

@@ -49,6 +49,18 @@ def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case)
         assert savings["adaptive_guidance"]["cfg_dropped_at_step"] == 1 and savings["nfe"] == 5.0
 
 
+def test_compiled_blocks_under_context_parallelism_compile_nothing_new_on_a_second_call(parallel_run):
+    """``compile_repeated_blocks`` on the context-parallel Wan with BlockCache + adaptive guidance: the
+    second generation compiles no graph, and the output is the eager context-parallel one."""
+    out, ranks = parallel_run
+    for rank in range(2):
+        first, second = ranks[rank]["compiled"]["graphs"]
+        assert first >= 1 and second == 0, (first, second)
+        compiled = torch.load(out / f"rank{rank}_compiled.pt", weights_only=True)
+        eager = torch.load(out / f"rank{rank}_wan_block_cache+adaptive_guidance.pt", weights_only=True)
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
 def test_ranks_take_the_same_data_dependent_decision_when_one_shard_differs(parallel_run):
     """Rank 1's shard of the first block's input is perturbed; adaptive guidance (per sample, at a
     threshold its similarities cross) still decides alike on both ranks, from gathered predictions."""
