@@ -6,9 +6,9 @@ parallelism (gloo). Per rank, under ``OUT``:
 * ``rank<k>_<case>.pt``: the output of every case of :data:`CASES` (plain, and each plugin or stack
   that runs under context parallelism), with ``rank<k>.json`` holding its ``accel.summary`` savings;
 * ``rank<k>_compiled.pt`` and the graph counts of two compiled generations (``compile_repeated_blocks``);
-* in ``rank<k>.json``, what RAS and sparse attention do when applied to a context-parallel denoiser,
-  and when parallelism is enabled after they were applied: each must refuse with the reason, never
-  run silently as a no-op.
+* in ``rank<k>.json``, what RAS (under Ulysses) and sparse attention (under Ring attention) do when
+  applied to a context-parallel denoiser, and when parallelism is enabled after they were applied:
+  each must refuse with the reason, never run silently as a no-op.
 
 The test (``tests/test_parallel.py``) runs :data:`CASES` in one process and compares.
 """
@@ -24,6 +24,17 @@ from typing import Any
 import torch
 
 STEPS = 4
+#: what each plugin's summary says it saved
+SAVINGS = (
+    "recompute_fraction",
+    "cfg_dropped_at_step",
+    "mean_density",
+    "attention_flops_saved",
+    "attention_flops_dense",
+    "attention_flops_computed",
+    "sparse_calls",
+    "dense_calls",
+)
 
 
 def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
@@ -35,8 +46,19 @@ def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
     def guidance() -> Any:
         return accel.AdaptiveGuidanceConfig(threshold=-1.0)  # CFG dropped after the first step
 
-    return {
-        f"{family}_{name}": (family, configs)
+    def sparse() -> Any:  # small blocks, tiles and thresholds, so that the tiny Wan's masks are sparse
+        return accel.SparseAttentionConfig(
+            tau=0.5,
+            min_keep=0.0,
+            max_keep=0.5,
+            dense_warmup_fraction=0.0,
+            block_size=8,
+            tile=(1, 2, 2),
+            backend="torch",
+        )
+
+    cases = {
+        f"{family}_{name}": (family, configs, {})
         for family in ("wan", "flux")
         for name, configs in (
             ("plain", lambda: []),
@@ -45,25 +67,29 @@ def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
             ("block_cache+adaptive_guidance", lambda: [block_cache(), guidance()]),
         )
     }
+    video = {"height": 64, "width": 64}  # enough video tokens for several 8-token blocks
+    cases["wan_sparse_attention"] = ("wan", lambda: [sparse()], video)
+    cases["wan_sparse_attention+adaptive_guidance"] = ("wan", lambda: [sparse(), guidance()], video)
+    return cases
 
 
-#: case name -> (tiny family, the plugin configs it applies)
+#: case name -> (tiny family, the plugin configs it applies, call arguments besides the defaults)
 CASES = _cases()
 
 
-def run_case(tiny: Any, configs: list[Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+def run_case(tiny: Any, configs: list[Any], inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
     """The case's output and the savings ``accel.summary`` reports (NFE, each plugin's own counts)."""
     import accel
 
     if configs:
         accel.apply(tiny.pipe, *configs)
     with torch.no_grad():
-        output = tiny(**tiny.inputs(steps=STEPS))
+        output = tiny(**tiny.inputs(steps=STEPS, **inputs))
     summary = accel.summary(tiny.pipe) if configs else {}
     savings = {"nfe": summary["last_call"]["nfe"]} if configs else {}
     for denoiser in summary.get("denoisers", {}).values():
         for plugin, stats in denoiser["plugins"].items():
-            savings[plugin] = {k: stats[k] for k in ("recompute_fraction", "cfg_dropped_at_step") if k in stats}
+            savings[plugin] = {k: stats[k] for k in SAVINGS if k in stats}
     return output, savings
 
 
@@ -141,13 +167,14 @@ def main(out_dir: str) -> None:
     import accel
     from accel.pipelines.testing import tiny_pipeline
 
-    def parallel(tiny: Any) -> Any:
-        tiny.denoiser.enable_parallelism(config=ContextParallelConfig(ulysses_degree=2))
+    def parallel(tiny: Any, ring: bool = False) -> Any:
+        degrees = {"ring_degree": 2} if ring else {"ulysses_degree": 2}
+        tiny.denoiser.enable_parallelism(config=ContextParallelConfig(**degrees))
         return tiny
 
     results: dict[str, Any] = {}
-    for name, (family, configs) in CASES.items():
-        output, results[name] = run_case(parallel(tiny_pipeline(family)), configs())
+    for name, (family, configs, inputs) in CASES.items():
+        output, results[name] = run_case(parallel(tiny_pipeline(family)), configs(), inputs)
         torch.save(output, os.path.join(out_dir, f"rank{rank}_{name}.pt"))
     compiled = _compiled(parallel(tiny_pipeline("wan")))
     torch.save(compiled.pop("output"), os.path.join(out_dir, f"rank{rank}_compiled.pt"))
@@ -155,15 +182,15 @@ def main(out_dir: str) -> None:
     calls: list[int] = []
     results["perturbed"] = _perturbed_shard(parallel(tiny_pipeline("wan")), rank, calls)
     results["perturbed_calls"] = len(calls)
-    for family, config in (
-        ("flux", accel.RASConfig(sample_ratio=0.5, warmup_steps=1)),
-        ("wan", accel.SparseAttentionConfig(dense_warmup_fraction=0.0, backend="torch")),
+    for family, config, ring in (
+        ("flux", accel.RASConfig(sample_ratio=0.5, warmup_steps=1), False),
+        ("wan", accel.SparseAttentionConfig(dense_warmup_fraction=0.0, backend="torch"), True),
     ):
-        tiny = parallel(tiny_pipeline(family))
+        tiny = parallel(tiny_pipeline(family), ring)
         results[f"refused_{family}_apply"] = _outcome(lambda tiny=tiny, config=config: accel.apply(tiny.pipe, config))
         late = tiny_pipeline(family)
         accel.apply(late.pipe, config)
-        parallel(late)
+        parallel(late, ring)
         results[f"refused_{family}_late"] = _outcome(lambda late=late: late(**late.inputs(steps=STEPS)))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results, f)

@@ -1,9 +1,9 @@
 """diffusers' context parallelism (Ulysses, 2 processes, gloo on the CPU) with accel's plugins.
 
-The plugins that run there (BlockCache, adaptive guidance, and the two stacked) give the same output
-on every rank, equal to one process, with the same savings; the two whose token or attention choice
-needs the whole sequence (RAS, sparse attention) refuse with the reason, at apply and when
-parallelism is enabled after apply, instead of silently doing nothing.
+The plugins that run there (BlockCache, adaptive guidance, sparse attention under Ulysses, and
+stacks of them) give the same output on every rank, equal to one process, with the same savings;
+those that cannot act (RAS; sparse attention under Ring attention) refuse with the reason, at apply
+and when parallelism is enabled after apply, instead of silently doing nothing.
 """
 
 from __future__ import annotations
@@ -37,16 +37,18 @@ def parallel_run(tmp_path_factory):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case):
     out, ranks = parallel_run
-    family, configs = CASES[case]
+    family, configs, inputs = CASES[case]
     outputs = [torch.load(out / f"rank{r}_{case}.pt", weights_only=True) for r in range(2)]
     assert torch.equal(outputs[0], outputs[1])  # every rank holds the same, gathered output
-    single, savings = run_case(tiny_pipeline(family), configs())
+    single, savings = run_case(tiny_pipeline(family), configs(), inputs)
     assert torch.allclose(outputs[0], single, atol=1e-5), float((outputs[0] - single).abs().max())
     assert ranks[0][case] == ranks[1][case] == savings  # the same savings, reported alike on every rank
     if "block_cache" in case:
         assert savings["block_cache"]["recompute_fraction"] < 1.0  # components really reused
     if "adaptive_guidance" in case:  # two calls (CFG) at step 0, one at each of the 3 others
         assert savings["adaptive_guidance"]["cfg_dropped_at_step"] == 1 and savings["nfe"] == 5.0
+    if "sparse_attention" in case:  # block-sparse on the whole sequence, inside Ulysses' all-to-all
+        assert savings["sparse_attention"]["sparse_calls"] > 0 and savings["sparse_attention"]["mean_density"] < 1
 
 
 def test_compiled_blocks_under_context_parallelism_compile_nothing_new_on_a_second_call(parallel_run):
@@ -71,11 +73,16 @@ def test_ranks_take_the_same_data_dependent_decision_when_one_shard_differs(para
     assert first["cfg_dropped_at_step"] and first["nfe"] < 2 * 4  # the decision was taken, and saved calls
 
 
-@pytest.mark.parametrize("family,config", [("flux", "RASConfig"), ("wan", "SparseAttentionConfig")])
+@pytest.mark.parametrize(
+    "family,config,degrees",
+    [("flux", "RASConfig", "ulysses_degree=2, ring_degree=1"), ("wan", "SparseAttentionConfig", "ring_degree=2")],
+)
 @pytest.mark.parametrize("when", ["apply", "late"])
-def test_token_choosing_plugins_refuse_context_parallelism(parallel_run, family, config, when):
+def test_plugins_that_cannot_act_refuse_context_parallelism(parallel_run, family, config, degrees, when):
+    """RAS under Ulysses, and sparse attention under Ring attention, refuse with the reason at apply and
+    when parallelism is enabled after apply, instead of running as a silent no-op."""
     _, ranks = parallel_run
     for rank in ranks:
         message = rank[f"refused_{family}_{when}"]
         assert message.startswith("UnsupportedModelError: ") and config in message
-        assert "context parallelism (ulysses_degree=2" in message and "no speed-up" in message
+        assert "context parallelism (" in message and degrees in message and "no speed-up" in message

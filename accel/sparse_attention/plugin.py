@@ -22,7 +22,7 @@ from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
 from ..facts import Field, Gene, PluginFacts
 from ..kernels.block_mask import BlockSparseMask
-from ..parallel import refuse_context_parallelism
+from ..parallel import context_parallel_config, refuse_context_parallelism
 from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
 from .builders.dynamic import block_scores, keep_by_threshold
@@ -33,10 +33,14 @@ from .config import SparseAttentionConfig
 from .grid import SUPPORTED_FAMILIES, video_grid
 from .processors import PROCESSORS, SparseProcessor
 from .reorder import SequenceLayout
+from .ulysses import dense_attention, group_sum, sequence_shards, ulysses_attention, ulysses_degree
 
 if TYPE_CHECKING:
     from ..pipelines.registry import Adapter
     from ..session import DenoiserSession
+
+#: families whose sparse attention runs under Ulysses context parallelism (video-only self-attention)
+ULYSSES_FAMILIES = ("wan", "wan_vace", "skyreels_v2")
 
 #: called with (layer_index, q, k, v [B,H,N,D] in working order, layout) on dense calls when set
 Observer = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, SequenceLayout], None]
@@ -258,14 +262,16 @@ class SparseAttention:
             b, n, h, d = q.shape
         else:
             b, h, n, d = q.shape
-        flops = 4.0 * b * h * n * n * d
+        parallel = processor._parallel_config
+        whole = n * sequence_shards(parallel)  # a rank holds 1 / shards of the sequence under context parallelism
+        flops = 4.0 * b * h * whole * whole * d
         lengths = suffix_lengths(key_padding, n)
         if lengths is not None and text_position != "last":
             lengths = False
         if (
             self.force_dense
             or layer in self.config.dense_layers
-            or processor._parallel_config is not None
+            or (parallel is not None and (ulysses_degree(parallel) is None or seq_dim != 1 or text_len))
             or lengths is False
             or self._dense_step(info)
         ):
@@ -276,6 +282,14 @@ class SparseAttention:
             self.state.record(layer, step, 1.0, "dense", flops)
             return dense()
 
+        if parallel is not None:  # Wan's video-only self-attention, sequence sharded by Ulysses
+            return ulysses_attention(
+                q,
+                k,
+                v,
+                parallel,
+                lambda qf, kf, vf: self._attend_whole_sequence(layer, branch, step, qf, kf, vf, parallel),
+            )
         layout = self._layout(n - text_len, text_len, text_position)
         qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
         mask = self._mask(layer, branch, step, qw, kw, layout)
@@ -300,6 +314,36 @@ class SparseAttention:
             out = torch.cat(parts, dim=0)
         self.state.record(layer, step, mask.expand(b, h).density(), "sparse", flops)
         return _model_order(out, layout, seq_dim)
+
+    def _attend_whole_sequence(
+        self,
+        layer: int,
+        branch: str,
+        step: int | None,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        parallel: Any,
+    ) -> torch.Tensor:
+        """Between Ulysses' all-to-alls: ``[B, N, H / P, D]`` video tokens of this rank's heads. The mask
+        and kernel are one process's; the call's FLOPs and density are summed over the group, and it
+        runs dense only where every rank's heads are dense, so all ranks record the same."""
+        from ..kernels.dispatch import block_sparse_attention
+
+        b, n, h, d = q.shape
+        layout = self._layout(n, 0, "last")
+        qw, kw, vw = (_working(t, layout, 1) for t in (q, k, v))
+        mask = self._mask(layer, branch, step, qw, kw, layout)
+        flops = 4.0 * b * h * n * n * d
+        density = 1.0 if mask is None else mask.expand(b, h).density()
+        flops, done = group_sum([flops, flops * density], parallel)
+        if mask is None or done >= flops:
+            self.state.record(layer, step, 1.0, "dense", flops)
+            return dense_attention(q, k, v)
+        out, used = block_sparse_attention(qw, kw, vw, mask, backend=self.config.backend)
+        self.state.backends[used] += 1
+        self.state.record(layer, step, done / flops, "sparse", flops)
+        return _model_order(out, layout, 1)
 
 
 @register_plugin
@@ -377,12 +421,22 @@ class SparseAttentionPlugin(Plugin):
         self.attention.static_masks.clear()
 
     def _refuse_context_parallelism(self) -> None:
-        refuse_context_parallelism(
-            "SparseAttentionConfig",
-            self.session.denoiser,
-            "its attention processors run the sharded attention of diffusers' context-parallel dispatch, "
-            "so every call would stay dense (no speed-up)",
-        )
+        """Under Ulysses, Wan's video-only self-attention runs block-sparse on the whole sequence
+        (:mod:`.ulysses`); every other context-parallel layout is refused."""
+        config = context_parallel_config(self.session.denoiser)
+        if config is None:
+            return
+        family = self.session.adapter.family
+        if ulysses_degree(self.session.denoiser._parallel_config) is None:
+            why = "under Ring attention no rank ever holds a head's whole sequence, where block masks are chosen"
+        elif family not in ULYSSES_FAMILIES:
+            why = (
+                f"under Ulysses it runs on the video-only self-attention of {', '.join(ULYSSES_FAMILIES)}; "
+                f"{family}'s joint text-video attention is not supported there yet"
+            )
+        else:
+            return
+        refuse_context_parallelism("SparseAttentionConfig", self.session.denoiser, why + " (no speed-up)")
 
     def on_generation_start(self) -> None:
         self._refuse_context_parallelism()
