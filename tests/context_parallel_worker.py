@@ -5,6 +5,7 @@ parallelism (gloo). Per rank, under ``OUT``:
 
 * ``rank<k>_<case>.pt``: the output of every case of :data:`CASES` (plain, and each plugin or stack
   that runs under context parallelism), with ``rank<k>.json`` holding its ``accel.summary`` savings;
+* ``rank<k>_linear_ag.pt``: LinearAG (:func:`linear_ag_case`), its savings in ``rank<k>.json``;
 * ``rank<k>_compiled.pt`` and the graph counts of two compiled generations (``compile_repeated_blocks``);
 * in ``rank<k>.json``, what RAS (under Ulysses) and sparse attention (under Ring attention) do when
   applied to a context-parallel denoiser, and when parallelism is enabled after they were applied:
@@ -121,6 +122,32 @@ def _perturbed_shard(tiny: Any, rank: int, calls: list[int]) -> dict[str, Any]:
     }
 
 
+#: LinearAG's case: the tiny Wan text pipeline, 8 steps (predicted steps 2 and 4 with these settings)
+LINEAR_AG_CALL = {"num_inference_steps": 8, "guidance_scale": 3.0, "height": 32, "width": 32, "num_frames": 5}
+
+
+def linear_ag_case(folder: str, parallel: Callable[[Any], Any] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """LinearAG with coefficients calibrated here (deterministic, before any parallelism), on a denoiser
+    that ``parallel`` makes context-parallel (None: one process). The output and the savings."""
+    import accel
+    from accel.pipelines.testing import tiny_text_pipeline
+    from accel.tuning.linear_ag_fit import calibrate
+
+    pipe = tiny_text_pipeline("wan")
+    pipe.set_progress_bar_config(disable=True)
+    path = os.path.join(folder, "coefficients.json")
+    calibrate(pipe, ["a red circle", "a blue square"], LINEAR_AG_CALL, seeds=[0, 1], history=2, out=path)
+    if parallel is not None:
+        parallel(pipe.transformer)
+    accel.apply(pipe, accel.LinearAGConfig(coefficients=path, predict_every=2, predict_until=0.75, threshold=1.5))
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(5)
+        output = pipe(prompt="a green triangle", generator=generator, output_type="pt", **LINEAR_AG_CALL).frames
+    summary = accel.summary(pipe)
+    stats = next(iter(summary["denoisers"].values()))["plugins"]["linear_ag"]
+    return output, {"nfe": summary["last_call"]["nfe"], "predicted_steps": stats["predicted_steps"]}
+
+
 def _compiled(tiny: Any) -> dict[str, Any]:
     """BlockCache + adaptive guidance on a context-parallel denoiser whose repeated blocks are compiled
     (a graph-recording eager backend): the graphs each of two generations compiles, and the output."""
@@ -179,6 +206,11 @@ def main(out_dir: str) -> None:
     compiled = _compiled(parallel(tiny_pipeline("wan")))
     torch.save(compiled.pop("output"), os.path.join(out_dir, f"rank{rank}_compiled.pt"))
     results["compiled"] = compiled
+    folder = os.path.join(out_dir, f"rank{rank}")
+    os.makedirs(folder)
+    ulysses = ContextParallelConfig(ulysses_degree=2)
+    output, results["linear_ag"] = linear_ag_case(folder, lambda denoiser: denoiser.enable_parallelism(config=ulysses))
+    torch.save(output, os.path.join(out_dir, f"rank{rank}_linear_ag.pt"))
     calls: list[int] = []
     results["perturbed"] = _perturbed_shard(parallel(tiny_pipeline("wan")), rank, calls)
     results["perturbed_calls"] = len(calls)

@@ -18,7 +18,7 @@ import torch
 
 from accel.pipelines.testing import tiny_pipeline
 
-from .context_parallel_worker import CASES, run_case
+from .context_parallel_worker import CASES, linear_ag_case, run_case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,6 +49,18 @@ def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case)
         assert savings["adaptive_guidance"]["cfg_dropped_at_step"] == 1 and savings["nfe"] == 5.0
     if "sparse_attention" in case:  # block-sparse on the whole sequence, inside Ulysses' all-to-all
         assert savings["sparse_attention"]["sparse_calls"] > 0 and savings["sparse_attention"]["mean_density"] < 1
+
+
+def test_linear_ag_under_context_parallelism_equals_one_process(parallel_run, tmp_path):
+    """LinearAG (coefficients calibrated on the tiny Wan text pipeline) predicts the same steps on both
+    ranks as in one process, with the same output and NFE."""
+    out, ranks = parallel_run
+    outputs = [torch.load(out / f"rank{r}_linear_ag.pt", weights_only=True) for r in range(2)]
+    assert torch.equal(outputs[0], outputs[1])
+    single, savings = linear_ag_case(str(tmp_path))
+    assert torch.allclose(outputs[0], single, atol=1e-5), float((outputs[0] - single).abs().max())
+    assert ranks[0]["linear_ag"] == ranks[1]["linear_ag"] == savings
+    assert savings["predicted_steps"] == [2, 4] and savings["nfe"] == 2 * 8 - 2
 
 
 def test_compiled_blocks_under_context_parallelism_compile_nothing_new_on_a_second_call(parallel_run):
