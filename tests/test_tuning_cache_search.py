@@ -10,8 +10,6 @@ import pytest
 
 from accel.caching import CacheSchedule, DeepCacheConfig
 
-DIT_FAMILIES = ["pixart", "dit", "sd3", "flux", "lumina", "wan", "cogvideox", "hunyuan_video", "ltx_video"]
-
 
 def _search(tmp, generations, family="pixart", forecast_order=0):
     from accel.pipelines.testing import tiny_text_pipeline

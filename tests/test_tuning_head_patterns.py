@@ -15,9 +15,6 @@ from accel.sparse_attention import (
 )
 from accel.tuning.head_pattern_search import HeadPatternSearch
 
-VIDEO_FAMILIES = ("wan", "cogvideox", "hunyuan_video", "ltx_video")
-SMALL = dict(height=64, width=64)  # enough video tokens for several 8-token blocks
-
 
 def _plan_inputs():
     layout = SequenceLayout(4, 4, 4, tile=(1, 2, 2))  # 64 tokens, blocks of 4 = one 2x2 tile

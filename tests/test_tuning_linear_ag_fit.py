@@ -8,20 +8,6 @@ import torch
 import accel
 from accel.tuning.linear_ag_fit import calibrate, fit_coefficients
 
-CFG_FAMILIES = [
-    "unet",
-    "sdxl",
-    "pixart",
-    "dit",
-    "sd3",
-    "lumina",
-    "cogvideox",
-    "ltx_video",
-    "wan",
-    "flux",
-    "hunyuan_video",
-]
-
 
 def _stats(pipe, plugin="adaptive_guidance"):
     return next(iter(accel.summary(pipe)["denoisers"].values()))["plugins"][plugin]

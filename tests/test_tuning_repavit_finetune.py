@@ -18,17 +18,6 @@ from accel.reparam import (
 )
 from accel.tuning import repavit_finetune as ft
 
-timm = pytest.importorskip("timm")
-
-TINY = dict(pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10)
-VARIANTS = (
-    "vit_tiny_patch16_224",  # plain ViT
-    "deit_tiny_distilled_patch16_224",  # VisionTransformerDistilled (two heads, two prefix tokens)
-    "deit3_small_patch16_224",  # LayerScale
-    "vit_base_patch16_reg4_gap_256",
-)  # register tokens, average pooling, fc_norm
-D, H = 32, 128  # width and FFN hidden width of the tiny models
-
 
 def test_finetune_one_epoch_checkpoints_and_resumes(tmp_path):
     from accel.pipelines.testing import tiny_denoiser
