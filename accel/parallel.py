@@ -14,11 +14,14 @@ from typing import Any
 from .errors import UnsupportedModelError
 
 
+def parallel_config(module: Any) -> Any | None:
+    """The ``ParallelConfig`` a diffusers model runs under, or None (also for a compiled wrapper)."""
+    return getattr(getattr(module, "_orig_mod", module), "_parallel_config", None)
+
+
 def context_parallel_config(module: Any) -> Any | None:
-    """The ``ContextParallelConfig`` a diffusers model runs under, or None (also for a compiled wrapper)."""
-    module = getattr(module, "_orig_mod", module)
-    config = getattr(module, "_parallel_config", None)
-    return getattr(config, "context_parallel_config", None) if config is not None else None
+    """The ``ContextParallelConfig`` a diffusers model runs under, or None."""
+    return getattr(parallel_config(module), "context_parallel_config", None)
 
 
 def refuse_context_parallelism(who: str, module: Any, why: str) -> None:

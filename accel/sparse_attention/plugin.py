@@ -22,7 +22,7 @@ from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
 from ..facts import Field, Gene, PluginFacts
 from ..kernels.block_mask import BlockSparseMask
-from ..parallel import context_parallel_config, refuse_context_parallelism
+from ..parallel import context_parallel_config, parallel_config, refuse_context_parallelism
 from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
 from .builders.dynamic import block_scores, keep_by_threshold
@@ -427,7 +427,7 @@ class SparseAttentionPlugin(Plugin):
         if config is None:
             return
         family = self.session.adapter.family
-        if ulysses_degree(self.session.denoiser._parallel_config) is None:
+        if ulysses_degree(parallel_config(self.session.denoiser)) is None:
             why = "under Ring attention no rank ever holds a head's whole sequence, where block masks are chosen"
         elif family not in ULYSSES_FAMILIES:
             why = (
