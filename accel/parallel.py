@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from .errors import UnsupportedModelError
 
 
@@ -36,3 +38,36 @@ def refuse_context_parallelism(who: str, module: Any, why: str) -> None:
         f"{who} does not run under diffusers' context parallelism ({degrees}): {why}. Generate on one GPU "
         "per image (accelerate splits prompts over GPUs), or remove it from this parallel run"
     )
+
+
+class SequenceShards:
+    """How context parallelism cut the token sequence: into ``count`` equal, contiguous shards, this rank
+    holding shard ``index`` (diffusers' ``EquipartitionSharder`` over the flattened Ring x Ulysses mesh).
+    One process is ``count=1``, with :meth:`gather` the identity."""
+
+    def __init__(self, count: int = 1, index: int = 0, group: Any = None) -> None:
+        self.count, self.index, self.group = count, index, group
+
+    @classmethod
+    def of(cls, module: Any) -> SequenceShards:
+        """The shards of a diffusers model under context parallelism (one shard without it)."""
+        config = context_parallel_config(module)
+        if config is None:
+            return cls()
+        import torch.distributed as dist
+
+        group = config._flattened_mesh.get_group()
+        return cls(dist.get_world_size(group), dist.get_rank(group), group)
+
+    def gather(self, x: Any, dim: int) -> Any:
+        """Every rank's equal-sized ``x`` concatenated along ``dim`` in shard order (all ranks must call it)."""
+        if self.count == 1:
+            return x
+        from torch.distributed import _functional_collectives as funcol
+
+        stacked = funcol.all_gather_single(x.contiguous(), 0, group=self.group)  # ranks along dim 0
+        return torch.cat(stacked.chunk(self.count, dim=0), dim=dim)
+
+    def own(self, x: Any, dim: int) -> Any:
+        """This rank's shard of a full-length ``x``."""
+        return x if self.count == 1 else x.chunk(self.count, dim=dim)[self.index]

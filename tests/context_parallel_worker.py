@@ -6,10 +6,12 @@ parallelism (gloo). Per rank, under ``OUT``:
 * ``rank<k>_<case>.pt``: the output of every case of :data:`CASES` (plain, and each plugin or stack
   that runs under context parallelism), with ``rank<k>.json`` holding its ``accel.summary`` savings;
 * ``rank<k>_linear_ag.pt``: LinearAG (:func:`linear_ag_case`), its savings in ``rank<k>.json``;
+* ``rank<k>_flux_ras_late.pt``: RAS with parallelism enabled after apply (its savings in ``rank<k>.json``);
 * ``rank<k>_compiled.pt`` and the graph counts of two compiled generations (``compile_repeated_blocks``);
-* in ``rank<k>.json``, what RAS (under Ulysses) and sparse attention (under Ring attention) do when
-  applied to a context-parallel denoiser, and when parallelism is enabled after they were applied:
-  each must refuse with the reason, never run silently as a no-op.
+* in ``rank<k>.json``, what RAS (under Ulysses with uneven shards, ``ulysses_anything``) and sparse
+  attention (under Ring attention) do when applied to a context-parallel denoiser, and when
+  parallelism is enabled after they were applied: each must refuse with the reason, never run
+  silently as a no-op.
 
 The test (``tests/test_parallel.py``) runs :data:`CASES` in one process and compares.
 """
@@ -35,6 +37,8 @@ SAVINGS = (
     "attention_flops_computed",
     "sparse_calls",
     "dense_calls",
+    "tokens_per_step",
+    "token_fraction",
 )
 
 
@@ -69,6 +73,12 @@ def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
         )
     }
     video = {"height": 64, "width": 64}  # enough video tokens for several 8-token blocks
+
+    def ras() -> Any:
+        return accel.RASConfig(sample_ratio=0.5, warmup_steps=1)
+
+    cases["flux_ras"] = ("flux", lambda: [ras()], {})
+    cases["flux_ras+adaptive_guidance"] = ("flux", lambda: [ras(), guidance()], {})
     cases["wan_sparse_attention"] = ("wan", lambda: [sparse()], video)
     cases["wan_sparse_attention+adaptive_guidance"] = ("wan", lambda: [sparse(), guidance()], video)
     return cases
@@ -78,12 +88,17 @@ def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
 CASES = _cases()
 
 
-def run_case(tiny: Any, configs: list[Any], inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The case's output and the savings ``accel.summary`` reports (NFE, each plugin's own counts)."""
+def run_case(
+    tiny: Any, configs: list[Any], inputs: dict[str, Any], then: Callable[[Any], Any] | None = None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The case's output and the savings ``accel.summary`` reports (NFE, each plugin's own counts);
+    ``then`` runs between apply and the generation (to enable parallelism late)."""
     import accel
 
     if configs:
         accel.apply(tiny.pipe, *configs)
+    if then is not None:
+        then(tiny)
     with torch.no_grad():
         output = tiny(**tiny.inputs(steps=STEPS, **inputs))
     summary = accel.summary(tiny.pipe) if configs else {}
@@ -91,6 +106,12 @@ def run_case(tiny: Any, configs: list[Any], inputs: dict[str, Any]) -> tuple[tor
     for denoiser in summary.get("denoisers", {}).values():
         for plugin, stats in denoiser["plugins"].items():
             savings[plugin] = {k: stats[k] for k in SAVINGS if k in stats}
+    for plugin in accel.get_handle(tiny.pipe).sessions[0].plugins if configs else []:
+        if plugin.name == "ras":  # how many chosen tokens lie in the first half (rank 0's shard)
+            selection = plugin.selection
+            chosen = [selection.chosen[step] for step in sorted(selection.chosen)]
+            half = selection.num_tokens // 2
+            savings["ras"]["first_half"] = [None if c is None else int((c < half).sum()) for c in chosen]
     return output, savings
 
 
@@ -194,8 +215,8 @@ def main(out_dir: str) -> None:
     import accel
     from accel.pipelines.testing import tiny_pipeline
 
-    def parallel(tiny: Any, ring: bool = False) -> Any:
-        degrees = {"ring_degree": 2} if ring else {"ulysses_degree": 2}
+    def parallel(tiny: Any, ring: bool = False, uneven: bool = False) -> Any:
+        degrees = {"ring_degree": 2} if ring else {"ulysses_degree": 2, "ulysses_anything": uneven}
         tiny.denoiser.enable_parallelism(config=ContextParallelConfig(**degrees))
         return tiny
 
@@ -203,6 +224,9 @@ def main(out_dir: str) -> None:
     for name, (family, configs, inputs) in CASES.items():
         output, results[name] = run_case(parallel(tiny_pipeline(family)), configs(), inputs)
         torch.save(output, os.path.join(out_dir, f"rank{rank}_{name}.pt"))
+    late = tiny_pipeline("flux")  # parallelism enabled after apply: diffusers' gather runs inside RAS's scatter
+    output, results["flux_ras_late"] = run_case(late, CASES["flux_ras"][1](), {}, then=parallel)
+    torch.save(output, os.path.join(out_dir, f"rank{rank}_flux_ras_late.pt"))
     compiled = _compiled(parallel(tiny_pipeline("wan")))
     torch.save(compiled.pop("output"), os.path.join(out_dir, f"rank{rank}_compiled.pt"))
     results["compiled"] = compiled
@@ -218,11 +242,11 @@ def main(out_dir: str) -> None:
         ("flux", accel.RASConfig(sample_ratio=0.5, warmup_steps=1), False),
         ("wan", accel.SparseAttentionConfig(dense_warmup_fraction=0.0, backend="torch"), True),
     ):
-        tiny = parallel(tiny_pipeline(family), ring)
+        tiny = parallel(tiny_pipeline(family), ring, uneven=family == "flux")
         results[f"refused_{family}_apply"] = _outcome(lambda tiny=tiny, config=config: accel.apply(tiny.pipe, config))
         late = tiny_pipeline(family)
         accel.apply(late.pipe, config)
-        parallel(late, ring)
+        parallel(late, ring, uneven=family == "flux")
         results[f"refused_{family}_late"] = _outcome(lambda late=late: late(**late.inputs(steps=STEPS)))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results, f)

@@ -1,9 +1,9 @@
 """diffusers' context parallelism (Ulysses, 2 processes, gloo on the CPU) with accel's plugins.
 
-The plugins that run there (BlockCache, adaptive guidance, sparse attention under Ulysses, and
+The plugins that run there (BlockCache, adaptive guidance, RAS, sparse attention under Ulysses, and
 stacks of them) give the same output on every rank, equal to one process, with the same savings;
-those that cannot act (RAS; sparse attention under Ring attention) refuse with the reason, at apply
-and when parallelism is enabled after apply, instead of silently doing nothing.
+those that cannot act (RAS on uneven shards; sparse attention under Ring attention) refuse with the
+reason, at apply and when parallelism is enabled after apply, instead of silently doing nothing.
 """
 
 from __future__ import annotations
@@ -47,8 +47,23 @@ def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case)
         assert savings["block_cache"]["recompute_fraction"] < 1.0  # components really reused
     if "adaptive_guidance" in case:  # two calls (CFG) at step 0, one at each of the 3 others
         assert savings["adaptive_guidance"]["cfg_dropped_at_step"] == 1 and savings["nfe"] == 5.0
+    if "ras" in case:  # tokens chosen on the whole sequence, not an equal share of each rank's shard
+        assert savings["ras"]["tokens_per_step"] == [16, 8, 8, 8]
+        assert any(first not in (None, 4) for first in savings["ras"]["first_half"]), savings["ras"]
     if "sparse_attention" in case:  # block-sparse on the whole sequence, inside Ulysses' all-to-all
         assert savings["sparse_attention"]["sparse_calls"] > 0 and savings["sparse_attention"]["mean_density"] < 1
+
+
+def test_ras_with_parallelism_enabled_after_apply_equals_one_process(parallel_run):
+    """Enabled after apply, diffusers' gather of the predictions runs inside RAS's scatter hook: RAS
+    gathers and scatters there itself, with the same output and savings as in one process."""
+    out, ranks = parallel_run
+    outputs = [torch.load(out / f"rank{r}_flux_ras_late.pt", weights_only=True) for r in range(2)]
+    assert torch.equal(outputs[0], outputs[1])
+    family, configs, inputs = CASES["flux_ras"]
+    single, savings = run_case(tiny_pipeline(family), configs(), inputs)
+    assert torch.allclose(outputs[0], single, atol=1e-5), float((outputs[0] - single).abs().max())
+    assert ranks[0]["flux_ras_late"] == ranks[1]["flux_ras_late"] == savings
 
 
 def test_linear_ag_under_context_parallelism_equals_one_process(parallel_run, tmp_path):
@@ -87,12 +102,12 @@ def test_ranks_take_the_same_data_dependent_decision_when_one_shard_differs(para
 
 @pytest.mark.parametrize(
     "family,config,degrees",
-    [("flux", "RASConfig", "ulysses_degree=2, ring_degree=1"), ("wan", "SparseAttentionConfig", "ring_degree=2")],
+    [("flux", "RASConfig", "ulysses_anything"), ("wan", "SparseAttentionConfig", "ring_degree=2")],
 )
 @pytest.mark.parametrize("when", ["apply", "late"])
 def test_plugins_that_cannot_act_refuse_context_parallelism(parallel_run, family, config, degrees, when):
-    """RAS under Ulysses, and sparse attention under Ring attention, refuse with the reason at apply and
-    when parallelism is enabled after apply, instead of running as a silent no-op."""
+    """RAS on uneven shards (``ulysses_anything``), and sparse attention under Ring attention, refuse with
+    the reason at apply and when parallelism is enabled after apply, instead of running as a silent no-op."""
     _, ranks = parallel_run
     for rank in ranks:
         message = rank[f"refused_{family}_{when}"]

@@ -432,7 +432,8 @@ class SparseAttentionPlugin(Plugin):
         elif family not in ULYSSES_FAMILIES:
             why = (
                 f"under Ulysses it runs on the video-only self-attention of {', '.join(ULYSSES_FAMILIES)}; "
-                f"{family}'s joint text-video attention is not supported there yet"
+                f"{family} is not supported there (joint text-video attention, or untested: LTX-Video's own "
+                "context-parallel cross-attention fails in diffusers 0.42.1)"
             )
         else:
             return

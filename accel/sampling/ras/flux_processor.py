@@ -1,5 +1,9 @@
 """A RAS attention processor for Flux: like diffusers' ``FluxAttnProcessor``, but the image keys and
-values are kept after RoPE for every token, so active queries attend to all tokens on sparse steps."""
+values are kept after RoPE for every token, so active queries attend to all tokens on sparse steps.
+
+Under context parallelism each rank keeps the keys and values of its own shard of the image tokens
+(diffusers' attention exchanges them between ranks); on sparse steps the fresh rows of every rank
+are gathered and each rank writes those of its shard into its cache."""
 
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ class RASFluxAttnProcessor:
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
 
-        text = self.selection.text_len
+        text = self.selection.text_len // self.selection.shards.count
         key, value = self._full_kv(key, value, text)
         out = dispatch_attention_fn(
             query,
@@ -94,8 +98,13 @@ class RASFluxAttnProcessor:
         fitted = fit_batch(cached, cached_batch, batch, info)
         if fitted is None:
             raise StateError(f"RAS cached keys for a batch of {cached_batch}, this call has {batch}")
-        index = active.to(key.device)
+        shards = self.selection.shards
+        first = shards.index * fitted[0].shape[1]
+        mine = (active >= first) & (active < first + fitted[0].shape[1])
+        index = (active[mine] - first).to(key.device)
+        rows = mine.to(key.device)
         full_k, full_v = fitted[0].clone(), fitted[1].clone()
-        full_k[:, index], full_v[:, index] = image_k, image_v
+        full_k[:, index] = shards.gather(image_k, 1)[:, rows]
+        full_v[:, index] = shards.gather(image_v, 1)[:, rows]
         self.cache[branch] = keep_both_halves(cached, cached_batch, (full_k, full_v), batch, info)
         return torch.cat([key[:, :text], full_k], dim=1), torch.cat([value[:, :text], full_v], dim=1)

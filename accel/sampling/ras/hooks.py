@@ -50,13 +50,20 @@ class GatherHook(ModelHook):
 
     @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        active = self.selection.choose(int(output.shape[1]))
-        return output if active is None else output.index_select(1, active.to(output.device))
+        selection = self.selection
+        local = selection.choose(int(output.shape[1]))
+        if local is None:
+            return output
+        return selection.shards.gather(output, 1).index_select(1, local.to(output.device))
 
 
 class ScatterHook(ModelHook):
     """Before unpatchify: put the recomputed tokens back in a full-length sequence (zeros elsewhere;
-    the scheduler-step wrapper fills them with each token's cached prediction)."""
+    the scheduler-step wrapper fills them with each token's cached prediction).
+
+    Under context parallelism diffusers gathers the shards at this same module. Outside its gather this
+    hook sees every rank's tokens; inside it, this rank's share, which it gathers and scatters, and
+    hands diffusers this rank's shard of the full sequence."""
 
     def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
@@ -64,16 +71,21 @@ class ScatterHook(ModelHook):
 
     @eager
     def post_forward(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        active = self.selection.active
+        selection = self.selection
+        active = selection.active
         if active is None:
             return output
-        full = output.new_zeros(output.shape[0], self.selection.num_tokens, *output.shape[2:])
+        sharded = output.shape[1] != active.numel()
+        if sharded:
+            output = selection.shards.gather(output, 1)
+        full = output.new_zeros(output.shape[0], selection.num_tokens, *output.shape[2:])
         full[:, active.to(output.device)] = output
-        return full
+        return selection.shards.own(full, 1) if sharded else full
 
 
 class RopeHook(ModelHook):
-    """Slice a RoPE table (text rows, then image rows) to the text rows and the active image rows."""
+    """Slice a RoPE table (text rows, then image rows) to the text rows and the rows of the image tokens
+    this rank recomputes (under context parallelism, from the image rows of every rank)."""
 
     def __init__(self, selection: TokenSelection) -> None:
         super().__init__()
@@ -81,13 +93,18 @@ class RopeHook(ModelHook):
 
     @eager
     def post_forward(self, module: nn.Module, output: Any) -> Any:
-        active = self.selection.active
-        if active is None:
+        selection = self.selection
+        shards = selection.shards
+        table = output[0] if isinstance(output, tuple) else output
+        text = int(table.shape[0]) - selection.num_tokens // shards.count
+        selection.text_len = text * shards.count
+        local = selection.local
+        if local is None:
             return output
-        rows = torch.cat([torch.arange(self.selection.text_len), self.selection.text_len + active.cpu()])
 
         def cut(t: torch.Tensor) -> torch.Tensor:
-            return t.index_select(0, rows.to(t.device))
+            image = shards.gather(t[text:], 0).index_select(0, local.to(t.device))
+            return torch.cat([t[:text], image])
 
         return tuple(cut(t) for t in output) if isinstance(output, tuple) else cut(output)
 

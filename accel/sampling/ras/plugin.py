@@ -22,7 +22,7 @@ import torch
 
 from ...errors import UnsupportedModelError
 from ...facts import Field, Gene, PluginFacts
-from ...parallel import refuse_context_parallelism
+from ...parallel import SequenceShards, context_parallel_config, refuse_context_parallelism
 from ...plugin import Plugin, register_plugin
 from .config import RASConfig
 from .flux_processor import RASFluxAttnProcessor
@@ -165,16 +165,23 @@ class RASPlugin(Plugin):
 
     # ------------------------------------------------------------------ state & statistics
     def _refuse_context_parallelism(self) -> None:
-        refuse_context_parallelism(
-            "RASConfig",
-            self.session.denoiser,
-            "each rank holds only its shard of the image tokens, so RAS cannot rank them on the full "
-            "sequence and would recompute every token (no speed-up)",
-        )
+        """Under context parallelism RAS chooses on the whole sequence and splits the choice evenly
+        (Flux, whose plan diffusers ships); other layouts, and uneven shards, are refused."""
+        denoiser = self.session.denoiser
+        config = context_parallel_config(denoiser)
+        family = self.session.adapter.family
+        if family != "flux":
+            why = f"RAS maps {family}'s tokens for one process only (under context parallelism: flux)"
+        elif getattr(config, "ulysses_anything", False) or getattr(config, "ring_anything", False):
+            why = "its shards may differ in length (ulysses_anything / ring_anything), so no even share exists"
+        else:
+            return
+        refuse_context_parallelism("RASConfig", denoiser, f"{why}; it would recompute every token (no speed-up)")
 
     def on_generation_start(self) -> None:
         self._refuse_context_parallelism()
         self.selection.reset()
+        self.selection.shards = SequenceShards.of(self.session.denoiser)
         for processor in self.processors:
             processor.reset()
 

@@ -3,6 +3,10 @@
 Per step the first denoiser call chooses which image tokens are recomputed (the highest-importance
 ones of the previous step's output, starved tokens first); every later call of that step (the other
 CFG branch) reuses the choice. Reset at the start of every generation.
+
+Under context parallelism of degree P every rank chooses the same tokens on the whole sequence (the
+scores come from the gathered prediction), rounded up to a multiple of P, and computes the P-th
+share of them in order (``local``), so that every rank's sequence has the same length.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 
 from ...context import DenoisingContext
 from ...errors import ConfigError
+from ...parallel import SequenceShards
 from ...tensors import tensor_bytes
 from .config import RASConfig
 from .selection import select
@@ -23,8 +28,10 @@ class TokenSelection:
 
     Attributes:
         active: sorted image-token indices recomputed by the call in flight (None: all of them).
+        local: the share of ``active`` this rank computes (all of it in one process).
+        shards: how context parallelism cut the sequence (one shard in one process).
         num_tokens: image tokens of the full sequence.
-        text_len: text rows ahead of the image rows in a joint sequence (Flux).
+        text_len: text rows ahead of the image rows in a joint sequence (Flux; all ranks together).
         text_lengths / joint_rows / joint_length: Lumina2's per-sample text rows, the rows of its dense
             joint sequence computed now, and that sequence's length.
         chosen: step -> the tokens that step recomputes (None: dense).
@@ -38,10 +45,12 @@ class TokenSelection:
         self.context = context
         self.num_tokens = 0
         self.text_len = 0
+        self.shards = SequenceShards()
         self.reset()
 
     def reset(self) -> None:
         self.active: torch.Tensor | None = None
+        self.local: torch.Tensor | None = None
         self.text_lengths: list[int] = []
         self.joint_rows: torch.Tensor | None = None
         self.joint_length = 0
@@ -56,23 +65,28 @@ class TokenSelection:
     def begin_call(self, text_len: int) -> None:
         """A denoiser call starts: its tokens are chosen when the gather hook sees the sequence."""
         self.active = None
+        self.local = None
         self.joint_rows = None
         self.text_len = text_len
 
-    def choose(self, num_tokens: int) -> torch.Tensor | None:
-        """The sorted image-token indices this call recomputes (None: all of them)."""
+    def choose(self, shard_tokens: int) -> torch.Tensor | None:
+        """The sorted image-token indices this rank's call recomputes, given the image tokens of its
+        shard (None: all of them)."""
         step, total = self.context.current.require_steps("RAS")
+        num_tokens = shard_tokens * self.shards.count
         self.num_tokens = num_tokens
         if step not in self.chosen:
             self.chosen[step] = self._choose(step, total, num_tokens)
             chosen = self.chosen[step]
             self.tokens_per_step[step] = num_tokens if chosen is None else int(chosen.numel())
         self.active = self.chosen[step]
-        return self.active
+        self.local = None if self.active is None else self.shards.own(self.active, 0)
+        return self.local
 
     def _choose(self, step: int, total: int, num_tokens: int) -> torch.Tensor | None:
         config = self.config
-        keep = config.tokens_kept(step, total, num_tokens)
+        count = self.shards.count
+        keep = min(num_tokens, -(-config.tokens_kept(step, total, num_tokens) // count) * count)
         if not (keep < num_tokens and self.scores is not None and self.scores.numel() == num_tokens):
             self.starved = torch.zeros(num_tokens)
             return None
