@@ -32,9 +32,11 @@ from .sampling import (
     AdaptiveGuidanceConfig,
     LinearAGConfig,
     RASConfig,
+    TimestepScheduleConfig,
     apply_adaptive_guidance,
     apply_linear_ag,
     apply_ras,
+    apply_timestep_schedule,
 )
 from .sparse_attention import SparseAttentionConfig, apply_sparse_attention
 
@@ -56,12 +58,14 @@ __all__ = [
     "RASConfig",
     "SparseAttentionConfig",
     "RePaViTConfig",
+    "TimestepScheduleConfig",
     "apply_deep_cache",
     "apply_block_cache",
     "apply_adaptive_guidance",
     "apply_linear_ag",
     "apply_ras",
     "apply_sparse_attention",
+    "apply_timestep_schedule",
     # tuned plans (a setting's target check, PlanTargetConfig, comes with plan.pick(...).configs)
     "load_plan",
     "Plan",

@@ -258,6 +258,32 @@ def _cmd_search_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from .devices import resolve_device, resolve_dtype
+    from .evaluation.prompts import load_prompts
+    from .pipelines.builtin import BUILTIN_MODELS
+    from .pipelines.loading import load
+    from .tuning.schedule_search import search_schedules
+
+    device = resolve_device(args.device)
+    pipe = load(args.model, device=str(device), dtype=resolve_dtype(args.dtype, device))
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(BUILTIN_MODELS[args.model].call_defaults) if args.model in BUILTIN_MODELS else {}
+    call.update(_call_arguments(args.call))
+    prompts = load_prompts(args.prompts, args.model)[: args.num_prompts]
+    found = search_schedules(
+        pipe, prompts, list(range(args.seeds)), call, args.steps, args.out, reference_steps=args.reference
+    )
+    print(f"levels of the {args.reference}-step schedule, chosen on {len(prompts) * args.seeds} samples:")
+    for n, result in found.items():
+        print(
+            f"  {n} steps: {list(result['config'].indices)} -> {args.out}/schedule_{n}.json "
+            f"(jump error {result['cost']:.4g}; evenly spaced levels {result['evenly_spaced_cost']:.4g})"
+        )
+    print("use: accel.apply(pipe, accel.TimestepScheduleConfig.load(PATH)); pipe(..., num_inference_steps=N)")
+    return 0
+
+
 def _cmd_reparam(args: argparse.Namespace) -> int:
     from .tuning.repavit_finetune import main as finetune_main
 
@@ -424,6 +450,30 @@ def _add_calibrate_linear_ag_command(sub: Any) -> None:
     cal.set_defaults(func=_cmd_calibrate_linear_ag)
 
 
+def _add_schedule_command(sub: Any) -> None:
+    sc = sub.add_parser(
+        "schedule",
+        help="choose N timesteps of a fine schedule by dynamic programming (OSS); writes DIR/schedule_<N>.json "
+        "(resumable)",
+    )
+    sc.add_argument("model", help="built-in model name, hub id or local path")
+    sc.add_argument("--steps", type=int, nargs="+", required=True, help="step counts to choose levels for")
+    sc.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    sc.add_argument("--reference", type=int, default=50, help="steps of the fine reference schedule")
+    sc.add_argument("--prompts", default="builtin", help="'builtin' or a .txt/.csv prompt file")
+    sc.add_argument("--num-prompts", type=int, default=8, help="calibration prompts")
+    sc.add_argument("--seeds", type=int, default=1, help="seeds per calibration prompt")
+    sc.add_argument(
+        "--call",
+        action="extend",
+        nargs="+",
+        metavar="KEY=VALUE|FILE",
+        help="pipeline call argument for every generation (repeatable): height=1024, guidance_scale=4, ...",
+    )
+    _add_device_arguments(sc)
+    sc.set_defaults(func=_cmd_schedule)
+
+
 def _add_reparam_command(sub: Any) -> None:
     rp = sub.add_parser("reparam", help="RePaViT tools: `accel reparam finetune --help`")
     rp.add_argument("action", choices=["finetune"])
@@ -460,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_search_cache_command,
         _add_tune_command,
         _add_calibrate_linear_ag_command,
+        _add_schedule_command,
         _add_reparam_command,
         _add_demo_command,
     ):

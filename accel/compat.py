@@ -11,6 +11,7 @@ Resources:
     ``cfg_batch``: decides which CFG branches the denoiser evaluates.
     ``token_set``: changes which tokens the transformer processes.
     ``ffn_structure``: rewrites feed-forward layers.
+    ``timesteps``: chooses the levels the scheduler steps through.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ EXCLUSIVE_RESOURCES: dict[str, str] = {
     "cfg_batch": "both decide which classifier-free-guidance branches the denoiser evaluates",
     "token_set": "both change which tokens the transformer processes",
     "ffn_structure": "both rewrite the same feed-forward layers",
+    "timesteps": "both choose the levels the scheduler steps through",
 }
 
 

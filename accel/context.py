@@ -149,11 +149,13 @@ class DenoisingContext:
         self._generation_start_callbacks: list[Callable[[], None]] = []
         self._generation_end_callbacks: list[Callable[[], None]] = []
         self._step_wrappers: list[StepWrapper] = []
+        self._timesteps_wrappers: list[StepWrapper] = []
         self._ownership = ThreadOwnership(
             lambda: self.pipeline, lambda: self.busy, forget=lambda: self._reset_loop_state()
         )
         self._binding = LoopBinding(
             LoopHandlers(
+                check_inputs=self._on_check_inputs,
                 prepare_latents=self._on_prepare_latents,
                 set_timesteps=self._on_set_timesteps,
                 set_begin_index=self._on_set_begin_index,
@@ -212,6 +214,18 @@ class DenoisingContext:
     def remove_step_wrapper(self, wrapper: StepWrapper) -> None:
         if wrapper in self._step_wrappers:
             self._step_wrappers.remove(wrapper)
+
+    def add_timesteps_wrapper(self, wrapper: StepWrapper) -> None:
+        """``wrapper(set_timesteps, *args, **kwargs)`` runs around every ``scheduler.set_timesteps`` call."""
+        if self.pipeline is None:
+            raise MissingContextError(
+                "this plugin sets the scheduler's timesteps; apply accel to the pipeline, not the bare denoiser"
+            )
+        self._timesteps_wrappers.append(wrapper)
+
+    def remove_timesteps_wrapper(self, wrapper: StepWrapper) -> None:
+        if wrapper in self._timesteps_wrappers:
+            self._timesteps_wrappers.remove(wrapper)
 
     def claim(self) -> None:
         """Make the calling thread the owner of this context, or raise :class:`ConcurrentUseError`."""
@@ -275,6 +289,14 @@ class DenoisingContext:
         if self._phase is not LoopPhase.STARTED:
             self.start_generation()
 
+    def _on_check_inputs(self, original: Callable, *args: Any, **kwargs: Any) -> Any:
+        """A pipeline call starts: follow a scheduler swapped since the last call before the pipeline sets
+        its timesteps (Wan sets them before it prepares latents)."""
+        pipe = self.pipeline
+        if pipe is not None and getattr(pipe, "scheduler", None) is not self._scheduler and not self.busy:
+            self._binding.follow(pipe.scheduler)
+        return original(*args, **kwargs)
+
     def _on_prepare_latents(self, original: Callable, *args: Any, **kwargs: Any) -> Any:
         self.claim()
         pipe = self.pipeline
@@ -291,7 +313,10 @@ class DenoisingContext:
 
     def _on_set_timesteps(self, original: Callable, *args: Any, **kwargs: Any) -> Any:
         self._maybe_start_generation()
-        return original(*args, **kwargs)
+        call = original
+        for wrapper in reversed(self._timesteps_wrappers):
+            call = functools.partial(wrapper, call)
+        return call(*args, **kwargs)
 
     def _on_set_begin_index(self, original: Callable, begin_index: int = 0, *args: Any, **kwargs: Any) -> Any:
         self.claim()

@@ -1,7 +1,8 @@
 """How accel sees a pipeline's denoising loop without touching any class: instance-attribute
-overrides of ``pipe.prepare_latents`` and of the scheduler's ``set_timesteps``, ``set_begin_index``
-and ``step``. Each override calls a handler with the original method; removing them restores the
-instances exactly. A scheduler swapped by the user is followed on the next call (:meth:`follow`).
+overrides of ``pipe.check_inputs`` (the first thing a diffusers pipeline call does), of
+``pipe.prepare_latents`` and of the scheduler's ``set_timesteps``, ``set_begin_index`` and ``step``.
+Each override calls a handler with the original method; removing them restores the instances exactly.
+A scheduler swapped by the user is followed on the next call (:meth:`follow`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ Handler = Callable[..., Any]
 class LoopHandlers:
     """What runs around each overridden method."""
 
+    check_inputs: Handler
     prepare_latents: Handler
     set_timesteps: Handler
     set_begin_index: Handler
@@ -35,9 +37,11 @@ class LoopBinding:
         self.scheduler: Any = None
 
     def bind(self, pipe: Any) -> None:
-        """Override ``pipe.prepare_latents`` (where it exists) and the scheduler's loop methods."""
-        if hasattr(pipe, "prepare_latents"):
-            self._wrap(pipe, "prepare_latents", self._handlers.prepare_latents)
+        """Override ``pipe.check_inputs`` and ``pipe.prepare_latents`` (where they exist) and the scheduler's
+        loop methods."""
+        for name in ("check_inputs", "prepare_latents"):
+            if hasattr(pipe, name):
+                self._wrap(pipe, name, getattr(self._handlers, name))
         self.follow(getattr(pipe, "scheduler", None))
 
     def follow(self, scheduler: Any) -> None:

@@ -310,6 +310,7 @@ def test_every_plugin_runs_the_shared_contract():
         "test_caching",
         "test_sampling_guidance",
         "test_sampling_ras",
+        "test_sampling_timestep_schedule",
         "test_reparam",
         "test_sparse_attention",
         "test_tuning_tune",

@@ -77,6 +77,10 @@ PLUGINS: dict[str, Callable] = {
     "linear_ag": linear_ag,
     "sparse_attention": lambda tmp, family, steps: accel.SparseAttentionConfig(),
     "plan_target": _plan_target,
+    # every other level of a schedule twice as fine
+    "timestep_schedule": lambda tmp, family, steps: accel.TimestepScheduleConfig(
+        reference_steps=2 * steps, indices=tuple(range(0, 2 * steps, 2))
+    ),
 }
 #: the tiny family each stack runs on (the first one that every plugin of the stack supports)
 FAMILIES = ("unet", "pixart", "sd3", "wan")
@@ -97,6 +101,12 @@ STACKS: list[tuple[str, ...]] = [
     ("ras", "linear_ag"),
     ("sparse_attention", "adaptive_guidance"),
     ("sparse_attention", "linear_ag"),
+    ("timestep_schedule",),
+    ("timestep_schedule", "block_cache"),
+    ("timestep_schedule", "ras"),
+    ("timestep_schedule", "adaptive_guidance"),
+    ("timestep_schedule", "linear_ag"),
+    ("timestep_schedule", "sparse_attention"),
     # a tuned plan's setting: its target check alone and on top of a plugin (it claims nothing and
     # computes nothing, so its other pairs add no case)
     ("plan_target",),
@@ -108,13 +118,16 @@ def family_for(stack: tuple[str, ...]) -> str:
     for family in FAMILIES:
         adapter = lookup(tiny_denoiser(family))
         configs = [PLUGINS[name](None, family, STEPS) for name in stack if name != "linear_ag"]
-        if all(adapter.kind in plugin_for(c).kinds for c in configs) and _ras_ok(stack, family):
+        if all(adapter.kind in plugin_for(c).kinds for c in configs) and _scheduler_ok(stack, family):
             return family
     raise AssertionError(f"no tiny family runs {stack}")
 
 
-def _ras_ok(stack: tuple[str, ...], family: str) -> bool:
-    return "ras" not in stack or family in ("sd3", "flux", "lumina", "lumina2")
+def _scheduler_ok(stack: tuple[str, ...], family: str) -> bool:
+    """RAS runs on image DiTs with a token layout; a timestep schedule needs a scheduler that reads its
+    sigmas (the tiny U-Net pipeline's DDIM does not)."""
+    ras = "ras" not in stack or family in ("sd3", "flux", "lumina", "lumina2")
+    return ras and ("timestep_schedule" not in stack or family != "unet")
 
 
 def stack_id(stack: tuple[str, ...]) -> str:
@@ -169,7 +182,7 @@ def test_the_matrix_covers_every_plugin_and_every_supported_pair():
 
 def _supports(name: str, family: str) -> bool:
     config = PLUGINS[name](None, family, STEPS) if name != "linear_ag" else _ag(None, family, STEPS)
-    return lookup(tiny_denoiser(family)).kind in plugin_for(config).kinds and _ras_ok((name,), family)
+    return lookup(tiny_denoiser(family)).kind in plugin_for(config).kinds and _scheduler_ok((name,), family)
 
 
 # ------------------------------------------------------------------------------------ compile

@@ -1,9 +1,11 @@
-"""Sampling-side plugins: adaptive guidance (AG, LinearAG, a diffusers guider) and region-adaptive sampling."""
+"""Sampling-side plugins: adaptive guidance (AG, LinearAG, a diffusers guider), region-adaptive sampling
+and chosen timestep schedules."""
 
 from .adaptive_guidance import AdaptiveGuidanceConfig, apply_adaptive_guidance
 from .guider import AdaptiveClassifierFreeGuidance
 from .linear_ag import LinearAGConfig, apply_linear_ag
 from .ras import RASConfig, apply_ras
+from .timestep_schedule import TimestepScheduleConfig, apply_timestep_schedule
 
 __all__ = [
     "AdaptiveClassifierFreeGuidance",
@@ -13,4 +15,6 @@ __all__ = [
     "apply_linear_ag",
     "apply_ras",
     "RASConfig",
+    "TimestepScheduleConfig",
+    "apply_timestep_schedule",
 ]
