@@ -30,10 +30,12 @@ from .plugin import Plugin, register_plugin
 from .reparam.plugin import RePaViTConfig  # registers the RePaViT plugin
 from .sampling import (
     AdaptiveGuidanceConfig,
+    GuidanceWindowConfig,
     LinearAGConfig,
     RASConfig,
     TimestepScheduleConfig,
     apply_adaptive_guidance,
+    apply_guidance_window,
     apply_linear_ag,
     apply_ras,
     apply_timestep_schedule,
@@ -59,6 +61,7 @@ __all__ = [
     "SparseAttentionConfig",
     "RePaViTConfig",
     "TimestepScheduleConfig",
+    "GuidanceWindowConfig",
     "apply_deep_cache",
     "apply_block_cache",
     "apply_adaptive_guidance",
@@ -66,6 +69,7 @@ __all__ = [
     "apply_ras",
     "apply_sparse_attention",
     "apply_timestep_schedule",
+    "apply_guidance_window",
     # tuned plans (a setting's target check, PlanTargetConfig, comes with plan.pick(...).configs)
     "load_plan",
     "Plan",

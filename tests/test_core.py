@@ -309,6 +309,7 @@ def test_every_plugin_runs_the_shared_contract():
     for name in (
         "test_caching",
         "test_sampling_guidance",
+        "test_sampling_guidance_window",
         "test_sampling_ras",
         "test_sampling_timestep_schedule",
         "test_reparam",

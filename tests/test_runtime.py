@@ -77,6 +77,7 @@ PLUGINS: dict[str, Callable] = {
     "linear_ag": linear_ag,
     "sparse_attention": lambda tmp, family, steps: accel.SparseAttentionConfig(),
     "plan_target": _plan_target,
+    "guidance_window": lambda tmp, family, steps: accel.GuidanceWindowConfig(start=0.25, stop=0.75),
     # every other level of a schedule twice as fine
     "timestep_schedule": lambda tmp, family, steps: accel.TimestepScheduleConfig(
         reference_steps=2 * steps, indices=tuple(range(0, 2 * steps, 2))
@@ -101,6 +102,11 @@ STACKS: list[tuple[str, ...]] = [
     ("ras", "linear_ag"),
     ("sparse_attention", "adaptive_guidance"),
     ("sparse_attention", "linear_ag"),
+    ("guidance_window",),
+    ("guidance_window", "deep_cache"),
+    ("guidance_window", "block_cache"),
+    ("guidance_window", "sparse_attention"),
+    ("guidance_window", "timestep_schedule"),
     ("timestep_schedule",),
     ("timestep_schedule", "block_cache"),
     ("timestep_schedule", "ras"),

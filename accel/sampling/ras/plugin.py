@@ -67,6 +67,12 @@ FACTS = PluginFacts(
     build=_build,
     sweep={"sd3-shapes": [{"type": "RASConfig", "sample_ratio": r} for r in (0.5, 0.25)]},
     order=2,
+    conflicts={
+        "guidance_window": (
+            "a guidance window that turns CFG on after RAS's dense warm-up brings in the unconditional branch on "
+            "a sparse step, for which RAS holds no cached keys and values"
+        )
+    },
 )
 
 
