@@ -129,6 +129,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         validation_seeds=args.validation_seeds,
         metric=args.metric,
         linear_ag=not args.no_linear_ag,
+        schedule=not args.no_schedule,
         wall_repeats=args.wall_repeats,
         batch_size=args.batch_size,
     )
@@ -430,6 +431,9 @@ def _add_tune_command(sub: Any) -> None:
     )
     _add_device_arguments(tu)
     tu.add_argument("--no-linear-ag", action="store_true", help="leave LinearAG (and its calibrations) out")
+    tu.add_argument(
+        "--no-schedule", action="store_true", help="leave the searched timestep schedule (and its search) out"
+    )
     tu.add_argument("--wall-repeats", type=int, default=3, help="paired wall-clock repeats per plan setting (0: skip)")
     tu.add_argument("--seed", type=int, default=0)
     tu.add_argument("--no-progress", action="store_true")

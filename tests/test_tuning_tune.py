@@ -514,3 +514,22 @@ def test_peak_memory_with_batch_size_one_does_not_grow_with_the_prompts():
     few, many, whole = peak(8, 1), peak(32, 1), peak(32, 0)  # kB the peak grew past one sample's
     assert many < few + 20_000, (few, many)  # within 20 MB
     assert whole > many + 100_000, (many, whole)  # the check can fail: one call for all of them does grow
+
+
+def test_a_tune_searches_timestep_schedules_and_validates_against_them(tmp_path):
+    """On a flow-matching pipeline the tune searches a schedule per step count below the baseline's (on
+    the calibration samples, the baseline's own levels), makes it a gene, and validates the fewer-steps
+    curve on the searched schedule as a second rival; the plan records that curve. DDIM gets no gene."""
+    out = tmp_path / "t"
+    plan = _tune(out, generations=1, pipe=tiny_text_pipeline("sd3"))
+    space = json.loads((out / "tune.json").read_text())["space"]
+    assert space["timestep_schedule"] == [False, True]
+    below = [s for s in space["steps"] if s < CALL["num_inference_steps"]]
+    for steps in below:
+        config = accel.TimestepScheduleConfig.load(str(out / "schedules" / f"schedule_{steps}.json"))
+        assert config.reference_steps == CALL["num_inference_steps"] and config.steps == steps
+    rows = plan.info["searched_schedule"]
+    assert sorted(r["num_inference_steps"] for r in rows) == below
+    assert all(np.isfinite(r["psnr"]) for r in rows)
+    ddim = StackSpace(_adapter(tiny_pipeline("unet").pipe), 8, True)
+    assert "timestep_schedule" not in ddim.plugin_names

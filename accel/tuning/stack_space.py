@@ -24,6 +24,7 @@ from ..errors import AccelError, IncompatiblePluginsError
 from ..facts import Gene, plugins_with_facts
 from ..plugin import plugin_for
 from ..sampling.linear_ag import LinearAGConfig, LinearAGPlugin
+from ..sampling.timestep_schedule import TimestepScheduleConfig
 
 #: Step counts tried, as fractions of the baseline's.
 STEP_FRACTIONS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -37,7 +38,7 @@ class PluginGenes:
     knobs: tuple[Gene, ...]
     build: Callable[[dict[str, Any], int], PluginConfig]  # (knob values, steps) -> config
 
-    def default_config(self, steps: int) -> PluginConfig:
+    def default_config(self, steps: int) -> PluginConfig | None:
         return self.build({g.name: g.choices[0] for g in self.knobs}, steps)
 
 
@@ -53,6 +54,18 @@ def plugin_genes() -> tuple[PluginGenes, ...]:
 #: LinearAG is a mode of the guidance group: its genes apply where coefficients exist.
 LINEAR_AG_KNOBS = LinearAGPlugin.facts.genes
 
+#: The gene of the searched timestep schedule (:mod:`accel.tuning.schedule_search`): on, the step count
+#: runs on the levels searched for it, off, on the scheduler's default spacing.
+SCHEDULE = "timestep_schedule"
+
+
+def _schedule_builder(schedules: Callable[[int], str | None] | None) -> Callable[[dict, int], Any]:
+    def build(knobs: dict[str, Any], steps: int) -> TimestepScheduleConfig | None:
+        path = schedules(steps) if schedules is not None else None
+        return TimestepScheduleConfig.load(path) if path is not None and os.path.isfile(path) else None
+
+    return build
+
 
 class StackSpace:
     """The genome of one model: step count first, then each applicable plugin group.
@@ -63,14 +76,23 @@ class StackSpace:
         guided: the pipeline runs classifier-free guidance (else guidance plugins are left out).
         linear_ag: step count -> coefficients path, for the step counts LinearAG was calibrated at
             (None: LinearAG is left out).
+        schedules: step count -> the searched timestep schedule's file, or None where there is none
+            (the whole argument None: the schedule gene is left out). A step count without one runs the
+            scheduler's default spacing whatever the gene says.
     """
 
     def __init__(
-        self, adapter: Any, base_steps: int, guided: bool, linear_ag: Callable[[int], str | None] | None = None
+        self,
+        adapter: Any,
+        base_steps: int,
+        guided: bool,
+        linear_ag: Callable[[int], str | None] | None = None,
+        schedules: Callable[[int], str | None] | None = None,
     ) -> None:
         self.base_steps = base_steps
         self.step_choices = tuple(sorted({max(2, round(base_steps * f)) for f in STEP_FRACTIONS} | {base_steps}))
-        self.groups = [g for g in plugin_genes() if self._applies(g, adapter, guided)]
+        searched = [PluginGenes(SCHEDULE, (), _schedule_builder(schedules))] if schedules is not None else []
+        self.groups = searched + [g for g in plugin_genes() if self._applies(g, adapter, guided)]
         self.linear_ag = linear_ag
         self.genes: list[Gene] = [Gene("steps", self.step_choices)]
         for group in self.groups:
@@ -119,6 +141,8 @@ class StackSpace:
         kept: list[PluginConfig] = []
         for group in self.groups:
             on = self.value(x, group.name)
+            if on and group.name == SCHEDULE and group.build({}, steps) is None:
+                x[self.index[group.name]] = on = 0  # no searched schedule at this step count
             if on:
                 config = self._build(group, x, steps)
                 try:
@@ -183,9 +207,12 @@ class StackSpace:
 
     def seeds(self) -> list[np.ndarray]:
         """The initial population's known points, so that no region starts unexplored: every
-        fewer-steps setting; at the full, 70% and 50% step counts, each plugin alone with its default
-        knobs and with each single knob changed; and every compatible pair at default knobs."""
+        fewer-steps setting, also on the searched schedule (the rivals a plan is validated against);
+        at the full, 70% and 50% step counts, each plugin alone with its default knobs and with each
+        single knob changed; and every compatible pair at default knobs."""
         out = [self.encode(s, {}) for s in self.step_choices]
+        if SCHEDULE in self.index:
+            out += [self.encode(s, {SCHEDULE: {}}) for s in self.step_choices]
         spots = sorted({self._nearest_steps(f * self.base_steps) for f in (1.0, 0.7, 0.5)}, reverse=True)
         for steps in spots:
             base = self.encode(steps, {})

@@ -35,9 +35,10 @@ from ..fingerprint import denoiser_fingerprint
 from ..metrics.cost import measure_interleaved
 from ..plan import Plan, PlanSetting, PlanTargetConfig, distinct_front
 from ..plugin import config_from_dict
+from ..sampling.timestep_schedule import takes_schedule
 from . import nsga2, processes
 from .processes import Processes
-from .stack_space import StackSpace
+from .stack_space import SCHEDULE, StackSpace
 from .tune_outputs import local_paths, plot_plan, portable_paths, recorded_call, write_eval_spec
 from .tune_samples import Samples
 
@@ -60,6 +61,8 @@ class TuneSettings:
     validation_seeds: int = 2
     metric: str = "psnr"
     linear_ag: bool = True
+    #: search a timestep schedule per step count (``accel schedule``) and make it a gene
+    schedule: bool = True
     wall_repeats: int = 3
     #: samples per pipeline call while generating calibration and validation sets (None: one per call on a
     #: GPU, all in one call on the CPU); the results do not depend on it (per-sample generators)
@@ -146,12 +149,19 @@ class Tuner:
         os.makedirs(os.path.join(out_dir, "evals"), exist_ok=True)
         os.makedirs(os.path.join(out_dir, "validation"), exist_ok=True)
         use_linear_ag = settings.linear_ag and guided
+        use_schedule = settings.schedule and takes_schedule(pipe.scheduler, self.base_steps) is None
         self.space = StackSpace(
-            api.adapter_of(pipe), self.base_steps, guided, self._coefficients if use_linear_ag else None
+            api.adapter_of(pipe),
+            self.base_steps,
+            guided,
+            self._coefficients if use_linear_ag else None,
+            self._schedule if use_schedule else None,
         )
         self._write_or_check_manifest()
         if use_linear_ag and "adaptive_guidance" in self.space.plugin_names:
             self._calibrate_linear_ag()
+        if use_schedule:
+            self._search_schedules()
         self.calibration = Samples(
             pipe, calibration_prompts, self.calibration_seeds, call, settings.metric, domain, settings.batch_size
         )
@@ -210,6 +220,24 @@ class Tuner:
 
     def _coefficients(self, steps: int) -> str | None:
         return os.path.join(self.out_dir, "linear_ag", f"steps{steps}.json")
+
+    def _schedule(self, steps: int) -> str | None:
+        return os.path.join(self.out_dir, "schedules", f"schedule_{steps}.json") if steps < self.base_steps else None
+
+    def _search_schedules(self) -> None:
+        """A searched schedule for every step count below the baseline's, on the baseline's own levels
+        and the calibration samples (main process; the others wait). Resumable."""
+        from .schedule_search import search_schedules
+
+        if self.is_main:
+            missing = [
+                s for s in self.space.step_choices if s < self.base_steps and not os.path.exists(self._schedule(s))
+            ]
+            if missing:
+                prompts, seeds = self.calibration_prompts, self.calibration_seeds
+                folder = os.path.join(self.out_dir, "schedules")
+                search_schedules(self.pipe, prompts, seeds, self.call, missing, folder, self.base_steps)
+        self.processes.barrier()
 
     def _calibrate_linear_ag(self) -> None:
         """LinearAG coefficients for every step count in the space (main process; the others wait)."""
@@ -407,11 +435,20 @@ class Tuner:
         keys = {self.space.key(v): self.space.canonical(v) for v in population}
         front = self.front(list(keys))
         fewer = {self.space.key(x): x for x in (self.space.encode(s, {}) for s in self.space.step_choices)}
-        todo = {k: keys[k] for k in front} | fewer
+        searched = {}  # fewer steps on the searched schedule: the stronger rival
+        if SCHEDULE in self.space.plugin_names:
+            runs = (self.space.encode(s, {SCHEDULE: {}}) for s in self.space.step_choices)
+            searched = {k: x for k, x in ((self.space.key(x), x) for x in runs) if k not in fewer}
+        todo = {k: keys[k] for k in front} | fewer | searched
         validated = self._evaluate_all(
             todo, os.path.join(self.out_dir, "validation"), self.validation, desc="validation (held-out samples)"
         )
-        return {"front": front, "fewer_steps": list(fewer), "validated": validated}
+        return {
+            "front": front,
+            "fewer_steps": list(fewer),
+            "searched_schedule": list(searched),
+            "validated": validated,
+        }
 
     def wall_speedups(self, keys: list[str]) -> dict[str, float | None]:
         """Paired wall-clock speedup of each stack over the baseline on one held-out sample (interleaved)."""
@@ -439,7 +476,7 @@ class Tuner:
         validated = result["validated"]
         front = result["front"]
         # members still on the front on held-out samples, where plain fewer steps compete with them too
-        kept = self.front(front + result["fewer_steps"], validated)
+        kept = self.front(front + result["fewer_steps"] + result.get("searched_schedule", []), validated)
         walls = self.wall_speedups(kept)
         latent_shape = self.calibration.latent_shape
         target = {
@@ -497,6 +534,14 @@ class Tuner:
                     **{m: round(validated[k][m], 4) for m in ("psnr", "ssim", metric)},
                 }
                 for k in result["fewer_steps"]
+            ],
+            "searched_schedule": [
+                {
+                    "num_inference_steps": validated[k]["steps"],
+                    "speedup": round(1 / validated[k]["flops_ratio"], 4),
+                    **{m: round(validated[k][m], 4) for m in ("psnr", "ssim", metric)},
+                }
+                for k in result.get("searched_schedule", [])
             ],
         }
         plan = Plan(self.model, target, distinct_front(settings, metric), metric, info)

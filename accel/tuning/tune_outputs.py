@@ -39,8 +39,10 @@ def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], ste
     """The plan's front (promised on calibration, validated on held-out samples) against fewer steps,
     as ``stem.png`` and ``stem.html``."""
     # the full-step baseline itself (1x, identical output) is left off: its PSNR is capped at 100 dB
+    searched = plan.info.get("searched_schedule", [])
     curves = _Curves(
         fewer=sorted((r for r in plan.info["fewer_steps"] if r["speedup"] > 1.001), key=lambda r: r["speedup"]),
+        searched=sorted((r for r in searched if r["speedup"] > 1.001), key=lambda r: r["speedup"]),
         settings=[s for s in plan.settings if s.speedup > 1.001],
         front=[k for k in result["front"] if promised[k]["flops_ratio"] < 0.999],
         promised=promised,
@@ -53,6 +55,7 @@ def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], ste
 @dataclasses.dataclass(frozen=True)
 class _Curves:
     fewer: list[dict[str, Any]]
+    searched: list[dict[str, Any]]  # fewer steps on the searched timestep schedule
     settings: list[PlanSetting]
     front: list[str]
     promised: dict[str, dict]
@@ -77,6 +80,14 @@ def _plot_png(plan: Plan, curves: _Curves, path: str) -> None:
             color="gray",
             xytext=(3, -9),
             textcoords="offset points",
+        )
+    if curves.searched:
+        ax.plot(
+            [r["speedup"] for r in curves.searched],
+            [r[metric] for r in curves.searched],
+            ":^",
+            color="tab:green",
+            label="fewer steps, searched schedule (held out)",
         )
     xs = [s.speedup for s in settings]
     ax.plot(
@@ -117,6 +128,17 @@ def _plot_html(plan: Plan, curves: _Curves, path: str) -> None:
             line={"dash": "dash", "color": "gray"},
         )
     )
+    if curves.searched:
+        figure.add_trace(
+            go.Scatter(
+                x=[r["speedup"] for r in curves.searched],
+                y=[r[metric] for r in curves.searched],
+                mode="lines+markers",
+                name="fewer steps, searched schedule",
+                text=[f"{r['num_inference_steps']} steps" for r in curves.searched],
+                line={"dash": "dot", "color": "green"},
+            )
+        )
     figure.add_trace(
         go.Scatter(
             x=xs,
