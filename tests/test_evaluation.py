@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import accel
 from accel.evaluation import SweepSpec, evaluate, format_table
 from accel.evaluation.records import read_records
 from accel.evaluation.runner import load_sample
@@ -195,3 +196,28 @@ def test_finished_run_is_never_overwritten_by_a_different_sweep(tmp_path, tiny_m
     )
     with pytest.raises(ValueError, match="holds a different sweep"):
         evaluate(other, out=str(tmp_path / "runs"), progress=False)
+
+
+def test_the_default_sweep_shows_each_shipped_plan_at_2_3_and_4x():
+    """The main job's sweep holds the shipped plan's settings picked at 2x, 3x and 4x, named as tuned."""
+    from accel.evaluation.defaults import default_specs
+    from accel.evaluation.runner import run_entries
+    from accel.pipelines.builtin import BUILTIN_MODELS
+    from accel.plan import PlanTargetConfig
+
+    for spec in default_specs():
+        plan = accel.load_plan(BUILTIN_MODELS[spec.model].plan_dir)
+        tuned = {e.name: e for e in run_entries(spec) if e.name.startswith("tuned-")}
+        assert tuned, spec.model
+        for name, entry in tuned.items():
+            setting = plan.pick(speedup=float(name[len("tuned-") : -1]))
+            assert entry.kind == "method" and entry.steps == setting.num_inference_steps
+            assert list(entry.configs) == [c for c in setting.configs if not isinstance(c, PlanTargetConfig)]
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "", "x" * 81, 7])
+def test_a_grid_entry_name_must_be_a_plain_folder_name(name):
+    from accel.evaluation.spec import parse_entry
+
+    with pytest.raises(accel.ConfigError, match="a grid entry's name must be 1-80 letters"):
+        parse_entry({"steps": 10, "configs": [{"type": "DeepCacheConfig"}], "name": name}, 20)

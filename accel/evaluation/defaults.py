@@ -1,11 +1,16 @@
 """The default sweep of ``accel eval`` (the README's main command): every built-in diffusion model
-that has weights, with every plugin that supports it. It is small enough for the whole main command,
-install included, to finish within 5 minutes on 2 CPU cores; about 2 minutes of that is the sweep.
-Few samples give wide intervals, so more verdicts are ties: a spec with more prompts
-(``accel eval SPEC.yaml``) gives firm ones. Verdicts are judged on FLOPs (see ``accel eval --speed``)."""
+that has weights, with every plugin that supports it, and the shipped tuned plan's settings at about
+2x, 3x and 4x (entries named ``tuned-2x`` ...), so that the sweep shows accel at its best beside the
+single plugins. It is small enough for the whole main command, install included, to finish within 5
+minutes on 2 CPU cores. Few samples give wide intervals, so more verdicts are ties: a spec with more
+prompts (``accel eval SPEC.yaml``) gives firm ones. Verdicts are judged on FLOPs (see ``accel eval
+--speed``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..errors import ConfigError
 from ..facts import plugins_with_facts
 from ..pipelines.builtin import BUILTIN_MODELS
 from .spec import SweepSpec
@@ -24,6 +29,7 @@ def default_specs() -> list[SweepSpec]:
         configs: list = ["none"]
         for plugin in plugins_with_facts():
             configs.extend(plugin.facts.sweep.get(model, []))
+        configs.extend(tuned_entries(model))
         specs.append(
             SweepSpec(
                 model=model,
@@ -36,3 +42,32 @@ def default_specs() -> list[SweepSpec]:
             )
         )
     return specs
+
+
+#: Speedups of the shipped plans' settings in the default sweep.
+TUNED_SPEEDUPS = (2, 3, 4)
+
+
+def tuned_entries(model: str) -> list[dict[str, Any]]:
+    """The shipped plan's settings picked at :data:`TUNED_SPEEDUPS` (each once), as grid entries named
+    ``tuned-<s>x``, without the plan's target check (the sweep runs the plan's own model and call)."""
+    import os
+
+    from ..plan import PlanTargetConfig, load_plan
+
+    folder = BUILTIN_MODELS[model].plan_dir
+    if not os.path.isfile(os.path.join(folder, "plan.json")):
+        return []
+    plan, entries, seen = load_plan(folder), [], set()
+    for speedup in TUNED_SPEEDUPS:
+        try:
+            setting = plan.pick(speedup=speedup)
+        except ConfigError:  # the plan does not reach this speedup
+            continue
+        configs = [c.to_dict() for c in setting.configs if not isinstance(c, PlanTargetConfig)]
+        key = (setting.num_inference_steps, repr(configs))
+        if key in seen or not configs:
+            continue
+        seen.add(key)
+        entries.append({"steps": setting.num_inference_steps, "configs": configs, "name": f"tuned-{speedup}x"})
+    return entries

@@ -45,8 +45,8 @@ class RunEntry:
 def run_entries(spec: SweepSpec) -> list[RunEntry]:
     entries = [RunEntry(BASELINE, (), spec.steps, "baseline")]
     entries += [RunEntry(f"steps{k}", (), k, "fewer_steps") for k in spec.fewer_step_counts()]
-    for steps, configs in spec.plugin_sets():
-        entries.append(RunEntry(entry_name(steps, configs, spec.steps), tuple(configs), steps, "method"))
+    for steps, configs, label in spec.plugin_sets():
+        entries.append(RunEntry(label or entry_name(steps, configs, spec.steps), tuple(configs), steps, "method"))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ConfigError(f"two grid entries share a name: {names}")

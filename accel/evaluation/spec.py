@@ -263,13 +263,13 @@ class SweepSpec:
             return sorted(c for c in counts if c < self.steps)
         return sorted(set(self.fewer_steps))
 
-    def plugin_sets(self) -> list[tuple[int, list[PluginConfig]]]:
-        """Every non-baseline grid entry as ``(steps, validated plugin configs)``."""
+    def plugin_sets(self) -> list[tuple[int, list[PluginConfig], str | None]]:
+        """Every non-baseline grid entry as ``(steps, validated plugin configs, its own name or None)``."""
         out = []
         for entry in self.configs:
             steps, configs = parse_entry(entry, self.steps)
             if configs:
-                out.append((steps, configs))
+                out.append((steps, configs, entry_label(entry)))
         return out
 
     def call_kwargs(self) -> dict[str, Any]:
@@ -363,12 +363,13 @@ def parse_entry(entry: Any, steps: int) -> tuple[int, list[PluginConfig]]:
     its own step count: ``{steps: 10, configs: [...]}`` (a plugin stack on fewer steps, as in a plan
     from ``accel tune``); ``steps`` must be in [1, the sweep's steps]."""
     if isinstance(entry, dict) and "type" not in entry:
-        unknown = sorted(set(entry) - {"steps", "configs"})
+        unknown = sorted(set(entry) - {"steps", "configs", "name"})
         if unknown or "configs" not in entry:
             raise ConfigError(
                 "a grid entry is 'none', a config {type: ..., field: ...}, a list of configs, or "
-                f"{{steps: N, configs: [...]}}; got the keys {sorted(entry)}"
+                f"{{steps: N, configs: [...], name: optional}}; got the keys {sorted(entry)}"
             )
+        entry_label(entry)  # validated with the rest
         own = entry.get("steps", steps)
         check_int("grid entry", "steps", own, 1, steps)
         configs = parse_configs(entry["configs"])
@@ -379,6 +380,20 @@ def parse_entry(entry: Any, steps: int) -> tuple[int, list[PluginConfig]]:
             )
         return own, configs
     return steps, parse_configs(entry)
+
+
+def entry_label(entry: Any) -> str | None:
+    """The ``name`` a ``{steps, configs, name}`` entry gives itself (a run-folder name: letters, digits,
+    ``.``, ``_``, ``+``, ``-``; at most 80), or None."""
+    name = entry.get("name") if isinstance(entry, dict) and "type" not in entry else None
+    if name is None:
+        return None
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,79}", name):
+        raise ConfigError(
+            "a grid entry's name must be 1-80 letters, digits, '.', '_', '+' or '-' (a folder name), "
+            f"got {brief(name)}"
+        )
+    return name
 
 
 def entry_name(steps: int, configs: list[PluginConfig], sweep_steps: int) -> str:
