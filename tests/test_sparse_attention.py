@@ -220,7 +220,9 @@ def test_pattern_specs_and_per_head_masks():
 
 # ====================================================================================== config
 def test_config_validation_names_allowed_values():
-    with pytest.raises(accel.ConfigError, match=r"pattern must be one of \['dynamic', 'window', 'searched'\]"):
+    with pytest.raises(
+        accel.ConfigError, match=r"pattern must be one of \['dynamic', 'window', 'searched', 'neighborhood'\]"
+    ):
         SparseAttentionConfig(pattern="radial")
     with pytest.raises(accel.ConfigError, match="backend must be one of"):
         SparseAttentionConfig(backend="cuda")
@@ -464,7 +466,10 @@ class TestSparseAttentionPlugin(PluginTesterMixin):
     )
     unsupported_family = "pixart"
     bad_configs = [
-        ({"pattern": "radial"}, "SparseAttentionConfig.pattern must be one of ['dynamic', 'window', 'searched']"),
+        (
+            {"pattern": "radial"},
+            "SparseAttentionConfig.pattern must be one of ['dynamic', 'window', 'searched', 'neighborhood']",
+        ),
         ({"pattern": "searched"}, "SparseAttentionConfig.pattern='searched' needs patterns_path"),
         ({"tau": 0.0}, "SparseAttentionConfig.tau must be a number in (0.0, 1.0], got 0.0"),
         ({"min_keep": 0.6}, "SparseAttentionConfig.min_keep (0.6) must not exceed max_keep (0.5)"),

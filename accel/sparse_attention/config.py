@@ -7,7 +7,7 @@ import dataclasses
 from ..config import PluginConfig, check_choice, check_float, check_int, check_int_tuple
 from ..errors import ConfigError
 
-PATTERNS = ("dynamic", "window", "searched")
+PATTERNS = ("dynamic", "window", "searched", "neighborhood")
 SCORES = ("mean", "sample")
 BLOCK_SIZES = (4, 8, 16, 32, 64, 128, 256)
 BACKEND_CHOICES = ("auto", "triton", "flex", "torch")
@@ -29,6 +29,11 @@ class SparseAttentionConfig(PluginConfig):
         tile: 3D tile (frames, rows, columns) of the token reordering.
         window: ``"window"``: radius in tokens (frames, rows, columns) a query sees around itself.
         patterns_path: ``"searched"``: JSON file written by ``HeadPatterns.save`` / ``calibrate_head_patterns``.
+        kernel_size, stride, dilation: ``"neighborhood"`` (GNA, arXiv 2504.16922; NATTEN's semantics): per axis
+            (frames, rows, columns), each query sees ``kernel_size`` keys around its stride group's leader,
+            among the positions of its dilation group. With ``stride == tile``, ``block_size == prod(tile)``,
+            a grid divisible by the tile and windows on tile boundaries it runs block-sparse (exactly);
+            otherwise at token granularity (FlexAttention, exact, not faster on the CPU).
         dense_warmup_fraction: leading fraction of the denoising steps that run dense.
         dense_layers: attention layers (0-based, in execution order) that always run dense.
         mask_reuse_steps: a mask built at step s serves steps s .. s + n - 1 (per layer and CFG branch).
@@ -49,6 +54,9 @@ class SparseAttentionConfig(PluginConfig):
     tile: tuple[int, int, int] = (4, 4, 4)
     window: tuple[int, int, int] = (2, 8, 8)
     patterns_path: str | None = None
+    kernel_size: tuple[int, int, int] = (3, 9, 9)
+    stride: tuple[int, int, int] = (1, 1, 1)
+    dilation: tuple[int, int, int] = (1, 1, 1)
     dense_warmup_fraction: float = 0.2
     dense_layers: tuple[int, ...] = (0,)
     mask_reuse_steps: int = 1
@@ -70,6 +78,15 @@ class SparseAttentionConfig(PluginConfig):
         if len(self.tile) != 3:
             raise ConfigError(f"{name}.tile must be three integers (frames, rows, columns), got {self.tile!r}")
         check_int_tuple(name, "window", self.window, 0)
+        for field in ("kernel_size", "stride", "dilation"):
+            value = getattr(self, field)
+            check_int_tuple(name, field, value, 1, 10000)
+            if len(value) != 3:
+                raise ConfigError(f"{name}.{field} must be three integers (frames, rows, columns), got {value!r}")
+        if any(s > k for s, k in zip(self.stride, self.kernel_size)):
+            raise ConfigError(
+                f"{name}.stride {self.stride} must not exceed kernel_size {self.kernel_size} on any axis"
+            )
         if len(self.window) != 3:
             raise ConfigError(f"{name}.window must be three integers (frames, rows, columns), got {self.window!r}")
         if self.patterns_path is not None and not isinstance(self.patterns_path, str):

@@ -27,6 +27,7 @@ from ..pipelines.registry import unwrap
 from ..plugin import Plugin, register_plugin
 from .builders.dynamic import block_scores, keep_by_threshold
 from .builders.head_patterns import HeadPatterns
+from .builders.neighborhood import neighborhood_attention, neighborhood_blocks
 from .builders.patterns import finalize
 from .builders.window import window_blocks
 from .config import SparseAttentionConfig
@@ -202,6 +203,8 @@ class SparseAttention:
             if key not in self.static_masks:
                 self.static_masks[key] = self.patterns.mask(layer, layout, heads, q.device, config.force_diagonal)  # type: ignore[union-attr]
             return self.static_masks[key]
+        if config.pattern == "neighborhood":
+            return self._neighborhood_blocks(layout, q.device)
         if config.pattern == "window":
             key = ("window", layout, str(q.device))
             if key not in self.static_masks:
@@ -213,6 +216,26 @@ class SparseAttention:
             keep = keep_by_threshold(scores, config.tau, config.min_keep, config.max_keep)
         self.state.masks_built += 1
         return finalize(keep, layout, bs, config.force_diagonal)
+
+    def _neighborhood_blocks(self, layout: SequenceLayout, device: torch.device) -> BlockSparseMask | None:
+        """The neighbourhood pattern's block mask where it is token-exact (GNA's perfectly block-sparse
+        configurations), else None (the call runs at token granularity)."""
+        key = ("neighborhood", layout, str(device))
+        if key not in self.static_masks:
+            c, bs = self.config, self.block_size
+            video = dataclasses.replace(layout, text_len=0)
+            try:
+                blocks, exact = neighborhood_blocks(video, bs, c.kernel_size, c.stride, c.dilation)
+            except ConfigError:
+                blocks, exact = None, False
+            if exact:
+                total = -(-layout.seq_len // bs)
+                padded = torch.zeros(total, total, dtype=torch.bool)
+                padded[: blocks.shape[0], : blocks.shape[1]] = blocks
+                self.static_masks[key] = finalize(padded.to(device), layout, bs, force_diagonal=False)
+            else:
+                self.static_masks[key] = None
+        return self.static_masks[key]
 
     def _mask(
         self, layer: int, branch: str, step: int | None, q: torch.Tensor, k: torch.Tensor, layout: SequenceLayout
@@ -292,6 +315,14 @@ class SparseAttention:
             )
         layout = self._layout(n - text_len, text_len, text_position)
         qw, kw, vw = (_working(t, layout, seq_dim) for t in (q, k, v))
+        if self.config.pattern == "neighborhood" and self._neighborhood_blocks(layout, q.device) is None:
+            if lengths is not None:  # padded keys: the token path takes none
+                self.state.record(layer, step, 1.0, "dense", flops)
+                return dense()
+            c = self.config
+            out = neighborhood_attention(qw, kw, vw, layout, c.kernel_size, c.stride, c.dilation)
+            self.state.record(layer, step, _neighborhood_density(layout, c.kernel_size), "sparse", flops)
+            return _model_order(out, layout, seq_dim)
         mask = self._mask(layer, branch, step, qw, kw, layout)
         if mask is None or mask.is_full():
             self.state.record(layer, step, 1.0, "dense", flops)
@@ -429,6 +460,8 @@ class SparseAttentionPlugin(Plugin):
         family = self.session.adapter.family
         if ulysses_degree(parallel_config(self.session.denoiser)) is None:
             why = "under Ring attention no rank ever holds a head's whole sequence, where block masks are chosen"
+        elif self.config.pattern == "neighborhood":
+            why = "the neighbourhood pattern is not wired into Ulysses' all-to-all yet"
         elif family not in ULYSSES_FAMILIES:
             why = (
                 f"under Ulysses it runs on the video-only self-attention of {', '.join(ULYSSES_FAMILIES)}; "
@@ -495,3 +528,9 @@ def _model_order(out: torch.Tensor, layout: SequenceLayout, seq_dim: int) -> tor
     _, inv = layout.permutation(out.device)
     out = out.index_select(2, inv)
     return out.transpose(1, 2) if seq_dim == 1 else out
+
+
+def _neighborhood_density(layout: SequenceLayout, kernel: tuple[int, int, int]) -> float:
+    """Kept fraction of the query-key pairs: ``prod(kernel)`` keys per video query, text rows and columns whole."""
+    n, video, text = layout.seq_len, layout.video_len, layout.text_len
+    return (video * math.prod(kernel) + text * n + video * text) / (n * n)
