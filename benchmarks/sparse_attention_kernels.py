@@ -11,6 +11,13 @@ over dense SDPA, the ideal speedup 1/density and the fraction of ideal reached.
 Backends: on CUDA ``triton`` and ``flex``; on CPU compiled ``flex`` and the ``torch`` gather path
 (the Triton interpreter is far too slow to time). Results go to
 ``benchmarks/results/sparse_attention_kernels_<device>.{json,md}``.
+
+The GNA rows (strided neighbourhood attention, arXiv 2504.16922, in its perfectly block-sparse
+configurations: stride = tile, 64-token blocks) on a 20x40x40 grid (32,000 tokens): each kernel's
+block mask, whether it is token-exact, its density and the attention FLOP ratio; on CUDA also the
+Triton kernel's time against dense SDPA and against its ideal::
+
+    python -m benchmarks.sparse_attention_kernels --gna-only      # the GNA rows alone (CPU: masks and FLOPs)
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--block", type=int, default=64, help="mask block size (tokens)")
     p.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
+    p.add_argument("--gna-only", action="store_true", help="only the GNA rows (skip the random-mask timings)")
     p.add_argument(
         "--dtype",
         default=None,
@@ -89,8 +97,57 @@ def timed(fn, repeats: int, warmup: int, device: str) -> float:
     return statistics.median(times)
 
 
+#: GNA rows: (grid, tile = stride, kernels), every kernel an odd multiple of the stride per axis
+GNA_GRID, GNA_TILE = (20, 40, 40), (4, 4, 4)
+GNA_KERNELS = ((4, 12, 12), (12, 12, 12), (4, 20, 20), (12, 28, 28), (20, 40, 40))
+
+
+def gna_rows(args: argparse.Namespace, dtype: torch.dtype) -> list[dict]:
+    """Per GNA kernel: block mask, exactness, density and FLOP ratio; on CUDA, Triton's time too."""
+    from accel.sparse_attention.builders.neighborhood import neighborhood_blocks
+    from accel.sparse_attention.reorder import SequenceLayout
+
+    layout, block = SequenceLayout(*GNA_GRID, tile=GNA_TILE), math.prod(GNA_TILE)
+    n = layout.video_len
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(1, args.heads, n, args.head_dim, generator=g).to(args.device, dtype) for _ in range(3))
+        dense_s = timed(lambda: F.scaled_dot_product_attention(q, k, v), args.repeats, args.warmup, args.device)
+    rows = []
+    for kernel in GNA_KERNELS:
+        start = time.perf_counter()
+        blocks, exact = neighborhood_blocks(layout, block, kernel, stride=GNA_TILE)
+        row = {
+            "grid": list(GNA_GRID),
+            "kernel": list(kernel),
+            "stride": list(GNA_TILE),
+            "exact": exact,
+            "density": round(float(blocks.float().mean()), 5),
+            "ideal_density": round(math.prod(kernel) / n, 5),
+            "flop_ratio": round(1 / float(blocks.float().mean()), 3),
+            "mask_ms": round((time.perf_counter() - start) * 1e3, 2),
+        }
+        if cuda:
+            mask = BlockSparseMask.from_block_bool(blocks[None, None].to(args.device), block, block, n, n)
+            with torch.no_grad():
+                seconds = timed(
+                    lambda mask=mask: block_sparse_attention(q, k, v, mask, backend="triton"),
+                    args.repeats,
+                    args.warmup,
+                    args.device,
+                )
+            row["triton_speedup"] = round(dense_s / seconds, 3)
+            row["fraction_of_ideal"] = round(dense_s / seconds / row["flop_ratio"], 3)
+        rows.append(row)
+        print(f"GNA kernel {kernel}: density {row['density']} (exact {exact}), {row['flop_ratio']}x fewer FLOPs")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.gna_only:
+        return _gna_only(args)
     device = args.device
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     backends = args.backends or (["triton", "flex"] if device.startswith("cuda") else ["flex", "torch"])
@@ -162,6 +219,34 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     write(result, Path(args.out), "cuda" if device.startswith("cuda") else "cpu", args.tag)
+    return result
+
+
+def _gna_only(args: argparse.Namespace) -> dict:
+    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    rows = gna_rows(args, dtype)
+    device = "cuda" if args.device.startswith("cuda") else "cpu"
+    stem = Path(args.out) / f"sparse_attention_gna_{device}{('_' + args.tag) if args.tag else ''}"
+    header = ["kernel (t, h, w)", "token-exact", "density", "prod(kernel)/N", "FLOP ratio", "mask build (ms)"]
+    cells = [
+        [tuple(r["kernel"]), r["exact"], r["density"], r["ideal_density"], f"{r['flop_ratio']}x", r["mask_ms"]]
+        for r in rows
+    ]
+    if device == "cuda":
+        header += ["Triton speedup vs SDPA", "fraction of ideal"]
+        for cell, r in zip(cells, rows):
+            cell += [f"{r['triton_speedup']}x", f"{r['fraction_of_ideal']:.0%}"]
+    lines = [
+        f"# Strided neighbourhood attention (GNA) block masks ({device})",
+        "",
+        f"Grid {'x'.join(map(str, GNA_GRID))} ({math.prod(GNA_GRID):,} tokens), tiles and stride {GNA_TILE}, "
+        f"blocks of {math.prod(GNA_TILE)} tokens. "
+        "Command: `python -m benchmarks.sparse_attention_kernels --gna-only`.",
+        "",
+        *table(header, cells),
+    ]
+    result = {"benchmark": "sparse_attention_gna", "device": device, "rows": rows}
+    write_results(str(stem), result, lines)
     return result
 
 
