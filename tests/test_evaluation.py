@@ -221,3 +221,35 @@ def test_a_grid_entry_name_must_be_a_plain_folder_name(name):
 
     with pytest.raises(accel.ConfigError, match="a grid entry's name must be 1-80 letters"):
         parse_entry({"steps": 10, "configs": [{"type": "DeepCacheConfig"}], "name": name}, 20)
+
+
+def test_a_sweep_with_searched_schedules_runs_them_as_a_second_rival(tmp_path):
+    """On the built-in SD3: fewer steps on a searched schedule run as their own curve (measured FLOPs, the
+    plain count's cost), and every verdict names the rival it was taken against."""
+    folder = tmp_path / "schedules"
+    folder.mkdir()
+    schedule = accel.TimestepScheduleConfig(reference_steps=8, indices=(0, 1, 3, 5))
+    (folder / "schedule_4.json").write_text(json.dumps(schedule.to_dict()))
+    spec = SweepSpec(
+        model="sd3-shapes",
+        name="s",
+        steps=8,
+        num_prompts=3,
+        seeds_per_prompt=1,
+        fewer_steps=[4, 6],
+        schedules=str(folder),
+        metrics=["fidelity"],
+        configs=["none", {"type": "BlockCacheConfig", "interval": 2}],
+    )
+    result = next(iter(evaluate(spec, out=str(tmp_path / "runs"), progress=False).values()))
+    rows = {r["config"]: r for r in result["rows"]}
+    assert rows["steps4+schedule"]["kind"] == "fewer_steps_schedule" and "steps6+schedule" not in rows
+    assert rows["steps4+schedule"]["flop_ratio"] == pytest.approx(rows["steps4"]["flop_ratio"], rel=0.02)
+    assert rows["steps4+schedule"]["psnr"] != rows["steps4"]["psnr"]
+    method = next(r for r in result["rows"] if r["kind"] == "method")
+    verdicts = method["verdicts"]
+    assert verdicts and all(v["rival"] in ("fewer steps", "fewer steps, searched schedule") for v in verdicts.values())
+    from accel.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="sweep.schedules must be a folder of searched schedules"):
+        SweepSpec(model="sd3-shapes", schedules=str(tmp_path / "missing"))

@@ -156,3 +156,18 @@ def test_fid_verdict_and_frechet_distance_match_torchmetrics():
     }
     verdict = judge(entries, {"fid": False}, (), real_stats)["method"]["fid"]
     assert verdict["verdict"] == "beats" and verdict["difference"] > 0
+
+
+def test_the_verdict_is_taken_against_the_stronger_rival_curve():
+    """A method 0.1 above plain fewer steps but 0.1 below fewer steps on a searched schedule loses to the
+    latter; without the schedule curve it beats plain fewer steps."""
+    rng = np.random.default_rng(2)
+    entries = _entries(0.1, 0.02, 24, rng)
+    plain = judge(entries, QUALITY, ("psnr",))["method"]["alignment"]
+    assert plain["verdict"] == "beats" and plain["rival"] == "fewer steps"
+    method = entries["method"].per_sample["alignment"]
+    stronger = {k: v + 0.1 for k, v in method.items()}
+    entries["steps10+schedule"] = EntryValues("fewer_steps_schedule", 2.0, {"alignment": stronger})
+    both = judge(entries, QUALITY, ("psnr",))["method"]["alignment"]
+    assert both["verdict"] == "loses" and both["rival"] == "fewer steps, searched schedule"
+    assert both["difference"] == pytest.approx(-0.1, abs=1e-6)

@@ -1,13 +1,16 @@
 """The default sweep of ``accel eval`` (the README's main command): every built-in diffusion model
 that has weights, with every plugin that supports it, and the shipped tuned plan's settings at about
 2x, 3x and 4x (entries named ``tuned-2x`` ...), so that the sweep shows accel at its best beside the
-single plugins. It is small enough for the whole main command, install included, to finish within 5
-minutes on 2 CPU cores. Few samples give wide intervals, so more verdicts are ties: a spec with more
-prompts (``accel eval SPEC.yaml``) gives firm ones. Verdicts are judged on FLOPs (see ``accel eval
---speed``)."""
+single plugins. Where the model ships searched timestep schedules (``plans/<model>/schedules``, from
+``accel schedule MODEL --steps 5 8 12 --reference 20``), fewer steps on them are the stronger rival.
+
+It is small enough for the whole main command, install included, to finish within 5 minutes on 2 CPU
+cores. Few samples give wide intervals, so more verdicts are ties: a spec with more prompts (``accel
+eval SPEC.yaml``) gives firm ones. Verdicts are judged on FLOPs (see ``accel eval --speed``)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..errors import ConfigError
@@ -30,6 +33,7 @@ def default_specs() -> list[SweepSpec]:
         for plugin in plugins_with_facts():
             configs.extend(plugin.facts.sweep.get(model, []))
         configs.extend(tuned_entries(model))
+        schedules = os.path.join(BUILTIN_MODELS[model].plan_dir, "schedules")
         specs.append(
             SweepSpec(
                 model=model,
@@ -37,6 +41,7 @@ def default_specs() -> list[SweepSpec]:
                 num_prompts=prompts,
                 seeds_per_prompt=seeds,
                 fewer_steps=[5, 8, 12],
+                schedules=schedules if os.path.isdir(schedules) else None,
                 configs=configs,
                 name=model,
             )
@@ -51,8 +56,6 @@ TUNED_SPEEDUPS = (2, 3, 4)
 def tuned_entries(model: str) -> list[dict[str, Any]]:
     """The shipped plan's settings picked at :data:`TUNED_SPEEDUPS` (each once), as grid entries named
     ``tuned-<s>x``, without the plan's target check (the sweep runs the plan's own model and call)."""
-    import os
-
     from ..plan import PlanTargetConfig, load_plan
 
     folder = BUILTIN_MODELS[model].plan_dir

@@ -135,24 +135,34 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
     return path
 
 
+#: the rival curves: entry kind -> (line style, colour, legend)
+RIVAL_CURVES = {
+    "fewer_steps": ("--o", "0.45", "fewer sampling steps"),
+    "fewer_steps_schedule": (":^", "tab:green", "fewer steps, searched schedule"),
+}
+
+
 def _plot_fewer_steps(ax: Any, rows: list[dict[str, Any]], metric: str) -> None:
-    """The dashed fewer-steps curve (with the baseline), each point labelled with its step count."""
-    curve = sorted(
-        [r for r in rows if r["kind"] in ("baseline", "fewer_steps") and _ok(r, metric)],
-        key=speed,
-    )
+    """The dashed rival curves (each with the baseline), each point labelled with its step count."""
+    for kind, (style, colour, label) in RIVAL_CURVES.items():
+        curve = sorted([r for r in rows if r["kind"] in ("baseline", kind) and _ok(r, metric)], key=speed)
+        if any(r["kind"] == kind for r in curve):
+            _plot_curve(ax, curve, kind, metric, style, colour, label)
+
+
+def _plot_curve(ax: Any, curve: list[dict[str, Any]], kind: str, metric: str, style: str, colour: Any, label: str):
     if curve:
         ax.plot(
             [speed(r) for r in curve],
             [r[metric] for r in curve],
-            "--o",
-            color="0.45",
+            style,
+            color=colour,
             ms=4,
-            label="fewer sampling steps",
+            label=label,
             zorder=1,
         )
         for r in curve:
-            if r["kind"] == "fewer_steps":
+            if r["kind"] == kind:
                 ax.annotate(
                     f"{r['steps']} st",
                     (speed(r), r[metric]),
@@ -220,7 +230,13 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[LABELS[m] for m in metrics])
     for col, metric in enumerate(metrics, start=1):
         front = pareto_front(rows, metric)
-        for kind, symbol in (("baseline", "star"), ("fewer_steps", "circle-open"), ("method", "circle")):
+        kinds = (
+            ("baseline", "star"),
+            ("fewer_steps", "circle-open"),
+            ("fewer_steps_schedule", "triangle-up-open"),
+            ("method", "circle"),
+        )
+        for kind, symbol in kinds:
             pts = sorted([r for r in rows if r["kind"] == kind and _ok(r, metric)], key=speed)
             if not pts:
                 continue
@@ -228,7 +244,7 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
                 go.Scatter(
                     x=[speed(r) for r in pts],
                     y=[r[metric] for r in pts],
-                    mode="markers+lines" if kind == "fewer_steps" else "markers",
+                    mode="markers+lines" if kind in RIVAL_CURVES else "markers",
                     name=kind,
                     legendgroup=kind,
                     showlegend=col == 1,

@@ -25,6 +25,7 @@ from ..devices import resolve_device, resolve_dtype, what_ran
 from ..errors import ConfigError, OutOfMemoryError, is_out_of_memory
 from ..files import atomic_write
 from ..metrics.cost import DenoiserTimer, synchronize
+from ..sampling.timestep_schedule import TimestepScheduleConfig
 from .records import RecordWriter, merge, read_records, record_key
 from .runfolder import holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
 from .spec import SweepSpec, entry_name
@@ -39,12 +40,15 @@ class RunEntry:
     name: str
     configs: tuple[Any, ...]
     steps: int
-    kind: str  # "baseline", "fewer_steps" or "method"
+    kind: str  # "baseline", "fewer_steps", "fewer_steps_schedule" (on a searched schedule) or "method"
 
 
 def run_entries(spec: SweepSpec) -> list[RunEntry]:
     entries = [RunEntry(BASELINE, (), spec.steps, "baseline")]
     entries += [RunEntry(f"steps{k}", (), k, "fewer_steps") for k in spec.fewer_step_counts()]
+    for k, path in spec.schedule_files():
+        schedule = TimestepScheduleConfig.load(path)
+        entries.append(RunEntry(f"steps{k}+schedule", (schedule,), k, "fewer_steps_schedule"))
     for steps, configs, label in spec.plugin_sets():
         entries.append(RunEntry(label or entry_name(steps, configs, spec.steps), tuple(configs), steps, "method"))
     names = [e.name for e in entries]

@@ -365,7 +365,8 @@ def _real_features(scorers: _Scorers) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _row_order(row: dict[str, Any]) -> tuple[int, float]:
     """Sort key of the summary: baseline, fewer-steps, then methods, each by decreasing speedup."""
-    return {"baseline": 0, "fewer_steps": 1, "method": 2}.get(row["kind"], 3), -(row["speedup"] or 0)
+    order = {"baseline": 0, "fewer_steps": 1, "fewer_steps_schedule": 2, "method": 3}
+    return order.get(row["kind"], 4), -(row["speedup"] or 0)
 
 
 def _cache_bytes(record: dict[str, Any]) -> int:

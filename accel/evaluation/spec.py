@@ -72,6 +72,9 @@ class SweepSpec:
     seeds_per_prompt: int = 2
     base_seed: int = 0
     fewer_steps: Any = "auto"
+    #: a folder of searched timestep schedules (``accel schedule``: ``schedule_<N>.json``); fewer steps on
+    #: them form a second, stronger rival curve, and verdicts are taken against the better of the two
+    schedules: str | None = None
     configs: list[Any] = dataclasses.field(default_factory=lambda: ["none"])
     call: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: list[str] | None = None
@@ -94,6 +97,7 @@ class SweepSpec:
         check_int("sweep", "seeds_per_prompt", self.seeds_per_prompt, 1, 1000)
         check_int("sweep", "base_seed", self.base_seed, 0, MAX_SEED)
         self._check_fewer_steps()
+        self._check_schedules()
         self._check_metrics()
         for field in ("clip_model", "inception_weights"):
             value = getattr(self, field)
@@ -128,6 +132,26 @@ class SweepSpec:
             )
         for count in self.fewer_steps:
             check_int("sweep", "fewer_steps[]", count, 1, self.steps - 1)
+
+    def _check_schedules(self) -> None:
+        if self.schedules is None:
+            return
+        if not isinstance(self.schedules, str) or not os.path.isdir(self.schedules):
+            raise NotFoundError(
+                f"sweep.schedules must be a folder of searched schedules (accel schedule MODEL --steps N --out "
+                f"DIR), got {brief(self.schedules)}"
+            )
+        for _, path in self.schedule_files():
+            from ..sampling.timestep_schedule import TimestepScheduleConfig
+
+            TimestepScheduleConfig.load(path)  # data, checked now
+
+    def schedule_files(self) -> list[tuple[int, str]]:
+        """``(steps, file)`` of each fewer-steps count that has a searched schedule in ``schedules``."""
+        if self.schedules is None:
+            return []
+        paths = ((k, os.path.join(self.schedules, f"schedule_{k}.json")) for k in self.fewer_step_counts())
+        return [(k, path) for k, path in paths if os.path.isfile(path)]
 
     def _check_metrics(self) -> None:
         if self.metrics is not None and not (

@@ -1,4 +1,6 @@
 """Does a method beat simply taking fewer sampling steps at its own speed? A paired bootstrap says.
+Where the sweep has searched timestep schedules, fewer steps on them are a second rival curve, and the
+verdict is taken against whichever rival the method gains least over.
 
 At a method's speed ``x`` (FLOP ratio or wall-clock speedup), the fewer-steps reference is the
 log-linear interpolation between the two fewer-steps entries (the baseline included) that bracket
@@ -105,40 +107,70 @@ def judge(
     real_features: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{method: {metric: {"verdict", "difference", "low", "high"}}}`` against the fewer-steps curve."""
+    """``{method: {metric: {"verdict", "difference", "low", "high", "rival"}}}`` against the strongest rival
+    curve at the method's speed: plain fewer steps, or fewer steps on a searched schedule where the sweep
+    has them (each curve starts at the baseline). The rival is the curve the method gains least over."""
     rng = np.random.default_rng(seed)
-    curve_kinds = ("baseline", "fewer_steps")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name, entry in entries.items():
         if entry.kind != "method" or not math.isfinite(entry.speed) or entry.speed <= 0:
             continue
         out[name] = {}
         for metric, higher in quality.items():
-            usable = [
-                (n, e.speed)
-                for n, e in entries.items()
-                if e.kind in curve_kinds
-                and math.isfinite(e.speed)
-                and e.speed > 0
-                and not (e.kind == "baseline" and metric in fidelity)
-                and (e.features if metric == "fid" else e.per_sample.get(metric))
-            ]
-            if len(usable) < 2:
+            results = []
+            for rival, kind in RIVALS.items():
+                result = _against_curve(
+                    entries, entry, ("baseline", kind), metric, higher, fidelity, real_features, rng
+                )
+                if result is not None:
+                    results.append((result, rival))
+            if not results:
                 continue
-            weights = _weights(usable, entry.speed)
-            if metric == "fid":
-                if real_features is None or not entry.features:
-                    continue
-                refs = [(entries[n].features, w) for n, w in weights]
-                result = fid_difference(entry.features, refs, real_features, rng)
-            else:
-                if metric not in entry.per_sample:
-                    continue
-                refs = [(entries[n].per_sample[metric], w) for n, w in weights]
-                result = paired_difference(entry.per_sample[metric], refs, higher, rng)
-            if result is None:
-                continue
-            difference, low, high = result
+            (difference, low, high), rival = min(results, key=lambda r: r[0][0])
             verdict = "beats" if low > 0 else "loses" if high < 0 else "ties"
-            out[name][metric] = {"verdict": verdict, "difference": difference, "low": low, "high": high}
+            out[name][metric] = {
+                "verdict": verdict,
+                "difference": difference,
+                "low": low,
+                "high": high,
+                "rival": rival,
+            }
     return out
+
+
+#: rival curve -> the kind of its entries (the baseline belongs to each)
+RIVALS = {"fewer steps": "fewer_steps", "fewer steps, searched schedule": "fewer_steps_schedule"}
+
+
+def _against_curve(
+    entries: dict[str, EntryValues],
+    entry: EntryValues,
+    curve_kinds: tuple[str, str],
+    metric: str,
+    higher: bool,
+    fidelity: tuple[str, ...],
+    real_features: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+) -> tuple[float, float, float] | None:
+    """The method's gain over one rival curve interpolated at its speed, with its interval (None: the
+    curve has fewer than two usable points besides the baseline's, or the metric is missing)."""
+    usable = [
+        (n, e.speed)
+        for n, e in entries.items()
+        if e.kind in curve_kinds
+        and math.isfinite(e.speed)
+        and e.speed > 0
+        and not (e.kind == "baseline" and metric in fidelity)
+        and (e.features if metric == "fid" else e.per_sample.get(metric))
+    ]
+    if len(usable) < 2 or not any(entries[n].kind != "baseline" for n, _ in usable):
+        return None
+    weights = _weights(usable, entry.speed)
+    if metric == "fid":
+        if real_features is None or not entry.features:
+            return None
+        return fid_difference(entry.features, [(entries[n].features, w) for n, w in weights], real_features, rng)
+    if metric not in entry.per_sample:
+        return None
+    refs = [(entries[n].per_sample[metric], w) for n, w in weights]
+    return paired_difference(entry.per_sample[metric], refs, higher, rng)
