@@ -8,10 +8,10 @@ parallelism (gloo). Per rank, under ``OUT``:
 * ``rank<k>_linear_ag.pt``: LinearAG (:func:`linear_ag_case`), its savings in ``rank<k>.json``;
 * ``rank<k>_flux_ras_late.pt``: RAS with parallelism enabled after apply (its savings in ``rank<k>.json``);
 * ``rank<k>_compiled.pt`` and the graph counts of two compiled generations (``compile_repeated_blocks``);
-* in ``rank<k>.json``, what RAS (under Ulysses with uneven shards, ``ulysses_anything``) and sparse
-  attention (under Ring attention) do when applied to a context-parallel denoiser, and when
-  parallelism is enabled after they were applied: each must refuse with the reason, never run
-  silently as a no-op.
+* in ``rank<k>.json``, what RAS (under Ulysses with uneven shards, ``ulysses_anything``), sparse
+  attention (under Ring attention) and its neighbourhood pattern (under Ulysses) do when applied to a
+  context-parallel denoiser, and when parallelism is enabled after they were applied: each must
+  refuse with the reason, never run silently as a no-op.
 
 The test (``tests/test_parallel.py``) runs :data:`CASES` in one process and compares.
 """
@@ -238,16 +238,20 @@ def main(out_dir: str) -> None:
     calls: list[int] = []
     results["perturbed"] = _perturbed_shard(parallel(tiny_pipeline("wan")), rank, calls)
     results["perturbed_calls"] = len(calls)
-    for family, config, ring in (
-        ("flux", accel.RASConfig(sample_ratio=0.5, warmup_steps=1), False),
-        ("wan", accel.SparseAttentionConfig(dense_warmup_fraction=0.0, backend="torch"), True),
+    neighborhood = accel.SparseAttentionConfig(
+        pattern="neighborhood", kernel_size=(1, 2, 2), dense_warmup_fraction=0.0
+    )
+    for case, family, config, ring in (
+        ("flux", "flux", accel.RASConfig(sample_ratio=0.5, warmup_steps=1), False),
+        ("wan", "wan", accel.SparseAttentionConfig(dense_warmup_fraction=0.0, backend="torch"), True),
+        ("wan_neighborhood", "wan", neighborhood, False),
     ):
         tiny = parallel(tiny_pipeline(family), ring, uneven=family == "flux")
-        results[f"refused_{family}_apply"] = _outcome(lambda tiny=tiny, config=config: accel.apply(tiny.pipe, config))
+        results[f"refused_{case}_apply"] = _outcome(lambda tiny=tiny, config=config: accel.apply(tiny.pipe, config))
         late = tiny_pipeline(family)
         accel.apply(late.pipe, config)
         parallel(late, ring, uneven=family == "flux")
-        results[f"refused_{family}_late"] = _outcome(lambda late=late: late(**late.inputs(steps=STEPS)))
+        results[f"refused_{case}_late"] = _outcome(lambda late=late: late(**late.inputs(steps=STEPS)))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results, f)
     dist.destroy_process_group()

@@ -102,7 +102,11 @@ def test_ranks_take_the_same_data_dependent_decision_when_one_shard_differs(para
 
 @pytest.mark.parametrize(
     "family,config,degrees",
-    [("flux", "RASConfig", "ulysses_anything"), ("wan", "SparseAttentionConfig", "ring_degree=2")],
+    [
+        ("flux", "RASConfig", "ulysses_anything"),
+        ("wan", "SparseAttentionConfig", "ring_degree=2"),
+        ("wan_neighborhood", "SparseAttentionConfig", "neighbourhood pattern is not wired into Ulysses"),
+    ],
 )
 @pytest.mark.parametrize("when", ["apply", "late"])
 def test_plugins_that_cannot_act_refuse_context_parallelism(parallel_run, family, config, degrees, when):
