@@ -183,6 +183,11 @@ def _call_arguments(items: list[str] | None) -> dict:
     return call
 
 
+def _add_call_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--call KEY=VALUE|FILE`` (repeatable), read by :func:`_call_arguments`."""
+    parser.add_argument("--call", action="extend", nargs="+", metavar="KEY=VALUE|FILE", help=help)
+
+
 def _add_device_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:
     from .devices import DTYPE_CHOICES
 
@@ -414,12 +419,9 @@ def _add_tune_command(sub: Any) -> None:
     tu.add_argument(
         "--guidance-scale", type=float, default=None, help="default: the pipeline's own default (recorded in the plan)"
     )
-    tu.add_argument(
-        "--call",
-        action="extend",
-        nargs="+",
-        metavar="KEY=VALUE|FILE",
-        help="pipeline call argument for every generation, recorded in the plan (repeatable): height=1024, "
+    _add_call_argument(
+        tu,
+        "pipeline call argument for every generation, recorded in the plan (repeatable): height=1024, "
         "num_frames=81, negative_prompt=..., or a YAML/JSON file of them",
     )
     tu.add_argument(
@@ -467,12 +469,8 @@ def _add_schedule_command(sub: Any) -> None:
     sc.add_argument("--prompts", default="builtin", help="'builtin' or a .txt/.csv prompt file")
     sc.add_argument("--num-prompts", type=int, default=8, help="calibration prompts")
     sc.add_argument("--seeds", type=int, default=1, help="seeds per calibration prompt")
-    sc.add_argument(
-        "--call",
-        action="extend",
-        nargs="+",
-        metavar="KEY=VALUE|FILE",
-        help="pipeline call argument for every generation (repeatable): height=1024, guidance_scale=4, ...",
+    _add_call_argument(
+        sc, "pipeline call argument for every generation (repeatable): height=1024, guidance_scale=4, ..."
     )
     _add_device_arguments(sc)
     sc.set_defaults(func=_cmd_schedule)

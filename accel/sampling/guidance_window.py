@@ -22,6 +22,7 @@ from ..context import CallInfo, DenoisingContext, main_input
 from ..errors import ConfigError, StateError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
 from .guidance_hook import GuidanceHook, Uncond
+from .schedulers import is_flow_matching
 
 if TYPE_CHECKING:
     from ..session import DenoiserSession
@@ -126,8 +127,7 @@ class GuidanceWindowPlugin(Plugin):
     def _check_flow_matching(self) -> None:
         pipe = self.session.context.pipeline
         scheduler = getattr(pipe, "scheduler", None)
-        config = getattr(scheduler, "config", {})
-        flow = "FlowMatch" in type(scheduler).__name__ or config.get("use_flow_sigmas", False)
+        flow = is_flow_matching(scheduler)
         model = self.session.denoiser.config
         out = model.get("out_channels") or model.get("in_channels")
         if not flow or out != model.get("in_channels"):

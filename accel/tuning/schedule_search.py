@@ -24,6 +24,7 @@ from .. import api
 from ..errors import ConfigError, StateError
 from ..files import read_json, write_json
 from ..fingerprint import denoiser_fingerprint
+from ..sampling.schedulers import is_flow_matching
 from ..sampling.timestep_schedule import TimestepScheduleConfig
 
 FORMAT = "accel.schedule_reference"
@@ -35,8 +36,7 @@ def level_scales(scheduler: Any) -> tuple[str, torch.Tensor, torch.Tensor]:
     (flow matching), ``"ve"`` (latents scaled by sigma, as Euler keeps them), ``"vp"``."""
     sigma = scheduler.sigmas.double().cpu()
     config = scheduler.config
-    flow = "FlowMatch" in type(scheduler).__name__ or getattr(config, "use_flow_sigmas", False)
-    if flow or getattr(config, "prediction_type", None) == "flow_prediction":
+    if is_flow_matching(scheduler) or getattr(config, "prediction_type", None) == "flow_prediction":
         return "flow", 1.0 - sigma, sigma
     if float(getattr(scheduler, "init_noise_sigma", 1.0)) > 1.0 + 1e-6:
         return "ve", torch.ones_like(sigma), sigma
