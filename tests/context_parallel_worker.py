@@ -39,6 +39,9 @@ SAVINGS = (
     "dense_calls",
     "tokens_per_step",
     "token_fraction",
+    "indices",
+    "uncond_per_step",
+    "zeroed_steps",
 )
 
 
@@ -79,6 +82,20 @@ def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
 
     cases["flux_ras"] = ("flux", lambda: [ras()], {})
     cases["flux_ras+adaptive_guidance"] = ("flux", lambda: [ras(), guidance()], {})
+
+    def schedule() -> Any:  # every other level of an 8-step schedule
+        return accel.TimestepScheduleConfig(reference_steps=2 * STEPS, indices=tuple(range(0, 2 * STEPS, 2)))
+
+    def window() -> Any:  # step 0 zeroed (CFG-Zero*), CFG on step 1 only
+        return accel.GuidanceWindowConfig(start=0.25, stop=0.5, zero_steps=1)
+
+    cases["wan_timestep_schedule"] = ("wan", lambda: [schedule()], {})
+    cases["wan_guidance_window"] = ("wan", lambda: [window()], {})
+    cases["wan_timestep_schedule+guidance_window+block_cache"] = (
+        "wan",
+        lambda: [schedule(), window(), block_cache()],
+        {},
+    )
     cases["wan_sparse_attention"] = ("wan", lambda: [sparse()], video)
     cases["wan_sparse_attention+adaptive_guidance"] = ("wan", lambda: [sparse(), guidance()], video)
     return cases

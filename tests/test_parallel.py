@@ -47,6 +47,10 @@ def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case)
         assert savings["block_cache"]["recompute_fraction"] < 1.0  # components really reused
     if "adaptive_guidance" in case:  # two calls (CFG) at step 0, one at each of the 3 others
         assert savings["adaptive_guidance"]["cfg_dropped_at_step"] == 1 and savings["nfe"] == 5.0
+    if "guidance_window" in case:  # step 0 skipped, CFG on step 1, the conditional branch on steps 2-3
+        assert savings["guidance_window"]["zeroed_steps"] == [0] and savings["nfe"] == 2 + 1 + 1
+    if "timestep_schedule" in case:
+        assert savings["timestep_schedule"]["indices"] == [0, 2, 4, 6]
     if "ras" in case:  # tokens chosen on the whole sequence, not an equal share of each rank's shard
         assert savings["ras"]["tokens_per_step"] == [16, 8, 8, 8]
         assert any(first not in (None, 4) for first in savings["ras"]["first_half"]), savings["ras"]

@@ -111,6 +111,8 @@ def test_bad_tune_settings_are_refused_before_anything_runs(tmp_path):
         TuneSettings(population=2)
     with pytest.raises(accel.ConfigError, match="tune metric must be one of"):
         TuneSettings(metric="fid")
+    with pytest.raises(accel.ConfigError, match="tune schedule must be true or false, got 'no'"):
+        TuneSettings(schedule="no")
     pipe = tiny_text_pipeline("unet")
     with pytest.raises(accel.ConfigError, match=r"tune.steps must be an integer in \[2, 10000\], got 1"):
         tune(

@@ -80,6 +80,9 @@ class TuneSettings:
         check_int("tune", "wall_repeats", self.wall_repeats, 0, 100)
         check_int("tune", "batch_size", self.batch_size, 1, 100_000, allow_none=True)
         check_float("tune", "minutes", self.minutes, 0.0, 1e6, allow_none=True)
+        for name in ("linear_ag", "schedule"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"tune {name} must be true or false, got {getattr(self, name)!r}")
         if self.metric not in QUALITY_METRICS:
             raise ConfigError(f"tune metric must be one of {QUALITY_METRICS}, got {self.metric!r}")
 
