@@ -22,6 +22,7 @@ class RASLayout:
     rope: str | None = None  # module whose output is the RoPE table (text rows first, then image rows)
     packed: bool = False  # the denoiser's prediction is already (B, N, C) tokens
     joint_text: bool = True  # text tokens take part in the cached self/joint attention (for the FLOPs estimate)
+    sharded: bool = False  # runs under context parallelism (the hooks gather and split the image tokens)
 
     def patch_size(self, model: nn.Module) -> int | None:
         if self.packed:
@@ -33,7 +34,9 @@ LAYOUTS = {
     "sd3": RASLayout("sd3", gather="pos_embed", scatter="proj_out", kv="linear"),
     "pixart": RASLayout("pixart", gather="pos_embed", scatter="proj_out", kv="linear", joint_text=False),
     "dit": RASLayout("dit", gather="pos_embed", scatter="proj_out_2", kv="linear"),
-    "flux": RASLayout("flux", gather="x_embedder", scatter="proj_out", kv="flux", rope="pos_embed", packed=True),
+    "flux": RASLayout(
+        "flux", gather="x_embedder", scatter="proj_out", kv="flux", rope="pos_embed", packed=True, sharded=True
+    ),
     "lumina": RASLayout(
         "lumina",
         gather="patch_embedder",

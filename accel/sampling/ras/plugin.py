@@ -27,7 +27,7 @@ from ...plugin import Plugin, register_plugin
 from .config import RASConfig
 from .flux_processor import RASFluxAttnProcessor
 from .hooks import GatherHook, KVProjectionHook, RootHook, RopeHook, ScatterHook
-from .layouts import RASLayout, layout_for
+from .layouts import LAYOUTS, RASLayout, layout_for
 from .lumina import attach_lumina2, attach_lumina_next
 from .selection import from_tokens, importance, to_tokens
 from .state import TokenSelection
@@ -171,13 +171,15 @@ class RASPlugin(Plugin):
 
     # ------------------------------------------------------------------ state & statistics
     def _refuse_context_parallelism(self) -> None:
-        """Under context parallelism RAS chooses on the whole sequence and splits the choice evenly
-        (Flux, whose plan diffusers ships); other layouts, and uneven shards, are refused."""
+        """Under context parallelism RAS chooses on the whole sequence and splits the choice evenly, on
+        the layouts mapped for it (``RASLayout.sharded``: Flux, whose plan diffusers ships); other
+        layouts, and uneven shards, are refused."""
         denoiser = self.session.denoiser
         config = context_parallel_config(denoiser)
         family = self.session.adapter.family
-        if family != "flux":
-            why = f"RAS maps {family}'s tokens for one process only (under context parallelism: flux)"
+        if not layout_for(family).sharded:
+            sharded = ", ".join(name for name, layout in LAYOUTS.items() if layout.sharded)
+            why = f"RAS maps {family}'s tokens for one process only (under context parallelism: {sharded})"
         elif getattr(config, "ulysses_anything", False) or getattr(config, "ring_anything", False):
             why = "its shards may differ in length (ulysses_anything / ring_anything), so no even share exists"
         else:
