@@ -46,7 +46,7 @@ class Adapter:
         title: human name for errors and docs.
         kind: ``"unet"``, ``"image_dit"``, ``"video_dit"`` or ``"vit"``.
         model_classes: ``(module prefix, class name)`` pairs; subclasses match through the MRO.
-        block_lists: names of the ``nn.ModuleList`` attributes holding the transformer blocks, in
+        block_lists: names (dotted; ``*`` for every stage) of the containers holding the transformer blocks, in
             execution order.
         block_specs: cacheable components per block class.
         cfg_layout: how this family's stock pipelines run classifier-free guidance: ``"stacked"``
@@ -96,11 +96,9 @@ class Adapter:
         """``(qualified name, block)`` for every transformer block, in execution order."""
         out: list[tuple[str, nn.Module]] = []
         for list_name in self.block_lists:
-            blocks = getattr(model, list_name, None)
-            if blocks is None:
-                continue
-            for i, block in enumerate(blocks):
-                out.append((f"{list_name}.{i}", block))
+            for prefix, blocks in _expand(model, list_name):
+                for i, block in enumerate(blocks):
+                    out.append((f"{prefix}.{i}", block))
         return out
 
     def block_spec(self, block: nn.Module) -> BlockSpec:
@@ -151,6 +149,21 @@ def register_adapter(adapter: Adapter) -> Adapter:
     """Add an adapter to the registry (later registrations take precedence)."""
     _ADAPTERS.insert(0, adapter)
     return adapter
+
+
+def _expand(model: nn.Module, path: str) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the containers at a dotted ``path``; ``*`` stands for every child (the
+    stages of a hierarchical model: ``"layers.*.blocks"``)."""
+    found: list[tuple[str, nn.Module]] = [("", model)]
+    for part in path.split("."):
+        nxt = []
+        for name, module in found:
+            if part == "*":
+                nxt += [(f"{name}.{i}".lstrip("."), child) for i, child in enumerate(module.children())]
+            elif getattr(module, part, None) is not None:
+                nxt.append((f"{name}.{part}".lstrip("."), getattr(module, part)))
+        found = nxt
+    return found
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -412,9 +413,43 @@ TINY: dict[str, TinySpec] = {
             num_classes=10,
         ),
     ),
+    "timm_swin": TinySpec(
+        "timm:swin_tiny_patch4_window7_224",
+        dict(
+            pretrained=False,
+            img_size=32,
+            patch_size=4,
+            embed_dim=16,
+            depths=(2, 2),
+            num_heads=(2, 4),
+            window_size=4,
+            num_classes=10,
+        ),
+    ),
+    "timm_mixer": TinySpec(
+        "timm.models.mlp_mixer:MlpMixer",
+        dict(img_size=32, patch_size=8, embed_dim=32, num_blocks=2, num_classes=10),
+    ),
+    "timm_metaformer": TinySpec(  # PoolFormer v1's layers (timm's poolformer_s12), tiny sizes
+        "timm.models.metaformer:MetaFormer",
+        dict(
+            depths=(1, 1, 2, 1),
+            dims=(16, 24, 32, 48),
+            token_mixers="Pooling",
+            mlp_act="GELU",
+            mlp_bias=True,
+            norm_layers="GroupNorm1",
+            layer_scale_init_values=1e-5,
+            res_scale_init_values=None,
+            downsample_norm=None,
+            use_mlp_head=False,
+            num_classes=10,
+        ),
+    ),
 }
 
-#: Diffusion families with a tiny pipeline, plus ``timm_vit`` (a tiny classifier).
+#: Diffusion families with a tiny pipeline, plus the timm classifiers (``timm_vit``, ``timm_swin``,
+#: ``timm_mixer``, ``timm_metaformer``: tiny random models, no pipeline).
 FAMILIES = tuple(TINY)
 PIPELINE_FAMILIES = tuple(family for family, spec in TINY.items() if spec.pipeline)
 
@@ -492,6 +527,14 @@ def _build_denoiser(family: str, seed: int) -> torch.nn.Module:
         import timm
 
         return timm.create_model(spec.model.removeprefix("timm:"), **spec.config)
+    if spec is not None and spec.model.startswith("timm.models."):  # "module:Class", layers named in the config
+        module_name, _, class_name = spec.model.partition(":")
+        module = importlib.import_module(module_name)
+        names = ("token_mixers", "mlp_act", "norm_layers")
+        config = {
+            k: getattr(module, v, None) or getattr(torch.nn, v) if k in names else v for k, v in spec.config.items()
+        }
+        return getattr(module, class_name)(**config)
     if spec is not None:
         return getattr(diffusers, spec.model)(**copy.deepcopy(spec.config))
     from .testing_families import TINY_FAMILIES, tiny_family_model

@@ -12,6 +12,8 @@ its shortcut) returns ``mlp(x)`` instead of ``x + mlp(norm2(x))``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -36,6 +38,9 @@ class ChannelIdleMlp(nn.Module):
     ``x + drop_path(ls(drop2(fc2(norm2(drop1(act_a(fc1(norm1(x)))))))))``: ``norm1`` replaces the block's
     pre-FFN LayerNorm, ``act_a`` activates hidden channels ``[0, act_channels)`` only, ``norm2`` is the
     optional BatchNorm after the activation and ``ls`` the block's LayerScale (Identity when absent).
+
+    ``fc1``/``fc2`` are Linears on channels-last tokens (ViT, Swin, MLP-Mixer) or 1x1 ``Conv2d`` layers on
+    channels-first maps (PoolFormer); the BatchNorms follow the same layout.
     """
 
     def __init__(
@@ -51,18 +56,21 @@ class ChannelIdleMlp(nn.Module):
         drop_path: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        dim, hidden = fc1.in_features, fc1.out_features
+        dim, hidden = layer_sizes(fc1)
         if not 0 <= act_channels <= hidden:
             raise ConfigError(f"act_channels must be in [0, {hidden}], got {act_channels}")
         factory = {"device": fc1.weight.device, "dtype": fc1.weight.dtype}
         self.in_features = dim
         self.hidden_features = hidden
         self.act_channels = act_channels
-        self.norm1 = TokenBatchNorm(dim, **factory)
+        #: The channel axis: -1 for Linears on tokens, 1 for 1x1 convolutions on NCHW maps.
+        self.channel_dim = 1 if isinstance(fc1, nn.Conv2d) else -1
+        norm = nn.BatchNorm2d if self.channel_dim == 1 else TokenBatchNorm
+        self.norm1 = norm(dim, **factory)
         self.fc1 = fc1
         self.act = act
         self.drop1 = drop1 if drop1 is not None else nn.Identity()
-        self.norm2 = TokenBatchNorm(hidden, **factory) if act_norm else nn.Identity()
+        self.norm2 = norm(hidden, **factory) if act_norm else nn.Identity()
         self.fc2 = fc2
         self.drop2 = drop2 if drop2 is not None else nn.Identity()
         self.ls = ls if ls is not None else nn.Identity()
@@ -74,7 +82,8 @@ class ChannelIdleMlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(self.norm1(x))
-        h = torch.cat([self.act(h[..., : self.act_channels]), h[..., self.act_channels :]], dim=-1)
+        a, dim = self.act_channels, self.channel_dim
+        h = torch.cat([self.act(h.narrow(dim, 0, a)), h.narrow(dim, a, h.shape[dim] - a)], dim=dim)
         h = self.fc2(self.norm2(self.drop1(h)))
         return x + self.drop_path(self.ls(self.drop2(h)))
 
@@ -110,7 +119,30 @@ class ResidualFFN(nn.Module):
         return x + self.fc2(self.act(self.fc1(x)))
 
 
-class RePaBlock(nn.Module):
+def layer_sizes(layer: nn.Module) -> tuple[int, int]:
+    """``(in, out)`` channels of a Linear or a 1x1 ``Conv2d``."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    return layer.in_channels, layer.out_channels
+
+
+class RePaFFNBlock:
+    """Marks a block whose ``mlp`` is a RePaViT FFN that includes its shortcut, and records the conversion
+    settings (kept for saving and summaries: the folded ``mlp`` forgets them)."""
+
+    idle_ratio: float
+    act_norm: bool
+    hidden_features: int
+    act_channels: int
+
+    def record_conversion(self, mlp: ChannelIdleMlp, idle_ratio: float, act_norm: bool) -> None:
+        self.idle_ratio = float(idle_ratio)
+        self.act_norm = bool(act_norm)
+        self.hidden_features = mlp.hidden_features
+        self.act_channels = mlp.act_channels
+
+
+class RePaBlock(nn.Module, RePaFFNBlock):
     """A timm ViT ``Block`` whose FFN (``mlp``) includes the FFN's shortcut.
 
     The attention half (``norm1``, ``attn``, ``ls1``, ``drop_path1``) is the original block's modules;
@@ -129,11 +161,7 @@ class RePaBlock(nn.Module):
         act_norm: bool = True,
     ) -> None:
         super().__init__()
-        #: The conversion settings, kept for saving and summaries (the folded ``mlp`` forgets them).
-        self.idle_ratio = float(idle_ratio)
-        self.act_norm = bool(act_norm)
-        self.hidden_features = mlp.hidden_features
-        self.act_channels = mlp.act_channels
+        self.record_conversion(mlp, idle_ratio, act_norm)
         self.norm1 = norm1
         self.attn = attn
         self.ls1 = ls1
@@ -145,7 +173,7 @@ class RePaBlock(nn.Module):
         return self.mlp(x)
 
 
-FOLDED_TYPES = (RePaFFN, ResidualFFN, nn.Linear)
+FOLDED_TYPES = (RePaFFN, ResidualFFN, nn.Linear, nn.Conv2d)
 
 
 def is_folded(mlp: nn.Module) -> bool:
@@ -154,8 +182,8 @@ def is_folded(mlp: nn.Module) -> bool:
 
 
 def ffn_macs_per_token(ffn: nn.Module) -> int:
-    """Multiply-accumulates per token of an FFN: the sum of ``in * out`` over its Linear layers.
+    """Multiply-accumulates per token of an FFN: the sum of ``in * out`` over its Linear (or 1x1 conv) layers.
 
     BatchNorms, biases and the activation are not counted (they fold away or are elementwise).
     """
-    return sum(m.in_features * m.out_features for m in ffn.modules() if isinstance(m, nn.Linear))
+    return sum(math.prod(layer_sizes(m)) for m in ffn.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))

@@ -22,9 +22,10 @@ import torch.nn as nn
 from ..config import PluginConfig, check_float
 from ..errors import ConfigError, UnsupportedModelError
 from ..plugin import Plugin, register_plugin
+from .families import BlockSite, Family
 from .fold import fold_mlp
 from .modules import ChannelIdleMlp, ffn_macs_per_token, is_folded
-from .repavit import act_channels_for, check_convertible
+from .repavit import act_channels_for, convertible
 from .serialization import read_checkpoint, restructure, set_layernorm_eps
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class RePaViTConfig(PluginConfig):
-    """RePaViT (Xu et al., ICML 2025, arXiv 2505.21847) for timm vision transformers.
+    """RePaViT (Xu et al., ICML 2025, arXiv 2505.21847) for timm ViT, Swin, MLP-Mixer and PoolFormer models.
 
     Not training-free for pretrained LayerNorm ViTs: without a ``checkpoint`` of a converted,
     fine-tuned model the outputs change (see ``docs/repavit.md`` for the recipe).
@@ -78,7 +79,8 @@ class RePaViTConfig(PluginConfig):
 
 @register_plugin
 class RePaViTPlugin(Plugin):
-    """Converts (and folds) the FFNs of a timm ViT in place; every change is undone by ``remove``."""
+    """Converts (and folds) the FFNs of a timm ViT, Swin, MLP-Mixer or PoolFormer in place; every change is
+    undone by ``remove``."""
 
     config_cls = RePaViTConfig
     name = "repavit"
@@ -91,35 +93,39 @@ class RePaViTPlugin(Plugin):
 
     def attach(self) -> None:
         cfg: RePaViTConfig = self.config  # type: ignore[assignment]
-        model = check_convertible(self.session.denoiser)
-        before = sum(ffn_macs_per_token(block.mlp) for block in model.blocks)
-        state, layout = self._layout(model, cfg)
+        model, family = convertible(self.session.denoiser)
+        before = sum(ffn_macs_per_token(family_ffn(site.block)) for site in family.sites(model))
+        state, layout = self._layout(model, family, cfg)
 
-        def replace(i: int, new: nn.Module) -> None:
-            old = model.blocks[i]
-            model.blocks[i] = new
-            self.session.add_restorer(lambda: model.blocks.__setitem__(i, old))
+        def replace(site: BlockSite, new: nn.Module) -> None:
+            old = site.block
+            site.replace(new)
+            self.session.add_restorer(lambda: site.replace(old))
 
         restructure(model, layout, replace)
+        blocks = [site.block for site in family.sites(model)]
         if state is not None:
-            self._load(model, state, layout)
+            self._load(model, blocks, state, layout)
         if cfg.reparameterize:
-            for block in model.blocks:
+            for block in blocks:
                 if isinstance(block.mlp, ChannelIdleMlp):
                     block.mlp = fold_mlp(block.mlp)
-        after = sum(ffn_macs_per_token(block.mlp) for block in model.blocks)
+        after = sum(ffn_macs_per_token(block.mlp) for block in blocks)
         self._stats = {
-            "blocks_converted": len(model.blocks),
+            "family": family.name,
+            "blocks_converted": len(blocks),
             "idle_ratio": cfg.idle_ratio,
-            "active_channels": [block.act_channels for block in model.blocks],
-            "reparameterized": all(is_folded(block.mlp) for block in model.blocks),
+            "active_channels": [block.act_channels for block in blocks],
+            "reparameterized": all(is_folded(block.mlp) for block in blocks),
             "checkpoint": cfg.checkpoint,
             "ffn_macs_per_token_before": before,
             "ffn_macs_per_token_after": after,
             "ffn_mac_ratio": after / before,
         }
 
-    def _layout(self, model: nn.Module, cfg: RePaViTConfig) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+    def _layout(
+        self, model: nn.Module, family: Family, cfg: RePaViTConfig
+    ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
         if cfg.checkpoint is None:
             warnings.warn(
                 "RePaViTConfig without a checkpoint changes the model's outputs (BatchNorm FFNs, idle "
@@ -127,17 +133,19 @@ class RePaViTPlugin(Plugin):
                 "checkpoint=...",
                 stacklevel=4,
             )
+            hidden = [family.hidden(site.block) for site in family.sites(model)]
             return None, {
+                "family": family.name,
                 "blocks": [
                     {
-                        "hidden": b.mlp.fc1.out_features,
+                        "hidden": h,
                         "idle_ratio": cfg.idle_ratio,
                         "act_norm": cfg.act_norm,
-                        "act_channels": act_channels_for(b.mlp.fc1.out_features, cfg.idle_ratio),
+                        "act_channels": act_channels_for(h, cfg.idle_ratio),
                         "folded": False,
                     }
-                    for b in model.blocks
-                ]
+                    for h in hidden
+                ],
             }
         if not os.path.exists(cfg.checkpoint):
             raise ConfigError(f"RePaViTConfig.checkpoint {cfg.checkpoint!r} does not exist")
@@ -152,10 +160,12 @@ class RePaViTPlugin(Plugin):
             raise ConfigError(f"{cfg.checkpoint} holds a folded model; use RePaViTConfig(reparameterize=True)")
         return state, layout
 
-    def _load(self, model: nn.Module, state: dict[str, torch.Tensor], layout: dict[str, Any]) -> None:
+    def _load(
+        self, model: nn.Module, blocks: list[nn.Module], state: dict[str, torch.Tensor], layout: dict[str, Any]
+    ) -> None:
         """Load a checkpoint, first backing up every shared tensor it overwrites (restored on remove)."""
-        new_prefixes = tuple(f"blocks.{i}.mlp." for i in range(len(model.blocks)))
-        live = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.startswith(new_prefixes)}
+        new = {id(t) for block in blocks for t in [*block.mlp.parameters(), *block.mlp.buffers()]}
+        live = {k: v for k, v in model.state_dict(keep_vars=True).items() if id(v) not in new}
         backup = {k: v.detach().clone() for k, v in live.items()}
 
         def restore_weights() -> None:
@@ -175,6 +185,12 @@ class RePaViTPlugin(Plugin):
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
+
+
+def family_ffn(block: nn.Module) -> nn.Module:
+    """The FFN of an unconverted block (``mlp``, or ``mlp_channels`` in MLP-Mixer)."""
+    ffn = getattr(block, "mlp_channels", None)
+    return ffn if ffn is not None else block.mlp
 
 
 def apply_repavit(model: nn.Module, config: RePaViTConfig | None = None, **kwargs: Any) -> AccelHandle:

@@ -25,9 +25,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, UnsupportedModelError
+from . import families
+from .families import BlockSite
 from .fold import folded_shell
-from .modules import ChannelIdleMlp, RePaBlock, is_folded
-from .repavit import _unwrap, check_convertible, convert_block, repa_blocks
+from .modules import ChannelIdleMlp, is_folded
+from .repavit import _unwrap, convertible, model_sites, repa_blocks, supported
 
 FORMAT = "accel-repavit"
 VERSION = 1
@@ -37,44 +39,14 @@ METADATA_KEY = "accel_repavit"
 
 
 # ------------------------------------------------------------------------------ describing a model
-def _architecture(model: nn.Module) -> dict[str, Any]:
-    """Constructor kwargs of a timm ``VisionTransformer`` read back from the instance (best effort)."""
-    block = model.blocks[0]
-    attn = block.attn
-    pe = model.patch_embed
-    hidden = block.hidden_features if isinstance(block, RePaBlock) else block.mlp.fc1.out_features
-    return {
-        "img_size": list(pe.img_size) if pe.img_size is not None else None,
-        "patch_size": list(pe.patch_size),
-        "in_chans": pe.proj.in_channels,
-        "num_classes": model.num_classes,
-        "global_pool": model.global_pool,
-        "embed_dim": model.embed_dim,
-        "depth": len(model.blocks),
-        "num_heads": attn.num_heads,
-        "mlp_ratio": hidden / model.embed_dim,
-        "qkv_bias": attn.qkv.bias is not None,
-        "qk_norm": not isinstance(getattr(attn, "q_norm", nn.Identity()), nn.Identity),
-        "proj_bias": attn.proj.bias is not None,
-        "init_values": 1e-5 if not isinstance(block.ls1, nn.Identity) else None,
-        "class_token": model.cls_token is not None,
-        "reg_tokens": int(getattr(model, "num_reg_tokens", 0)),
-        "no_embed_class": bool(model.no_embed_class),
-        "pos_embed": "learn" if model.pos_embed is not None else "none",
-        "pre_norm": not isinstance(model.norm_pre, nn.Identity),
-        "fc_norm": not isinstance(model.fc_norm, nn.Identity),
-        "final_norm": not (isinstance(model.norm, nn.Identity) and isinstance(model.fc_norm, nn.Identity)),
-        "dynamic_img_size": bool(getattr(model, "dynamic_img_size", False)),
-    }
-
-
 def describe(model: nn.Module) -> dict[str, Any]:
     """The JSON config of a converted (training-form or folded) model."""
     inner = _unwrap(model)
     blocks = repa_blocks(inner)
-    if len(blocks) != len(inner.blocks):
+    if len(blocks) != len(model_sites(inner)):
         raise UnsupportedModelError("only fully converted models can be saved: every block must be a RePaViT block")
     cls = type(inner)
+    family = families.family_of(inner)
     arch = getattr(inner, "pretrained_cfg", None) or {}
     return {
         "format": FORMAT,
@@ -93,7 +65,8 @@ def describe(model: nn.Module) -> dict[str, Any]:
         ],
         "timm_class": f"{cls.__module__}.{cls.__qualname__}",
         "architecture": arch.get("architecture"),
-        "model_kwargs": _architecture(inner),
+        "family": family.name,
+        "model_kwargs": family.architecture(inner),
         "layernorm_eps": {name: m.eps for name, m in inner.named_modules() if isinstance(m, nn.LayerNorm)},
     }
 
@@ -162,9 +135,8 @@ def read_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[dict
 
 
 def build_base(config: dict[str, Any]) -> nn.Module:
-    """A fresh (random) timm ViT of the architecture named in a RePaViT config."""
+    """A fresh (random) timm model of the architecture named in a RePaViT config."""
     import timm
-    from timm.models.vision_transformer import VisionTransformer
 
     module_name, _, class_name = config["timm_class"].rpartition(".")
     if not module_name.startswith("timm."):
@@ -173,44 +145,55 @@ def build_base(config: dict[str, Any]) -> nn.Module:
             "pass model= (a timm model of the same architecture) instead"
         )
     cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, VisionTransformer)):
-        raise UnsupportedModelError(f"{config['timm_class']} is not a timm VisionTransformer")
+    family = families.family_of_class(cls) if isinstance(cls, type) else None
+    if family is None:
+        raise UnsupportedModelError(f"{config['timm_class']} is not a model RePaViT supports ({supported()})")
     kwargs = dict(config["model_kwargs"])
     arch = config.get("architecture")
     if arch and timm.is_model(arch):
-        model = timm.create_model(arch, pretrained=False, **kwargs)
+        try:
+            model = timm.create_model(arch, pretrained=False, **kwargs)
+        except TypeError:  # a model function that fixes some of these kwargs itself (e.g. timm's Mixers)
+            model = None
         if type(model) is cls:
             return model
+    if family.name == "metaformer":
+        raise UnsupportedModelError(
+            f"cannot rebuild a {class_name} without its timm model name (saved: {arch!r}); pass model= "
+            "(a freshly created timm model of the saved architecture)"
+        )
     return cls(**kwargs)
 
 
 def restructure(
-    model: nn.Module, config: dict[str, Any], replace: Callable[[int, nn.Module], None] | None = None
+    model: nn.Module, config: dict[str, Any], replace: Callable[[BlockSite, nn.Module], None] | None = None
 ) -> nn.Module:
-    """Give an unconverted timm ViT the block structure described by ``config`` (weights not loaded).
+    """Give an unconverted timm model the block structure described by ``config`` (weights not loaded).
 
-    ``replace(i, new_block)`` installs a block (default: ``model.blocks[i] = new_block``).
+    ``replace(site, new_block)`` installs a block (default: ``site.replace(new_block)``).
     """
-    inner = check_convertible(model)
+    inner, family = convertible(model)
+    saved = config.get("family", "vit")
+    if saved != family.name:
+        raise UnsupportedModelError(f"the checkpoint holds a {saved} model, not a {family.name} one")
     specs = config["blocks"]
-    if len(specs) != len(inner.blocks):
-        raise UnsupportedModelError(f"the checkpoint has {len(specs)} blocks, the model {len(inner.blocks)}")
-    if replace is None:
-
-        def replace(i: int, new: nn.Module) -> None:
-            inner.blocks[i] = new
-
-    for i, spec in enumerate(specs):
-        hidden = inner.blocks[i].mlp.fc1.out_features
+    sites = family.sites(inner)
+    if len(specs) != len(sites):
+        raise UnsupportedModelError(f"the checkpoint has {len(specs)} blocks, the model {len(sites)}")
+    for site, spec in zip(sites, specs, strict=True):
+        hidden = family.hidden(site.block)
         if hidden != spec["hidden"]:
             raise UnsupportedModelError(
-                f"blocks.{i}: the checkpoint's FFN has {spec['hidden']} hidden channels, the model's {hidden}"
+                f"{site.name}: the checkpoint's FFN has {spec['hidden']} hidden channels, the model's {hidden}"
             )
-        block = convert_block(inner.blocks[i], spec["idle_ratio"], spec["act_norm"], spec["act_channels"])
+        block = family.convert_block(site.block, spec["idle_ratio"], spec["act_norm"], spec["act_channels"])
         if spec["folded"]:
             assert isinstance(block.mlp, ChannelIdleMlp)
             block.mlp = folded_shell(block.mlp)
-        replace(i, block)
+        if replace is None:
+            site.replace(block)
+        else:
+            replace(site, block)
     return model
 
 
@@ -231,7 +214,7 @@ def load_reparameterized(path: str, model: nn.Module | None = None, device: str 
 
     Args:
         path: the saved directory or its ``.safetensors`` file.
-        model: optional unconverted timm ViT of the same architecture to load into (in place); by
+        model: optional unconverted timm model of the same architecture to load into (in place); by
             default the architecture is rebuilt from the config with timm (random init, no download).
         device: where to load the tensors.
     """
