@@ -9,6 +9,7 @@ The paper (arXiv 2505.21847) measures batch 128 fp32 on a GPU; this script defau
 batch so it finishes in a few minutes per model on 2 cores. Example::
 
     python -m benchmarks.repavit_latency                       # ViT-B/16, ViT-L/16, ViT-H/14, fp32
+    python -m benchmarks.repavit_latency --families            # Swin-B, Mixer-B/16, PoolFormer-M48
     python -m benchmarks.repavit_latency --dtype bf16 --batch 8 --repeats 10
     python -m benchmarks.repavit_latency --models vit_tiny_patch16_224 --batch 2 --repeats 2   # smoke run
 """
@@ -28,12 +29,19 @@ from typing import Any
 import torch
 
 DEFAULT_MODELS = ("vit_base_patch16_224", "vit_large_patch16_224", "vit_huge_patch14_224")
+#: The other families RePaViT converts, at the sizes upstream ships (``--families``).
+FAMILY_MODELS = ("swin_base_patch4_window7_224", "mixer_b16_224", "poolformer_m48")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="timm model names")
+    p.add_argument("--models", nargs="+", default=None, help="timm model names (default: the ViTs)")
+    p.add_argument(
+        "--families",
+        action="store_true",
+        help=f"time {', '.join(FAMILY_MODELS)} (written to <out>_families) instead of the ViTs",
+    )
     p.add_argument("--batch", type=int, default=4, help="images per forward (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=7, help="timed forwards per model and form (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=1, help="untimed forwards per form first (default: %(default)s)")
@@ -55,15 +63,20 @@ def _sync(device: torch.device) -> None:
 
 
 def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """``(total FLOPs, FFN FLOPs)`` of one forward (FFN = every block's ``mlp``)."""
+    """``(total FLOPs, FFN FLOPs)`` of one forward (FFN = every block's ``mlp``, or MLP-Mixer's channel MLP
+    ``mlp_channels`` before conversion)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from accel.reparam.repavit import model_sites
+
+    ffn_names = set()
+    for site in model_sites(model):
+        attr = "mlp_channels" if hasattr(site.block, "mlp_channels") else "mlp"
+        ffn_names.add(f"{type(model).__name__}.{site.name}.{attr}")
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     totals = counter.get_flop_counts()
-    ffn = sum(
-        sum(counts.values()) for name, counts in totals.items() if ".mlp" in name and name.count(".") == 3
-    )  # "<Model>.blocks.<i>.mlp"
+    ffn = sum(sum(counts.values()) for name, counts in totals.items() if name in ffn_names)
     return counter.get_total_flops(), ffn
 
 
@@ -195,6 +208,10 @@ def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.models is None:
+        args.models = list(FAMILY_MODELS if args.families else DEFAULT_MODELS)
+    if args.families:
+        args.out += "_families"
     if args.threads:
         torch.set_num_threads(args.threads)
     env = environment(args)
