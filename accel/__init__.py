@@ -33,11 +33,13 @@ from .sampling import (
     GuidanceWindowConfig,
     LinearAGConfig,
     RASConfig,
+    SolverConfig,
     TimestepScheduleConfig,
     apply_adaptive_guidance,
     apply_guidance_window,
     apply_linear_ag,
     apply_ras,
+    apply_solver,
     apply_timestep_schedule,
 )
 from .sparse_attention import SparseAttentionConfig, apply_sparse_attention
@@ -62,6 +64,7 @@ __all__ = [
     "RePaViTConfig",
     "TimestepScheduleConfig",
     "GuidanceWindowConfig",
+    "SolverConfig",
     "apply_deep_cache",
     "apply_block_cache",
     "apply_adaptive_guidance",
@@ -70,6 +73,7 @@ __all__ = [
     "apply_sparse_attention",
     "apply_timestep_schedule",
     "apply_guidance_window",
+    "apply_solver",
     # tuned plans (a setting's target check, PlanTargetConfig, comes with plan.pick(...).configs)
     "load_plan",
     "Plan",

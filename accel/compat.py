@@ -12,6 +12,7 @@ Resources:
     ``token_set``: changes which tokens the transformer processes.
     ``ffn_structure``: rewrites feed-forward layers.
     ``timesteps``: chooses the levels the scheduler steps through.
+    ``scheduler``: replaces the pipeline's scheduler (the solver).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ EXCLUSIVE_RESOURCES: dict[str, str] = {
     "token_set": "both change which tokens the transformer processes",
     "ffn_structure": "both rewrite the same feed-forward layers",
     "timesteps": "both choose the levels the scheduler steps through",
+    "scheduler": "both replace the pipeline's scheduler",
 }
 
 

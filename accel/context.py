@@ -227,6 +227,11 @@ class DenoisingContext:
         if wrapper in self._timesteps_wrappers:
             self._timesteps_wrappers.remove(wrapper)
 
+    @property
+    def wraps_timesteps(self) -> bool:
+        """A plugin already wraps ``scheduler.set_timesteps`` (it chose its schedule on the scheduler it found)."""
+        return bool(self._timesteps_wrappers)
+
     def claim(self) -> None:
         """Make the calling thread the owner of this context, or raise :class:`ConcurrentUseError`."""
         self._ownership.claim()

@@ -223,9 +223,10 @@ def test_a_grid_entry_name_must_be_a_plain_folder_name(name):
         parse_entry({"steps": 10, "configs": [{"type": "DeepCacheConfig"}], "name": name}, 20)
 
 
-def test_a_sweep_with_searched_schedules_runs_them_as_a_second_rival(tmp_path):
-    """On the built-in SD3: fewer steps on a searched schedule run as their own curve (measured FLOPs, the
-    plain count's cost), and every verdict names the rival it was taken against."""
+def test_a_sweep_with_searched_schedules_and_a_solver_runs_them_as_rivals(tmp_path):
+    """On the built-in SD3: fewer steps on a searched schedule and fewer steps with another solver run as
+    curves of their own (measured FLOPs, the plain count's cost), and every verdict names the rival it
+    was taken against."""
     folder = tmp_path / "schedules"
     folder.mkdir()
     schedule = accel.TimestepScheduleConfig(reference_steps=8, indices=(0, 1, 3, 5))
@@ -238,6 +239,7 @@ def test_a_sweep_with_searched_schedules_runs_them_as_a_second_rival(tmp_path):
         seeds_per_prompt=1,
         fewer_steps=[4, 6],
         schedules=str(folder),
+        solver="unipc",
         metrics=["fidelity"],
         configs=["none", {"type": "BlockCacheConfig", "interval": 2}],
     )
@@ -246,10 +248,16 @@ def test_a_sweep_with_searched_schedules_runs_them_as_a_second_rival(tmp_path):
     assert rows["steps4+schedule"]["kind"] == "fewer_steps_schedule" and "steps6+schedule" not in rows
     assert rows["steps4+schedule"]["flop_ratio"] == pytest.approx(rows["steps4"]["flop_ratio"], rel=0.02)
     assert rows["steps4+schedule"]["psnr"] != rows["steps4"]["psnr"]
+    assert rows["steps4+unipc"]["kind"] == rows["steps6+unipc"]["kind"] == "fewer_steps_solver"
+    assert rows["steps4+unipc"]["flop_ratio"] == pytest.approx(rows["steps4"]["flop_ratio"], rel=0.02)
+    assert rows["steps4+unipc"]["psnr"] != rows["steps4"]["psnr"]
     method = next(r for r in result["rows"] if r["kind"] == "method")
     verdicts = method["verdicts"]
-    assert verdicts and all(v["rival"] in ("fewer steps", "fewer steps, searched schedule") for v in verdicts.values())
+    rivals = ("fewer steps", "fewer steps, searched schedule", "fewer steps, best solver")
+    assert verdicts and all(v["rival"] in rivals for v in verdicts.values())
     from accel.errors import NotFoundError
 
     with pytest.raises(NotFoundError, match="sweep.schedules must be a folder of searched schedules"):
         SweepSpec(model="sd3-shapes", schedules=str(tmp_path / "missing"))
+    with pytest.raises(accel.ConfigError, match="sweep.solver must be one of"):
+        SweepSpec(model="sd3-shapes", solver="heun")

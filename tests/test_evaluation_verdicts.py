@@ -171,3 +171,16 @@ def test_the_verdict_is_taken_against_the_stronger_rival_curve():
     both = judge(entries, QUALITY, ("psnr",))["method"]["alignment"]
     assert both["verdict"] == "loses" and both["rival"] == "fewer steps, searched schedule"
     assert both["difference"] == pytest.approx(-0.1, abs=1e-6)
+
+
+def test_the_best_solver_is_a_third_rival_curve():
+    """Fewer steps with the sweep's solver are a rival of their own: a method that beats the two other
+    curves but not that one loses to it, and the verdict names it."""
+    rng = np.random.default_rng(3)
+    entries = _entries(0.1, 0.02, 24, rng)
+    method = entries["method"].per_sample["alignment"]
+    entries["steps10+schedule"] = EntryValues("fewer_steps_schedule", 2.0, {"alignment": dict(method)})
+    entries["steps10+unipc"] = EntryValues("fewer_steps_solver", 2.0, {k: v + 0.05 for k, v in method.items()})
+    verdict = judge(entries, QUALITY, ("psnr",))["method"]["alignment"]
+    assert verdict["verdict"] == "loses" and verdict["rival"] == "fewer steps, best solver"
+    assert verdict["difference"] == pytest.approx(-0.05, abs=1e-6)

@@ -139,6 +139,7 @@ def plot_png(rows: list[dict[str, Any]], path: str, title: str) -> str:
 RIVAL_CURVES = {
     "fewer_steps": ("--o", "0.45", "fewer sampling steps"),
     "fewer_steps_schedule": (":^", "tab:green", "fewer steps, searched schedule"),
+    "fewer_steps_solver": ("-.s", "tab:purple", "fewer steps, best solver"),
 }
 
 
@@ -234,6 +235,7 @@ def plot_html(rows: list[dict[str, Any]], path: str, title: str) -> str:
             ("baseline", "star"),
             ("fewer_steps", "circle-open"),
             ("fewer_steps_schedule", "triangle-up-open"),
+            ("fewer_steps_solver", "square-open"),
             ("method", "circle"),
         )
         for kind, symbol in kinds:

@@ -25,6 +25,7 @@ from ..devices import resolve_device, resolve_dtype, what_ran
 from ..errors import ConfigError, OutOfMemoryError, is_out_of_memory
 from ..files import atomic_write
 from ..metrics.cost import DenoiserTimer, synchronize
+from ..sampling.solver import SolverConfig
 from ..sampling.timestep_schedule import TimestepScheduleConfig
 from .records import RecordWriter, merge, read_records, record_key
 from .runfolder import holds_lock, on_main_process, remove_stale_temporaries, run_folder_lock
@@ -40,7 +41,9 @@ class RunEntry:
     name: str
     configs: tuple[Any, ...]
     steps: int
-    kind: str  # "baseline", "fewer_steps", "fewer_steps_schedule" (on a searched schedule) or "method"
+    #: "baseline", "fewer_steps", "fewer_steps_schedule" (on a searched schedule), "fewer_steps_solver"
+    #: (with the sweep's solver) or "method"
+    kind: str
 
 
 def run_entries(spec: SweepSpec) -> list[RunEntry]:
@@ -49,6 +52,11 @@ def run_entries(spec: SweepSpec) -> list[RunEntry]:
     for k, path in spec.schedule_files():
         schedule = TimestepScheduleConfig.load(path)
         entries.append(RunEntry(f"steps{k}+schedule", (schedule,), k, "fewer_steps_schedule"))
+    if spec.solver is not None:
+        solver = SolverConfig(solver=spec.solver)
+        entries += [
+            RunEntry(f"steps{k}+{spec.solver}", (solver,), k, "fewer_steps_solver") for k in spec.fewer_step_counts()
+        ]
     for steps, configs, label in spec.plugin_sets():
         entries.append(RunEntry(label or entry_name(steps, configs, spec.steps), tuple(configs), steps, "method"))
     names = [e.name for e in entries]

@@ -365,8 +365,8 @@ def _real_features(scorers: _Scorers) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _row_order(row: dict[str, Any]) -> tuple[int, float]:
     """Sort key of the summary: baseline, fewer-steps, then methods, each by decreasing speedup."""
-    order = {"baseline": 0, "fewer_steps": 1, "fewer_steps_schedule": 2, "method": 3}
-    return order.get(row["kind"], 4), -(row["speedup"] or 0)
+    order = {"baseline": 0, "fewer_steps": 1, "fewer_steps_schedule": 2, "fewer_steps_solver": 3, "method": 4}
+    return order.get(row["kind"], 5), -(row["speedup"] or 0)
 
 
 def _cache_bytes(record: dict[str, Any]) -> int:

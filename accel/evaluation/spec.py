@@ -33,7 +33,7 @@ import os
 import re
 from typing import Any
 
-from ..config import PluginConfig, check_float, check_int
+from ..config import PluginConfig, check_choice, check_float, check_int
 from ..errors import AccelError, ConfigError, NotFoundError
 from ..files import brief, read_data, read_json
 from ..pipelines.builtin import BUILTIN_MODELS
@@ -75,6 +75,9 @@ class SweepSpec:
     #: a folder of searched timestep schedules (``accel schedule``: ``schedule_<N>.json``); fewer steps on
     #: them form a second, stronger rival curve, and verdicts are taken against the better of the two
     schedules: str | None = None
+    #: a solver (``accel.SolverConfig``: ``dpmsolver++``, ``unipc``, ...); fewer steps with it form a third
+    #: rival curve (``python -m benchmarks.solvers`` says which is strongest for a model)
+    solver: str | None = None
     configs: list[Any] = dataclasses.field(default_factory=lambda: ["none"])
     call: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: list[str] | None = None
@@ -98,6 +101,10 @@ class SweepSpec:
         check_int("sweep", "base_seed", self.base_seed, 0, MAX_SEED)
         self._check_fewer_steps()
         self._check_schedules()
+        if self.solver is not None:
+            from ..sampling.solver import SOLVERS
+
+            check_choice("sweep", "solver", self.solver, SOLVERS)
         self._check_metrics()
         for field in ("clip_model", "inception_weights"):
             value = getattr(self, field)

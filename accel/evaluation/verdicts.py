@@ -1,6 +1,7 @@
 """Does a method beat simply taking fewer sampling steps at its own speed? A paired bootstrap says.
-Where the sweep has searched timestep schedules, fewer steps on them are a second rival curve, and the
-verdict is taken against whichever rival the method gains least over.
+Where the sweep has searched timestep schedules, fewer steps on them are a second rival curve; where it
+names a solver, fewer steps with that solver are a third; the verdict is taken against whichever rival
+the method gains least over.
 
 At a method's speed ``x`` (FLOP ratio or wall-clock speedup), the fewer-steps reference is the
 log-linear interpolation between the two fewer-steps entries (the baseline included) that bracket
@@ -139,7 +140,11 @@ def judge(
 
 
 #: rival curve -> the kind of its entries (the baseline belongs to each)
-RIVALS = {"fewer steps": "fewer_steps", "fewer steps, searched schedule": "fewer_steps_schedule"}
+RIVALS = {
+    "fewer steps": "fewer_steps",
+    "fewer steps, searched schedule": "fewer_steps_schedule",
+    "fewer steps, best solver": "fewer_steps_solver",
+}
 
 
 def _against_curve(
