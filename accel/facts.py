@@ -27,9 +27,15 @@ from .files import brief
 PRESET_NAMES = ("safe", "balanced", "fast")
 
 
+#: The field kinds: a number, one of some choices, or a fixed-length tuple of whole numbers.
+FIELD_KINDS = ("int", "float", "choice", "ints")
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One config field a user may edit in the demo: ``kind`` is "int", "float" or "choice"."""
+    """One config field a user may edit in the demo: ``kind`` is "int", "float", "choice" or "ints"
+    (``length`` whole numbers, each in ``[minimum, maximum]``, such as a 3D kernel size; the demo shows
+    them as text, "3, 9, 9")."""
 
     name: str
     label: str
@@ -39,9 +45,18 @@ class Field:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     info: str = ""
+    length: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIELD_KINDS:
+            raise ConfigError(f"field {self.name!r}: kind must be one of {', '.join(FIELD_KINDS)}, got {self.kind!r}")
+        if self.kind == "ints" and (self.minimum is None or self.maximum is None or self.length < 1):
+            raise ConfigError(f"field {self.name!r}: an 'ints' field needs bounds and a length of at least 1")
 
     def coerce(self, value: Any) -> Any:
         """The value in the config's type; a ConfigError with a readable message otherwise."""
+        if self.kind == "ints":
+            return self._coerce_ints(value)
         if self.kind == "choice":
             if value not in self.choices:
                 # numbers may arrive as strings or floats from a client
@@ -71,6 +86,21 @@ class Field:
         ):
             raise ConfigError(f"{self.label}: {value} is outside [{self.minimum:g}, {self.maximum:g}]")
         return number
+
+    def _coerce_ints(self, value: Any) -> tuple[int, ...]:
+        """``length`` whole numbers from a tuple or list, or from text such as "3, 9, 9", "3x9x9" or "(3, 9, 9)"."""
+        parts: list[Any] | None = None
+        if isinstance(value, str):
+            text = value.strip().strip("()[]")
+            parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
+        elif isinstance(value, (tuple, list)):
+            parts = list(value)
+        if parts is None or len(parts) != self.length:
+            example = ", ".join(["3"] * self.length)
+            wanted = f"{self.length} whole numbers such as {example}"
+            raise ConfigError(f"{self.label}: expected {wanted}, got {brief(value)}")
+        single = dataclasses.replace(self, kind="int")
+        return tuple(single.coerce(part) for part in parts)
 
 
 def _is_number(value: Any) -> bool:
@@ -103,6 +133,9 @@ class PluginFacts:
         genes: ``accel tune``'s knobs for this plugin (empty: not searched).
         build: ``(knob values, step count) -> config`` for a genome (None: the genes are a mode of
             another plugin's group, as LinearAG's are of adaptive guidance's).
+        fits: ``(config, video token grid or None) -> bool``: whether a gene choice's config is worth
+            searching on the tuned call's grid (None: every choice is); ``accel tune`` leaves out the
+            choices that do not fit.
         sweep: ``{built-in model: [grid entries]}`` of the default ``accel eval`` sweep.
         conflicts: ``{other plugin's name: reason}`` for pairs that cannot be combined although they
             claim different resources (the shared-resource conflicts follow from ``Plugin.claims``).
@@ -117,6 +150,7 @@ class PluginFacts:
     identity: dict[str, Any] = dataclasses.field(default_factory=dict)
     genes: tuple[Gene, ...] = ()
     build: Callable[[dict[str, Any], int], Any] | None = None
+    fits: Callable[[Any, tuple[int, int, int] | None], bool] | None = None
     sweep: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     conflicts: dict[str, str] = dataclasses.field(default_factory=dict)
     order: int = 100

@@ -497,3 +497,64 @@ def test_block_size_choices_have_the_api_schemas_type(server):
     )
     metrics, summary = out[6], json.loads(out[7])
     assert metrics["plugins"] == summary["plugins"] and "32" in metrics["plugins"][0]
+
+
+def test_sparse_attention_panel_offers_the_neighbourhood_pattern_within_bounds():
+    """The sparse-attention panel builds GNA's config (arXiv 2504.16922) from its widget values and refuses
+    out-of-range ones with the field's name, before anything runs."""
+    import accel
+    from accel.app import presets
+
+    spec = presets.by_key()["sparse_attention"]
+    fields = {f.name: f for f in spec.fields}
+    assert "neighborhood" in fields["pattern"].choices
+    assert all(f.minimum is not None and f.maximum is not None for f in spec.fields if f.kind != "choice")
+    values = {"pattern": "neighborhood", "kernel_size": "3, 4, 8", "stride": "1x4x4", "dilation": [1, 1, 1]}
+    (config,) = presets.build_configs({"sparse_attention": {**values, "tile": "(1, 4, 4)", "block_size": "16"}})
+    assert config == accel.SparseAttentionConfig(
+        pattern="neighborhood", kernel_size=(3, 4, 8), stride=(1, 4, 4), tile=(1, 4, 4), block_size=16
+    )
+    position = [f.name for f in spec.fields].index("kernel_size")  # the widget holds text, as the API sends it
+    sent = plugin_inputs({"sparse_attention": {"kernel_size": (3, 4, 8)}})
+    assert sent[_panel_offset("sparse_attention") + position] == "3, 4, 8"
+    for bad, message in [
+        ({"kernel_size": "3, 4"}, r"kernel.*expected 3 whole numbers"),
+        ({"kernel_size": "0, 4, 4"}, r"kernel.*0 is outside \[1, 64\]"),
+        ({"kernel_size": [3, 4, 65]}, r"kernel.*65 is outside \[1, 64\]"),
+        ({"dilation": "1, 1, 17"}, r"dilation.*17 is outside \[1, 16\]"),
+        ({"stride": "1, 1, 2.5"}, r"stride.*must be a whole number"),
+        ({"tile": "a, b, c"}, r"tile.*is not a number"),
+        ({"kernel_size": "3, 3, 3", "stride": "1, 4, 4"}, r"stride \(1, 4, 4\) must not exceed kernel_size"),
+        ({"pattern": "gna"}, r"pattern: 'gna' is not one of"),
+    ]:
+        with pytest.raises(accel.ConfigError, match=message):
+            presets.build_configs({"sparse_attention": {**values, **bad}})
+
+
+def _panel_offset(key):
+    """Index of ``key``'s first field in :func:`plugin_inputs` (each panel: enabled, preset, *fields)."""
+    from accel.app import presets
+
+    offset = 0
+    for spec in presets.plugins():
+        if spec.key == key:
+            return offset + 2
+        offset += 2 + len(spec.fields)
+    raise KeyError(key)
+
+
+def test_video_model_runs_the_neighbourhood_pattern_and_refuses_a_kernel_beyond_its_grid(server):
+    client, _ = server
+    args = ("tiny-wan", "a red square moving up", 0, 2, 2.0, 32, 1, 5)  # a 2 x 2 x 2 token grid
+    fields = {"pattern": "neighborhood", "kernel_size": "1, 2, 2", "dense_warmup_fraction": 0.0}
+    out = client.predict(*args, *plugin_inputs({"sparse_attention": fields}), api_name="/generate")
+    stats = json.loads(out[7])["denoisers"]["transformer"]["plugins"]["sparse_attention"]
+    assert stats["pattern"] == "neighborhood" and stats["sparse_calls"] > 0 and stats["mean_density"] < 1.0
+    with pytest.raises(gradio_client.exceptions.AppError, match="neighbourhood axis of 2"):  # (3, 9, 9) > grid
+        client.predict(*args, *plugin_inputs({"sparse_attention": {"pattern": "neighborhood"}}), api_name="/generate")
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"kernel.*65 is outside \[1, 64\]"):
+        client.predict(
+            *args,
+            json.dumps({"sparse_attention": {"pattern": "neighborhood", "kernel_size": [1, 2, 65]}}),
+            api_name="/generate_json",
+        )

@@ -535,3 +535,47 @@ def test_a_tune_searches_timestep_schedules_and_validates_against_them(tmp_path)
     assert all(np.isfinite(r["psnr"]) for r in rows)
     ddim = StackSpace(_adapter(tiny_pipeline("unet").pipe), 8, True)
     assert "timestep_schedule" not in ddim.plugin_names
+
+
+# ---------------------------------------------------------------------- the neighbourhood gene
+def test_neighbourhood_gene_decodes_to_gna_runs_block_sparse_and_round_trips_through_a_plan(tmp_path):
+    """Sparse attention's pattern gene offers GNA (arXiv 2504.16922) in the perfectly block-sparse settings
+    that fit the tuned call's video token grid; a decoded one runs exactly block-sparse, and a plan holding
+    it saves, loads and applies the same config."""
+    from accel.pipelines import load
+    from accel.pipelines.builtin import BUILTIN_MODELS
+    from accel.sparse_attention.grid import probe_grid
+
+    pipe = load("wan-moving-shapes")
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(BUILTIN_MODELS["wan-moving-shapes"].call_defaults)
+    grid = probe_grid(pipe, call)
+    assert grid == (5, 8, 8) and probe_grid(tiny_text_pipeline("unet"), {"height": 16, "width": 16}) is None
+    blind = StackSpace(_adapter(pipe), 20, True)  # grid unknown: no neighbourhood choice
+    assert blind.describe()["sparse_attention.pattern"] == ["dynamic"]
+    space = StackSpace(_adapter(pipe), 20, True, grid=grid)
+    choices = space.describe()["sparse_attention.pattern"]
+    assert choices[0] == "dynamic" and "neighborhood:5x4x8/1x4x4" in choices
+    assert "neighborhood:4x12x12/4x4x4" not in choices  # a kernel of 12 rows on 8: refused by the plugin, left out
+    x = space.encode(16, {"sparse_attention": {"pattern": "neighborhood:5x4x8/1x4x4", "tau": 0.5}})
+    steps, (config,) = space.decode(x)
+    expected = accel.SparseAttentionConfig(
+        pattern="neighborhood", kernel_size=(5, 4, 8), stride=(1, 4, 4), tile=(1, 4, 4), block_size=16
+    )
+    assert steps == 16 and config == expected
+    same = space.encode(16, {"sparse_attention": {"pattern": "neighborhood:5x4x8/1x4x4"}})
+    assert space.key(x) == space.key(same)  # tau does not matter to the neighbourhood pattern: one key
+
+    target = {"denoiser": denoiser_fingerprint(pipe.transformer), "scheduler": type(pipe.scheduler).__name__}
+    setting = PlanSetting((config,), steps, 1.2, {"promised": {"psnr": 30.0}, "validated": {"psnr": 30.0}})
+    Plan("wan-moving-shapes", target, [setting]).save(str(tmp_path / "plan.json"))
+    loaded = load_plan(str(tmp_path / "plan.json")).settings[0]
+    assert loaded.plugins == (expected,) and loaded.num_inference_steps == 16
+    configs = [dataclasses.replace(c, backend="torch") if c == expected else c for c in loaded.configs]
+    accel.apply(pipe, *configs)  # the plan's target check too; the torch backend: no compile in a test
+    pipe(prompt="a red square", output_type="pt", **{**call, "num_inference_steps": 16})
+    stats = accel.summary(pipe)["denoisers"]["transformer"]["plugins"]["sparse_attention"]
+    accel.remove(pipe)
+    assert stats["backends"] == {"torch": stats["sparse_calls"]} and stats["sparse_calls"] > 0  # block-sparse path
+    sparse = [d for per in stats["density_by_layer_step"].values() for d in per if d is not None and d < 1]
+    assert sparse and all(abs(d - 0.5) < 1e-6 for d in sparse)  # prod(kernel) / 320 tokens, exactly

@@ -9,8 +9,10 @@ Each plugin panel has an "enable" box, a preset radio and the plugin's settings;
 ``({key: field values}, tuned, tuned_speedup)``.
 
 A choice field's dropdown holds its choices as strings, also numbers such as the block size ("64"), so
-that the values match the API schema Gradio publishes for a dropdown (``"type": "string"``);
-:meth:`.presets.Field.coerce` turns them back into the config's type.
+that the values match the API schema Gradio publishes for a dropdown (``"type": "string"``); a tuple
+field (sparse attention's neighbourhood kernel, stride, dilation and tile) is a text box holding
+"3, 9, 9". :meth:`.presets.Field.coerce` turns both back into the config's type, within the field's
+bounds.
 """
 
 from __future__ import annotations
@@ -52,8 +54,13 @@ def plugin_inputs(
 
 
 def _widget_value(field: presets.Field, value: Any) -> Any:
-    """``value`` as the field's widget holds it: a string for a choice field, else as is."""
-    return str(value) if field.kind == "choice" and value is not None else value
+    """``value`` as the field's widget holds it: a string for a choice field, "3, 9, 9" for a tuple of
+    whole numbers (a text box), else as is."""
+    if value is None:
+        return value
+    if field.kind == "ints" and isinstance(value, (tuple, list)):
+        return ", ".join(str(v) for v in value)
+    return str(value) if field.kind == "choice" else value
 
 
 def split_inputs(values: list[Any]) -> tuple[dict[str, dict[str, Any]], Any, Any]:
@@ -208,7 +215,17 @@ def panel_support_updates(support: dict[str, str | None]) -> list[Any]:
 
 
 def _field_widget(field: presets.Field, value: Any) -> Any:
-    """A dropdown (choice fields) or a slider for one plugin setting."""
+    """A dropdown (choice fields), a text box (tuples of whole numbers, checked on generate against the
+    field's bounds) or a slider for one plugin setting."""
+    if field.kind == "ints":
+        bounds = f"{field.length} whole numbers in [{field.minimum:g}, {field.maximum:g}]"
+        return gr.Textbox(
+            value=_widget_value(field, value),
+            label=field.label,
+            info=f"{field.info}; {bounds}" if field.info else bounds,
+            max_length=64,
+            min_width=200,
+        )
     if field.kind == "choice":
         return gr.Dropdown(
             [str(c) for c in field.choices],

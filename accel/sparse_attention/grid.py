@@ -50,3 +50,39 @@ def video_grid(family: str, model: torch.nn.Module, args: tuple, kwargs: dict) -
         p, pt = int(config.patch_size), int(getattr(config, "patch_size_t", 1) or 1)
         return int(values[0]) // pt, int(values[1]) // p, int(values[2]) // p
     raise ConfigError(f"no video grid rule for family {family!r}; supported: {', '.join(SUPPORTED_FAMILIES)}")
+
+
+class _GridFound(Exception):
+    """Raised by :func:`probe_grid`'s hook to stop the pipeline at its first denoiser call."""
+
+
+def probe_grid(pipe: Any, call: dict[str, Any], prompt: str = "a") -> tuple[int, int, int] | None:
+    """The video token grid of ``pipe(prompt, **call)``, or None when its denoiser is not a video DiT of
+    :data:`SUPPORTED_FAMILIES` or the grid cannot be read.
+
+    Runs the pipeline up to its first denoiser call (text encoding and latent preparation, no denoising
+    step) and reads the grid from that call's inputs, with the same rule the plugin uses."""
+    from ..api import adapter_of
+
+    try:
+        adapter = adapter_of(pipe)
+    except Exception:  # noqa: BLE001 - not a pipeline accel knows: no grid
+        return None
+    denoiser = getattr(pipe, "transformer", None)
+    if adapter.kind != "video_dit" or adapter.family not in SUPPORTED_FAMILIES or denoiser is None:
+        return None
+    found: dict[str, tuple[int, int, int] | None] = {}
+
+    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        found["grid"] = video_grid(adapter.family, module, args, kwargs)
+        raise _GridFound
+
+    handle = denoiser.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            pipe(prompt=prompt, **{**call, "num_inference_steps": 1, "output_type": "latent"})
+    except _GridFound:
+        pass
+    finally:
+        handle.remove()
+    return found.get("grid")

@@ -20,7 +20,6 @@ from diffusers.hooks import ModelHook
 from ..compiling import eager
 from ..context import CallInfo, DenoisingContext
 from ..errors import ConfigError, UnsupportedModelError
-from ..facts import Field, Gene, PluginFacts
 from ..kernels.block_mask import BlockSparseMask
 from ..parallel import context_parallel_config, parallel_config, refuse_context_parallelism
 from ..pipelines.registry import unwrap
@@ -31,6 +30,7 @@ from .builders.neighborhood import neighborhood_attention, neighborhood_blocks
 from .builders.patterns import finalize
 from .builders.window import window_blocks
 from .config import SparseAttentionConfig
+from .facts import FACTS
 from .grid import SUPPORTED_FAMILIES, video_grid
 from .processors import PROCESSORS, SparseProcessor
 from .reorder import SequenceLayout
@@ -117,41 +117,6 @@ def suffix_lengths(key_padding: torch.Tensor | None, seq_len: int) -> list[int] 
     if not torch.equal(expected, valid) or int(lengths.min()) == 0:
         return False
     return [int(n) for n in lengths]
-
-
-FACTS = PluginFacts(
-    key="sparse_attention",
-    title="Sparse attention (video)",
-    blurb="Video DiTs (Wan, CogVideoX, HunyuanVideo, LTX): block-sparse self-attention chosen per head and step.",
-    fields=(
-        Field("pattern", "pattern", "choice", choices=("dynamic", "window")),
-        Field("tau", "kept score mass tau", "float", 0.05, 1.0, 0.01),
-        Field("max_keep", "max kept key blocks", "float", 0.05, 1.0, 0.05),
-        Field("block_size", "block size (tokens)", "choice", choices=(4, 8, 16, 32, 64, 128)),
-        Field("dense_warmup_fraction", "dense warm-up fraction", "float", 0.0, 1.0, 0.05),
-        Field("mask_reuse_steps", "mask reuse steps", "int", 1, 10, 1),
-    ),
-    presets={
-        "safe": dict(
-            pattern="dynamic", tau=0.95, max_keep=0.75, block_size=64, dense_warmup_fraction=0.3, mask_reuse_steps=1
-        ),
-        "balanced": dict(
-            pattern="dynamic", tau=0.9, max_keep=0.5, block_size=64, dense_warmup_fraction=0.2, mask_reuse_steps=1
-        ),
-        "fast": dict(
-            pattern="dynamic", tau=0.8, max_keep=0.3, block_size=64, dense_warmup_fraction=0.1, mask_reuse_steps=2
-        ),
-    },
-    identity=dict(
-        pattern="dynamic", tau=1.0, max_keep=1.0, block_size=64, dense_warmup_fraction=1.0, mask_reuse_steps=1
-    ),
-    genes=(Gene("tau", (0.9, 0.7, 0.5)), Gene("max_keep", (0.5, 0.25)), Gene("dense_warmup", (0.2, 0.1, 0.4))),
-    build=lambda k, steps: SparseAttentionConfig(
-        tau=k["tau"], max_keep=k["max_keep"], dense_warmup_fraction=k["dense_warmup"]
-    ),
-    sweep={"wan-moving-shapes": [{"type": "SparseAttentionConfig"}]},
-    order=3,
-)
 
 
 class SparseAttention:

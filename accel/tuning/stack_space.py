@@ -4,9 +4,13 @@ as one integer genome (each gene an index into a list of choices).
 A genome decodes to ``(num_inference_steps, [plugin configs])``. Decoding is canonical: knobs of a
 plugin that is off are zeroed, knobs are clamped to what the step count allows, and stacks the
 compatibility rules (:mod:`accel.compat`) forbid are pruned (the later plugin of a conflicting pair
-is switched off) before anything runs, so two genomes that mean the same stack share one key and
-one evaluation. Plain fewer-steps settings are part of the space (every plugin off). Each plugin's
-genes and how they become a config are its own facts (:class:`accel.facts.PluginFacts`).
+is switched off) before anything runs, and knobs that do not change the config they are in (the
+dynamic pattern's ``tau`` under the neighbourhood pattern) are zeroed, so two genomes that mean the
+same stack share one key and one evaluation. Plain fewer-steps settings are part of the space
+(every plugin off). Each plugin's genes and how they become a config are its own facts
+(:class:`accel.facts.PluginFacts`); a plugin whose facts say which configs fit a video token grid
+(sparse attention's neighbourhood pattern, GNA, arXiv 2504.16922) gets only the choices that fit
+the tuned call's grid.
 """
 
 from __future__ import annotations
@@ -37,15 +41,32 @@ class PluginGenes:
     name: str
     knobs: tuple[Gene, ...]
     build: Callable[[dict[str, Any], int], PluginConfig]  # (knob values, steps) -> config
+    fits: Callable[[Any, tuple[int, int, int] | None], bool] | None = None  # (config, grid) -> worth searching
 
     def default_config(self, steps: int) -> PluginConfig | None:
         return self.build({g.name: g.choices[0] for g in self.knobs}, steps)
+
+    def for_grid(self, grid: tuple[int, int, int] | None, steps: int) -> PluginGenes:
+        """This group with each knob's choices cut to those whose config (other knobs at their defaults)
+        fits the video token ``grid`` (None: unknown); the first choice always stays."""
+        if self.fits is None:
+            return self
+        defaults = {g.name: g.choices[0] for g in self.knobs}
+        knobs = []
+        for gene in self.knobs:
+            kept = [
+                c
+                for i, c in enumerate(gene.choices)
+                if i == 0 or self.fits(self.build({**defaults, gene.name: c}, steps), grid)
+            ]
+            knobs.append(Gene(gene.name, tuple(kept)))
+        return dataclasses.replace(self, knobs=tuple(knobs))
 
 
 def plugin_genes() -> tuple[PluginGenes, ...]:
     """A group for every registered plugin whose facts declare tune genes and a build, in their order."""
     return tuple(
-        PluginGenes(p.facts.key, p.facts.genes, p.facts.build)
+        PluginGenes(p.facts.key, p.facts.genes, p.facts.build, p.facts.fits)
         for p in plugins_with_facts()
         if p.facts.genes and p.facts.build is not None
     )
@@ -79,6 +100,9 @@ class StackSpace:
         schedules: step count -> the searched timestep schedule's file, or None where there is none
             (the whole argument None: the schedule gene is left out). A step count without one runs the
             scheduler's default spacing whatever the gene says.
+        grid: the tuned call's video token grid (frames, rows, columns), for the gene choices that
+            depend on it (None: unknown, those choices are left out); see
+            :func:`accel.sparse_attention.grid.probe_grid`.
     """
 
     def __init__(
@@ -88,11 +112,14 @@ class StackSpace:
         guided: bool,
         linear_ag: Callable[[int], str | None] | None = None,
         schedules: Callable[[int], str | None] | None = None,
+        grid: tuple[int, int, int] | None = None,
     ) -> None:
         self.base_steps = base_steps
+        self.grid = grid
         self.step_choices = tuple(sorted({max(2, round(base_steps * f)) for f in STEP_FRACTIONS} | {base_steps}))
         searched = [PluginGenes(SCHEDULE, (), _schedule_builder(schedules))] if schedules is not None else []
-        self.groups = searched + [g for g in plugin_genes() if self._applies(g, adapter, guided)]
+        groups = [g.for_grid(grid, base_steps) for g in plugin_genes()]
+        self.groups = searched + [g for g in groups if self._applies(g, adapter, guided)]
         self.linear_ag = linear_ag
         self.genes: list[Gene] = [Gene("steps", self.step_choices)]
         for group in self.groups:
@@ -159,7 +186,21 @@ class StackSpace:
                 unused = "linear_ag" if self.value(x, "guidance_mode") == "ag" else None
                 for gene in LINEAR_AG_KNOBS if unused else ():
                     x[self.index[f"linear_ag.{gene.name}"]] = 0
+            if on:
+                self._zero_unused_knobs(group, x, steps)
         return x
+
+    def _zero_unused_knobs(self, group: PluginGenes, x: np.ndarray, steps: int) -> None:
+        """Zero the knobs of an on group whose value does not change its config (in place)."""
+        config = self._build(group, x, steps)
+        for gene in group.knobs:
+            i = self.index[f"{group.name}.{gene.name}"]
+            if x[i] == 0:
+                continue
+            other = x.copy()
+            other[i] = 0
+            if self._build(group, other, steps) == config:
+                x[i] = 0
 
     def _knob_genes(self, group: PluginGenes, x: np.ndarray) -> list[str]:
         names = [f"{group.name}.{g.name}" for g in group.knobs]

@@ -36,11 +36,12 @@ from ..metrics.cost import measure_interleaved
 from ..plan import Plan, PlanSetting, PlanTargetConfig, distinct_front
 from ..plugin import config_from_dict
 from ..sampling.timestep_schedule import takes_schedule
+from ..sparse_attention.grid import probe_grid
 from . import nsga2, processes
 from .processes import Processes
 from .stack_space import SCHEDULE, StackSpace
 from .tune_outputs import local_paths, plot_plan, portable_paths, recorded_call, write_eval_spec
-from .tune_samples import Samples
+from .tune_samples import Samples, per_prompt
 
 FORMAT = "accel-tune/1"
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
@@ -159,6 +160,7 @@ class Tuner:
             guided,
             self._coefficients if use_linear_ag else None,
             self._schedule if use_schedule else None,
+            grid=probe_grid(pipe, per_prompt(call, 1), calibration_prompts[0]),  # None unless a video DiT
         )
         self._write_or_check_manifest()
         if use_linear_ag and "adaptive_guidance" in self.space.plugin_names:
