@@ -8,7 +8,14 @@ fair competitor is dense attention with fewer steps at the same denoiser FLOPs a
 config, which is run too. Block size 16 at this model's 320 video tokens (5 latent frames x 8 x 8
 patches), so a mask has 20 x 20 blocks.
 
-    python -m benchmarks.sparse_attention_quality --out benchmarks/results/sparse_attention_quality
+The neighbourhood rows are Generalized Neighborhood Attention (Hassani et al., arXiv 2504.16922) in a
+perfectly block-sparse setting: stride = tile = (1, 4, 4), block 16, kernels of odd multiples of the
+stride or the whole axis, so the block mask is token-exact. Each sparse row gets a dense rival with
+fewer steps at its own denoiser FLOPs (rounded to whole steps), plus 15 steps.
+
+    python -m benchmarks.sparse_attention_quality --out benchmarks/results/sparse_attention_quality   # every row
+    python -m benchmarks.sparse_attention_quality --settings gna-5x4x8 gna-3x4x8 \
+        --out benchmarks/results/sparse_attention_quality_gna_cpu   # dense, those rows and their rivals
 """
 
 from __future__ import annotations
@@ -31,12 +38,16 @@ from .common import batches, fold_items, load_quiet, mean_std, plus_minus, sampl
 MODEL = "wan-moving-shapes"
 STEPS = 20
 DEFAULT = "dynamic tau=0.9 (default)"
-SETTINGS = {
-    "dense": None,
-    DEFAULT: dict(pattern="dynamic", tau=0.9),
-    "dynamic tau=0.7": dict(pattern="dynamic", tau=0.7),
-    "dynamic tau=0.5, max keep 0.3": dict(pattern="dynamic", tau=0.5, max_keep=0.3),
-    "static window (1, 4, 4)": dict(pattern="window", window=(1, 4, 4)),
+GNA = dict(pattern="neighborhood", stride=(1, 4, 4))
+#: ``{key: (row name, SparseAttentionConfig fields or None for dense)}``, in the table's order
+SETTINGS: dict[str, tuple[str, dict | None]] = {
+    "dense": ("dense", None),
+    "dynamic": (DEFAULT, dict(pattern="dynamic", tau=0.9)),
+    "dynamic-0.7": ("dynamic tau=0.7", dict(pattern="dynamic", tau=0.7)),
+    "dynamic-0.5": ("dynamic tau=0.5, max keep 0.3", dict(pattern="dynamic", tau=0.5, max_keep=0.3)),
+    "window": ("static window (1, 4, 4)", dict(pattern="window", window=(1, 4, 4))),
+    "gna-5x4x8": ("neighbourhood (5, 4, 8), stride (1, 4, 4)", dict(GNA, kernel_size=(5, 4, 8))),
+    "gna-3x4x8": ("neighbourhood (3, 4, 8), stride (1, 4, 4)", dict(GNA, kernel_size=(3, 4, 8))),
 }
 METRICS = ("fid", "video_fid", "alignment")
 
@@ -86,13 +97,31 @@ def main() -> None:
     parser.add_argument("--per-fold", type=int, default=48)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/sparse_attention_quality")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        help="rows to run (dense always runs: the others are paired with it); default: all",
+    )
+    parser.add_argument(
+        "--fewer-steps",
+        nargs="*",
+        type=int,
+        default=None,
+        help="dense step counts to run as rivals (default: each sparse row's FLOPs in whole steps, and 15)",
+    )
     args = parser.parse_args()
+    if args.fewer_steps is not None and any(not 1 <= s < STEPS for s in args.fewer_steps):
+        parser.error(f"--fewer-steps must be step counts in [1, {STEPS - 1}], got {args.fewer_steps}")
+    chosen = ["dense", *(k for k in SETTINGS if k in args.settings and k != "dense")]
     pipe = load_quiet(MODEL)
     domain = DomainMetrics(BUILTIN_MODELS[MODEL].dataset)
     real = domain.real_samples(480, seed=999)  # the sensitivity report's video reference
     dense_flops = dense_denoiser_flops(pipe, STEPS)
     # every setting, then up to two dense runs with fewer steps, one bar tick per fold
-    progress = tqdm(total=(len(SETTINGS) + 2) * args.folds, desc="sparse attention quality", unit="fold")
+    rivals = len(args.fewer_steps) if args.fewer_steps is not None else len(chosen)
+    progress = tqdm(total=(len(chosen) + rivals) * args.folds, desc="sparse attention quality", unit="fold")
 
     def measure(steps: int, fields: dict | None, dense_by_fold: dict[int, torch.Tensor]) -> dict:
         per = {k: [] for k in (*METRICS, "density", "flop_ratio", "seconds", "psnr", "ssim")}
@@ -127,11 +156,16 @@ def main() -> None:
 
     dense_by_fold: dict = {}
     rows = []
-    for name, fields in SETTINGS.items():
+    for key in chosen:
+        name, fields = SETTINGS[key]
         rows.append({"setting": name, **measure(STEPS, fields, dense_by_fold)})
         print(rows[-1], flush=True)
-    same_cost = round(STEPS * rows[1]["flop_ratio"][0])
-    for steps in sorted({same_cost, STEPS * 3 // 4} - {STEPS}, reverse=True):
+    if args.fewer_steps is not None:
+        rival_steps = set(args.fewer_steps)
+    else:  # dense sampling at each sparse row's cost, in whole steps
+        rival_steps = {round(STEPS * r["flop_ratio"][0]) for r in rows[1:]} | {STEPS * 3 // 4}
+    progress.total = (len(chosen) + len(rival_steps - {STEPS})) * args.folds
+    for steps in sorted(rival_steps - {STEPS}, reverse=True):
         rows.append({"setting": f"dense, {steps} steps", **measure(steps, None, dense_by_fold)})
         print(rows[-1], flush=True)
     progress.close()
@@ -147,6 +181,7 @@ def main() -> None:
         "steps": STEPS,
         "folds": args.folds,
         "per_fold": args.per_fold,
+        "device": f"{pipe.device}, {torch.get_num_threads()} torch threads",
         "dense_denoiser_flops_per_video": dense_flops,
         "rows": rows,
     }
