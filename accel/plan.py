@@ -128,6 +128,10 @@ class PlanTargetPlugin(Plugin):
     def _check_scheduler(self) -> None:
         pipe = self.session.context.pipeline
         found = type(getattr(pipe, "scheduler", None)).__name__
+        # a solver plugin's scheduler stands in for the one the plan was tuned on (the setting's own choice)
+        replaced, stand_in = getattr(pipe, "_accel_scheduler_stand_in", None) or (None, None)
+        if found == stand_in:
+            found = replaced
         if found != self.config.scheduler:
             raise ConfigError(
                 f"this plan was tuned with the {self.config.scheduler} scheduler, the pipeline uses {found}; "

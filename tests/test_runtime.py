@@ -32,11 +32,12 @@ SKETCH = weights_sketch(
 )
 
 
-def linear_ag(tmp_path, family: str, steps: int) -> accel.LinearAGConfig:
-    """LinearAG with a hand-written coefficients file for the tiny ``family`` pipeline at ``steps`` steps."""
-    path = tmp_path / f"linear_ag_{family}_{steps}.json"
+def linear_ag(tmp_path, family: str, steps: int, scheduler: str | None = None) -> accel.LinearAGConfig:
+    """LinearAG with a hand-written coefficients file for the tiny ``family`` pipeline at ``steps`` steps
+    (fitted, it says, with ``scheduler``: by default the pipeline's own)."""
+    path = tmp_path / f"linear_ag_{family}_{steps}_{scheduler}.json"
     if not path.exists():
-        scheduler = type(tiny_pipeline(family).pipe.scheduler).__name__
+        scheduler = scheduler or type(tiny_pipeline(family).pipe.scheduler).__name__
         path.write_text(
             json.dumps(
                 {
@@ -82,6 +83,7 @@ PLUGINS: dict[str, Callable] = {
     "timestep_schedule": lambda tmp, family, steps: accel.TimestepScheduleConfig(
         reference_steps=2 * steps, indices=tuple(range(0, 2 * steps, 2))
     ),
+    "solver": lambda tmp, family, steps: accel.SolverConfig(solver="unipc"),  # fits flow and VP schedulers
 }
 #: the tiny family each stack runs on (the first one that every plugin of the stack supports)
 FAMILIES = ("unet", "pixart", "sd3", "wan")
@@ -113,6 +115,11 @@ STACKS: list[tuple[str, ...]] = [
     ("timestep_schedule", "adaptive_guidance"),
     ("timestep_schedule", "linear_ag"),
     ("timestep_schedule", "sparse_attention"),
+    # the solver replaces the scheduler before the call and touches no denoiser module: its pairs are
+    # those with the plugins that read the scheduler (alone it is tested in test_sampling_solver.py)
+    ("solver", "linear_ag"),  # coefficients fitted with the solver's scheduler
+    ("solver", "timestep_schedule"),  # the schedule is cut on the solver's scheduler
+    ("solver", "plan_target"),  # a plan's setting with a solver: the target check sees the tuned scheduler
     # a tuned plan's setting: its target check alone and on top of a plugin (it claims nothing and
     # computes nothing, so its other pairs add no case)
     ("plan_target",),
@@ -150,6 +157,11 @@ class Stack:
         self.tiny = tiny_pipeline(self.family)
 
     def configs(self, steps: int = STEPS) -> list:
+        if "solver" in self.stack and "linear_ag" in self.stack:  # coefficients fitted with the solver
+            return [
+                PLUGINS["solver"](self.tmp_path, self.family, steps),
+                linear_ag(self.tmp_path, self.family, steps, scheduler="UniPCMultistepScheduler"),
+            ]
         return [PLUGINS[name](self.tmp_path, self.family, steps) for name in self.stack]
 
     def apply(self, steps: int = STEPS) -> None:
@@ -177,6 +189,8 @@ def test_the_matrix_covers_every_plugin_and_every_supported_pair():
         probe = [by_config.get(n, _ag)(None, "pixart", STEPS) for n in (a, b)]
         if {a, b} == {"adaptive_guidance", "linear_ag"} or "plan_target" in (a, b):
             continue  # both decide the CFG batch; the plan's target check composes with anything
+        if "solver" in (a, b) and not {a, b} & {"linear_ag", "timestep_schedule"}:
+            continue  # the solver meets the denoiser plugins only through the trajectory
         try:
             check_compatible(probe)
         except accel.IncompatiblePluginsError:

@@ -11,6 +11,8 @@ A sweep is one model, one sampler setting, a prompt set and a grid of plugin con
     prompts: builtin            # or a .txt / .csv file
     seeds_per_prompt: 2
     fewer_steps: auto           # the fewer-steps baseline curve: auto, or a list of step counts
+    schedules: null             # optional folder of searched schedules: a second rival curve
+    solver: null                # optional solver (dpmsolver++, unipc, ...): a third rival curve
     configs:
       - none                    # the baseline (always run, whether listed or not)
       - {type: DeepCacheConfig, interval: 3}

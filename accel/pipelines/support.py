@@ -159,7 +159,8 @@ def markdown() -> str:
         "current. A diffusers transformer with no hand-written adapter is still accelerated when its "
         "repeated blocks can be discovered (second table): BlockCache and adaptive guidance work on it, "
         "while RAS and sparse attention need a hand-written adapter. `-`: the plugin is for another kind of "
-        "model (DeepCache for U-Nets, RePaViT for timm vision backbones). Every family of the first table has a test on a tiny "
+        "model (DeepCache for U-Nets, RePaViT for timm vision backbones). Every family of the first table "
+        "has a test on a tiny "
         "model; of the discovered classes, two are tested (`CogView3PlusTransformer2DModel`, "
         "`LatteTransformer3DModel`), the others are read off their structure.",
         "",

@@ -104,7 +104,7 @@ class SolverPlugin(Plugin):
 
     def attach(self) -> None:
         pipe = self.session.context.pipeline
-        if getattr(pipe.scheduler, "_accel_solver", None) == self.config.solver:
+        if getattr(pipe, "_accel_scheduler_stand_in", None) is not None:
             self._from = "(another denoiser of this pipeline swapped it)"
             return
         if self.session.context.wraps_timesteps:
@@ -115,11 +115,13 @@ class SolverPlugin(Plugin):
         original = pipe.scheduler
         replacement = build_solver(original, self.config.solver)
         self._from = type(original).__name__
-        replacement._accel_solver = self.config.solver
         pipe.scheduler = replacement
+        #: (the scheduler class replaced, the solver's class): a plan's target check compares the former
+        pipe._accel_scheduler_stand_in = (self._from, type(replacement).__name__)
 
         def restore() -> None:
             pipe.scheduler = original
+            pipe._accel_scheduler_stand_in = None
 
         self.session.add_restorer(restore)
 
