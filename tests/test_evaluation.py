@@ -213,6 +213,11 @@ def test_the_default_sweep_shows_each_shipped_plan_at_2_3_and_4x():
             setting = plan.pick(speedup=float(name[len("tuned-") : -1]))
             assert entry.kind == "method" and entry.steps == setting.num_inference_steps
             assert list(entry.configs) == [c for c in setting.configs if not isinstance(c, PlanTargetConfig)]
+        solver = [e for e in run_entries(spec) if e.kind == "fewer_steps_solver"]
+        if spec.model in ("wan-moving-shapes", "sd-digits"):  # no solver clearly beats the shipped one
+            assert not solver
+        else:  # the best-solver rival at every fewer-steps count
+            assert [e.steps for e in solver] == spec.fewer_step_counts(), spec.model
 
 
 @pytest.mark.parametrize("name", ["../outside", "a/b", "", "x" * 81, 7])

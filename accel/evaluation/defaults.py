@@ -2,7 +2,8 @@
 that has weights, with every plugin that supports it, and the shipped tuned plan's settings at about
 2x, 3x and 4x (entries named ``tuned-2x`` ...), so that the sweep shows accel at its best beside the
 single plugins. Where the model ships searched timestep schedules (``plans/<model>/schedules``, from
-``accel schedule MODEL --steps 5 8 12 --reference 20``), fewer steps on them are the stronger rival.
+``accel schedule MODEL --steps 5 8 12 --reference 20``), fewer steps on them are a stronger rival; where
+another solver beats the shipped one (:data:`BEST_SOLVER`), fewer steps with it are a third.
 
 It is small enough for the whole main command, install included, to finish within 5 minutes on 2 CPU
 cores. Few samples give wide intervals, so more verdicts are ties: a spec with more prompts (``accel
@@ -17,6 +18,12 @@ from ..errors import ConfigError
 from ..facts import plugins_with_facts
 from ..pipelines.builtin import BUILTIN_MODELS
 from .spec import SweepSpec
+
+#: The strongest solver per built-in model where it clearly beats the shipped scheduler (``python -m
+#: benchmarks.solvers``, ``benchmarks/results/solvers.md``): UniPC on PixArt and SD3 at every step count.
+#: Wan ships UniPC, its best; on sd-digits DPM-Solver++ beats DDIM at 5 steps only (ties at 8, loses at
+#: 12), and the main job's 5-minute budget has no room for a rival that is not stronger.
+BEST_SOLVER = {"pixart-shapes": "unipc", "sd3-shapes": "unipc"}
 
 #: Prompts and seeds per prompt of each built-in model's sweep.
 SAMPLES = {"sd-digits": (6, 2), "pixart-shapes": (8, 1), "sd3-shapes": (8, 1), "wan-moving-shapes": (4, 1)}
@@ -42,6 +49,7 @@ def default_specs() -> list[SweepSpec]:
                 seeds_per_prompt=seeds,
                 fewer_steps=[5, 8, 12],
                 schedules=schedules if os.path.isdir(schedules) else None,
+                solver=BEST_SOLVER.get(model),
                 configs=configs,
                 name=model,
             )
