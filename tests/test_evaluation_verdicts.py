@@ -180,7 +180,8 @@ def test_the_best_solver_is_a_third_rival_curve():
     entries = _entries(0.1, 0.02, 24, rng)
     method = entries["method"].per_sample["alignment"]
     entries["steps10+schedule"] = EntryValues("fewer_steps_schedule", 2.0, {"alignment": dict(method)})
-    entries["steps10+unipc"] = EntryValues("fewer_steps_solver", 2.0, {k: v + 0.05 for k, v in method.items()})
+    stronger = {k: v + 0.05 for k, v in method.items()}
+    entries["steps10+unipc"] = EntryValues("fewer_steps_solver", 2.0, {"alignment": stronger})
     verdict = judge(entries, QUALITY, ("psnr",))["method"]["alignment"]
     assert verdict["verdict"] == "loses" and verdict["rival"] == "fewer steps, best solver"
     assert verdict["difference"] == pytest.approx(-0.05, abs=1e-6)
