@@ -67,12 +67,14 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     ``mlp_channels`` before conversion)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from accel.reparam.repavit import model_sites
+    from accel.reparam.families import family_of
+    from accel.reparam.modules import RePaFFNBlock
 
-    ffn_names = set()
-    for site in model_sites(model):
-        attr = "mlp_channels" if hasattr(site.block, "mlp_channels") else "mlp"
-        ffn_names.add(f"{type(model).__name__}.{site.name}.{attr}")
+    family = family_of(model)
+    ffn_names = {
+        f"{type(model).__name__}.{site.name}.{'mlp' if isinstance(site.block, RePaFFNBlock) else family.ffn_name}"
+        for site in family.sites(model)
+    }
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     totals = counter.get_flop_counts()

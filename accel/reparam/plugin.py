@@ -94,7 +94,7 @@ class RePaViTPlugin(Plugin):
     def attach(self) -> None:
         cfg: RePaViTConfig = self.config  # type: ignore[assignment]
         model, family = convertible(self.session.denoiser)
-        before = sum(ffn_macs_per_token(family_ffn(site.block)) for site in family.sites(model))
+        before = sum(ffn_macs_per_token(family.ffn(site.block)) for site in family.sites(model))
         state, layout = self._layout(model, family, cfg)
 
         def replace(site: BlockSite, new: nn.Module) -> None:
@@ -185,12 +185,6 @@ class RePaViTPlugin(Plugin):
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
-
-
-def family_ffn(block: nn.Module) -> nn.Module:
-    """The FFN of an unconverted block (``mlp``, or ``mlp_channels`` in MLP-Mixer)."""
-    ffn = getattr(block, "mlp_channels", None)
-    return ffn if ffn is not None else block.mlp
 
 
 def apply_repavit(model: nn.Module, config: RePaViTConfig | None = None, **kwargs: Any) -> AccelHandle:

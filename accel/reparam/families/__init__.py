@@ -43,7 +43,8 @@ class Family:
         block_problem: why a block cannot be converted, or None.
         convert_block: ``(block, idle_ratio, act_norm, act_channels) -> converted block``; the original
             block is left unchanged (its non-FFN modules are shared).
-        hidden: FFN hidden channels of an unconverted block.
+        ffn_name: the attribute of an unconverted block that holds its timm ``Mlp`` (``"mlp"``;
+            ``"mlp_channels"`` in MLP-Mixer).
         architecture: JSON constructor kwargs that rebuild the model with timm (for saving).
     """
 
@@ -53,12 +54,22 @@ class Family:
     sites: Callable[[nn.Module], list[BlockSite]]
     block_problem: Callable[[nn.Module], str | None]
     convert_block: Callable[[nn.Module, float, bool, int], nn.Module]
-    hidden: Callable[[nn.Module], int]
     architecture: Callable[[nn.Module], dict[str, Any]]
+    ffn_name: str = "mlp"
 
     def cls(self) -> type:
         module, name = self.model_class
         return getattr(importlib.import_module(module), name)
+
+    def ffn(self, block: nn.Module) -> nn.Module:
+        """The timm ``Mlp`` of an unconverted block."""
+        return getattr(block, self.ffn_name)
+
+    def hidden(self, block: nn.Module) -> int:
+        """FFN hidden channels of a block, converted or not."""
+        from ..modules import RePaFFNBlock, layer_sizes
+
+        return block.hidden_features if isinstance(block, RePaFFNBlock) else layer_sizes(self.ffn(block).fc1)[1]
 
     def matches(self, model: nn.Module) -> bool:
         return isinstance(model, self.cls())

@@ -63,10 +63,6 @@ def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool, act_chann
     return swap_ffn(block, RePaMetaFormerBlock, ffn, idle_ratio, act_norm, drop=drop)
 
 
-def hidden(block: nn.Module) -> int:
-    return block.hidden_features if isinstance(block, RePaFFNBlock) else block.mlp.fc1.out_channels
-
-
 def architecture(model: nn.Module) -> dict:
     """The kwargs that rebuild a MetaFormer together with its timm model name (its layers are not JSON,
     so a variant with other depths or widths is reloaded into a model passed by the caller)."""
@@ -83,7 +79,6 @@ FAMILY = Family(
     sites=sites,
     block_problem=block_problem,
     convert_block=convert_block,
-    hidden=hidden,
     architecture=architecture,
 )
 

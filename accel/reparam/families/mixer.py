@@ -54,10 +54,6 @@ def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool, act_chann
     return swap_ffn(block, RePaMixerBlock, ffn, idle_ratio, act_norm, drop=("norm2", "mlp_channels"))
 
 
-def hidden(block: nn.Module) -> int:
-    return block.hidden_features if isinstance(block, RePaFFNBlock) else block.mlp_channels.fc1.out_features
-
-
 def architecture(model: nn.Module) -> dict:
     """``MlpMixer`` constructor kwargs read back from the instance."""
     first = model.blocks[0]
@@ -69,7 +65,7 @@ def architecture(model: nn.Module) -> dict:
         "patch_size": list(model.stem.patch_size),
         "num_blocks": len(model.blocks),
         "embed_dim": dim,
-        "mlp_ratio": [first.mlp_tokens.fc1.out_features / dim, hidden(first) / dim],
+        "mlp_ratio": [first.mlp_tokens.fc1.out_features / dim, FAMILY.hidden(first) / dim],
         "global_pool": model.global_pool,
         "stem_norm": not isinstance(model.stem.norm, nn.Identity),
     }
@@ -82,8 +78,8 @@ FAMILY = Family(
     sites=sites,
     block_problem=block_problem,
     convert_block=convert_block,
-    hidden=hidden,
     architecture=architecture,
+    ffn_name="mlp_channels",
 )
 
 __all__ = ["FAMILY", "MlpMixer", "RePaMixerBlock", "TokenAxisLayerNorm"]

@@ -48,10 +48,6 @@ def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool, act_chann
     return swap_ffn(block, RePaSwinBlock, ffn, idle_ratio, act_norm, drop=("norm2", "drop_path2"))
 
 
-def hidden(block: nn.Module) -> int:
-    return block.hidden_features if isinstance(block, RePaFFNBlock) else block.mlp.fc1.out_features
-
-
 def architecture(model: nn.Module) -> dict:
     """``SwinTransformer`` constructor kwargs read back from the instance."""
     first = model.layers[0].blocks[0]
@@ -65,7 +61,7 @@ def architecture(model: nn.Module) -> dict:
         "depths": [len(stage.blocks) for stage in model.layers],
         "num_heads": [stage.blocks[0].attn.num_heads for stage in model.layers],
         "window_size": list(first.window_size),
-        "mlp_ratio": hidden(first) / model.embed_dim,
+        "mlp_ratio": FAMILY.hidden(first) / model.embed_dim,
         "qkv_bias": first.attn.qkv.bias is not None,
     }
 
@@ -77,7 +73,6 @@ FAMILY = Family(
     sites=sites,
     block_problem=block_problem,
     convert_block=convert_block,
-    hidden=hidden,
     architecture=architecture,
 )
 

@@ -41,10 +41,6 @@ def convert_block(block: nn.Module, idle_ratio: float, act_norm: bool, act_chann
     return RePaBlock(block.norm1, block.attn, block.ls1, block.drop_path1, ffn, idle_ratio, act_norm)
 
 
-def hidden(block: nn.Module) -> int:
-    return block.hidden_features if isinstance(block, RePaBlock) else block.mlp.fc1.out_features
-
-
 def architecture(model: nn.Module) -> dict:
     """``VisionTransformer`` constructor kwargs read back from the instance (best effort)."""
     block = model.blocks[0]
@@ -59,7 +55,7 @@ def architecture(model: nn.Module) -> dict:
         "embed_dim": model.embed_dim,
         "depth": len(model.blocks),
         "num_heads": attn.num_heads,
-        "mlp_ratio": hidden(block) / model.embed_dim,
+        "mlp_ratio": FAMILY.hidden(block) / model.embed_dim,
         "qkv_bias": attn.qkv.bias is not None,
         "qk_norm": not isinstance(getattr(attn, "q_norm", nn.Identity()), nn.Identity),
         "proj_bias": attn.proj.bias is not None,
@@ -85,6 +81,5 @@ FAMILY = Family(
     sites=sites,
     block_problem=block_problem,
     convert_block=convert_block,
-    hidden=hidden,
     architecture=architecture,
 )
