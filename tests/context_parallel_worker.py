@@ -42,6 +42,7 @@ SAVINGS = (
     "indices",
     "uncond_per_step",
     "zeroed_steps",
+    "scheduler",
 )
 
 
@@ -94,6 +95,11 @@ def _cases() -> dict[str, tuple[str, Callable[[], list[Any]]]]:
     cases["wan_timestep_schedule+guidance_window+block_cache"] = (
         "wan",
         lambda: [schedule(), window(), block_cache()],
+        {},
+    )
+    cases["wan_solver+timestep_schedule"] = (  # DPM-Solver++ in flow mode for Wan's UniPC, then a schedule
+        "wan",
+        lambda: [accel.SolverConfig(solver="dpmsolver++"), schedule()],
         {},
     )
     cases["wan_sparse_attention"] = ("wan", lambda: [sparse()], video)

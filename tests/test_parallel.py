@@ -51,6 +51,8 @@ def test_plugins_under_context_parallelism_equal_one_process(parallel_run, case)
         assert savings["guidance_window"]["zeroed_steps"] == [0] and savings["nfe"] == 2 + 1 + 1
     if "timestep_schedule" in case:
         assert savings["timestep_schedule"]["indices"] == [0, 2, 4, 6]
+    if "solver" in case:  # every rank swapped its scheduler alike
+        assert savings["solver"]["scheduler"] == "DPMSolverMultistepScheduler"
     if "ras" in case:  # tokens chosen on the whole sequence, not an equal share of each rank's shard
         assert savings["ras"]["tokens_per_step"] == [16, 8, 8, 8]
         assert any(first not in (None, 4) for first in savings["ras"]["first_half"]), savings["ras"]
