@@ -130,6 +130,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         metric=args.metric,
         linear_ag=not args.no_linear_ag,
         schedule=not args.no_schedule,
+        solver=not args.no_solver,
         wall_repeats=args.wall_repeats,
         batch_size=args.batch_size,
     )
@@ -269,8 +270,11 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     from .evaluation.prompts import load_prompts
     from .pipelines.builtin import BUILTIN_MODELS
     from .pipelines.loading import load
+    from .sampling.solver import SolverConfig
     from .tuning.schedule_search import search_schedules
 
+    if args.solver is not None:
+        SolverConfig(solver=args.solver)  # a clear error before the model loads
     device = resolve_device(args.device)
     pipe = load(args.model, device=str(device), dtype=resolve_dtype(args.dtype, device))
     pipe.set_progress_bar_config(disable=True)
@@ -278,7 +282,14 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     call.update(_call_arguments(args.call))
     prompts = load_prompts(args.prompts, args.model)[: args.num_prompts]
     found = search_schedules(
-        pipe, prompts, list(range(args.seeds)), call, args.steps, args.out, reference_steps=args.reference
+        pipe,
+        prompts,
+        list(range(args.seeds)),
+        call,
+        args.steps,
+        args.out,
+        reference_steps=args.reference,
+        solver=args.solver,
     )
     print(f"levels of the {args.reference}-step schedule, chosen on {len(prompts) * args.seeds} samples:")
     for n, result in found.items():
@@ -286,7 +297,10 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
             f"  {n} steps: {list(result['config'].indices)} -> {args.out}/schedule_{n}.json "
             f"(jump error {result['cost']:.4g}; evenly spaced levels {result['evenly_spaced_cost']:.4g})"
         )
-    print("use: accel.apply(pipe, accel.TimestepScheduleConfig.load(PATH)); pipe(..., num_inference_steps=N)")
+    solver = f"accel.SolverConfig(solver={args.solver!r}), " if args.solver else ""
+    print(
+        f"use: accel.apply(pipe, [{solver}accel.TimestepScheduleConfig.load(PATH)]); pipe(..., num_inference_steps=N)"
+    )
     return 0
 
 
@@ -436,6 +450,11 @@ def _add_tune_command(sub: Any) -> None:
     tu.add_argument(
         "--no-schedule", action="store_true", help="leave the searched timestep schedule (and its search) out"
     )
+    tu.add_argument(
+        "--no-solver",
+        action="store_true",
+        help="leave the solver gene (DPM-Solver++ / UniPC instead of the pipeline's scheduler) out",
+    )
     tu.add_argument("--wall-repeats", type=int, default=3, help="paired wall-clock repeats per plan setting (0: skip)")
     tu.add_argument("--seed", type=int, default=0)
     tu.add_argument("--no-progress", action="store_true")
@@ -466,6 +485,12 @@ def _add_schedule_command(sub: Any) -> None:
     sc.add_argument("--steps", type=int, nargs="+", required=True, help="step counts to choose levels for")
     sc.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
     sc.add_argument("--reference", type=int, default=50, help="steps of the fine reference schedule")
+    sc.add_argument(
+        "--solver",
+        default=None,
+        help="dpmsolver++, unipc, ...: search on this solver's levels (apply accel.SolverConfig before the "
+        "schedule); default: the pipeline's scheduler",
+    )
     sc.add_argument("--prompts", default="builtin", help="'builtin' or a .txt/.csv prompt file")
     sc.add_argument("--num-prompts", type=int, default=8, help="calibration prompts")
     sc.add_argument("--seeds", type=int, default=1, help="seeds per calibration prompt")

@@ -120,6 +120,15 @@ class Gene:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuneTarget:
+    """What ``accel tune`` knows of the call it tunes, for a plugin's ``fits``: the video token grid
+    (frames, rows, columns; None: unknown or not a video) and whether the sampler is flow matching."""
+
+    grid: tuple[int, int, int] | None = None
+    flow_matching: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class PluginFacts:
     """A plugin's facts (see the module docstring).
 
@@ -133,9 +142,11 @@ class PluginFacts:
         genes: ``accel tune``'s knobs for this plugin (empty: not searched).
         build: ``(knob values, step count) -> config`` for a genome (None: the genes are a mode of
             another plugin's group, as LinearAG's are of adaptive guidance's).
-        fits: ``(config, video token grid or None) -> bool``: whether a gene choice's config is worth
-            searching on the tuned call's grid (None: every choice is); ``accel tune`` leaves out the
-            choices that do not fit.
+        fits: ``(config, TuneTarget) -> bool``: whether a gene choice's config is worth searching on the
+            tuned call (its video token grid, its sampler; None: every choice is); ``accel tune`` leaves
+            out the choices that do not fit.
+        needs_cfg: the plugin acts on classifier-free guidance, so ``accel tune`` searches it only where
+            the tuned call uses CFG.
         sweep: ``{built-in model: [grid entries]}`` of the default ``accel eval`` sweep.
         conflicts: ``{other plugin's name: reason}`` for pairs that cannot be combined although they
             claim different resources (the shared-resource conflicts follow from ``Plugin.claims``).
@@ -150,7 +161,8 @@ class PluginFacts:
     identity: dict[str, Any] = dataclasses.field(default_factory=dict)
     genes: tuple[Gene, ...] = ()
     build: Callable[[dict[str, Any], int], Any] | None = None
-    fits: Callable[[Any, tuple[int, int, int] | None], bool] | None = None
+    fits: Callable[[Any, TuneTarget], bool] | None = None
+    needs_cfg: bool = False
     sweep: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     conflicts: dict[str, str] = dataclasses.field(default_factory=dict)
     order: int = 100

@@ -179,3 +179,29 @@ def test_accel_schedule_writes_loadable_schedules(tmp_path, capsys):
         config = accel.TimestepScheduleConfig.load(str(out / f"schedule_{n}.json"))
         assert config.reference_steps == 12 and config.steps == n and f"{n} steps: {list(config.indices)}" in printed
     assert (out / "reference_12.json").exists()
+
+
+@pytest.mark.parametrize("family, solver", [("unet", "dpmsolver++"), ("sd3", "unipc")])
+def test_a_search_on_another_solver_reads_its_levels_and_reproduces_it(tmp_path, family, solver):
+    """``solver=``: the reference trajectory runs with :class:`accel.SolverConfig` swapped in, its levels are
+    the solver's (the first, first-order jump costs nothing), and N = M reproduces the solver's own run;
+    the pipeline's scheduler is back afterwards."""
+    tiny = tiny_pipeline(family)
+    original = tiny.pipe.scheduler
+    call = {k: v for k, v in tiny.inputs(steps=6).items() if k not in ("generator", "num_inference_steps")}
+    prompt = call.pop("prompt", None)
+    costs = reference_costs(tiny.pipe, prompt, 0, call, 6, solver)
+    assert costs[0, 1] < 1e-8 * costs[0, 6], costs[0]
+    found = search_schedules(tiny.pipe, [prompt], [0], call, [6, 3], str(tmp_path), reference_steps=6, solver=solver)
+    assert tiny.pipe.scheduler is original
+    assert found[6]["config"].indices == tuple(range(6))
+    accel.apply(tiny.pipe, accel.SolverConfig(solver=solver))
+    alone = _run(tiny, 6)
+    accel.remove(tiny.pipe)
+    accel.apply(tiny.pipe, accel.SolverConfig(solver=solver), found[6]["config"])
+    scheduled = _run(tiny, 6)
+    accel.remove(tiny.pipe)
+    assert torch.equal(scheduled, alone)
+    assert found[3]["cost"] <= found[3]["evenly_spaced_cost"]
+    other = json.loads((tmp_path / "reference_6.json").read_text())["call"]
+    assert other["solver"] == solver  # a folder searched on one solver is not resumed on another

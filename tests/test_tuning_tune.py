@@ -32,7 +32,9 @@ CALL = {"num_inference_steps": 8, "guidance_scale": 2.0, "height": 16, "width": 
 SKETCH = weights_sketch(
     torch.nn.Linear(2, 2, bias=False).requires_grad_(False).apply(lambda m: torch.nn.init.ones_(m.weight))
 )
-SMALL = dict(population=8, num_prompts=2, seeds=1, validation_prompts=2, validation_seeds=1, wall_repeats=0)
+SMALL = dict(
+    population=8, num_prompts=2, seeds=1, validation_prompts=2, validation_seeds=1, wall_repeats=0, solver=False
+)
 
 
 def _tune(out, generations=2, pipe=None, **changes):
@@ -81,6 +83,61 @@ def test_space_prunes_incompatible_stacks_and_holds_fewer_steps():
         assert space.key(space.encode(steps, {})) in seeds
     unet = StackSpace(_adapter(tiny_pipeline("unet").pipe), 20, guided=False)
     assert unet.plugin_names == ["deepcache"]  # no guidance plugins without CFG; no DiT plugins on a U-Net
+
+
+def test_solver_gene_swaps_the_scheduler_first_on_schedules_searched_for_it(tmp_path):
+    """The solver gene decodes to :class:`accel.SolverConfig` ahead of everything, then the schedule searched
+    on that solver; no schedule file for a (steps, solver) pair switches the schedule off, and LinearAG,
+    whose coefficients were fitted on the pipeline's own scheduler, becomes adaptive guidance under a solver."""
+    tiny = tiny_pipeline("unet")  # DDIM: no schedule of its own
+    unipc_4 = accel.TimestepScheduleConfig(reference_steps=8, indices=(0, 2, 4, 6))
+    (tmp_path / "s4.json").write_text(json.dumps(unipc_4.to_dict()))
+    coefficients = tmp_path / "c.json"
+    coefficients.write_text("{}")  # only its existence is read while decoding
+
+    def schedules(steps, solver):
+        return str(tmp_path / "s4.json") if (steps, solver) == (4, "unipc") else None
+
+    space = StackSpace(
+        _adapter(tiny.pipe), 8, True, lambda steps: str(coefficients), schedules, solvers=("dpmsolver++", "unipc")
+    )
+    assert space.plugin_names[:2] == ["solver", "timestep_schedule"]
+    assert space.describe()["solver.name"] == ["dpmsolver++", "unipc"]
+    steps, configs = space.decode(
+        space.encode(4, {"solver": {"name": "unipc"}, "timestep_schedule": {}, "deepcache": {}})
+    )
+    assert steps == 4 and configs[:2] == [accel.SolverConfig(solver="unipc"), unipc_4]
+    assert type(configs[2]).__name__ == "DeepCacheConfig"
+    accel.apply(tiny.pipe, *configs)
+    tiny.pipe(**tiny.inputs(0, steps, 1, 2.0))
+    assert accel.summary(tiny.pipe)["denoisers"]["unet"]["plugins"]["solver"]["scheduler"] == "UniPCMultistepScheduler"
+    accel.remove(tiny.pipe)
+    assert type(tiny.pipe.scheduler).__name__ == "DDIMScheduler"
+    no_file = space.encode(4, {"solver": {"name": "dpmsolver++"}, "timestep_schedule": {}})
+    assert space.key(no_file) == space.key(space.encode(4, {"solver": {"name": "dpmsolver++"}}))
+    assert space.decode(no_file)[1] == [accel.SolverConfig(solver="dpmsolver++")]
+    linear = {"adaptive_guidance": {"guidance_mode": "linear_ag"}}
+    assert type(space.decode(space.encode(6, linear))[1][0]).__name__ == "LinearAGConfig"
+    solved = space.encode(6, {"solver": {"name": "unipc"}, **linear})
+    assert [type(c).__name__ for c in space.decode(solved)[1]] == ["SolverConfig", "AdaptiveGuidanceConfig"]
+    assert space.key(solved) == space.key(space.encode(6, {"solver": {"name": "unipc"}, "adaptive_guidance": {}}))
+    seeds = {space.key(x) for x in space.seeds()}
+    for sampler in ({"solver": {"name": "unipc"}}, {"solver": {"name": "unipc"}, "timestep_schedule": {}}):
+        assert space.key(space.encode(4, sampler)) in seeds  # the stronger rivals are in the first population
+
+
+def test_guidance_window_genes_fit_the_sampler_and_the_guidance():
+    """The guidance window is searched only with CFG; CFG-Zero*'s zeroed steps only on flow matching;
+    the window and adaptive guidance decide the same branches, so the later one is pruned."""
+    flow = StackSpace(_adapter(tiny_pipeline("sd3").pipe), 20, True, flow_matching=True)
+    assert flow.describe()["guidance_window.zero_steps"] == [0, 1, 2]
+    dpm = StackSpace(_adapter(tiny_pipeline("pixart").pipe), 20, True)
+    assert dpm.describe()["guidance_window.zero_steps"] == [0]
+    assert "guidance_window" not in StackSpace(_adapter(tiny_pipeline("sd3").pipe), 20, False).plugin_names
+    x = flow.encode(10, {"guidance_window": {"start": 0.2, "stop": 0.6, "zero_steps": 1}})
+    assert flow.decode(x) == (10, [accel.GuidanceWindowConfig(start=0.2, stop=0.6, zero_steps=1)])
+    both = flow.encode(10, {"adaptive_guidance": {}, "guidance_window": {"stop": 0.6}})
+    assert [type(c).__name__ for c in flow.decode(both)[1]] == ["AdaptiveGuidanceConfig"]
 
 
 # ---------------------------------------------------------------------- the search
@@ -132,7 +189,7 @@ def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_m
     prompts.write_text("\n".join(PROMPTS) + "\n")
     args = ["tune", tiny_model, "--prompts", str(prompts), "--steps", "8", "--guidance-scale", "2", "--population",
             "8", "--generations", "2", "--num-prompts", "2", "--validation-prompts", "2", "--validation-seeds", "1",
-            "--wall-repeats", "0", "--no-linear-ag", "--no-progress"]  # fmt: skip
+            "--wall-repeats", "0", "--no-linear-ag", "--no-solver", "--no-progress"]  # fmt: skip
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     # on a machine without CUDA, --multi_gpu starts gloo CPU processes (--cpu would start one, whatever
     # --num_processes says)
@@ -434,7 +491,7 @@ def test_a_bf16_tune_at_another_size_writes_a_plan_for_the_bf16_pipeline(tmp_pat
     out = tmp_path / "tune"
     argv = ["tune", tiny_model, "--out", str(out), "--prompts", str(prompts), "--steps", "6", "--population", "4",
             "--generations", "1", "--num-prompts", "2", "--validation-prompts", "2", "--validation-seeds", "1",
-            "--wall-repeats", "0", "--no-linear-ag", "--no-progress", "--dtype", "bfloat16",
+            "--wall-repeats", "0", "--no-linear-ag", "--no-solver", "--no-progress", "--dtype", "bfloat16",
             "--call", "height=64", "width=64"]  # fmt: skip
     assert main(argv) == 0
     data = json.load(open(out / "plan.json"))
@@ -535,6 +592,35 @@ def test_a_tune_searches_timestep_schedules_and_validates_against_them(tmp_path)
     assert all(np.isfinite(r["psnr"]) for r in rows)
     ddim = StackSpace(_adapter(tiny_pipeline("unet").pipe), 8, True)
     assert "timestep_schedule" not in ddim.plugin_names
+
+
+def test_a_tune_of_a_ddim_pipeline_searches_solvers_on_their_own_schedules(tmp_path):
+    """DDIM takes no schedule, so the searched schedules exist on the solver gene's solvers only, one folder
+    each; the best-solver rival is validated per step count and drawn; every plan setting applies through
+    the plan, a solver first where it has one, and the plan's target check sees the DDIM it replaced."""
+    out, call = tmp_path / "t", {**CALL, "num_inference_steps": 4}
+    settings = TuneSettings(**{**SMALL, "generations": 0, "linear_ag": False, "solver": True})
+    plan = tune(tiny_text_pipeline("unet"), str(out), settings, call=call, prompts=PROMPTS, progress=False)
+    space = json.loads((out / "tune.json").read_text())["space"]
+    assert space["solver.name"] == ["dpmsolver++", "unipc"] and space["timestep_schedule"] == [False, True]
+    below = [s for s in space["steps"] if s < call["num_inference_steps"]]
+    assert not (out / "schedules" / f"schedule_{below[0]}.json").exists()
+    for solver in ("dpmsolver++", "unipc"):
+        for steps in below:
+            config = accel.TimestepScheduleConfig.load(str(out / "schedules" / solver / f"schedule_{steps}.json"))
+            assert config.reference_steps == call["num_inference_steps"] and config.steps == steps
+    rows = plan.info["best_solver"]
+    assert [r["num_inference_steps"] for r in rows] == space["steps"]
+    assert all(r["solver"] in ("dpmsolver++", "unipc") and np.isfinite(r["psnr"]) for r in rows)
+    assert (out / "front.png").stat().st_size > 0
+    pipe = tiny_text_pipeline("unet")
+    for setting in load_plan(str(out)).settings:
+        names = [type(c).__name__ for c in setting.plugins]
+        assert "SolverConfig" not in names[1:]
+        accel.apply(pipe, *setting.configs)
+        pipe(prompt=PROMPTS[0], **{**call, "num_inference_steps": setting.num_inference_steps})
+        accel.remove(pipe)
+        assert type(pipe.scheduler).__name__ == "DDIMScheduler"
 
 
 # ---------------------------------------------------------------------- the neighbourhood gene

@@ -179,6 +179,7 @@ FACTS = PluginFacts(
         "pixart-shapes": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
         "wan-moving-shapes": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
     },
+    needs_cfg=True,
     order=4,
 )
 

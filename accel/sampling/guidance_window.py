@@ -20,6 +20,7 @@ from ..compiling import DecidingHook, eager
 from ..config import PluginConfig, check_float, check_int
 from ..context import CallInfo, DenoisingContext, main_input
 from ..errors import ConfigError, StateError, UnsupportedModelError
+from ..facts import Gene, PluginFacts
 from ..plugin import Plugin, register_plugin
 from .guidance_hook import GuidanceHook, Uncond
 from .schedulers import is_flow_matching
@@ -103,10 +104,29 @@ class ZeroStepsHook(DecidingHook):
         return output
 
 
+FACTS = PluginFacts(
+    key="guidance_window",
+    title="Guidance window",
+    blurb="Classifier-free guidance only in a window of the steps; CFG-Zero*'s zeroed first steps on flow models.",
+    genes=(
+        Gene("start", (0.0, 0.1, 0.2, 0.3)),
+        Gene("stop", (1.0, 0.8, 0.7, 0.6, 0.5)),
+        Gene("zero_steps", (0, 1, 2)),
+    ),
+    build=lambda k, steps: GuidanceWindowConfig(
+        start=k["start"], stop=k["stop"], zero_steps=min(k["zero_steps"], steps - 1)
+    ),
+    fits=lambda config, target: config.zero_steps == 0 or target.flow_matching,
+    needs_cfg=True,
+    order=6,
+)
+
+
 @register_plugin
 class GuidanceWindowPlugin(Plugin):
     config_cls = GuidanceWindowConfig
     name = "guidance_window"
+    facts = FACTS
     kinds = frozenset({"unet", "image_dit", "video_dit"})
     claims = frozenset({"cfg_batch"})
 

@@ -151,7 +151,7 @@ FACTS = PluginFacts(
         Gene("pattern", ("dynamic", *NEIGHBORHOOD_CHOICES)),
     ),
     build=build,
-    fits=fits_grid,
+    fits=lambda config, target: fits_grid(config, target.grid),
     sweep={"wan-moving-shapes": [{"type": "SparseAttentionConfig"}]},
     order=3,
 )

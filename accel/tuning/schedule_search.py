@@ -25,6 +25,7 @@ from ..errors import ConfigError, StateError
 from ..files import read_json, write_json
 from ..fingerprint import denoiser_fingerprint
 from ..sampling.schedulers import is_flow_matching
+from ..sampling.solver import SolverConfig
 from ..sampling.timestep_schedule import TimestepScheduleConfig
 
 FORMAT = "accel.schedule_reference"
@@ -132,11 +133,15 @@ class _Recorder:
 
 
 @torch.no_grad()
-def reference_costs(pipe: Any, prompt: str, seed: int, call: dict[str, Any], reference_steps: int) -> torch.Tensor:
-    """The jump costs of one sample's ``reference_steps``-step trajectory."""
+def reference_costs(
+    pipe: Any, prompt: str, seed: int, call: dict[str, Any], reference_steps: int, solver: str | None = None
+) -> torch.Tensor:
+    """The jump costs of one sample's ``reference_steps``-step trajectory (with ``solver`` swapped in, if
+    given: :class:`accel.SolverConfig`)."""
     config = TimestepScheduleConfig(reference_steps=reference_steps, indices=tuple(range(reference_steps)))
-    handle = api.apply(pipe, config)
-    recorder = _Recorder(pipe.scheduler)
+    handle = api.apply(pipe, [SolverConfig(solver=solver), config] if solver is not None else config)
+    scheduler = pipe.scheduler  # the solver's, which remove takes away again
+    recorder = _Recorder(scheduler)
     handle.context.add_step_wrapper(recorder)
     try:
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -150,15 +155,19 @@ def reference_costs(pipe: Any, prompt: str, seed: int, call: dict[str, Any], ref
         api.remove(pipe)
     if len(recorder.states) != reference_steps + 1:
         raise StateError(f"the reference run made {len(recorder.estimates)} steps, not {reference_steps}")
-    _, alpha, noise = level_scales(pipe.scheduler)
+    _, alpha, noise = level_scales(scheduler)
     return jump_costs(torch.stack(recorder.states), torch.stack(recorder.estimates), alpha, noise)
 
 
-def _reference(folder: str, pipe: Any, call: dict, reference_steps: int, items: list[tuple[str, int]]) -> torch.Tensor:
+def _reference(
+    folder: str, pipe: Any, call: dict, reference_steps: int, items: list[tuple[str, int]], solver: str | None
+) -> torch.Tensor:
     """The summed costs over ``items`` (prompt, seed), resumed from and saved to ``folder``."""
     path = os.path.join(folder, f"reference_{reference_steps}.json")
     fingerprint = denoiser_fingerprint(getattr(pipe, "unet", None) or pipe.transformer)
     described = {k: _describe(v) for k, v in sorted(call.items())}
+    if solver is not None:
+        described["solver"] = solver
     state = read_json(path, "schedule reference") if os.path.exists(path) else None
     if state is None or state.get("fingerprint") != fingerprint or state.get("call") != described:
         state = {"format": FORMAT, "fingerprint": fingerprint, "call": described, "done": [], "sum": None}
@@ -167,7 +176,7 @@ def _reference(folder: str, pipe: Any, call: dict, reference_steps: int, items: 
     for prompt, seed in tqdm(items, desc=f"reference trajectories ({reference_steps} steps)"):
         if [prompt, seed] in state["done"]:
             continue
-        costs = reference_costs(pipe, prompt, seed, call, reference_steps)
+        costs = reference_costs(pipe, prompt, seed, call, reference_steps, solver)
         total = costs if state["sum"] is None else _from_json(state["sum"]) + costs
         state["sum"] = [[None if math.isinf(c) else c for c in row] for row in total.tolist()]
         state["done"].append([prompt, seed])
@@ -195,13 +204,16 @@ def search_schedules(
     steps: Sequence[int],
     folder: str,
     reference_steps: int = 50,
+    solver: str | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Per step count N: the searched :class:`TimestepScheduleConfig`, its cost, and the cost of evenly
-    spaced levels on the same grid. Written to ``folder/schedule_<N>.json`` (the config as JSON)."""
+    spaced levels on the same grid. Written to ``folder/schedule_<N>.json`` (the config as JSON).
+    ``solver``: search on that solver's levels and trajectory (:class:`accel.SolverConfig`; the schedule
+    then runs after the same solver) instead of the pipeline's scheduler."""
     os.makedirs(folder, exist_ok=True)
     call = {k: v for k, v in call.items() if k != "num_inference_steps"}
     items = [(p, s) for p in prompts for s in seeds]
-    costs = _reference(folder, pipe, call, reference_steps, items)
+    costs = _reference(folder, pipe, call, reference_steps, items, solver)
     results = {}
     for n in steps:
         indices, cost = best_indices(costs, n)

@@ -11,6 +11,11 @@ same stack share one key and one evaluation. Plain fewer-steps settings are part
 (:class:`accel.facts.PluginFacts`); a plugin whose facts say which configs fit a video token grid
 (sparse attention's neighbourhood pattern, GNA, arXiv 2504.16922) gets only the choices that fit
 the tuned call's grid.
+
+Two groups are the sampler's own rather than a plugin's: the solver (another diffusers solver than the
+pipeline's, :class:`accel.SolverConfig`) and the searched timestep schedule of the step count on that
+solver (:mod:`accel.tuning.schedule_search`). They come first in a decoded stack, solver before
+schedule, as :func:`accel.apply` wants them.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import numpy as np
 from ..compat import check_compatible
 from ..config import PluginConfig
 from ..errors import AccelError, IncompatiblePluginsError
-from ..facts import Gene, plugins_with_facts
+from ..facts import Gene, TuneTarget, plugins_with_facts
 from ..plugin import plugin_for
 from ..sampling.linear_ag import LinearAGConfig, LinearAGPlugin
+from ..sampling.solver import SolverConfig
 from ..sampling.timestep_schedule import TimestepScheduleConfig
 
 #: Step counts tried, as fractions of the baseline's.
@@ -41,14 +47,15 @@ class PluginGenes:
     name: str
     knobs: tuple[Gene, ...]
     build: Callable[[dict[str, Any], int], PluginConfig]  # (knob values, steps) -> config
-    fits: Callable[[Any, tuple[int, int, int] | None], bool] | None = None  # (config, grid) -> worth searching
+    fits: Callable[[Any, TuneTarget], bool] | None = None  # (config, tuned call) -> worth searching
+    needs_cfg: bool = False
 
     def default_config(self, steps: int) -> PluginConfig | None:
         return self.build({g.name: g.choices[0] for g in self.knobs}, steps)
 
-    def for_grid(self, grid: tuple[int, int, int] | None, steps: int) -> PluginGenes:
+    def for_target(self, target: TuneTarget, steps: int) -> PluginGenes:
         """This group with each knob's choices cut to those whose config (other knobs at their defaults)
-        fits the video token ``grid`` (None: unknown); the first choice always stays."""
+        fits the tuned call (its video token grid, its sampler); the first choice always stays."""
         if self.fits is None:
             return self
         defaults = {g.name: g.choices[0] for g in self.knobs}
@@ -57,7 +64,7 @@ class PluginGenes:
             kept = [
                 c
                 for i, c in enumerate(gene.choices)
-                if i == 0 or self.fits(self.build({**defaults, gene.name: c}, steps), grid)
+                if i == 0 or self.fits(self.build({**defaults, gene.name: c}, steps), target)
             ]
             knobs.append(Gene(gene.name, tuple(kept)))
         return dataclasses.replace(self, knobs=tuple(knobs))
@@ -66,7 +73,7 @@ class PluginGenes:
 def plugin_genes() -> tuple[PluginGenes, ...]:
     """A group for every registered plugin whose facts declare tune genes and a build, in their order."""
     return tuple(
-        PluginGenes(p.facts.key, p.facts.genes, p.facts.build, p.facts.fits)
+        PluginGenes(p.facts.key, p.facts.genes, p.facts.build, p.facts.fits, p.facts.needs_cfg)
         for p in plugins_with_facts()
         if p.facts.genes and p.facts.build is not None
     )
@@ -76,16 +83,17 @@ def plugin_genes() -> tuple[PluginGenes, ...]:
 LINEAR_AG_KNOBS = LinearAGPlugin.facts.genes
 
 #: The gene of the searched timestep schedule (:mod:`accel.tuning.schedule_search`): on, the step count
-#: runs on the levels searched for it, off, on the scheduler's default spacing.
+#: runs on the levels searched for it (on the chosen solver), off, on the scheduler's default spacing.
 SCHEDULE = "timestep_schedule"
+#: The solver group: off, the pipeline's own scheduler; on, the solver its ``name`` gene chooses.
+SOLVER = "solver"
+
+#: step count, solver name (None: the pipeline's own) -> the searched schedule's file, or None
+Schedules = Callable[[int, "str | None"], "str | None"]
 
 
-def _schedule_builder(schedules: Callable[[int], str | None] | None) -> Callable[[dict, int], Any]:
-    def build(knobs: dict[str, Any], steps: int) -> TimestepScheduleConfig | None:
-        path = schedules(steps) if schedules is not None else None
-        return TimestepScheduleConfig.load(path) if path is not None and os.path.isfile(path) else None
-
-    return build
+def _no_config(knobs: dict[str, Any], steps: int) -> None:
+    return None  # the schedule group builds through StackSpace._schedule_config (it needs the solver)
 
 
 class StackSpace:
@@ -97,12 +105,16 @@ class StackSpace:
         guided: the pipeline runs classifier-free guidance (else guidance plugins are left out).
         linear_ag: step count -> coefficients path, for the step counts LinearAG was calibrated at
             (None: LinearAG is left out).
-        schedules: step count -> the searched timestep schedule's file, or None where there is none
-            (the whole argument None: the schedule gene is left out). A step count without one runs the
-            scheduler's default spacing whatever the gene says.
+        schedules: (step count, solver or None) -> the searched timestep schedule's file, or None where
+            there is none (the whole argument None: the schedule gene is left out). A step count without
+            one runs the solver's default spacing whatever the gene says.
         grid: the tuned call's video token grid (frames, rows, columns), for the gene choices that
             depend on it (None: unknown, those choices are left out); see
             :func:`accel.sparse_attention.grid.probe_grid`.
+        flow_matching: the pipeline samples by flow matching (for the choices only such samplers take,
+            CFG-Zero*'s zeroed steps).
+        solvers: the solvers the solver gene may swap in (empty: no solver gene); LinearAG coefficients,
+            fitted on the pipeline's own scheduler, are used only without one.
     """
 
     def __init__(
@@ -111,15 +123,24 @@ class StackSpace:
         base_steps: int,
         guided: bool,
         linear_ag: Callable[[int], str | None] | None = None,
-        schedules: Callable[[int], str | None] | None = None,
+        schedules: Schedules | None = None,
         grid: tuple[int, int, int] | None = None,
+        flow_matching: bool = False,
+        solvers: tuple[str, ...] = (),
     ) -> None:
         self.base_steps = base_steps
         self.grid = grid
         self.step_choices = tuple(sorted({max(2, round(base_steps * f)) for f in STEP_FRACTIONS} | {base_steps}))
-        searched = [PluginGenes(SCHEDULE, (), _schedule_builder(schedules))] if schedules is not None else []
-        groups = [g.for_grid(grid, base_steps) for g in plugin_genes()]
-        self.groups = searched + [g for g in groups if self._applies(g, adapter, guided)]
+        sampler = []
+        if solvers:
+            build_solver = lambda knobs, steps: SolverConfig(solver=knobs["name"])  # noqa: E731
+            sampler.append(PluginGenes(SOLVER, (Gene("name", tuple(solvers)),), build_solver))
+        if schedules is not None:
+            sampler.append(PluginGenes(SCHEDULE, (), _no_config))
+        target = TuneTarget(grid=grid, flow_matching=flow_matching)
+        groups = [g.for_target(target, base_steps) for g in plugin_genes()]
+        self.groups = sampler + [g for g in groups if self._applies(g, adapter, guided)]
+        self.schedules = schedules
         self.linear_ag = linear_ag
         self.genes: list[Gene] = [Gene("steps", self.step_choices)]
         for group in self.groups:
@@ -132,7 +153,7 @@ class StackSpace:
 
     @staticmethod
     def _applies(group: PluginGenes, adapter: Any, guided: bool) -> bool:
-        if group.name == "adaptive_guidance" and not guided:
+        if group.needs_cfg and not guided:
             return False
         config = group.default_config(20)
         try:
@@ -168,8 +189,8 @@ class StackSpace:
         kept: list[PluginConfig] = []
         for group in self.groups:
             on = self.value(x, group.name)
-            if on and group.name == SCHEDULE and group.build({}, steps) is None:
-                x[self.index[group.name]] = on = 0  # no searched schedule at this step count
+            if on and group.name == SCHEDULE and self._schedule_config(x, steps) is None:
+                x[self.index[group.name]] = on = 0  # no searched schedule at this step count on this solver
             if on:
                 config = self._build(group, x, steps)
                 try:
@@ -183,6 +204,8 @@ class StackSpace:
                 for name in self._knob_genes(group, x):
                     x[self.index[name]] = 0
             elif group.name == "adaptive_guidance" and "guidance_mode" in self.index:
+                if self.value(x, "guidance_mode") == "linear_ag" and self._coefficients(x, steps) is None:
+                    x[self.index["guidance_mode"]] = 0  # no coefficients (or another solver): adaptive guidance
                 unused = "linear_ag" if self.value(x, "guidance_mode") == "ag" else None
                 for gene in LINEAR_AG_KNOBS if unused else ():
                     x[self.index[f"linear_ag.{gene.name}"]] = 0
@@ -208,13 +231,31 @@ class StackSpace:
             names += ["guidance_mode"] + [f"linear_ag.{g.name}" for g in LINEAR_AG_KNOBS]
         return names
 
+    def solver(self, x: np.ndarray) -> str | None:
+        """The solver a genome swaps in (None: the pipeline's own scheduler)."""
+        if SOLVER not in self.index or not self.value(x, SOLVER):
+            return None
+        return self.value(x, f"{SOLVER}.name")
+
+    def _schedule_config(self, x: np.ndarray, steps: int) -> TimestepScheduleConfig | None:
+        path = self.schedules(steps, self.solver(x)) if self.schedules is not None else None
+        return TimestepScheduleConfig.load(path) if path is not None and os.path.isfile(path) else None
+
+    def _coefficients(self, x: np.ndarray, steps: int) -> str | None:
+        """LinearAG's coefficients file at this step count, if fitted (they are fitted on the pipeline's own
+        scheduler, so none under another solver)."""
+        path = self.linear_ag(steps) if self.linear_ag is not None and self.solver(x) is None else None
+        return path if path is not None and os.path.isfile(path) else None
+
     def _build(self, group: PluginGenes, x: np.ndarray, steps: int) -> PluginConfig:
+        if group.name == SCHEDULE:
+            return self._schedule_config(x, steps)
         knobs = {g.name: self.value(x, f"{group.name}.{g.name}") for g in group.knobs}
         config = group.build(knobs, steps)
         if group.name == "adaptive_guidance" and "guidance_mode" in self.index:
             if self.value(x, "guidance_mode") == "linear_ag":
-                path = self.linear_ag(steps) if self.linear_ag else None
-                if path is not None and os.path.isfile(path):
+                path = self._coefficients(x, steps)
+                if path is not None:
                     return LinearAGConfig(
                         coefficients=path,
                         predict_every=self.value(x, "linear_ag.every"),
@@ -252,8 +293,8 @@ class StackSpace:
         at the full, 70% and 50% step counts, each plugin alone with its default knobs and with each
         single knob changed; and every compatible pair at default knobs."""
         out = [self.encode(s, {}) for s in self.step_choices]
-        if SCHEDULE in self.index:
-            out += [self.encode(s, {SCHEDULE: {}}) for s in self.step_choices]
+        for sampler in self.sampler_rivals():
+            out += [self.encode(s, sampler) for s in self.step_choices]
         spots = sorted({self._nearest_steps(f * self.base_steps) for f in (1.0, 0.7, 0.5)}, reverse=True)
         for steps in spots:
             base = self.encode(steps, {})
@@ -274,8 +315,19 @@ class StackSpace:
             unique.setdefault(self.key(x), self.canonical(x))
         return list(unique.values())
 
+    def sampler_rivals(self) -> list[dict[str, dict[str, Any]]]:
+        """The sampler settings fewer steps are also run with, as :meth:`encode` takes them: the searched
+        schedule, each solver, and each solver on its searched schedule (the rivals a plan must beat)."""
+        solvers = self.genes[self.index[f"{SOLVER}.name"]].choices if SOLVER in self.index else ()
+        out: list[dict[str, dict[str, Any]]] = [{SCHEDULE: {}}] if SCHEDULE in self.index else []
+        for name in solvers:
+            out.append({SOLVER: {"name": name}})
+            if SCHEDULE in self.index:
+                out.append({SOLVER: {"name": name}, SCHEDULE: {}})
+        return out
+
     def _nearest_steps(self, steps: float) -> int:
         return min(self.step_choices, key=lambda s: (abs(s - steps), s))
 
 
-__all__ = ["Gene", "PluginGenes", "StackSpace", "plugin_genes"]
+__all__ = ["SCHEDULE", "SOLVER", "Gene", "PluginGenes", "StackSpace", "plugin_genes"]

@@ -35,16 +35,28 @@ from ..fingerprint import denoiser_fingerprint
 from ..metrics.cost import measure_interleaved
 from ..plan import Plan, PlanSetting, PlanTargetConfig, distinct_front
 from ..plugin import config_from_dict
+from ..sampling.schedulers import is_flow_matching
+from ..sampling.solver import SOLVERS, build_solver, solver_problem
 from ..sampling.timestep_schedule import takes_schedule
 from ..sparse_attention.grid import probe_grid
 from . import nsga2, processes
 from .processes import Processes
-from .stack_space import SCHEDULE, StackSpace
+from .stack_space import SCHEDULE, SOLVER, StackSpace
 from .tune_outputs import local_paths, plot_plan, portable_paths, recorded_call, write_eval_spec
 from .tune_samples import Samples, per_prompt
 
 FORMAT = "accel-tune/1"
 QUALITY_METRICS = ("psnr", "ssim", "alignment")
+#: The solver gene's choices: the higher-order multistep solvers (``python -m benchmarks.solvers``: the
+#: first-order ones, DDIM and Euler, never beat them at few steps on the built-in models)
+TUNED_SOLVERS = ("dpmsolver++", "unipc")
+
+
+def tuned_solvers(scheduler: Any) -> tuple[str, ...]:
+    """The solvers the solver gene may swap in for ``scheduler``: those that fit it, its own class left out."""
+    return tuple(
+        s for s in TUNED_SOLVERS if solver_problem(scheduler, s) is None and SOLVERS[s] != type(scheduler).__name__
+    )
 
 
 @dataclasses.dataclass
@@ -64,6 +76,8 @@ class TuneSettings:
     linear_ag: bool = True
     #: search a timestep schedule per step count (``accel schedule``) and make it a gene
     schedule: bool = True
+    #: make the solver a gene (:data:`TUNED_SOLVERS` that fit the pipeline, besides its own scheduler)
+    solver: bool = True
     wall_repeats: int = 3
     #: samples per pipeline call while generating calibration and validation sets (None: one per call on a
     #: GPU, all in one call on the CPU); the results do not depend on it (per-sample generators)
@@ -81,7 +95,7 @@ class TuneSettings:
         check_int("tune", "wall_repeats", self.wall_repeats, 0, 100)
         check_int("tune", "batch_size", self.batch_size, 1, 100_000, allow_none=True)
         check_float("tune", "minutes", self.minutes, 0.0, 1e6, allow_none=True)
-        for name in ("linear_ag", "schedule"):
+        for name in ("linear_ag", "schedule", "solver"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"tune {name} must be true or false, got {getattr(self, name)!r}")
         if self.metric not in QUALITY_METRICS:
@@ -153,7 +167,14 @@ class Tuner:
         os.makedirs(os.path.join(out_dir, "evals"), exist_ok=True)
         os.makedirs(os.path.join(out_dir, "validation"), exist_ok=True)
         use_linear_ag = settings.linear_ag and guided
-        use_schedule = settings.schedule and takes_schedule(pipe.scheduler, self.base_steps) is None
+        solvers = tuned_solvers(pipe.scheduler) if settings.solver else ()
+        #: solver (None: the pipeline's own) -> whether it runs a searched schedule
+        self.schedule_solvers = {
+            solver: takes_schedule(build_solver(pipe.scheduler, solver) if solver else pipe.scheduler, self.base_steps)
+            is None
+            for solver in (None, *solvers)
+        }
+        use_schedule = settings.schedule and any(self.schedule_solvers.values())
         self.space = StackSpace(
             api.adapter_of(pipe),
             self.base_steps,
@@ -161,6 +182,8 @@ class Tuner:
             self._coefficients if use_linear_ag else None,
             self._schedule if use_schedule else None,
             grid=probe_grid(pipe, per_prompt(call, 1), calibration_prompts[0]),  # None unless a video DiT
+            flow_matching=is_flow_matching(pipe.scheduler),
+            solvers=solvers,
         )
         self._write_or_check_manifest()
         if use_linear_ag and "adaptive_guidance" in self.space.plugin_names:
@@ -226,22 +249,31 @@ class Tuner:
     def _coefficients(self, steps: int) -> str | None:
         return os.path.join(self.out_dir, "linear_ag", f"steps{steps}.json")
 
-    def _schedule(self, steps: int) -> str | None:
-        return os.path.join(self.out_dir, "schedules", f"schedule_{steps}.json") if steps < self.base_steps else None
+    def _schedule_folder(self, solver: str | None) -> str:
+        return os.path.join(self.out_dir, "schedules", *([solver] if solver else []))
+
+    def _schedule(self, steps: int, solver: str | None = None) -> str | None:
+        if steps >= self.base_steps or not self.schedule_solvers.get(solver):
+            return None
+        return os.path.join(self._schedule_folder(solver), f"schedule_{steps}.json")
 
     def _search_schedules(self) -> None:
         """A searched schedule for every step count below the baseline's, on the baseline's own levels
-        and the calibration samples (main process; the others wait). Resumable."""
+        and the calibration samples, for the pipeline's scheduler and each solver of the solver gene that
+        takes one (main process; the others wait). Resumable."""
         from .schedule_search import search_schedules
 
         if self.is_main:
-            missing = [
-                s for s in self.space.step_choices if s < self.base_steps and not os.path.exists(self._schedule(s))
-            ]
-            if missing:
-                prompts, seeds = self.calibration_prompts, self.calibration_seeds
-                folder = os.path.join(self.out_dir, "schedules")
-                search_schedules(self.pipe, prompts, seeds, self.call, missing, folder, self.base_steps)
+            for solver, takes in self.schedule_solvers.items():
+                missing = [
+                    s
+                    for s in self.space.step_choices
+                    if takes and s < self.base_steps and not os.path.exists(self._schedule(s, solver))
+                ]
+                if missing:
+                    prompts, seeds = self.calibration_prompts, self.calibration_seeds
+                    folder = self._schedule_folder(solver)
+                    search_schedules(self.pipe, prompts, seeds, self.call, missing, folder, self.base_steps, solver)
         self.processes.barrier()
 
     def _calibrate_linear_ag(self) -> None:
@@ -440,11 +472,16 @@ class Tuner:
         keys = {self.space.key(v): self.space.canonical(v) for v in population}
         front = self.front(list(keys))
         fewer = {self.space.key(x): x for x in (self.space.encode(s, {}) for s in self.space.step_choices)}
-        searched = {}  # fewer steps on the searched schedule: the stronger rival
-        if SCHEDULE in self.space.plugin_names:
-            runs = (self.space.encode(s, {SCHEDULE: {}}) for s in self.space.step_choices)
-            searched = {k: x for k, x in ((self.space.key(x), x) for x in runs) if k not in fewer}
-        todo = {k: keys[k] for k in front} | fewer | searched
+        # the stronger rivals: fewer steps on the searched schedule, with another solver, or both
+        searched: dict[str, np.ndarray] = {}
+        solved: dict[str, np.ndarray] = {}
+        for sampler in self.space.sampler_rivals():
+            for steps in self.space.step_choices:
+                x = self.space.encode(steps, sampler)
+                key = self.space.key(x)
+                if key not in fewer:
+                    (solved if SOLVER in sampler else searched).setdefault(key, self.space.canonical(x))
+        todo = {k: keys[k] for k in front} | fewer | searched | solved
         validated = self._evaluate_all(
             todo, os.path.join(self.out_dir, "validation"), self.validation, desc="validation (held-out samples)"
         )
@@ -452,6 +489,7 @@ class Tuner:
             "front": front,
             "fewer_steps": list(fewer),
             "searched_schedule": list(searched),
+            "solver": list(solved),
             "validated": validated,
         }
 
@@ -481,7 +519,8 @@ class Tuner:
         validated = result["validated"]
         front = result["front"]
         # members still on the front on held-out samples, where plain fewer steps compete with them too
-        kept = self.front(front + result["fewer_steps"] + result.get("searched_schedule", []), validated)
+        rivals = result["fewer_steps"] + result.get("searched_schedule", []) + result.get("solver", [])
+        kept = self.front(front + rivals, validated)
         walls = self.wall_speedups(kept)
         latent_shape = self.calibration.latent_shape
         target = {
@@ -540,14 +579,8 @@ class Tuner:
                 }
                 for k in result["fewer_steps"]
             ],
-            "searched_schedule": [
-                {
-                    "num_inference_steps": validated[k]["steps"],
-                    "speedup": round(1 / validated[k]["flops_ratio"], 4),
-                    **{m: round(validated[k][m], 4) for m in ("psnr", "ssim", metric)},
-                }
-                for k in result.get("searched_schedule", [])
-            ],
+            "searched_schedule": [self._rival_row(validated[k]) for k in result.get("searched_schedule", [])],
+            "best_solver": self._best_solver_rows(result.get("solver", []), validated),
         }
         plan = Plan(self.model, target, distinct_front(settings, metric), metric, info)
         if self.is_main:
@@ -555,6 +588,31 @@ class Tuner:
             plot_plan(plan, result, self.evaluated, os.path.join(self.out_dir, "front"))
         self.processes.barrier()
         return plan
+
+    def _rival_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        metric = self.settings.metric
+        return {
+            "num_inference_steps": row["steps"],
+            "speedup": round(1 / row["flops_ratio"], 4),
+            **{m: round(row[m], 4) for m in ("psnr", "ssim", metric)},
+        }
+
+    def _best_solver_rows(self, keys: list[str], validated: dict[str, dict]) -> list[dict[str, Any]]:
+        """Per step count, the best of fewer steps with another solver (on its default spacing or its
+        searched schedule), on held-out samples: the third rival curve."""
+        metric = self.settings.metric
+        best: dict[int, str] = {}
+        for key in keys:
+            steps = validated[key]["steps"]
+            if steps not in best or validated[key][metric] > validated[best[steps]][metric]:
+                best[steps] = key
+        rows = []
+        for steps in sorted(best):
+            x = np.array([int(v) for v in best[steps].split("-")])
+            scheduled = SCHEDULE in self.space.index and bool(self.space.value(x, SCHEDULE))
+            row = self._rival_row(validated[best[steps]])
+            rows.append({**row, "solver": self.space.solver(x), "schedule": scheduled})
+        return rows
 
     @property
     def denoiser(self) -> torch.nn.Module:

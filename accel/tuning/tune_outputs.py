@@ -38,11 +38,15 @@ def local_paths(data: dict[str, Any], out_dir: str) -> dict[str, Any]:
 def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], stem: str) -> tuple[str, str]:
     """The plan's front (promised on calibration, validated on held-out samples) against fewer steps,
     as ``stem.png`` and ``stem.html``."""
+
     # the full-step baseline itself (1x, identical output) is left off: its PSNR is capped at 100 dB
-    searched = plan.info.get("searched_schedule", [])
+    def curve(name: str) -> list[dict[str, Any]]:
+        return sorted((r for r in plan.info.get(name, []) if r["speedup"] > 1.001), key=lambda r: r["speedup"])
+
     curves = _Curves(
-        fewer=sorted((r for r in plan.info["fewer_steps"] if r["speedup"] > 1.001), key=lambda r: r["speedup"]),
-        searched=sorted((r for r in searched if r["speedup"] > 1.001), key=lambda r: r["speedup"]),
+        fewer=curve("fewer_steps"),
+        searched=curve("searched_schedule"),
+        solver=curve("best_solver"),
         settings=[s for s in plan.settings if s.speedup > 1.001],
         front=[k for k in result["front"] if promised[k]["flops_ratio"] < 0.999],
         promised=promised,
@@ -56,6 +60,7 @@ def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], ste
 class _Curves:
     fewer: list[dict[str, Any]]
     searched: list[dict[str, Any]]  # fewer steps on the searched timestep schedule
+    solver: list[dict[str, Any]]  # fewer steps with the best other solver (on its schedule where that won)
     settings: list[PlanSetting]
     front: list[str]
     promised: dict[str, dict]
@@ -88,6 +93,14 @@ def _plot_png(plan: Plan, curves: _Curves, path: str) -> None:
             ":^",
             color="tab:green",
             label="fewer steps, searched schedule (held out)",
+        )
+    if curves.solver:
+        ax.plot(
+            [r["speedup"] for r in curves.solver],
+            [r[metric] for r in curves.solver],
+            "-.v",
+            color="tab:purple",
+            label="fewer steps, best other solver (held out)",
         )
     xs = [s.speedup for s in settings]
     ax.plot(
@@ -137,6 +150,20 @@ def _plot_html(plan: Plan, curves: _Curves, path: str) -> None:
                 name="fewer steps, searched schedule",
                 text=[f"{r['num_inference_steps']} steps" for r in curves.searched],
                 line={"dash": "dot", "color": "green"},
+            )
+        )
+    if curves.solver:
+        figure.add_trace(
+            go.Scatter(
+                x=[r["speedup"] for r in curves.solver],
+                y=[r[metric] for r in curves.solver],
+                mode="lines+markers",
+                name="fewer steps, best other solver",
+                text=[
+                    f"{r['num_inference_steps']} steps, {r['solver']}{' + schedule' if r.get('schedule') else ''}"
+                    for r in curves.solver
+                ],
+                line={"dash": "dashdot", "color": "purple"},
             )
         )
     figure.add_trace(
