@@ -2,15 +2,18 @@
 its PSNR to the bfloat16 baseline stays within 1.5 dB of its float32 PSNR to the float32 baseline.
 
 Measured on the trained built-in models (random weights would make PSNR meaningless), 4 samples each.
-The bound means something below bfloat16's own floor: the bf16 baseline is 55-59 dB from the float32
-one on sd3-shapes, so a setting whose float32 PSNR reaches that floor (RAS at sample_ratio 0.5: one
-sample at 56.6 dB) loses up to 3.7 dB on that sample in bf16 for reasons of precision, not of the
-plugin. The plugins run here at settings below the floor.
+bfloat16 has a floor of its own: its baseline is 55-59 dB from the float32 one on sd3-shapes, so a setting
+whose float32 PSNR nears that floor (the shipped SD3 plan's 10-step schedule, 53 dB) loses dB in bf16 for
+reasons of precision, not of the plugin. The check allows for it: the bf16 error lies between the setting's
+float32 error (the two bf16 runs round alike) and that error plus the rounding noise of two independent bf16
+runs (twice the floor's MSE), and the bf16 PSNR must come within 1.5 dB of that range. Far below the floor
+this is the plain 1.5 dB bound.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import pytest
@@ -77,10 +80,19 @@ def _psnr(model: str, dtype: torch.dtype, steps: int, configs: tuple) -> float:
     return float(psnr(_run(model, dtype, steps, configs), base).clamp(max=100).mean())
 
 
+def _floor(model: str) -> float:
+    """PSNR of the bfloat16 baseline to the float32 one: bfloat16's own rounding noise."""
+    return float(psnr(_baseline(model, torch.bfloat16, 20), _baseline(model, torch.float32, 20)).mean())
+
+
 def _check(model: str, steps: int, configs: tuple) -> None:
     fp32 = _psnr(model, torch.float32, steps, configs)
     bf16 = _psnr(model, torch.bfloat16, steps, configs)
-    assert abs(bf16 - fp32) <= TOLERANCE_DB, f"{model} {steps} steps {configs}: fp32 {fp32:.2f} dB, bf16 {bf16:.2f} dB"
+    noisy = -10 * math.log10(10 ** (-fp32 / 10) + 2 * 10 ** (-_floor(model) / 10))
+    assert noisy - TOLERANCE_DB <= bf16 <= fp32 + TOLERANCE_DB, (
+        f"{model} {steps} steps {configs}: fp32 {fp32:.2f} dB, bf16 {bf16:.2f} dB, with two runs' independent "
+        f"bf16 noise {noisy:.2f} dB (floor {_floor(model):.1f} dB)"
+    )
 
 
 @pytest.mark.parametrize("plugin", sorted(PLUGINS))
