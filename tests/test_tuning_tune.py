@@ -228,6 +228,32 @@ def test_two_processes_or_a_kill_give_the_same_front_as_one_run(tmp_path, tiny_m
 
 
 # ---------------------------------------------------------------------- plans
+def test_a_plan_with_the_step_axis_genes_round_trips_and_gives_the_same_output(tmp_path):
+    """A setting holding the sampler's genes (solver, its searched schedule) and the guidance window with
+    CFG-Zero*'s zeroed steps saves as JSON, loads equal, and its configs give the output of applying them
+    directly; the target check sees the scheduler the solver replaced."""
+    tiny = tiny_pipeline("sd3")
+    configs = (
+        accel.SolverConfig(solver="unipc"),
+        accel.TimestepScheduleConfig(reference_steps=8, indices=(0, 2, 3, 5)),
+        accel.GuidanceWindowConfig(start=0.25, stop=0.75, zero_steps=1),
+    )
+    target = {"denoiser": denoiser_fingerprint(tiny.denoiser), "scheduler": type(tiny.pipe.scheduler).__name__}
+    setting = PlanSetting(configs, 4, 2.5, {"promised": {"psnr": 30.0}, "validated": {"psnr": 30.0}})
+    Plan("tiny-sd3", target, [setting]).save(str(tmp_path / "plan.json"))
+    loaded = load_plan(str(tmp_path)).settings[0]
+    assert loaded.plugins == configs and loaded.num_inference_steps == 4
+    outputs = []
+    for apply in (configs, loaded.configs):
+        accel.apply(tiny.pipe, *apply)
+        outputs.append(tiny(**tiny.inputs(0, 4, 1, 2.0)))
+        stats = accel.summary(tiny.pipe)["denoisers"]["transformer"]["plugins"]["guidance_window"]
+        accel.remove(tiny.pipe)
+        assert stats["zeroed_steps"] == [0] and stats["uncond_per_step"] == "CC-"  # steps 1-3; step 0 never ran
+    assert torch.equal(*outputs)
+    assert type(tiny.pipe.scheduler).__name__ == target["scheduler"]
+
+
 def test_plan_round_trips_and_moves_with_its_folder(tmp_path, tuned):
     shutil.copytree(tuned[0], tmp_path / "orig")
     tuned_plan = load_plan(str(tmp_path / "orig"))  # its files now in the copy
