@@ -107,3 +107,22 @@ def test_solver_round_trips_as_data():
     config = accel.SolverConfig(solver="unipc")
     assert config_from_dict(config.to_dict()) == config
     assert str(config) == "solver_solverunipc"  # the short name: prefix, then each non-default field
+
+
+def test_a_solver_keeps_the_flow_shift_and_takes_no_foreign_fields(monkeypatch):
+    """Built from another scheduler's config, a solver keeps its flow shift under its own field name (Wan
+    ships UniPC with ``flow_shift``; flow Euler calls it ``shift``) and is handed only the fields it takes,
+    so diffusers has nothing to warn about on every tune evaluation."""
+    import diffusers
+    from diffusers.configuration_utils import logger
+
+    from accel.sampling.solver import build_solver
+
+    warned = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args: warned.append(message))
+    unipc = diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=5.0)
+    assert build_solver(unipc, "flow_euler").config.shift == 5.0
+    assert build_solver(unipc, "dpmsolver++").config.flow_shift == 5.0
+    euler = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)  # SD3's, with its shift bounds
+    assert build_solver(euler, "unipc").config.flow_shift == 3.0
+    assert warned == []

@@ -10,6 +10,7 @@ shift); ``accel.remove`` puts the original scheduler object back.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import PluginConfig, check_choice
@@ -75,12 +76,18 @@ def build_solver(scheduler: Any, solver: str) -> Any:
     if why is not None:
         raise UnsupportedModelError(f"SolverConfig(solver={solver!r}) cannot run here: {why}")
     cls = getattr(diffusers, SOLVERS[solver])
-    config = dict(scheduler.config)
-    if is_flow_matching(scheduler) and solver != "flow_euler":
-        shift = config.pop("flow_shift", None) or config.pop("shift", None) or 1.0
-        return cls.from_config(
-            config, use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=float(shift)
-        )
+    source = dict(scheduler.config)
+    accepted = inspect.signature(cls.__init__).parameters
+    # the other scheduler's own fields (a flow scheduler's shift bounds, ...) mean nothing to this one, and
+    # diffusers warns about each on every build; the flow shift is carried over under this one's name
+    config = {
+        k: v for k, v in source.items() if (k in accepted or k.startswith("_")) and k not in ("shift", "flow_shift")
+    }
+    shift = float(source.get("flow_shift") or source.get("shift") or 1.0)
+    if is_flow_matching(scheduler) and solver == "flow_euler":
+        return cls.from_config(config, shift=shift)
+    if is_flow_matching(scheduler):
+        return cls.from_config(config, use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift)
     if not is_flow_matching(scheduler) and solver == "dpmsolver++":
         return cls.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
     if solver == "ddim":  # DDIM's own default clips x0 to [-1, 1], which only pixel-space models want
