@@ -31,7 +31,8 @@ PROMPTS = {
     "sd3-shapes": ["a red triangle at the top left", "a green square in the center"] * 2,
     "wan-moving-shapes": ["a yellow square moving up", "a red circle moving right"],
 }
-LINEAR_AG = os.path.join(BUILTIN_MODELS["sd-digits"].plan_dir, "data", "steps20.json")
+#: LinearAG coefficients fitted on sd-digits at 20 DDIM steps (the shipped plan no longer uses LinearAG)
+LINEAR_AG = os.path.join(os.path.dirname(__file__), "data", "sd-digits-linear-ag", "steps20.json")
 
 #: plugin -> (built-in model, step count, configs)
 PLUGINS = {

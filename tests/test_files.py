@@ -4,6 +4,7 @@ outside its folder; outputs are written atomically; the CLI prints one line, nev
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -53,11 +54,24 @@ def refused(call, error=accel.AccelError, match=None):
 
 
 # ---------------------------------------------------------------------------------------- plans
+#: LinearAG coefficients fitted on sd-digits at 12 DDIM steps
+LINEAR_AG_12 = os.path.join(os.path.dirname(__file__), "data", "sd-digits-linear-ag", "steps12.json")
+
+
 @pytest.fixture
 def plan_dir(tmp_path):
-    """A copy of the shipped sd-digits plan (its LinearAG settings read data/steps*.json)."""
+    """A copy of the shipped sd-digits plan with one more setting, 12 steps with LinearAG, that reads its
+    coefficients from data/steps12.json (the shipped plan reads no file of its own)."""
     folder = tmp_path / "plan"
     shutil.copytree(SD_DIGITS_PLAN, folder)
+    (folder / "data").mkdir(exist_ok=True)
+    shutil.copyfile(LINEAR_AG_12, folder / "data" / "steps12.json")
+    data = json.loads((folder / "plan.json").read_text())
+    setting = copy.deepcopy(data["settings"][0])  # the baseline's quality record
+    linear_ag = {**accel.LinearAGConfig(coefficients=LINEAR_AG_12).to_dict(), "coefficients": "data/steps12.json"}
+    setting.update(num_inference_steps=12, speedup=1.5, wall_speedup=None, configs=[linear_ag])
+    data["settings"].append(setting)
+    (folder / "plan.json").write_text(json.dumps(data))
     return folder
 
 
