@@ -22,7 +22,9 @@ from .spec import SweepSpec
 #: The strongest solver per built-in model where it clearly beats the shipped scheduler (``python -m
 #: benchmarks.solvers``, ``benchmarks/results/solvers.md``): UniPC on PixArt and SD3 at every step count.
 #: Wan ships UniPC, its best; on sd-digits DPM-Solver++ beats DDIM at 5 steps only (ties at 8, loses at
-#: 12), and the main job's 5-minute budget has no room for a rival that is not stronger.
+#: 12), and the main job's 5-minute budget has no room for a rival that is not stronger. (sd-digits' shipped
+#: plan runs DPM-Solver++ on its searched schedule; its margins over that rival are the tune's, measured on
+#: held-out samples: docs/results.md.)
 BEST_SOLVER = {"pixart-shapes": "unipc", "sd3-shapes": "unipc"}
 
 #: Prompts and seeds per prompt of each built-in model's sweep.

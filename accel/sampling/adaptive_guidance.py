@@ -175,7 +175,7 @@ FACTS = PluginFacts(
     genes=(Gene("threshold", (0.99, 0.97, 0.98, 0.995, 0.999)), Gene("min_steps", (0, 1, 2, 3))),
     build=lambda k, steps: AdaptiveGuidanceConfig(threshold=k["threshold"], min_steps=min(k["min_steps"], steps - 1)),
     sweep={
-        "sd-digits": [{"type": "AdaptiveGuidanceConfig", "threshold": t} for t in (0.99, 0.95)],
+        "sd-digits": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
         "pixart-shapes": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
         "wan-moving-shapes": [{"type": "AdaptiveGuidanceConfig", "threshold": 0.99}],
     },
