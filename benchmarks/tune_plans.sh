@@ -12,6 +12,7 @@ $PY -m accel.cli tune pixart-shapes --out runs/tune-pixart-shapes --num-prompts 
     --validation-prompts 12 --validation-seeds 2 --population 16 --generations 12 --minutes 14
 $PY -m accel.cli tune sd3-shapes --out runs/tune-sd3-shapes --num-prompts 8 --seeds 1 \
     --validation-prompts 12 --validation-seeds 2 --population 16 --generations 12 --minutes 14
+# the shipped Wan plan predates the solver and guidance-window genes (a re-tune with them is pending)
 $PY -m accel.cli tune wan-moving-shapes --out runs/tune-wan-moving-shapes --num-prompts 6 --seeds 1 \
     --validation-prompts 8 --validation-seeds 2 --population 12 --generations 8 --minutes 10
 for model in sd-digits pixart-shapes sd3-shapes wan-moving-shapes; do
