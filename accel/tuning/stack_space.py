@@ -275,6 +275,10 @@ class StackSpace:
     def key(self, x: np.ndarray) -> str:
         return "-".join(str(int(v)) for v in self.canonical(x))
 
+    def genome(self, key: str) -> np.ndarray:
+        """The canonical genome a :meth:`key` names."""
+        return np.array([int(v) for v in key.split("-")])
+
     # ------------------------------------------------------------------ seeds
     def encode(self, steps: int, plugins: dict[str, dict[str, Any]]) -> np.ndarray:
         """A genome from readable values: ``encode(10, {"deepcache": {"interval": 3}})``."""

@@ -503,7 +503,7 @@ class Tuner:
 
         out: dict[str, float | None] = {}
         for key in tqdm(keys, desc="paired wall clock", unit="setting", disable=not self.progress, leave=False):
-            steps, configs = self.space.decode(np.array([int(v) for v in key.split("-")]))
+            steps, configs = self.space.decode(self.space.genome(key))
 
             def run(steps: int = steps, configs: list = configs) -> None:
                 self.validation().generate(steps, configs, [(prompt, seed)], count=False)
@@ -608,7 +608,7 @@ class Tuner:
                 best[steps] = key
         rows = []
         for steps in sorted(best):
-            x = np.array([int(v) for v in best[steps].split("-")])
+            x = self.space.genome(best[steps])
             scheduled = SCHEDULE in self.space.index and bool(self.space.value(x, SCHEDULE))
             row = self._rival_row(validated[best[steps]])
             rows.append({**row, "solver": self.space.solver(x), "schedule": scheduled})

@@ -57,6 +57,27 @@ def plot_plan(plan: Plan, result: dict[str, Any], promised: dict[str, dict], ste
 
 
 @dataclasses.dataclass(frozen=True)
+class _Rival:
+    field: str  # of _Curves
+    label: str
+    marker: str  # matplotlib
+    dash: str  # plotly
+    color: str  # a name both know (matplotlib as "tab:<color>")
+
+
+#: The stronger fewer-steps rivals drawn beside the plain curve, in both plots.
+_RIVALS = (
+    _Rival("searched", "fewer steps, searched schedule", ":^", "dot", "green"),
+    _Rival("solver", "fewer steps, best other solver", "-.v", "dashdot", "purple"),
+)
+
+
+def _rival_text(row: dict[str, Any]) -> str:
+    solver = f", {row['solver']}{' + schedule' if row.get('schedule') else ''}" if row.get("solver") else ""
+    return f"{row['num_inference_steps']} steps{solver}"
+
+
+@dataclasses.dataclass(frozen=True)
 class _Curves:
     fewer: list[dict[str, Any]]
     searched: list[dict[str, Any]]  # fewer steps on the searched timestep schedule
@@ -86,22 +107,11 @@ def _plot_png(plan: Plan, curves: _Curves, path: str) -> None:
             xytext=(3, -9),
             textcoords="offset points",
         )
-    if curves.searched:
-        ax.plot(
-            [r["speedup"] for r in curves.searched],
-            [r[metric] for r in curves.searched],
-            ":^",
-            color="tab:green",
-            label="fewer steps, searched schedule (held out)",
-        )
-    if curves.solver:
-        ax.plot(
-            [r["speedup"] for r in curves.solver],
-            [r[metric] for r in curves.solver],
-            "-.v",
-            color="tab:purple",
-            label="fewer steps, best other solver (held out)",
-        )
+    for rival in _RIVALS:
+        rows = getattr(curves, rival.field)
+        if rows:
+            x, y = [r["speedup"] for r in rows], [r[metric] for r in rows]
+            ax.plot(x, y, rival.marker, color=f"tab:{rival.color}", label=f"{rival.label} (held out)")
     xs = [s.speedup for s in settings]
     ax.plot(
         xs, [s.quality["validated"][metric] for s in settings], "-o", color="tab:blue", label="tuned plan (held out)"
@@ -141,31 +151,19 @@ def _plot_html(plan: Plan, curves: _Curves, path: str) -> None:
             line={"dash": "dash", "color": "gray"},
         )
     )
-    if curves.searched:
-        figure.add_trace(
-            go.Scatter(
-                x=[r["speedup"] for r in curves.searched],
-                y=[r[metric] for r in curves.searched],
-                mode="lines+markers",
-                name="fewer steps, searched schedule",
-                text=[f"{r['num_inference_steps']} steps" for r in curves.searched],
-                line={"dash": "dot", "color": "green"},
+    for rival in _RIVALS:
+        rows = getattr(curves, rival.field)
+        if rows:
+            figure.add_trace(
+                go.Scatter(
+                    x=[r["speedup"] for r in rows],
+                    y=[r[metric] for r in rows],
+                    mode="lines+markers",
+                    name=rival.label,
+                    text=[_rival_text(r) for r in rows],
+                    line={"dash": rival.dash, "color": rival.color},
+                )
             )
-        )
-    if curves.solver:
-        figure.add_trace(
-            go.Scatter(
-                x=[r["speedup"] for r in curves.solver],
-                y=[r[metric] for r in curves.solver],
-                mode="lines+markers",
-                name="fewer steps, best other solver",
-                text=[
-                    f"{r['num_inference_steps']} steps, {r['solver']}{' + schedule' if r.get('schedule') else ''}"
-                    for r in curves.solver
-                ],
-                line={"dash": "dashdot", "color": "purple"},
-            )
-        )
     figure.add_trace(
         go.Scatter(
             x=xs,
