@@ -1,12 +1,15 @@
-"""Markdown table of a tuned plan against the fewer-steps curve it was validated with.
+"""Markdown table of a tuned plan against the fewer-steps rivals it was validated with.
 
     python -m benchmarks.plan_report runs/tune-sd3-shapes [--eval runs/eval-plans/sd3-shapes-plan]
 
 For every plan setting: held-out FLOP speedup, PSNR promised (calibration) and validated (held out),
-the fewer-steps PSNR interpolated at the same speedup (linear in log-speedup between measured step
-counts; blank beyond the fewest steps), the margin, and the paired wall-clock speedup. With
-``--eval`` (the ``accel eval`` run of the plan's ``eval.yaml``) FID and alignment come from that run,
-with the baseline's fold spread.
+the best fewer-steps rival's PSNR at the same speedup and which rival it is, the margin, and the paired
+wall-clock speedup. The rivals are the plan's three held-out curves (``plan.info``): plain fewer steps,
+fewer steps on the searched schedule, and fewer steps with the best other solver. Each is interpolated
+linearly in log-speedup between measured step counts (none beyond its fewest steps). A setting that is
+only a sampler change (solver and/or schedule) is a rival itself and gets no margin. With ``--eval``
+(the ``accel eval`` run of the plan's ``eval.yaml``) FID and alignment come from that run, with the
+baseline's fold spread.
 """
 
 from __future__ import annotations
@@ -17,15 +20,31 @@ import math
 import os
 
 import accel
+from accel.sampling.solver import SolverConfig
+from accel.sampling.timestep_schedule import TimestepScheduleConfig
 
 
-def fewer_steps_psnr(fewer: list[dict], speedup: float) -> float | None:
-    points = sorted((r["speedup"], r["psnr"]) for r in fewer if r["psnr"] < 100)
+RIVALS = {"fewer_steps": "plain", "searched_schedule": "schedule", "best_solver": "solver"}
+SAMPLER_CONFIGS = (SolverConfig, TimestepScheduleConfig)
+
+
+def interpolated_psnr(curve: list[dict], speedup: float) -> float | None:
+    points = sorted((r["speedup"], r["psnr"]) for r in curve if r["psnr"] < 100)
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         if x0 <= speedup <= x1:
             t = (math.log(speedup) - math.log(x0)) / (math.log(x1) - math.log(x0))
             return y0 + t * (y1 - y0)
     return None
+
+
+def best_rival(info: dict, speedup: float) -> tuple[float, str] | None:
+    """The strongest of the plan's rival curves at ``speedup``: (PSNR, which rival), or None beyond them all."""
+    found = [
+        (psnr, name)
+        for key, name in RIVALS.items()
+        if (psnr := interpolated_psnr(info.get(key) or [], speedup)) is not None
+    ]
+    return max(found) if found else None
 
 
 def eval_rows(run_dir: str | None) -> dict[str, dict]:
@@ -41,10 +60,11 @@ def main() -> None:
     parser.add_argument("--eval", default=None, help="the accel eval run folder of the plan's eval.yaml")
     args = parser.parse_args()
     plan = accel.load_plan(args.plan)
-    fewer = plan.info["fewer_steps"]
     rows = eval_rows(args.eval)
     base = rows.get("baseline", {})
-    header = "| setting | FLOP speedup | PSNR promised | PSNR held out | fewer steps at same FLOPs | margin | wall |"
+    header = (
+        "| setting | FLOP speedup | PSNR promised | PSNR held out | best rival at same FLOPs | margin | wall |"
+    )
     if rows:
         header += " FID | alignment |"
     print(header)
@@ -52,12 +72,15 @@ def main() -> None:
     for s in plan.settings:
         if not s.plugins or s.speedup < 1.001:
             continue
-        reference = fewer_steps_psnr(fewer, s.speedup)
-        margin = "" if reference is None else f"{s.psnr - reference:+.1f} dB"
+        rival = best_rival(plan.info, s.speedup)
+        sampler_only = all(isinstance(c, SAMPLER_CONFIGS) for c in s.plugins)
+        margin = "" if rival is None or sampler_only else f"{s.psnr - rival[0]:+.1f} dB"
+        if sampler_only:
+            margin = "a rival itself"
         line = (
             f"| {s.num_inference_steps} steps + {' + '.join(str(c) for c in s.plugins)} | {s.speedup:.2f}x | "
             f"{s.quality['promised']['psnr']:.1f} | {s.psnr:.1f} | "
-            f"{'' if reference is None else f'{reference:.1f}'} | {margin} | "
+            f"{'' if rival is None else f'{rival[0]:.1f} ({rival[1]})'} | {margin} | "
             f"{'' if s.wall_speedup is None else f'{s.wall_speedup:.2f}x'} |"
         )
         if rows:
