@@ -23,7 +23,6 @@ import accel
 from accel.sampling.solver import SolverConfig
 from accel.sampling.timestep_schedule import TimestepScheduleConfig
 
-
 RIVALS = {"fewer_steps": "plain", "searched_schedule": "schedule", "best_solver": "solver"}
 SAMPLER_CONFIGS = (SolverConfig, TimestepScheduleConfig)
 
@@ -62,9 +61,7 @@ def main() -> None:
     plan = accel.load_plan(args.plan)
     rows = eval_rows(args.eval)
     base = rows.get("baseline", {})
-    header = (
-        "| setting | FLOP speedup | PSNR promised | PSNR held out | best rival at same FLOPs | margin | wall |"
-    )
+    header = "| setting | FLOP speedup | PSNR promised | PSNR held out | best rival at same FLOPs | margin | wall |"
     if rows:
         header += " FID | alignment |"
     print(header)
