@@ -34,7 +34,7 @@ from accel.metrics.fidelity import psnr, ssim
 from accel.pipelines.builtin import BUILTIN_MODELS
 from accel.tuning.schedule_search import search_schedules
 
-from .common import load_quiet, sample, table, write_results
+from .common import add_device_arguments, load_quiet, sample, table, write_results
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 MODELS = ("sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes")
@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", type=int, default=8, help="calibration prompts (seed 0)")
     p.add_argument("--held-out", type=int, default=16, help="held-out samples (later prompts, seeds from 1000)")
     p.add_argument("--out", default=os.path.join(RESULTS, "schedule_search"))
+    add_device_arguments(p)
     return p.parse_args(argv)
 
 
@@ -60,12 +61,20 @@ def _with_solver(pipe: Any, solver: str | None) -> Any:
     return pipe
 
 
-def _generate(model: str, solver: str | None, configs: list[Any], prompts: list[str], seeds: list[int], call: dict):
-    pipe = _with_solver(load_quiet(model), solver)
+def _generate(
+    model: str,
+    solver: str | None,
+    configs: list[Any],
+    prompts: list[str],
+    seeds: list[int],
+    call: dict,
+    args: argparse.Namespace,
+) -> torch.Tensor:
+    pipe = _with_solver(load_quiet(model, args.device, args.dtype), solver)
     if configs:
         accel.apply(pipe, *configs)
     with torch.no_grad():
-        return torch.cat([sample(pipe, [p], [s], call) for p, s in zip(prompts, seeds)])
+        return torch.cat([sample(pipe, [p], [s], call).cpu() for p, s in zip(prompts, seeds)])
 
 
 def _scores(images: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
@@ -84,11 +93,11 @@ def run_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     held = [prompts[(args.calibration + i) % len(prompts)] for i in range(args.held_out)]
     seeds = [1000 + i for i in range(args.held_out)]
     solver = "dpm++" if model == "sd-digits" else None
-    searcher = _with_solver(load_quiet(model), solver)
+    searcher = _with_solver(load_quiet(model, args.device, args.dtype), solver)
     found = search_schedules(
         searcher, calibration, [0], call, args.steps, os.path.join(args.out, model), args.reference
     )
-    reference = _generate(model, None, [], held, seeds, {**call, "num_inference_steps": args.reference})
+    reference = _generate(model, None, [], held, seeds, {**call, "num_inference_steps": args.reference}, args)
     rows = []
     plain_solvers = [None, "dpm++"] if solver else [None]
     for n in args.steps:
@@ -96,7 +105,7 @@ def run_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         setups = [(f"plain ({s or 'shipped'})", s, []) for s in plain_solvers]
         setups.append((f"searched ({solver or 'shipped'})", solver, [found[n]["config"]]))
         for name, which, configs in setups:
-            images = _generate(model, which, configs, held, seeds, step_call)
+            images = _generate(model, which, configs, held, seeds, step_call, args)
             row = {"model": model, "steps": n, "setup": name, **_scores(images, reference)}
             if configs:
                 row["indices"] = list(found[n]["config"].indices)

@@ -24,7 +24,7 @@ from accel.pipelines.builtin import BUILTIN_MODELS
 from accel.sampling.schedulers import is_flow_matching
 from accel.sampling.solver import FLOW_SOLVERS, VP_SOLVERS, solver_problem
 
-from .common import load_quiet, table, write_results
+from .common import add_device_arguments, load_quiet, table, write_results
 from .schedule_search import _generate, _scores
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference", type=int, default=50, help="steps of the reference generation")
     p.add_argument("--held-out", type=int, default=8, help="held-out samples (prompts from the 9th, seeds from 1000)")
     p.add_argument("--out", default=os.path.join(RESULTS, "solvers"))
+    add_device_arguments(p)
     return p.parse_args(argv)
 
 
@@ -51,12 +52,12 @@ def run_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     solvers = [
         s for s in (FLOW_SOLVERS if is_flow_matching(scheduler) else VP_SOLVERS) if not solver_problem(scheduler, s)
     ]
-    reference = _generate(model, None, [], held, seeds, {**call, "num_inference_steps": args.reference})
+    reference = _generate(model, None, [], held, seeds, {**call, "num_inference_steps": args.reference}, args)
     rows = []
     for n in args.steps:
         for solver in solvers:
             images = _generate(
-                model, None, [accel.SolverConfig(solver=solver)], held, seeds, {**call, "num_inference_steps": n}
+                model, None, [accel.SolverConfig(solver=solver)], held, seeds, {**call, "num_inference_steps": n}, args
             )
             row = {"model": model, "shipped": shipped, "steps": n, "solver": solver, **_scores(images, reference)}
             rows.append(row)
