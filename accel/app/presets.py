@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import PluginConfig
 from ..errors import AccelError, ConfigError
-from ..facts import PRESET_NAMES, Field, plugins_with_facts
+from ..facts import PRESET_NAMES, Field, PluginFacts, plugins_with_facts
 from ..plugin import plugin_for
 
 __all__ = ["CUSTOM", "PRESET_NAMES", "Field", "PluginSpec", "build_configs", "by_key", "plugins", "support"]
@@ -24,15 +24,17 @@ CUSTOM = "custom"
 
 @dataclasses.dataclass(frozen=True)
 class PluginSpec:
-    """A plugin panel: the config class, its fields and presets."""
+    """A plugin panel: the plugin's facts (title, fields, presets) and its config class."""
 
-    key: str
-    title: str
+    facts: PluginFacts
     config_cls: type[PluginConfig]
-    blurb: str
-    fields: tuple[Field, ...]
-    presets: dict[str, dict[str, Any]]
-    identity: dict[str, Any]  # field values that make the plugin a no-op (outputs equal the baseline)
+
+    key = property(lambda self: self.facts.key)
+    title = property(lambda self: self.facts.title)
+    blurb = property(lambda self: self.facts.blurb)
+    fields = property(lambda self: self.facts.fields)
+    presets = property(lambda self: self.facts.presets)
+    identity = property(lambda self: self.facts.identity)  # field values that make the plugin a no-op
 
     @property
     def plugin_cls(self):
@@ -60,13 +62,7 @@ class PluginSpec:
 
 def plugins() -> tuple[PluginSpec, ...]:
     """A panel for every registered plugin whose facts declare demo fields, in the facts' order."""
-    return tuple(
-        PluginSpec(
-            p.facts.key, p.facts.title, p.config_cls, p.facts.blurb, p.facts.fields, p.facts.presets, p.facts.identity
-        )
-        for p in plugins_with_facts()
-        if p.facts.fields
-    )
+    return tuple(PluginSpec(p.facts, p.config_cls) for p in plugins_with_facts() if p.facts.fields)
 
 
 def by_key() -> dict[str, PluginSpec]:
