@@ -189,7 +189,7 @@ def _add_call_argument(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--call", action="extend", nargs="+", metavar="KEY=VALUE|FILE", help=help)
 
 
-def _add_device_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+def add_device_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:
     from .devices import DTYPE_CHOICES
 
     parser.add_argument(
@@ -347,7 +347,7 @@ def _add_eval_command(sub: Any) -> None:
         "speedup; auto: wall clock unless its paired spread is wide (default: auto for a spec, flops for the "
         "built-in sweep, whose verdicts must not depend on the machine's load)",
     )
-    _add_device_arguments(ev, "every sweep (overrides the specs' device / dtype)")
+    add_device_arguments(ev, "every sweep (overrides the specs' device / dtype)")
     ev.set_defaults(func=_cmd_eval)
 
 
@@ -406,7 +406,7 @@ def _add_search_cache_command(sub: Any) -> None:
     )
     sc.add_argument("--minutes", type=float, default=None, help="time budget; the search checkpoints and stops")
     sc.add_argument("--seed", type=int, default=0)
-    _add_device_arguments(sc)
+    add_device_arguments(sc)
     sc.set_defaults(func=_cmd_search_cache)
 
 
@@ -445,7 +445,7 @@ def _add_tune_command(sub: Any) -> None:
         help="samples per pipeline call while generating calibration and validation sets (default: 1 on a GPU, "
         "all at once on the CPU); results do not depend on it",
     )
-    _add_device_arguments(tu)
+    add_device_arguments(tu)
     tu.add_argument("--no-linear-ag", action="store_true", help="leave LinearAG (and its calibrations) out")
     tu.add_argument(
         "--no-schedule", action="store_true", help="leave the searched timestep schedule (and its search) out"
@@ -471,7 +471,7 @@ def _add_calibrate_linear_ag_command(sub: Any) -> None:
     cal.add_argument("--num-prompts", type=int, default=16)
     cal.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     cal.add_argument("--history", type=int, default=2, help="past steps in the affine estimate")
-    _add_device_arguments(cal)
+    add_device_arguments(cal)
     cal.set_defaults(func=_cmd_calibrate_linear_ag)
 
 
@@ -497,7 +497,7 @@ def _add_schedule_command(sub: Any) -> None:
     _add_call_argument(
         sc, "pipeline call argument for every generation (repeatable): height=1024, guidance_scale=4, ..."
     )
-    _add_device_arguments(sc)
+    add_device_arguments(sc)
     sc.set_defaults(func=_cmd_schedule)
 
 
@@ -521,7 +521,7 @@ def _add_demo_command(sub: Any) -> None:
     demo.add_argument(
         "--fixed-runs-root", action="store_true", help="users cannot type another folder (inside the root) in the page"
     )
-    _add_device_arguments(demo, "the demo's models")
+    add_device_arguments(demo, "the demo's models")
     demo.set_defaults(func=_cmd_demo)
 
 

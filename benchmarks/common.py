@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import accel
-from accel.devices import DTYPE_CHOICES, resolve_device, resolve_dtype
+from accel.devices import resolve_device, resolve_dtype
 from accel.evaluation.prompts import builtin_prompts
 from accel.metrics.cost import ModuleFlops, count_flops
 from accel.metrics.domain import DomainMetrics
@@ -33,24 +33,13 @@ from accel.pipelines.builtin import BUILTIN_MODELS
 
 
 # ---------------------------------------------------------------------------------------- pipelines
-def load_quiet(model: str, device: str | None = None, dtype: str | None = None) -> Any:
-    """A built-in model's pipeline on ``device`` in ``dtype`` (names as ``--device``/``--dtype`` take them;
-    None: float32 on the CPU), its progress bar off."""
-    if device is None and dtype is None:
-        pipe = load(model)
-    else:
-        where = resolve_device(device)
-        pipe = load(model, device=str(where), dtype=resolve_dtype(dtype, where))
+def load_quiet(model: str, device: str | None = "cpu", dtype: str | None = None) -> Any:
+    """A built-in model's pipeline, its progress bar off. ``device`` and ``dtype`` are resolved as the
+    ``accel`` commands' ``--device``/``--dtype`` (None: auto); the default is float32 on the CPU."""
+    where = resolve_device(device)
+    pipe = load(model, device=str(where), dtype=resolve_dtype(dtype, where))
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``, as the ``accel`` commands take them (read by :func:`load_quiet`)."""
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ... (default: the CPU)")
-    parser.add_argument(
-        "--dtype", choices=DTYPE_CHOICES, default=None, help="default: float32, or bfloat16 with --device cuda"
-    )
 
 
 def denoiser(pipe: Any) -> torch.nn.Module:

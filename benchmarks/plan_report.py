@@ -71,9 +71,7 @@ def main() -> None:
             continue
         rival = best_rival(plan.info, s.speedup)
         sampler_only = all(isinstance(c, SAMPLER_CONFIGS) for c in s.plugins)
-        margin = "" if rival is None or sampler_only else f"{s.psnr - rival[0]:+.1f} dB"
-        if sampler_only:
-            margin = "a rival itself"
+        margin = "a rival itself" if sampler_only else "" if rival is None else f"{s.psnr - rival[0]:+.1f} dB"
         line = (
             f"| {s.num_inference_steps} steps + {' + '.join(str(c) for c in s.plugins)} | {s.speedup:.2f}x | "
             f"{s.quality['promised']['psnr']:.1f} | {s.psnr:.1f} | "

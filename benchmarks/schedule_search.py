@@ -29,12 +29,13 @@ from typing import Any
 import torch
 
 import accel
+from accel.cli import add_device_arguments
 from accel.evaluation.prompts import builtin_prompts
 from accel.metrics.fidelity import psnr, ssim
 from accel.pipelines.builtin import BUILTIN_MODELS
 from accel.tuning.schedule_search import search_schedules
 
-from .common import add_device_arguments, load_quiet, sample, table, write_results
+from .common import load_quiet, sample, table, write_results
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 MODELS = ("sd-digits", "pixart-shapes", "sd3-shapes", "wan-moving-shapes")

@@ -19,12 +19,13 @@ import statistics
 from typing import Any
 
 import accel
+from accel.cli import add_device_arguments
 from accel.evaluation.prompts import builtin_prompts
 from accel.pipelines.builtin import BUILTIN_MODELS
 from accel.sampling.schedulers import is_flow_matching
 from accel.sampling.solver import FLOW_SOLVERS, VP_SOLVERS, solver_problem
 
-from .common import add_device_arguments, load_quiet, table, write_results
+from .common import load_quiet, table, write_results
 from .schedule_search import _generate, _scores
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
